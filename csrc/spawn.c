@@ -1,0 +1,701 @@
+/* The spawn engine.  See spawn.h for the protocol.
+ *
+ * Everything that runs in the child (child_*) is async-signal-safe: raw system
+ * calls, stack buffers, no allocation.  It may not return to the caller.
+ */
+#define _GNU_SOURCE
+#include "syscalls.h"
+#include "spawn.h"
+
+#include <limits.h>
+#include <net/if.h>
+#include <pthread.h>
+#include <sys/ioctl.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <linux/capability.h>
+
+#ifndef PR_CAP_AMBIENT
+#define PR_CAP_AMBIENT 47
+#define PR_CAP_AMBIENT_CLEAR_ALL 4
+#endif
+
+#define CHILD_PATH_MAX 4096
+
+struct child_ctx {
+    int sync_fd;
+    int root_fd;      /* the container's root directory (O_PATH), or -1 */
+    const struct nsp_op *ops;
+    int nops;
+};
+
+/* ---------------------------------------------------------------- helpers */
+
+static size_t c_strlen(const char *s)
+{
+    size_t n = 0;
+    while (s[n])
+        n++;
+    return n;
+}
+
+/* Copy src into dst (size n); returns 0, or -1 with ENAMETOOLONG. */
+static int c_strcpy(char *dst, size_t n, const char *src)
+{
+    size_t len = c_strlen(src);
+    if (len + 1 > n) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    memcpy(dst, src, len + 1);
+    return 0;
+}
+
+/* "/proc/self/fd/<fd>" into buf */
+static void fd_path(char *buf, int fd)
+{
+    static const char prefix[] = "/proc/self/fd/";
+    char digits[16];
+    int n = 0;
+    size_t p = sizeof prefix - 1;
+    memcpy(buf, prefix, p);
+    do {
+        digits[n++] = (char)('0' + fd % 10);
+        fd /= 10;
+    } while (fd > 0);
+    while (n > 0)
+        buf[p++] = digits[--n];
+    buf[p] = '\0';
+}
+
+static int send_msg(int fd, int type, int err, int index, int kind)
+{
+    struct nsp_msg m;
+    ssize_t n;
+    m.type = type;
+    m.err = err;
+    m.index = index;
+    m.kind = kind;
+    do {
+        n = send(fd, &m, sizeof m, MSG_NOSIGNAL);
+    } while (n < 0 && errno == EINTR);
+    return n == (ssize_t)sizeof m ? 0 : -1;
+}
+
+static __attribute__((noreturn)) void child_fail(struct child_ctx *c, int index)
+{
+    int err = errno;
+    send_msg(c->sync_fd, NSP_MSG_ERROR, err, index,
+             index >= 0 && index < c->nops ? c->ops[index].kind : 0);
+    _exit(NSP_EXIT_SETUP);
+}
+
+static int close_keep_errno(int fd, int r)
+{
+    int saved = errno;
+    close(fd);
+    errno = saved;
+    return r;
+}
+
+/* Open `rel` (a path inside the container's root) as an O_PATH fd.  Symlinks
+ * and ".." are resolved as if the root were "/", so nothing in the rootfs can
+ * point a mount outside it.  `create` (NSP_F_MKDIR / NSP_F_MKFILE) makes the
+ * missing components: directories, and a directory or file last. */
+static int open_in_root(struct child_ctx *c, const char *rel, int create)
+{
+    const uint64_t resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS;
+    char path[CHILD_PATH_MAX];
+    size_t len, i;
+    int fd, pfd;
+
+    while (*rel == '/')
+        rel++;
+    if (*rel == '\0')
+        rel = ".";
+    fd = nsp_openat2(c->root_fd, rel, O_PATH | O_CLOEXEC, 0, resolve);
+    if (fd >= 0 || errno != ENOENT || !(create & (NSP_F_MKDIR | NSP_F_MKFILE)))
+        return fd;
+
+    if (c_strcpy(path, sizeof path, rel) < 0)
+        return -1;
+    len = c_strlen(path);
+    while (len > 0 && path[len - 1] == '/')
+        path[--len] = '\0';
+    /* walk the components: open each prefix inside the root, make what is missing */
+    pfd = nsp_openat2(c->root_fd, ".", O_PATH | O_DIRECTORY | O_CLOEXEC, 0, resolve);
+    if (pfd < 0)
+        return -1;
+    i = 0;
+    while (i < len) {
+        size_t start = i, end = i;
+        int last, r;
+        while (end < len && path[end] != '/')
+            end++;
+        last = end >= len;
+        path[end] = '\0';
+        if (end == start) {
+            i = end + 1;
+            continue;
+        }
+        fd = nsp_openat2(c->root_fd, path, O_PATH | O_CLOEXEC | (last ? 0 : O_DIRECTORY), 0,
+                         resolve);
+        if (fd < 0 && errno == ENOENT) {
+            if (!last || (create & NSP_F_MKDIR))
+                r = mkdirat(pfd, path + start, 0755);
+            else
+                r = mknodat(pfd, path + start, S_IFREG | 0644, 0);
+            if (r < 0 && errno != EEXIST)
+                return close_keep_errno(pfd, -1);
+            fd = nsp_openat2(c->root_fd, path, O_PATH | O_CLOEXEC | (last ? 0 : O_DIRECTORY),
+                             0, resolve);
+        }
+        if (fd < 0)
+            return close_keep_errno(pfd, -1);
+        close(pfd);
+        pfd = fd;
+        if (!last)
+            path[end] = '/';
+        i = end + 1;
+    }
+    return pfd;
+}
+
+/* mount(2) onto a target held as an O_PATH fd */
+static int mount_on_fd(const char *src, int fd, const char *fstype,
+                       unsigned long flags, const char *data)
+{
+    char target[64];
+    fd_path(target, fd);
+    return nsp_mount(src, target, fstype, flags, data);
+}
+
+/* Clone the tree at (dfd, path), optionally make it read-only, and attach it
+ * on top of target_fd.  Uses the new mount API so that read-only applies to
+ * the new mount only and no locked flags need repeating. */
+static int bind_tree(int dfd, const char *path, int target_fd, int flags)
+{
+    unsigned int otflags = OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC;
+    int tree, r;
+    if (flags & NSP_F_REC)
+        otflags |= AT_RECURSIVE;
+    if (path[0] == '\0')
+        otflags |= AT_EMPTY_PATH;
+    tree = nsp_open_tree(dfd, path, otflags);
+    if (tree < 0)
+        return -1;
+    if (flags & NSP_F_RDONLY) {
+        r = nsp_mount_setattr(tree, "", AT_EMPTY_PATH | AT_RECURSIVE,
+                              MOUNT_ATTR_RDONLY, 0, 0, 0);
+        if (r < 0)
+            goto out;
+    }
+    r = nsp_move_mount(tree, "", target_fd, "",
+                       MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH);
+out:
+    {
+        int saved = errno;
+        close(tree);
+        errno = saved;
+    }
+    return r;
+}
+
+/* ------------------------------------------------------------------ ops */
+
+static int op_sync(struct child_ctx *c)
+{
+    struct nsp_msg m;
+    ssize_t n;
+    if (send_msg(c->sync_fd, NSP_MSG_READY, 0, 0, 0) < 0)
+        return -1;
+    do {
+        n = recv(c->sync_fd, &m, sizeof m, 0);
+    } while (n < 0 && errno == EINTR);
+    if (n != (ssize_t)sizeof m || m.type != NSP_MSG_GO) {
+        /* the parent gave up on us */
+        _exit(NSP_EXIT_SETUP);
+    }
+    return 0;
+}
+
+static int op_root(struct child_ctx *c, const struct nsp_op *op)
+{
+    if (nsp_mount(op->src, op->src, NULL, MS_BIND | MS_REC, NULL) < 0)
+        return -1;
+    c->root_fd = open(op->src, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    return c->root_fd < 0 ? -1 : 0;
+}
+
+static int op_mount(struct child_ctx *c, const struct nsp_op *op)
+{
+    int fd = open_in_root(c, op->dst, op->flags);
+    if (fd < 0)
+        return -1;
+    return close_keep_errno(fd, mount_on_fd(op->src, fd, op->fstype, op->mflags, op->data));
+}
+
+static int op_bind(struct child_ctx *c, const struct nsp_op *op)
+{
+    struct stat st;
+    int create = op->flags & (NSP_F_MKDIR | NSP_F_MKFILE);
+    int fd;
+    if (create) {
+        if (stat(op->src, &st) < 0)
+            return -1;
+        create = S_ISDIR(st.st_mode) ? NSP_F_MKDIR : NSP_F_MKFILE;
+    }
+    fd = open_in_root(c, op->dst, create);
+    if (fd < 0)
+        return -1;
+    return close_keep_errno(fd, bind_tree(AT_FDCWD, op->src, fd, op->flags));
+}
+
+static int op_mask(struct child_ctx *c, const struct nsp_op *op)
+{
+    struct stat st;
+    int fd = open_in_root(c, op->dst, 0);
+    int r;
+    if (fd < 0)
+        return -1;
+    if (fstat(fd, &st) < 0)
+        return close_keep_errno(fd, -1);
+    if (S_ISDIR(st.st_mode))
+        r = mount_on_fd("tmpfs", fd, "tmpfs", MS_RDONLY, NULL);
+    else
+        r = mount_on_fd("/dev/null", fd, NULL, MS_BIND, NULL);
+    return close_keep_errno(fd, r);
+}
+
+static int op_readonly(struct child_ctx *c, const struct nsp_op *op)
+{
+    int fd = open_in_root(c, op->dst, 0);
+    if (fd < 0)
+        return -1;
+    if (op->flags & NSP_F_REC) /* a path: a read-only recursive bind of itself */
+        return close_keep_errno(fd, bind_tree(fd, "", fd, NSP_F_REC | NSP_F_RDONLY));
+    /* a mount point (the rootfs): that mount alone becomes read-only */
+    return close_keep_errno(fd, nsp_mount_setattr(fd, "", AT_EMPTY_PATH, MOUNT_ATTR_RDONLY,
+                                                  0, 0, 0));
+}
+
+static int op_symlink(struct child_ctx *c, const struct nsp_op *op)
+{
+    /* the link's parent must exist; resolve it safely, then symlinkat */
+    char parent[CHILD_PATH_MAX];
+    const char *rel = op->dst, *base;
+    size_t len;
+    int pfd, r;
+    while (*rel == '/')
+        rel++;
+    if (c_strcpy(parent, sizeof parent, rel) < 0)
+        return -1;
+    len = c_strlen(parent);
+    while (len > 0 && parent[len - 1] != '/')
+        len--;
+    base = rel + len;
+    if (len == 0) {
+        parent[0] = '.';
+        parent[1] = '\0';
+    } else {
+        parent[len - 1] = '\0';
+    }
+    pfd = nsp_openat2(c->root_fd, parent, O_PATH | O_DIRECTORY | O_CLOEXEC, 0,
+                      RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS);
+    if (pfd < 0)
+        return -1;
+    r = symlinkat(op->src, pfd, base);
+    if (r < 0 && errno == EEXIST)
+        r = 0;
+    return close_keep_errno(pfd, r);
+}
+
+static int op_pivot_root(struct child_ctx *c)
+{
+    if (fchdir(c->root_fd) < 0)
+        return -1;
+    if (nsp_pivot_root(".", ".") < 0)
+        return -1;
+    if (nsp_umount2(".", MNT_DETACH) < 0)
+        return -1;
+    if (chdir("/") < 0)
+        return -1;
+    close(c->root_fd);
+    c->root_fd = -1;
+    return 0;
+}
+
+static int op_loopback_up(void)
+{
+    struct ifreq ifr;
+    int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (s < 0)
+        return -1;
+    memset(&ifr, 0, sizeof ifr);
+    memcpy(ifr.ifr_name, "lo", 3);
+    if (ioctl(s, SIOCGIFFLAGS, &ifr) < 0)
+        return close_keep_errno(s, -1);
+    ifr.ifr_flags |= IFF_UP | IFF_RUNNING;
+    return close_keep_errno(s, ioctl(s, SIOCSIFFLAGS, &ifr));
+}
+
+static int op_cap_bounding(const struct nsp_op *op)
+{
+    int cap;
+    for (cap = 0; cap < 64; cap++) {
+        if (op->caps & (1ULL << cap))
+            continue;
+        if (prctl(PR_CAPBSET_READ, cap, 0, 0, 0) <= 0)
+            continue;   /* not in the set, or unknown to this kernel */
+        if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+static int op_caps(const struct nsp_op *op)
+{
+    struct __user_cap_header_struct hdr;
+    struct __user_cap_data_struct data[2];
+    memset(&hdr, 0, sizeof hdr);
+    memset(data, 0, sizeof data);
+    hdr.version = _LINUX_CAPABILITY_VERSION_3;
+    hdr.pid = 0;
+    data[0].effective = data[0].permitted = (uint32_t)(op->caps & 0xffffffffu);
+    data[1].effective = data[1].permitted = (uint32_t)(op->caps >> 32);
+    if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0 && errno != EINVAL)
+        return -1;
+    return (int)syscall(SYS_capset, &hdr, data);
+}
+
+static int op_setid(const struct nsp_op *op)
+{
+    /* keep the permitted set across the uid change; NSP_OP_CAPS follows */
+    if (prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) < 0)
+        return -1;
+    if (syscall(SYS_setresgid, op->gid, op->gid, op->gid) < 0)
+        return -1;
+    if (syscall(SYS_setresuid, op->uid, op->uid, op->uid) < 0)
+        return -1;
+    return prctl(PR_SET_KEEPCAPS, 0, 0, 0, 0);
+}
+
+static int op_fds(struct child_ctx *c, const struct nsp_op *op)
+{
+    /* Move every source out of the way first (so that no dup2 clobbers a
+     * source still needed), then dup2 into place.  dup2 clears
+     * close-on-exec on the target; everything else is marked close-on-exec,
+     * including the sync socket, which closes only when execve succeeds. */
+    int tmp[256];
+    int i, n = op->nids, base = n + 3;
+    if (n > 256) {
+        errno = EMFILE;
+        return -1;
+    }
+    for (i = 0; i < n; i++) {
+        tmp[i] = fcntl((int)op->ids[i], F_DUPFD_CLOEXEC, base);
+        if (tmp[i] < 0)
+            return -1;
+    }
+    if (c->sync_fd < base) {
+        int s = fcntl(c->sync_fd, F_DUPFD_CLOEXEC, base);
+        if (s < 0)
+            return -1;
+        c->sync_fd = s;
+    }
+    for (i = 0; i < n; i++) {
+        if (dup2(tmp[i], i) < 0)
+            return -1;
+    }
+    for (i = 0; i < n; i++) {
+        if (tmp[i] != c->sync_fd)
+            close(tmp[i]);
+    }
+    if (nsp_close_range((unsigned int)n, ~0U, CLOSE_RANGE_CLOEXEC) < 0) {
+        /* kernels before 5.11: mark them one by one */
+        int fd;
+        for (fd = n; fd < 65536; fd++) {
+            int fl = fcntl(fd, F_GETFD);
+            if (fl >= 0)
+                fcntl(fd, F_SETFD, fl | FD_CLOEXEC);
+        }
+    }
+    return 0;
+}
+
+static int op_exec(const struct nsp_op *op)
+{
+    const char *file = op->argv[0];
+    const char *p;
+    char buf[CHILD_PATH_MAX];
+    int seen_eacces = 0;
+    sigset_t all;
+
+    sigemptyset(&all);
+    sigprocmask(SIG_SETMASK, &all, NULL);
+
+    if (file == NULL || file[0] == '\0') {
+        errno = ENOENT;
+        return -1;
+    }
+    for (p = file; *p; p++) {
+        if (*p == '/') {
+            execve(file, op->argv, op->envp);
+            return -1;
+        }
+    }
+    p = op->src ? op->src : "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+    for (;;) {
+        const char *end = p;
+        size_t dlen, flen = c_strlen(file);
+        while (*end && *end != ':')
+            end++;
+        dlen = (size_t)(end - p);
+        if (dlen + flen + 2 <= sizeof buf) {
+            if (dlen == 0) {
+                buf[0] = '.';
+                dlen = 1;
+            } else {
+                memcpy(buf, p, dlen);
+            }
+            buf[dlen] = '/';
+            memcpy(buf + dlen + 1, file, flen + 1);
+            execve(buf, op->argv, op->envp);
+            if (errno == EACCES)
+                seen_eacces = 1;
+            else if (errno != ENOENT && errno != ENOTDIR)
+                return -1;
+        }
+        if (*end == '\0')
+            break;
+        p = end + 1;
+    }
+    errno = seen_eacces ? EACCES : ENOENT;
+    return -1;
+}
+
+static __attribute__((noreturn)) void child_main(const struct nsp_spawn_args *a)
+{
+    struct child_ctx c;
+    struct sigaction sa;
+    int i, r;
+
+    /* only the parent may hold its end: then its exit is our EOF */
+    if (a->parent_fd >= 0)
+        close(a->parent_fd);
+    c.sync_fd = a->sync_fd;
+    c.root_fd = -1;
+    c.ops = a->ops;
+    c.nops = a->nops;
+
+    /* Python's handlers are meaningless here: reset all to the default (this
+     * also undoes Python's SIG_IGN of SIGPIPE) while signals are blocked. */
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = SIG_DFL;
+    for (i = 1; i < NSIG; i++)
+        sigaction(i, &sa, NULL);
+
+    for (i = 0; i < a->nops; i++) {
+        const struct nsp_op *op = &a->ops[i];
+        switch (op->kind) {
+        case NSP_OP_SETNS:
+            r = nsp_setns(op->fd, op->arg);
+            break;
+        case NSP_OP_UNSHARE:
+            r = nsp_unshare(op->arg);
+            break;
+        case NSP_OP_SYNC:
+            r = op_sync(&c);
+            break;
+        case NSP_OP_MOUNT_PROPAGATION:
+            r = nsp_mount(NULL, "/", NULL, MS_REC | op->mflags, NULL);
+            break;
+        case NSP_OP_ROOT:
+            r = op_root(&c, op);
+            break;
+        case NSP_OP_MOUNT:
+            r = op_mount(&c, op);
+            break;
+        case NSP_OP_BIND:
+            r = op_bind(&c, op);
+            break;
+        case NSP_OP_MASK:
+            r = op_mask(&c, op);
+            break;
+        case NSP_OP_READONLY:
+            r = op_readonly(&c, op);
+            break;
+        case NSP_OP_SYMLINK:
+            r = op_symlink(&c, op);
+            break;
+        case NSP_OP_PIVOT_ROOT:
+            r = op_pivot_root(&c);
+            break;
+        case NSP_OP_HOSTNAME:
+            r = nsp_sethostname(op->src, c_strlen(op->src));
+            break;
+        case NSP_OP_DOMAINNAME:
+            r = nsp_setdomainname(op->src, c_strlen(op->src));
+            break;
+        case NSP_OP_LOOPBACK_UP:
+            r = op_loopback_up();
+            break;
+        case NSP_OP_CAP_BOUNDING:
+            r = op_cap_bounding(op);
+            break;
+        case NSP_OP_SETGROUPS:
+            r = (int)syscall(SYS_setgroups, (size_t)op->nids, op->ids);
+            break;
+        case NSP_OP_SETID:
+            r = op_setid(op);
+            break;
+        case NSP_OP_CAPS:
+            r = op_caps(op);
+            break;
+        case NSP_OP_NO_NEW_PRIVS:
+            r = prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
+            break;
+        case NSP_OP_FDS:
+            r = op_fds(&c, op);
+            break;
+        case NSP_OP_CHDIR:
+            r = chdir(op->dst);
+            break;
+        case NSP_OP_EXEC:
+            r = op_exec(op);
+            break;
+        case NSP_OP_SETSID:
+            r = setsid() < 0 ? -1 : 0;
+            break;
+        case NSP_OP_PDEATHSIG:
+            r = prctl(PR_SET_PDEATHSIG, op->arg, 0, 0, 0);
+            break;
+        default:
+            errno = EINVAL;
+            r = -1;
+        }
+        if (r < 0) {
+            if (errno == ENOENT && (op->flags & NSP_F_OPTIONAL))
+                continue;
+            child_fail(&c, i);
+        }
+    }
+    /* a plan must end in NSP_OP_EXEC */
+    errno = EINVAL;
+    child_fail(&c, a->nops - 1);
+}
+
+/* ---------------------------------------------------------------- parent */
+
+static long do_clone3(const struct nsp_spawn_args *a, struct nsp_spawn_result *res,
+                      int with_cgroup)
+{
+    struct clone_args ca;
+    int pidfd = -1;
+    memset(&ca, 0, sizeof ca);
+    ca.flags = a->flags | CLONE_PIDFD;
+    ca.pidfd = (uint64_t)(uintptr_t)&pidfd;
+    ca.exit_signal = SIGCHLD;
+    if (with_cgroup) {
+        ca.flags |= CLONE_INTO_CGROUP;
+        ca.cgroup = (uint64_t)a->cgroup_fd;
+    }
+    long pid = nsp_clone3(&ca, sizeof ca);
+    if (pid == 0)
+        child_main(a);
+    if (pid > 0)
+        res->pidfd = pidfd;
+    return pid;
+}
+
+static long do_clone(const struct nsp_spawn_args *a, struct nsp_spawn_result *res)
+{
+    int pidfd = -1;
+    /* x86_64 argument order: flags, stack, parent_tid, child_tid, tls */
+    long pid = syscall(SYS_clone, (unsigned long)(a->flags | CLONE_PIDFD | SIGCHLD),
+                       NULL, &pidfd, NULL, NULL);
+    if (pid == 0)
+        child_main(a);
+    if (pid > 0)
+        res->pidfd = pidfd;
+    return pid;
+}
+
+static void restore_ns(const char *path, int nstype)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd >= 0) {
+        nsp_setns(fd, nstype);
+        close(fd);
+    }
+}
+
+int nsp_spawn(const struct nsp_spawn_args *a, struct nsp_spawn_result *res)
+{
+    sigset_t all, old;
+    long pid = -1;
+    int err = 0, joined_pid = 0, joined_time = 0;
+
+    res->pid = -1;
+    res->pidfd = -1;
+    res->in_cgroup = 0;
+    res->method = 0;
+
+    /* No signal handler may run in the child before it resets them. */
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+
+    /* pid and time namespaces are joined "for children": setns in this
+     * thread, clone, then return to our own (always allowed). */
+    if (a->pidns_fd >= 0) {
+        if (nsp_setns(a->pidns_fd, CLONE_NEWPID) < 0) {
+            err = errno;
+            goto out;
+        }
+        joined_pid = 1;
+    }
+    if (a->timens_fd >= 0) {
+        if (nsp_setns(a->timens_fd, CLONE_NEWTIME) < 0) {
+            err = errno;
+            goto out;
+        }
+        joined_time = 1;
+    }
+
+    if (a->cgroup_fd >= 0) {
+        pid = do_clone3(a, res, 1);
+        if (pid > 0) {
+            res->in_cgroup = 1;
+        } else if (errno == E2BIG || errno == EINVAL || errno == EOPNOTSUPP ||
+                   errno == EBADF) {
+            /* kernel < 5.7, or a cgroup v1 fd: the parent writes cgroup.procs */
+            pid = do_clone3(a, res, 0);
+        }
+    } else {
+        pid = do_clone3(a, res, 0);
+    }
+    if (pid > 0) {
+        res->method = 3;
+    } else if (errno == ENOSYS) {
+        pid = do_clone(a, res);
+        if (pid > 0)
+            res->method = 2;
+    }
+    if (pid < 0)
+        err = errno;
+
+out:
+    /* back to our own pid / time namespace for children (our active ones) */
+    if (joined_pid)
+        restore_ns("/proc/thread-self/ns/pid", CLONE_NEWPID);
+    if (joined_time)
+        restore_ns("/proc/thread-self/ns/time", CLONE_NEWTIME);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (pid < 0) {
+        errno = err;
+        return -1;
+    }
+    res->pid = (int)pid;
+    return (int)pid;
+}

@@ -1,0 +1,129 @@
+/* The spawn engine: clone3 a child and execute a flat plan in it.
+ *
+ * Python turns a container's configuration into an array of `struct nsp_op`
+ * (see src/nsprim/plan.py).  nsp_spawn() clones the child with the requested
+ * namespace flags; the child runs nsp_child_exec_plan(), which executes the ops
+ * one by one using only async-signal-safe system calls (no malloc, no stdio,
+ * no Python), then execve()s.  Every string the ops point to lives in the
+ * parent's memory, which the child has a private copy of.
+ *
+ * Parent <-> child protocol, over one SOCK_SEQPACKET socketpair whose child
+ * end is close-on-exec (messages are fixed-size `struct nsp_msg`):
+ *
+ *      parent (Python)                         child (C only)
+ *      ---------------                         --------------
+ *      socketpair(), build plan
+ *      nsp_spawn() --- clone3 ---------------> born in its namespaces
+ *      close(child end)                        ops[0..] ...
+ *                                              NSP_OP_SYNC:
+ *             <------------- {NSP_MSG_READY} --
+ *      write uid_map / gid_map,
+ *      cgroup.procs (if not born in it)
+ *             -- {NSP_MSG_GO} --------------->
+ *                                              ops ... (mounts, pivot_root,
+ *                                              ids, caps, fds, chdir)
+ *                                              on failure:
+ *             <------ {NSP_MSG_ERROR, errno, op index} -- _exit(NSP_EXIT_SETUP)
+ *                                              execve(): the child end closes
+ *      read() == 0 (EOF): exec succeeded
+ *
+ * If the parent goes away or answers anything but GO, the child exits.
+ */
+#ifndef NSPRIM_SPAWN_H
+#define NSPRIM_SPAWN_H
+
+#include <stdint.h>
+
+enum nsp_op_kind {
+    NSP_OP_SETNS = 1,      /* fd, arg = nstype: join a namespace */
+    NSP_OP_UNSHARE,        /* arg = CLONE_* flags */
+    NSP_OP_SYNC,           /* tell the parent we are ready, wait for GO */
+    NSP_OP_MOUNT_PROPAGATION, /* mflags = MS_PRIVATE|MS_SLAVE (applied with MS_REC to "/") */
+    NSP_OP_ROOT,           /* src = rootfs on the host: rbind it onto itself, open it */
+    NSP_OP_MOUNT,          /* fstype, src, data, mflags, dst inside the root */
+    NSP_OP_BIND,           /* src on the host -> dst inside the root (flags: REC, RDONLY) */
+    NSP_OP_MASK,           /* dst inside the root: hide (/dev/null over files, ro tmpfs over dirs) */
+    NSP_OP_READONLY,       /* dst inside the root: read-only; with NSP_F_REC a recursive
+                              bind of the path, else the mount at dst itself */
+    NSP_OP_SYMLINK,        /* src = link target, dst = link inside the root */
+    NSP_OP_PIVOT_ROOT,     /* pivot_root into the root, detach the old one */
+    NSP_OP_HOSTNAME,       /* src */
+    NSP_OP_DOMAINNAME,     /* src */
+    NSP_OP_LOOPBACK_UP,    /* bring lo up in the current network namespace */
+    NSP_OP_CAP_BOUNDING,   /* caps = the set to keep in the bounding set */
+    NSP_OP_SETGROUPS,      /* ids[0..nids) supplementary groups */
+    NSP_OP_SETID,          /* uid, gid: setresgid + setresuid, keeping capabilities */
+    NSP_OP_CAPS,           /* caps: effective = permitted = caps, inheritable = ambient = 0 */
+    NSP_OP_NO_NEW_PRIVS,
+    NSP_OP_FDS,            /* ids[i] = fd to become fd i (i < nids); others are closed on exec */
+    NSP_OP_CHDIR,          /* dst */
+    NSP_OP_EXEC,           /* argv, envp; src = PATH to search when argv[0] has no '/' */
+    NSP_OP_SETSID,
+    NSP_OP_PDEATHSIG,      /* arg = signal */
+    NSP_OP__COUNT
+};
+
+/* flags of an op */
+#define NSP_F_OPTIONAL 0x1   /* a missing target (ENOENT) is not an error */
+#define NSP_F_MKDIR    0x2   /* create a missing target directory */
+#define NSP_F_MKFILE   0x4   /* create a missing target file */
+#define NSP_F_REC      0x8   /* recursive bind */
+#define NSP_F_RDONLY   0x10  /* read-only bind */
+
+struct nsp_op {
+    int kind;
+    int flags;
+    int arg;
+    int fd;
+    unsigned long mflags;
+    uint64_t caps;
+    unsigned int uid;
+    unsigned int gid;
+    int nids;
+    const unsigned int *ids;
+    const char *src;
+    const char *dst;
+    const char *fstype;
+    const char *data;
+    char *const *argv;
+    char *const *envp;
+};
+
+enum nsp_msg_type {
+    NSP_MSG_READY = 1,
+    NSP_MSG_GO,
+    NSP_MSG_ERROR
+};
+
+struct nsp_msg {
+    int32_t type;
+    int32_t err;     /* errno of the failed step */
+    int32_t index;   /* index of the failed op */
+    int32_t kind;    /* kind of the failed op */
+};
+
+/* exit status of a child that failed before execve */
+#define NSP_EXIT_SETUP 125
+
+struct nsp_spawn_args {
+    uint64_t flags;       /* CLONE_NEW* flags */
+    int cgroup_fd;        /* cgroup v2 directory to be born in, or -1 */
+    int sync_fd;          /* the child's end of the socketpair */
+    int parent_fd;        /* the parent's end: the child closes it first, or -1 */
+    int pidns_fd;         /* pid namespace to join (the child is born in it), or -1 */
+    int timens_fd;        /* time namespace to join, or -1 */
+    int nops;
+    const struct nsp_op *ops;
+};
+
+struct nsp_spawn_result {
+    int pid;
+    int pidfd;
+    int in_cgroup;        /* 1 if born in cgroup_fd through CLONE_INTO_CGROUP */
+    int method;           /* 3 = clone3, 2 = clone */
+};
+
+/* Clone a child that executes `ops`.  Returns the pid, or -1 with errno. */
+int nsp_spawn(const struct nsp_spawn_args *args, struct nsp_spawn_result *res);
+
+#endif

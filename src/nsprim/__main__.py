@@ -1,0 +1,5 @@
+import sys
+
+from nsprim.cli import main
+
+sys.exit(main())

@@ -1,0 +1,224 @@
+"""The `nsprim` command: docker-like commands, flags and exit codes.
+
+Exit codes follow docker: the command's own; 125 when nsprim itself fails
+(bad flags, setup errors); 126 when the command cannot be executed; 127 when
+it is not found; 128+N when it was killed by signal N.  Errors are one line on
+stderr.  Heavy imports happen inside the commands, so that ``nsprim --version``
+starts fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from typing import Any, NoReturn
+
+EXIT_NSPRIM = 125
+EXIT_CANNOT_EXEC = 126
+EXIT_NOT_FOUND = 127
+
+_FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT,
+              signal.SIGUSR1, signal.SIGUSR2, signal.SIGWINCH)
+
+
+class UsageError(Exception):
+    pass
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(message)
+
+
+def _fail(msg: str, code: int = EXIT_NSPRIM) -> int:
+    print(f"nsprim: {msg}", file=sys.stderr)
+    return code
+
+
+def _parse_volume(spec: str) -> Any:
+    from nsprim.config import Bind
+    from nsprim.errors import ConfigError
+
+    parts = spec.split(":")
+    if len(parts) not in (2, 3) or not parts[0] or not parts[1]:
+        raise ConfigError(f"invalid volume specification {spec!r}: expected SRC:DST[:ro|rw]")
+    mode = parts[2] if len(parts) == 3 else "rw"
+    if mode not in ("ro", "rw"):
+        raise ConfigError(f"invalid volume mode {mode!r} in {spec!r}: expected ro or rw")
+    if not parts[0].startswith("/"):
+        raise ConfigError(f"invalid volume {spec!r}: named volumes are not supported yet; "
+                          "use an absolute host path")
+    if not os.path.exists(parts[0]):
+        raise ConfigError(f"invalid volume {spec!r}: host path {parts[0]!r} does not exist")
+    return Bind(parts[0], parts[1], readonly=mode == "ro")
+
+
+def _parse_tmpfs(spec: str) -> Any:
+    from nsprim.config import Tmpfs
+    from nsprim.errors import ConfigError
+
+    target, _, opts = spec.partition(":")
+    size = None
+    mode = 0o1777
+    ro = False
+    for o in filter(None, opts.split(",")):
+        k, _, v = o.partition("=")
+        try:
+            if k == "size":
+                size = _parse_size(v)
+            elif k == "mode":
+                mode = int(v, 8)
+            elif k in ("ro", "rw"):
+                ro = k == "ro"
+            else:
+                raise ValueError
+        except ValueError:
+            raise ConfigError(f"invalid tmpfs option {o!r} in {spec!r}") from None
+    return Tmpfs(target, size=size, mode=mode, readonly=ro)
+
+
+def _parse_size(v: str) -> int:
+    units = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
+    v = v.strip().lower()
+    num = v.rstrip("bkmg")
+    unit = v[len(num):]
+    if unit not in units or not num.isdigit():
+        raise ValueError(v)
+    return int(num) * units[unit]
+
+
+def _parse_uidmap(spec: str) -> Any:
+    from nsprim.config import IdMap
+    from nsprim.errors import ConfigError
+
+    try:
+        parts = [int(p) for p in spec.split(":")]
+    except ValueError:
+        raise ConfigError(f"invalid --userns-map {spec!r}: expected HOSTUID[:SIZE]") from None
+    if len(parts) == 1:
+        return IdMap(parts[0])
+    if len(parts) == 2:
+        return IdMap(parts[0], size=parts[1])
+    raise ConfigError(f"invalid --userns-map {spec!r}: expected HOSTUID[:SIZE]")
+
+
+def _env_list(values: list[str]) -> list[str]:
+    out = []
+    for v in values:
+        if "=" in v:
+            out.append(v)
+        elif v in os.environ:  # docker: -e NAME takes the value from the caller
+            out.append(f"{v}={os.environ[v]}")
+    return out
+
+
+def _build_parser() -> _Parser:
+    p = _Parser(prog="nsprim", description="Container primitives: run commands in containers.")
+    p.add_argument("--version", action="store_true", help="print the version and exit")
+    sub = p.add_subparsers(dest="command", parser_class=_Parser)
+    r = sub.add_parser("run", help="run a command in a new container", add_help=False,
+                       description="Run a command in a new container.")
+    r.add_argument("--help", action="help", help="show this help message and exit")
+    r.add_argument("--rm", action="store_true", help="remove the container when it exits "
+                   "(the only mode until detached containers land)")
+    r.add_argument("--rootfs", required=True, metavar="DIR", help="root filesystem directory")
+    r.add_argument("--hostname", "-h", dest="hostname", metavar="NAME")
+    r.add_argument("-e", "--env", action="append", default=[], metavar="KEY=VALUE")
+    r.add_argument("-w", "--workdir", metavar="DIR")
+    r.add_argument("-u", "--user", metavar="UID[:GID]")
+    r.add_argument("-i", "--interactive", action="store_true", help="keep stdin attached")
+    r.add_argument("--cap-add", action="append", default=[], metavar="CAP")
+    r.add_argument("--cap-drop", action="append", default=[], metavar="CAP")
+    r.add_argument("--read-only", action="store_true", help="mount the rootfs read-only")
+    r.add_argument("-v", "--volume", action="append", default=[], metavar="SRC:DST[:ro]")
+    r.add_argument("--tmpfs", action="append", default=[], metavar="DST[:OPTS]")
+    r.add_argument("--network", "--net", default="none", metavar="MODE",
+                   help="none (a new namespace with lo) or host")
+    r.add_argument("--userns-map", metavar="HOSTUID[:SIZE]",
+                   help="new user namespace: container uid 0 is HOSTUID")
+    r.add_argument("--security-opt", action="append", default=[], metavar="OPT",
+                   help="no-new-privileges[=true|false]")
+    r.add_argument("cmd", nargs=argparse.REMAINDER, metavar="CMD")
+    return p
+
+
+def cmd_run(a: argparse.Namespace) -> int:
+    from nsprim.container import DEVNULL, Container
+    from nsprim.errors import ConfigError, SpawnError
+
+    cmd = a.cmd[1:] if a.cmd and a.cmd[0] == "--" else a.cmd
+    if not cmd:
+        return _fail("run: no command given")
+    nnp = True
+    for opt in a.security_opt:
+        if opt in ("no-new-privileges", "no-new-privileges=true", "no-new-privileges:true"):
+            nnp = True
+        elif opt in ("no-new-privileges=false", "no-new-privileges:false"):
+            nnp = False
+        else:
+            return _fail(f"run: unsupported --security-opt {opt!r}")
+    try:
+        if a.network not in ("none", "host"):
+            raise ConfigError(f"invalid --network {a.network!r}: none or host "
+                              "(bridge comes with the networking work)")
+        mounts = [_parse_volume(v) for v in a.volume] + [_parse_tmpfs(t) for t in a.tmpfs]
+        c = Container(
+            cmd, rootfs=a.rootfs, hostname=a.hostname, env=_env_list(a.env), cwd=a.workdir,
+            user=a.user, namespaces={"net": a.network == "none"},
+            user_namespace=_parse_uidmap(a.userns_map) if a.userns_map else None,
+            cap_add=a.cap_add, cap_drop=a.cap_drop, no_new_privileges=nnp,
+            read_only=a.read_only, mounts=mounts,
+            stdin=None if a.interactive else DEVNULL,
+        )
+    except ConfigError as e:
+        return _fail(str(e))
+    if not os.path.isdir(a.rootfs):
+        return _fail(f"invalid rootfs {a.rootfs!r}: not a directory")
+
+    def forward(signum: int, _frame: Any) -> None:
+        c.send_signal(signum)
+
+    old = {s: signal.signal(s, forward) for s in _FORWARDED}
+    try:
+        try:
+            c.start()
+        except SpawnError as e:
+            if e.step == "exec":
+                code = EXIT_NOT_FOUND if e.errno in (errno.ENOENT, errno.ENOTDIR) \
+                    else EXIT_CANNOT_EXEC
+                return _fail(f"{cmd[0]}: {os.strerror(e.errno or 0)}", code)
+            return _fail(str(e.strerror))
+        except ConfigError as e:
+            return _fail(str(e))
+        except OSError as e:
+            return _fail(str(e))
+        rc = c.wait()
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+    return rc if rc >= 0 else 128 - rc
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _build_parser()
+    try:
+        a = parser.parse_args(argv)
+    except UsageError as e:
+        return _fail(str(e))
+    if a.version:
+        from nsprim import __version__
+
+        print(f"nsprim {__version__}")
+        return 0
+    if a.command == "run":
+        return cmd_run(a)
+    parser.print_help(sys.stderr)
+    return EXIT_NSPRIM
+
+
+if __name__ == "__main__":
+    sys.exit(main())

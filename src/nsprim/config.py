@@ -1,0 +1,332 @@
+"""Container configuration as frozen data, validated apart from applying it.
+
+Every check here runs before anything touches the kernel, and a failure is a
+`ConfigError` whose message names the bad value.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Union
+
+from nsprim.caps import resolve_caps
+from nsprim.errors import ConfigError
+from nsprim.namespace import Namespace, NamespaceKind
+
+__all__ = [
+    "IdMap", "Bind", "Tmpfs", "MountSpec", "ContainerConfig", "DEFAULT_PATH",
+    "DEFAULT_NAMESPACES", "DEFAULT_MASKED_PATHS", "DEFAULT_READONLY_PATHS",
+    "validate_hostname", "validate_env", "validate_abs_path", "parse_user",
+]
+
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+#: namespaces a container gets unless told otherwise (docker's set)
+DEFAULT_NAMESPACES = frozenset(
+    {NamespaceKind.PID, NamespaceKind.NET, NamespaceKind.MNT, NamespaceKind.UTS,
+     NamespaceKind.IPC, NamespaceKind.CGROUP}
+)
+
+#: docker's masked paths: hidden behind /dev/null or an empty read-only tmpfs
+DEFAULT_MASKED_PATHS = (
+    "/proc/asound", "/proc/acpi", "/proc/interrupts", "/proc/kcore", "/proc/keys",
+    "/proc/latency_stats", "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug",
+    "/proc/scsi", "/sys/firmware", "/sys/devices/virtual/powercap",
+)
+
+#: docker's read-only paths
+DEFAULT_READONLY_PATHS = (
+    "/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger",
+)
+
+_MAX_ID = 2**32 - 2  # (uid_t)-1 is "no change"
+_LABEL = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?$")
+_ENV_KEY = re.compile(r"^[^=\x00]+$")
+_USER = re.compile(r"^([^:\x00]+)(?::([^:\x00]+))?$")
+
+
+def validate_hostname(name: str) -> str:
+    """A hostname: dot-separated RFC 1123 labels, at most 64 bytes (the kernel's limit)."""
+    if not isinstance(name, str) or not name:
+        raise ConfigError(f"invalid hostname {name!r}: empty")
+    if len(name.encode()) > 64:
+        raise ConfigError(f"invalid hostname {name!r}: longer than 64 bytes")
+    if not all(_LABEL.match(label) for label in name.split(".")):
+        raise ConfigError(
+            f"invalid hostname {name!r}: labels are letters, digits and '-', "
+            "not starting or ending with '-'"
+        )
+    return name
+
+
+def validate_env(env: Mapping[str, str] | Iterable[str] | None) -> tuple[str, ...]:
+    """Environment as ``KEY=VALUE`` strings; later keys override earlier ones."""
+    if env is None:
+        return ()
+    items: Iterable[tuple[str, str]]
+    if isinstance(env, Mapping):
+        items = env.items()
+    else:
+        pairs = []
+        for entry in env:
+            if not isinstance(entry, str) or "=" not in entry:
+                raise ConfigError(f"invalid environment entry {entry!r}: expected KEY=VALUE")
+            k, _, v = entry.partition("=")
+            pairs.append((k, v))
+        items = pairs
+    out: dict[str, str] = {}
+    for k, v in items:
+        if not isinstance(k, str) or not _ENV_KEY.match(k):
+            raise ConfigError(f"invalid environment variable name {k!r}")
+        if not isinstance(v, str) or "\x00" in v:
+            raise ConfigError(f"invalid value for environment variable {k!r}: {v!r}")
+        out[k] = v
+    return tuple(f"{k}={v}" for k, v in out.items())
+
+
+def validate_abs_path(path: str | os.PathLike[str], what: str) -> str:
+    p = os.fspath(path)
+    if not isinstance(p, str) or not p.startswith("/") or "\x00" in p:
+        raise ConfigError(f"invalid {what} {p!r}: must be an absolute path")
+    return p
+
+
+def _check_id(value: int, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= _MAX_ID:
+        raise ConfigError(f"invalid {what} {value!r}: must be an integer from 0 to {_MAX_ID}")
+    return value
+
+
+def parse_user(spec: str | int | tuple[int, int] | None) -> tuple[str, str | None] | None:
+    """Check a user spec (``UID``, ``UID:GID``, ``NAME``, ``NAME:GROUP``) and split it.
+
+    Names are looked up later, in the container's /etc/passwd and /etc/group.
+    """
+    if spec is None:
+        return None
+    if isinstance(spec, tuple):
+        if len(spec) != 2:
+            raise ConfigError(f"invalid user {spec!r}: expected (uid, gid)")
+        return str(_check_id(spec[0], "uid")), str(_check_id(spec[1], "gid"))
+    if isinstance(spec, int) and not isinstance(spec, bool):
+        return str(_check_id(spec, "uid")), None
+    if not isinstance(spec, str):
+        raise ConfigError(f"invalid user {spec!r}")
+    m = _USER.match(spec)
+    if not m:
+        raise ConfigError(f"invalid user {spec!r}: expected UID[:GID] or NAME[:GROUP]")
+    user, group = m.group(1), m.group(2)
+    if user.isdigit():
+        _check_id(int(user), "uid")
+    if group is not None and group.isdigit():
+        _check_id(int(group), "gid")
+    return user, group
+
+
+@dataclass(frozen=True)
+class IdMap:
+    """A user namespace's id mapping: container ids ``container_id ..
+    container_id+size-1`` are host ids ``host_uid ..`` (and ``host_gid ..``)."""
+
+    host_uid: int
+    host_gid: int | None = None
+    size: int = 65536
+    container_id: int = 0
+
+    def __post_init__(self) -> None:
+        _check_id(self.host_uid, "host uid")
+        _check_id(self.container_id, "container id")
+        if self.host_gid is not None:
+            _check_id(self.host_gid, "host gid")
+        if isinstance(self.size, bool) or not isinstance(self.size, int) or self.size < 1:
+            raise ConfigError(f"invalid id map size {self.size!r}: must be a positive integer")
+        hg = self.host_uid if self.host_gid is None else self.host_gid
+        for start, what in ((self.host_uid, "host uid"), (hg, "host gid"),
+                            (self.container_id, "container id")):
+            if start + self.size - 1 > _MAX_ID:
+                raise ConfigError(
+                    f"invalid id map: {what} range {start}+{self.size} passes {_MAX_ID}"
+                )
+
+    @property
+    def gid(self) -> int:
+        return self.host_uid if self.host_gid is None else self.host_gid
+
+    def uid_map(self) -> str:
+        return f"{self.container_id} {self.host_uid} {self.size}\n"
+
+    def gid_map(self) -> str:
+        return f"{self.container_id} {self.gid} {self.size}\n"
+
+    def to_host_uid(self, uid: int) -> int | None:
+        off = uid - self.container_id
+        return self.host_uid + off if 0 <= off < self.size else None
+
+    def to_host_gid(self, gid: int) -> int | None:
+        off = gid - self.container_id
+        return self.gid + off if 0 <= off < self.size else None
+
+
+@dataclass(frozen=True)
+class Bind:
+    """Bind-mount host path `source` at `target` inside the container."""
+
+    source: str
+    target: str
+    readonly: bool = False
+
+    def __post_init__(self) -> None:
+        validate_abs_path(self.source, "bind mount source")
+        validate_abs_path(self.target, "bind mount target")
+
+
+@dataclass(frozen=True)
+class Tmpfs:
+    """A tmpfs at `target` (docker's ``--tmpfs``)."""
+
+    target: str
+    size: int | None = None
+    mode: int = 0o1777
+    readonly: bool = False
+
+    def __post_init__(self) -> None:
+        validate_abs_path(self.target, "tmpfs target")
+        if self.size is not None and (not isinstance(self.size, int) or self.size <= 0):
+            raise ConfigError(f"invalid tmpfs size {self.size!r}")
+        if not isinstance(self.mode, int) or not 0 <= self.mode <= 0o7777:
+            raise ConfigError(f"invalid tmpfs mode {self.mode!r}")
+
+    def data(self) -> str:
+        d = f"mode={self.mode:o}"
+        if self.size is not None:
+            d += f",size={self.size}"
+        return d
+
+
+MountSpec = Union[Bind, Tmpfs]
+
+NamespaceSetting = Union[bool, Namespace]
+
+
+@dataclass(frozen=True)
+class ContainerConfig:
+    """What to run and how: the validated, immutable input of a plan."""
+
+    argv: tuple[str, ...]
+    rootfs: str | None = None
+    hostname: str | None = None
+    env: tuple[str, ...] = ()
+    cwd: str | None = None
+    user: tuple[str, str | None] | None = None
+    namespaces: Mapping[NamespaceKind, NamespaceSetting] = field(default_factory=dict)
+    user_namespace: IdMap | None = None
+    capabilities: frozenset[str] = field(default_factory=lambda: resolve_caps())
+    no_new_privileges: bool = True
+    read_only: bool = False
+    mounts: tuple[MountSpec, ...] = ()
+    masked_paths: tuple[str, ...] = DEFAULT_MASKED_PATHS
+    readonly_paths: tuple[str, ...] = DEFAULT_READONLY_PATHS
+    mount_dev: bool = True
+    mount_sys: bool = True
+    pass_fds: tuple[int, ...] = ()
+    new_session: bool = False
+
+    def ns_setting(self, kind: NamespaceKind) -> NamespaceSetting:
+        return self.namespaces.get(kind, False)
+
+
+def make_config(
+    argv: Sequence[str],
+    *,
+    rootfs: str | os.PathLike[str] | None = None,
+    hostname: str | None = None,
+    env: Mapping[str, str] | Iterable[str] | None = None,
+    cwd: str | None = None,
+    user: str | int | tuple[int, int] | None = None,
+    namespaces: Mapping[NamespaceKind | str, NamespaceSetting] | None = None,
+    user_namespace: IdMap | None = None,
+    cap_add: Iterable[str] = (),
+    cap_drop: Iterable[str] = (),
+    no_new_privileges: bool = True,
+    read_only: bool = False,
+    mounts: Iterable[MountSpec] = (),
+    masked_paths: Iterable[str] | None = None,
+    readonly_paths: Iterable[str] | None = None,
+    mount_dev: bool = True,
+    mount_sys: bool = True,
+    pass_fds: Iterable[int] = (),
+    new_session: bool = False,
+) -> ContainerConfig:
+    """Validate keyword arguments into a ContainerConfig (raises ConfigError)."""
+    if isinstance(argv, (str, bytes)):
+        raise ConfigError(f"invalid command {argv!r}: expected a list of arguments")
+    args = tuple(argv)
+    if not args:
+        raise ConfigError("invalid command []: no command given")
+    for a in args:
+        if not isinstance(a, str) or "\x00" in a:
+            raise ConfigError(f"invalid command argument {a!r}")
+    root = None if rootfs is None else validate_abs_path(os.path.abspath(rootfs), "rootfs")
+    if hostname is not None:
+        validate_hostname(hostname)
+    if cwd is not None:
+        validate_abs_path(cwd, "working directory")
+
+    ns: dict[NamespaceKind, NamespaceSetting] = {k: True for k in DEFAULT_NAMESPACES}
+    for k, v in (namespaces or {}).items():
+        kind = NamespaceKind.parse(k)
+        if not isinstance(v, (bool, Namespace)):
+            raise ConfigError(f"invalid setting for namespace {kind.value}: {v!r}")
+        if isinstance(v, Namespace) and v.kind is not kind:
+            raise ConfigError(f"namespace {kind.value} given a {v.kind.value} namespace")
+        ns[kind] = v
+    if user_namespace is not None:
+        if not isinstance(user_namespace, IdMap):
+            raise ConfigError(f"invalid user_namespace {user_namespace!r}: expected an IdMap")
+        if isinstance(ns.get(NamespaceKind.USER), Namespace):
+            raise ConfigError("user_namespace and joining a user namespace are exclusive")
+        ns[NamespaceKind.USER] = True
+    elif ns.get(NamespaceKind.USER) is True:
+        raise ConfigError("a new user namespace needs an IdMap: pass user_namespace=IdMap(...)")
+    if root is not None and ns.get(NamespaceKind.MNT) is not True:
+        raise ConfigError("rootfs needs a new mount namespace (namespaces={'mnt': True})")
+    if hostname is not None and ns.get(NamespaceKind.UTS) is not True:
+        raise ConfigError(f"hostname {hostname!r} needs a new uts namespace")
+
+    mspecs = tuple(mounts)
+    for m in mspecs:
+        if not isinstance(m, (Bind, Tmpfs)):
+            raise ConfigError(f"invalid mount {m!r}: expected Bind or Tmpfs")
+    if mspecs and root is None:
+        raise ConfigError("mounts need a rootfs")
+
+    fds = tuple(pass_fds)
+    for fd in fds:
+        if isinstance(fd, bool) or not isinstance(fd, int) or fd < 0:
+            raise ConfigError(f"invalid fd to pass {fd!r}")
+
+    return ContainerConfig(
+        argv=args,
+        rootfs=root,
+        hostname=hostname,
+        env=validate_env(env),
+        cwd=cwd,
+        user=parse_user(user),
+        namespaces=ns,
+        user_namespace=user_namespace,
+        capabilities=resolve_caps(cap_add, cap_drop),
+        no_new_privileges=bool(no_new_privileges),
+        read_only=bool(read_only),
+        mounts=mspecs,
+        masked_paths=DEFAULT_MASKED_PATHS if masked_paths is None else tuple(
+            validate_abs_path(p, "masked path") for p in masked_paths),
+        readonly_paths=DEFAULT_READONLY_PATHS if readonly_paths is None else tuple(
+            validate_abs_path(p, "read-only path") for p in readonly_paths),
+        mount_dev=bool(mount_dev),
+        mount_sys=bool(mount_sys),
+        pass_fds=fds,
+        new_session=bool(new_session),
+    )

@@ -1,0 +1,406 @@
+"""Container: compose namespaces, a root filesystem and a process; and run().
+
+A Container is started from a validated configuration (config.py) through a
+plan (plan.py) executed by the C spawn engine.  Its process is tracked by a
+pidfd.  The stdio arguments work like subprocess's.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import selectors
+import signal
+import socket
+import struct
+import subprocess
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from typing import IO, Any, Union
+
+from nsprim._native import ffi, lib, raise_errno
+from nsprim.config import ContainerConfig, IdMap, MountSpec, make_config
+from nsprim.errors import spawn_error
+from nsprim.namespace import Namespace, NamespaceKind
+from nsprim.plan import Plan, build_plan, compile_plan
+
+__all__ = ["Container", "CompletedContainer", "run", "PIPE", "DEVNULL", "STDOUT"]
+
+PIPE = subprocess.PIPE
+DEVNULL = subprocess.DEVNULL
+STDOUT = subprocess.STDOUT
+
+StdioSpec = Union[None, int, IO[Any]]
+
+_MSG = struct.Struct("=iiii")
+
+
+class CompletedContainer(subprocess.CompletedProcess):  # type: ignore[type-arg]
+    """What run() returns: subprocess's CompletedProcess plus container facts.
+
+    `returncode` follows subprocess (negative: killed by that signal);
+    `exit_code` follows docker (128+N when killed by signal N).
+    """
+
+    def __init__(self, args: Any, returncode: int, stdout: Any = None, stderr: Any = None,
+                 container_id: str = "", oom_killed: bool = False):
+        super().__init__(args, returncode, stdout, stderr)
+        self.container_id = container_id
+        self.oom_killed = oom_killed
+
+    @property
+    def exit_code(self) -> int:
+        return self.returncode if self.returncode >= 0 else 128 - self.returncode
+
+
+class Container:
+    """A process in its own namespaces, optionally in its own root filesystem.
+
+    ``Container(argv, rootfs=DIR, ...).start()`` returns once the command has
+    been exec'd (or raises the OSError of the setup step that failed).
+
+    Namespaces: by default the container gets new pid, net, mnt, uts, ipc and
+    cgroup namespaces.  ``namespaces={"net": False}`` keeps the host's;
+    ``namespaces={"net": some_namespace}`` joins an existing one.
+    ``user_namespace=IdMap(100000)`` adds a new user namespace in which
+    container uid 0 is host uid 100000.
+
+    Passed fds (``pass_fds``) are renumbered 3, 4, ... in the container (as
+    socket activation expects); every other fd of the caller is closed.
+    """
+
+    def __init__(
+        self,
+        argv: Sequence[str],
+        *,
+        rootfs: str | os.PathLike[str] | None = None,
+        hostname: str | None = None,
+        env: Mapping[str, str] | Iterable[str] | None = None,
+        cwd: str | None = None,
+        user: str | int | tuple[int, int] | None = None,
+        namespaces: Mapping[NamespaceKind | str, bool | Namespace] | None = None,
+        user_namespace: IdMap | None = None,
+        cap_add: Iterable[str] = (),
+        cap_drop: Iterable[str] = (),
+        no_new_privileges: bool = True,
+        read_only: bool = False,
+        mounts: Iterable[MountSpec] = (),
+        masked_paths: Iterable[str] | None = None,
+        readonly_paths: Iterable[str] | None = None,
+        mount_dev: bool = True,
+        mount_sys: bool = True,
+        pass_fds: Iterable[int] = (),
+        new_session: bool = False,
+        stdin: StdioSpec = None,
+        stdout: StdioSpec = None,
+        stderr: StdioSpec = None,
+    ) -> None:
+        cfg = make_config(
+            argv, rootfs=rootfs, hostname=hostname, env=env, cwd=cwd, user=user,
+            namespaces=namespaces, user_namespace=user_namespace, cap_add=cap_add,
+            cap_drop=cap_drop, no_new_privileges=no_new_privileges, read_only=read_only,
+            mounts=mounts, masked_paths=masked_paths, readonly_paths=readonly_paths,
+            mount_dev=mount_dev, mount_sys=mount_sys, pass_fds=pass_fds,
+            new_session=new_session,
+        )
+        self.id = os.urandom(32).hex()
+        if cfg.hostname is None and cfg.ns_setting(NamespaceKind.UTS) is True:
+            cfg = dataclasses.replace(cfg, hostname=self.id[:12])  # docker's default
+        self.config: ContainerConfig = cfg
+        self._stdio_spec = (stdin, stdout, stderr)
+        self.pid: int | None = None
+        self.returncode: int | None = None
+        self.stdin: IO[bytes] | None = None
+        self.stdout: IO[bytes] | None = None
+        self.stderr: IO[bytes] | None = None
+        self._pidfd = -1
+        self._plan: Plan | None = None
+
+    # ------------------------------------------------------------ start
+    def _open_stdio(self) -> tuple[list[int], list[int]]:
+        """(fds for the child's 0, 1, 2; fds to close in the parent after spawn)"""
+        child: list[int] = []
+        close_after: list[int] = []
+        for i, spec in enumerate(self._stdio_spec):
+            if spec is None:
+                child.append(i)
+            elif spec == PIPE:
+                r, w = os.pipe2(os.O_CLOEXEC)
+                if i == 0:
+                    child.append(r)
+                    close_after.append(r)
+                    self.stdin = open(w, "wb", buffering=0)
+                else:
+                    child.append(w)
+                    close_after.append(w)
+                    f = open(r, "rb", buffering=0)
+                    if i == 1:
+                        self.stdout = f
+                    else:
+                        self.stderr = f
+            elif spec == DEVNULL:
+                fd = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
+                child.append(fd)
+                close_after.append(fd)
+            elif spec == STDOUT:
+                if i != 2:
+                    raise ValueError("STDOUT is only valid for stderr")
+                child.append(child[1])
+            elif isinstance(spec, int):
+                if spec < 0:
+                    raise ValueError(f"invalid fd for stdio: {spec}")
+                child.append(spec)
+            else:
+                child.append(spec.fileno())
+        return child, close_after
+
+    def start(self) -> Container:
+        """Create the namespaces, set up the root, exec the command."""
+        if self.pid is not None:
+            raise RuntimeError("container already started")
+        cfg = self.config
+        stdio, close_after = self._open_stdio()
+        parent_sock: socket.socket | None = None
+        try:
+            plan = build_plan(cfg, (stdio[0], stdio[1], stdio[2]))
+            self._plan = plan
+            ops, keep = compile_plan(plan.ops)
+            parent_sock, child_sock = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+            with child_sock:
+                args = ffi.new("struct nsp_spawn_args *")
+                args.flags = plan.clone_flags
+                args.cgroup_fd = -1
+                args.sync_fd = child_sock.fileno()
+                args.parent_fd = parent_sock.fileno()
+                args.pidns_fd = plan.pidns_fd
+                args.timens_fd = plan.timens_fd
+                args.ops = ops
+                args.nops = len(plan.ops)
+                res = ffi.new("struct nsp_spawn_result *")
+                ret = lib.nsp_spawn(args, res)
+                err = ffi.errno
+            del keep
+            if ret < 0:
+                raise_errno(err, "clone3 (spawn)")
+            self.pid = res.pid
+            self._pidfd = res.pidfd
+        except BaseException:
+            self._close_pipes()
+            if parent_sock is not None:
+                parent_sock.close()
+            raise
+        finally:
+            for fd in close_after:
+                os.close(fd)
+        with parent_sock:
+            try:
+                self._handshake(parent_sock, plan)
+            except BaseException:
+                self._abort()
+                raise
+        return self
+
+    def _handshake(self, sock: socket.socket, plan: Plan) -> None:
+        while True:
+            data = sock.recv(_MSG.size)
+            if not data:
+                return  # the close-on-exec end closed: execve succeeded
+            mtype, err, index, _kind = _MSG.unpack(data)
+            if mtype == lib.NSP_MSG_READY:
+                self._write_id_maps()
+                sock.send(_MSG.pack(lib.NSP_MSG_GO, 0, 0, 0))
+            elif mtype == lib.NSP_MSG_ERROR:
+                op = plan.ops[index] if 0 <= index < len(plan.ops) else None
+                self.wait()
+                if op is None:
+                    raise spawn_error(err, "unknown")
+                raise spawn_error(err, op.step, op.detail)
+
+    def _write_id_maps(self) -> None:
+        m = self.config.user_namespace
+        if m is None:
+            return
+        for name, text in (("uid_map", m.uid_map()), ("gid_map", m.gid_map())):
+            path = f"/proc/{self.pid}/{name}"
+            fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+            try:
+                os.write(fd, text.encode())
+            except OSError as e:
+                raise OSError(e.errno, f"writing {name} failed: {e.strerror}", path) from e
+            finally:
+                os.close(fd)
+
+    def _abort(self) -> None:
+        if self.returncode is None and self._pidfd >= 0:
+            self.kill(signal.SIGKILL)
+            self.wait()
+        self._close_pipes()
+
+    def _close_pipes(self) -> None:
+        for f in (self.stdin, self.stdout, self.stderr):
+            if f is not None:
+                f.close()
+
+    # ------------------------------------------------------------ process
+    @property
+    def pidfd(self) -> int:
+        """The pidfd tracking the container's first process (-1 once reaped)."""
+        return self._pidfd
+
+    def poll(self) -> int | None:
+        """The return code if the process has ended, else None."""
+        if self.returncode is None and self._pidfd >= 0:
+            r = os.waitid(os.P_PIDFD, self._pidfd, os.WEXITED | os.WNOHANG)
+            if r is not None and r.si_pid != 0:
+                self._set_status(r)
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        """Wait for the container's first process to end; return its code
+        (negative: killed by that signal).  Raises subprocess.TimeoutExpired."""
+        if self.returncode is not None:
+            return self.returncode
+        if self._pidfd < 0:
+            raise RuntimeError("container not started")
+        if timeout is not None:
+            sel = selectors.DefaultSelector()
+            with sel:
+                sel.register(self._pidfd, selectors.EVENT_READ)
+                if not sel.select(timeout):
+                    raise subprocess.TimeoutExpired(list(self.config.argv), timeout)
+        while True:
+            try:
+                r = os.waitid(os.P_PIDFD, self._pidfd, os.WEXITED)
+                break
+            except InterruptedError:
+                continue
+        assert r is not None
+        self._set_status(r)
+        assert self.returncode is not None
+        return self.returncode
+
+    def _set_status(self, r: os.waitid_result) -> None:
+        if r.si_code == os.CLD_EXITED:
+            self.returncode = r.si_status
+        else:
+            self.returncode = -r.si_status
+        os.close(self._pidfd)
+        self._pidfd = -1
+
+    def send_signal(self, sig: int) -> None:
+        """Signal the container's first process (no-op once it has been reaped)."""
+        if self.returncode is None and self._pidfd >= 0:
+            try:
+                signal.pidfd_send_signal(self._pidfd, sig)
+            except ProcessLookupError:
+                pass
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        self.send_signal(sig)
+
+    def terminate(self) -> None:
+        self.send_signal(signal.SIGTERM)
+
+    def communicate(self, input: bytes | None = None, timeout: float | None = None
+                    ) -> tuple[bytes | None, bytes | None]:
+        """Send `input`, read stdout/stderr to EOF, wait; like Popen.communicate."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        out: dict[int, list[bytes]] = {}
+        sel = selectors.DefaultSelector()
+        with sel:
+            if self.stdin is not None:
+                if input:
+                    sel.register(self.stdin, selectors.EVENT_WRITE)
+                else:
+                    self.stdin.close()
+            for f in (self.stdout, self.stderr):
+                if f is not None:
+                    out[f.fileno()] = []
+                    sel.register(f, selectors.EVENT_READ)
+            view = memoryview(input or b"")
+            while sel.get_map():
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    raise subprocess.TimeoutExpired(list(self.config.argv), timeout or 0)
+                for key, _ in sel.select(left):
+                    f = key.fileobj
+                    assert not isinstance(f, int)
+                    if f is self.stdin:
+                        try:
+                            n = os.write(f.fileno(), view[:65536])
+                        except BrokenPipeError:
+                            n = len(view)
+                        view = view[n:]
+                        if not view:
+                            sel.unregister(f)
+                            f.close()
+                    else:
+                        chunk = os.read(f.fileno(), 65536)
+                        if chunk:
+                            out[f.fileno()].append(chunk)
+                        else:
+                            sel.unregister(f)
+        stdout = b"".join(out[self.stdout.fileno()]) if self.stdout is not None else None
+        stderr = b"".join(out[self.stderr.fileno()]) if self.stderr is not None else None
+        self._close_pipes()
+        left = None if deadline is None else max(0.0, deadline - time.monotonic())
+        self.wait(left)
+        return stdout, stderr
+
+    # ------------------------------------------------------------ context
+    def __enter__(self) -> Container:
+        if self.pid is None:
+            self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._close_pipes()
+        if self.pid is not None and self.returncode is None:
+            self.kill(signal.SIGKILL)
+            self.wait()
+
+    def __repr__(self) -> str:
+        state = ("created" if self.pid is None else
+                 "running" if self.returncode is None else f"exited({self.returncode})")
+        return f"<Container {self.id[:12]} {state} {list(self.config.argv)!r}>"
+
+
+def run(
+    argv: Sequence[str],
+    *,
+    input: bytes | None = None,
+    capture_output: bool = False,
+    timeout: float | None = None,
+    check: bool = False,
+    stdin: StdioSpec = None,
+    stdout: StdioSpec = None,
+    stderr: StdioSpec = None,
+    **kwargs: Any,
+) -> CompletedContainer:
+    """Run `argv` in a new container and wait for it, like subprocess.run.
+
+    Takes every keyword of :class:`Container`.  On timeout the container is
+    killed and subprocess.TimeoutExpired raised; with `check`, a non-zero
+    exit raises subprocess.CalledProcessError.
+    """
+    if capture_output:
+        if stdout is not None or stderr is not None:
+            raise ValueError("capture_output cannot be combined with stdout or stderr")
+        stdout = stderr = PIPE
+    if input is not None:
+        if stdin is not None:
+            raise ValueError("input and stdin cannot both be given")
+        stdin = PIPE
+    c = Container(argv, stdin=stdin, stdout=stdout, stderr=stderr, **kwargs)
+    with c:
+        try:
+            out, err = c.communicate(input, timeout)
+        except subprocess.TimeoutExpired:
+            c.kill()
+            c.wait()
+            raise
+    assert c.returncode is not None
+    result = CompletedContainer(list(argv), c.returncode, out, err, container_id=c.id)
+    if check and result.returncode != 0:
+        raise subprocess.CalledProcessError(result.returncode, list(argv), out, err)
+    return result

@@ -1,0 +1,326 @@
+"""Turn a ContainerConfig into a flat list of setup operations for the C child.
+
+The plan is pure data (`Op`), built in Python where it can be inspected and
+tested; `compile_plan` lays it out as a C array of ``struct nsp_op`` for the
+spawn engine (csrc/spawn.c), which executes it after clone3.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from nsprim._native import ffi, lib
+from nsprim.caps import cap_mask
+from nsprim.config import DEFAULT_PATH, Bind, ContainerConfig, Tmpfs
+from nsprim.errors import ConfigError
+from nsprim.namespace import Namespace, NamespaceKind
+
+__all__ = ["Op", "Plan", "build_plan", "compile_plan", "resolve_user", "STEP_NAMES"]
+
+@dataclass(frozen=True)
+class Op:
+    """One setup step of the child.  `step` names it in errors; `detail` is
+    what an error shows next to it (a path, a name)."""
+
+    kind: int
+    step: str
+    src: str | None = None
+    dst: str | None = None
+    fstype: str | None = None
+    data: str | None = None
+    flags: int = 0
+    mflags: int = 0
+    arg: int = 0
+    fd: int = -1
+    caps: int = 0
+    uid: int = 0
+    gid: int = 0
+    ids: tuple[int, ...] = ()
+    argv: tuple[str, ...] = ()
+    env: tuple[str, ...] = ()
+    detail: str = ""
+
+
+STEP_NAMES = {
+    int(getattr(lib, n)): n[len("NSP_OP_"):].lower()
+    for n in dir(lib) if n.startswith("NSP_OP_") and not n.endswith("__COUNT")
+}
+
+
+@dataclass
+class Plan:
+    ops: list[Op]
+    clone_flags: int
+    pidns_fd: int = -1
+    timens_fd: int = -1
+    sync: bool = False
+    uid: int = 0
+    gid: int = 0
+    env: tuple[str, ...] = ()
+    keep: list[Any] = field(default_factory=list)
+
+
+# ------------------------------------------------------------------ users
+
+def _open_in_root(rootfs: str, rel: str) -> int:
+    """Open rootfs/rel for reading, resolving symlinks inside the rootfs."""
+    try:
+        fd = os.open(rootfs, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError:
+        return -1
+    try:
+        return int(lib.nsp_openat2(fd, os.fsencode(rel.lstrip("/")), os.O_RDONLY | os.O_CLOEXEC,
+                                   0, lib.RESOLVE_IN_ROOT | lib.RESOLVE_NO_MAGICLINKS))
+    finally:
+        os.close(fd)
+
+
+def _read_db(rootfs: str | None, path: str) -> list[list[str]]:
+    if rootfs is None:
+        try:
+            with open(path, encoding="utf-8", errors="replace") as f:
+                text = f.read()
+        except OSError:
+            return []
+    else:
+        fd = _open_in_root(rootfs, path)
+        if fd < 0:
+            return []
+        with os.fdopen(fd, encoding="utf-8", errors="replace") as f:
+            text = f.read(1 << 20)
+    return [line.split(":") for line in text.splitlines() if line and not line.startswith("#")]
+
+
+def resolve_user(
+    rootfs: str | None, user: tuple[str, str | None] | None
+) -> tuple[int, int, tuple[int, ...], str]:
+    """(uid, gid, supplementary groups, home) for a user spec, looked up in the
+    container's /etc/passwd and /etc/group as docker does."""
+    if user is None:
+        user = ("0", None)
+    name, group = user
+    passwd = _read_db(rootfs, "/etc/passwd")
+    entry = None
+    for f in passwd:
+        if len(f) >= 6 and (f[0] == name or (name.isdigit() and f[2] == name)):
+            entry = f
+            break
+    if name.isdigit():
+        uid = int(name)
+    elif entry is not None and entry[2].isdigit():
+        uid = int(entry[2])
+    else:
+        raise ConfigError(f"unable to find user {name!r}: no matching entries in passwd file")
+    gid = int(entry[3]) if entry is not None and entry[3].isdigit() else 0
+    home = entry[5] if entry is not None and len(entry) >= 6 and entry[5] else "/"
+    groups_db = _read_db(rootfs, "/etc/group")
+    if group is not None:
+        if group.isdigit():
+            gid = int(group)
+        else:
+            for g in groups_db:
+                if len(g) >= 3 and g[0] == group and g[2].isdigit():
+                    gid = int(g[2])
+                    break
+            else:
+                raise ConfigError(
+                    f"unable to find group {group!r}: no matching entries in group file")
+    extra: list[int] = []
+    if entry is not None:
+        for g in groups_db:
+            if len(g) >= 4 and entry[0] in g[3].split(",") and g[2].isdigit():
+                gi = int(g[2])
+                if gi != gid and gi not in extra:
+                    extra.append(gi)
+    return uid, gid, tuple(extra), home
+
+
+# ------------------------------------------------------------------ plan
+
+_NOSUID_NODEV_NOEXEC = lib.MS_NOSUID | lib.MS_NODEV | lib.MS_NOEXEC
+_DEV_NODES = ("null", "zero", "full", "random", "urandom", "tty")
+_DEV_LINKS = (
+    ("/proc/self/fd", "/dev/fd"), ("/proc/self/fd/0", "/dev/stdin"),
+    ("/proc/self/fd/1", "/dev/stdout"), ("/proc/self/fd/2", "/dev/stderr"),
+    ("/proc/kcore", "/dev/core"), ("pts/ptmx", "/dev/ptmx"),
+)
+
+
+def _mounts(cfg: ContainerConfig, new: set[NamespaceKind]) -> list[Op]:
+    assert cfg.rootfs is not None
+    rootfs = cfg.rootfs
+    userns = NamespaceKind.USER in new
+    ops = [
+        Op(lib.NSP_OP_MOUNT_PROPAGATION, "mount_propagation", mflags=lib.MS_PRIVATE,
+           detail="/ rprivate"),
+        Op(lib.NSP_OP_ROOT, "rootfs", src=rootfs, detail=f"rootfs={rootfs}"),
+        Op(lib.NSP_OP_MOUNT, "mount_proc", src="proc", dst="/proc", fstype="proc",
+           mflags=_NOSUID_NODEV_NOEXEC, flags=lib.NSP_F_MKDIR, detail=f"{rootfs}/proc"),
+    ]
+    if cfg.mount_dev:
+        ops.append(Op(lib.NSP_OP_MOUNT, "mount_dev", src="tmpfs", dst="/dev", fstype="tmpfs",
+                      mflags=lib.MS_NOSUID | lib.MS_STRICTATIME, data="mode=755,size=65536k",
+                      flags=lib.NSP_F_MKDIR, detail=f"{rootfs}/dev"))
+        for node in _DEV_NODES:
+            ops.append(Op(lib.NSP_OP_BIND, "bind_device", src=f"/dev/{node}", dst=f"/dev/{node}",
+                          flags=lib.NSP_F_MKFILE, detail=f"/dev/{node}"))
+        pts_data = "newinstance,ptmxmode=0666,mode=0620"
+        if not userns or (cfg.user_namespace is not None
+                          and cfg.user_namespace.to_host_gid(5) is not None):
+            pts_data += ",gid=5"
+        ops.append(Op(lib.NSP_OP_MOUNT, "mount_devpts", src="devpts", dst="/dev/pts",
+                      fstype="devpts", mflags=lib.MS_NOSUID | lib.MS_NOEXEC, data=pts_data,
+                      flags=lib.NSP_F_MKDIR, detail="/dev/pts"))
+        for target, link in _DEV_LINKS:
+            ops.append(Op(lib.NSP_OP_SYMLINK, "symlink", src=target, dst=link, detail=link))
+        ops.append(Op(lib.NSP_OP_MOUNT, "mount_shm", src="shm", dst="/dev/shm", fstype="tmpfs",
+                      mflags=_NOSUID_NODEV_NOEXEC, data="mode=1777,size=65536k",
+                      flags=lib.NSP_F_MKDIR, detail="/dev/shm"))
+        if NamespaceKind.IPC in new:
+            ops.append(Op(lib.NSP_OP_MOUNT, "mount_mqueue", src="mqueue", dst="/dev/mqueue",
+                          fstype="mqueue", mflags=_NOSUID_NODEV_NOEXEC, flags=lib.NSP_F_MKDIR,
+                          detail="/dev/mqueue"))
+    if cfg.mount_sys:
+        if NamespaceKind.NET in new or not userns:
+            ops.append(Op(lib.NSP_OP_MOUNT, "mount_sys", src="sysfs", dst="/sys", fstype="sysfs",
+                          mflags=_NOSUID_NODEV_NOEXEC | lib.MS_RDONLY, flags=lib.NSP_F_MKDIR,
+                          detail=f"{rootfs}/sys"))
+        else:  # sysfs of a network namespace we do not own: bind the host's
+            ops.append(Op(lib.NSP_OP_BIND, "bind_sys", src="/sys", dst="/sys",
+                          flags=lib.NSP_F_MKDIR | lib.NSP_F_REC | lib.NSP_F_RDONLY,
+                          detail=f"{rootfs}/sys"))
+    for path in cfg.masked_paths:
+        ops.append(Op(lib.NSP_OP_MASK, "mask_path", dst=path, flags=lib.NSP_F_OPTIONAL,
+                      detail=path))
+    for path in cfg.readonly_paths:
+        ops.append(Op(lib.NSP_OP_READONLY, "readonly_path", dst=path,
+                      flags=lib.NSP_F_OPTIONAL | lib.NSP_F_REC, detail=path))
+    for m in cfg.mounts:
+        if isinstance(m, Bind):
+            fl = lib.NSP_F_MKDIR | lib.NSP_F_MKFILE | lib.NSP_F_REC
+            if m.readonly:
+                fl |= lib.NSP_F_RDONLY
+            ops.append(Op(lib.NSP_OP_BIND, "bind_mount", src=m.source, dst=m.target, flags=fl,
+                          detail=f"{m.source}:{m.target}"))
+        elif isinstance(m, Tmpfs):
+            mf = lib.MS_NOSUID | lib.MS_NODEV | (lib.MS_RDONLY if m.readonly else 0)
+            ops.append(Op(lib.NSP_OP_MOUNT, "mount_tmpfs", src="tmpfs", dst=m.target,
+                          fstype="tmpfs", mflags=mf, data=m.data(), flags=lib.NSP_F_MKDIR,
+                          detail=m.target))
+    if cfg.read_only:
+        ops.append(Op(lib.NSP_OP_READONLY, "readonly_rootfs", dst="/", detail=rootfs))
+    ops.append(Op(lib.NSP_OP_PIVOT_ROOT, "pivot_root", detail=f"rootfs={rootfs}"))
+    return ops
+
+
+def build_plan(cfg: ContainerConfig, stdio: tuple[int, int, int]) -> Plan:
+    """The plan that sets up and runs `cfg`'s command with `stdio` as fds 0-2."""
+    new = {k for k, v in cfg.namespaces.items() if v is True}
+    joined = {k: v for k, v in cfg.namespaces.items() if isinstance(v, Namespace)}
+    flags = 0
+    for k in new:
+        flags |= k.flag
+    ops: list[Op] = []
+    plan = Plan(ops=ops, clone_flags=flags)
+
+    # join existing namespaces: user first (it grants the rights for the rest)
+    for kind in (NamespaceKind.USER, NamespaceKind.MNT, NamespaceKind.NET, NamespaceKind.UTS,
+                 NamespaceKind.IPC, NamespaceKind.CGROUP):
+        if kind in joined:
+            ops.append(Op(lib.NSP_OP_SETNS, "setns", fd=joined[kind].fd, arg=kind.flag,
+                          detail=f"{kind.value}:[{joined[kind].inode}]"))
+    if NamespaceKind.PID in joined:
+        plan.pidns_fd = joined[NamespaceKind.PID].fd
+    if NamespaceKind.TIME in joined:
+        plan.timens_fd = joined[NamespaceKind.TIME].fd
+
+    uid, gid, groups, home = resolve_user(cfg.rootfs, cfg.user)
+    plan.uid, plan.gid = uid, gid
+    if NamespaceKind.USER in new:
+        plan.sync = True
+        ops.append(Op(lib.NSP_OP_SYNC, "sync", detail="id maps"))
+        # become the container's root so that files we create are mapped
+        ops.append(Op(lib.NSP_OP_SETID, "setid", uid=0, gid=0, detail="uid=0 gid=0"))
+    if cfg.rootfs is not None:
+        ops.extend(_mounts(cfg, new))
+    if cfg.hostname is not None:
+        ops.append(Op(lib.NSP_OP_HOSTNAME, "sethostname", src=cfg.hostname, detail=cfg.hostname))
+    if NamespaceKind.NET in new:
+        ops.append(Op(lib.NSP_OP_LOOPBACK_UP, "loopback_up", detail="lo"))
+    if cfg.new_session:
+        ops.append(Op(lib.NSP_OP_SETSID, "setsid"))
+    caps = cap_mask(cfg.capabilities)
+    ops.append(Op(lib.NSP_OP_CAP_BOUNDING, "capabilities_bounding", caps=caps,
+                  detail=",".join(sorted(cfg.capabilities))))
+    ops.append(Op(lib.NSP_OP_SETGROUPS, "setgroups", ids=groups,
+                  detail="groups=" + ",".join(map(str, groups))))
+    ops.append(Op(lib.NSP_OP_SETID, "setid", uid=uid, gid=gid, detail=f"uid={uid} gid={gid}"))
+    ops.append(Op(lib.NSP_OP_CAPS, "capabilities", caps=caps,
+                  detail=",".join(sorted(cfg.capabilities))))
+    if cfg.no_new_privileges:
+        ops.append(Op(lib.NSP_OP_NO_NEW_PRIVS, "no_new_privs"))
+    fds = tuple(stdio) + cfg.pass_fds
+    ops.append(Op(lib.NSP_OP_FDS, "fds", ids=fds, detail="fds=" + ",".join(map(str, fds))))
+    cwd = cfg.cwd or ("/" if cfg.rootfs is not None else None)
+    if cwd is not None:
+        ops.append(Op(lib.NSP_OP_CHDIR, "chdir", dst=cwd, detail=cwd))
+
+    env: dict[str, str] = {}
+    env["PATH"] = DEFAULT_PATH
+    if cfg.hostname is not None:
+        env["HOSTNAME"] = cfg.hostname
+    env["HOME"] = home
+    for e in cfg.env:
+        k, _, v = e.partition("=")
+        env[k] = v
+    plan.env = tuple(f"{k}={v}" for k, v in env.items())
+    ops.append(Op(lib.NSP_OP_EXEC, "exec", src=env["PATH"], argv=cfg.argv, env=plan.env,
+                  detail=cfg.argv[0]))
+    return plan
+
+
+def compile_plan(ops: list[Op]) -> tuple[Any, list[Any]]:
+    """Lay `ops` out as a ``struct nsp_op[]``; the list returned holds every
+    buffer the array points to and must outlive the spawn."""
+    arr = ffi.new("struct nsp_op[]", len(ops))
+    keep: list[Any] = [arr]
+
+    def s(v: str | None) -> Any:
+        if v is None:
+            return ffi.NULL
+        b = ffi.new("char[]", os.fsencode(v))
+        keep.append(b)
+        return b
+
+    def strv(items: tuple[str, ...]) -> Any:
+        bufs = [ffi.new("char[]", os.fsencode(x)) for x in items]
+        keep.extend(bufs)
+        v = ffi.new("char *[]", bufs + [ffi.NULL])
+        keep.append(v)
+        return v
+
+    for i, op in enumerate(ops):
+        c = arr[i]
+        c.kind = op.kind
+        c.flags = op.flags
+        c.arg = op.arg
+        c.fd = op.fd
+        c.mflags = op.mflags
+        c.caps = op.caps
+        c.uid = op.uid
+        c.gid = op.gid
+        if op.ids:
+            ids = ffi.new("unsigned int[]", list(op.ids))
+            keep.append(ids)
+            c.ids = ids
+            c.nids = len(op.ids)
+        c.src = s(op.src)
+        c.dst = s(op.dst)
+        c.fstype = s(op.fstype)
+        c.data = s(op.data)
+        if op.kind == lib.NSP_OP_EXEC:
+            c.argv = strv(op.argv)
+            c.envp = strv(op.env)
+    return arr, keep

@@ -1,0 +1,140 @@
+"""Shared fixtures: a busybox rootfs built by the tests, probes that skip
+(or fail, under NSPRIM_TESTS_MUST_RUN=1), and a check that nothing the suite
+mounted is left on the host."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+MUST_RUN = os.environ.get("NSPRIM_TESTS_MUST_RUN") == "1"
+BUSYBOX_CANDIDATES = ("/bin/busybox", "/usr/bin/busybox")
+
+
+def need(condition: bool, reason: str) -> None:
+    """Skip the test unless `condition`; under NSPRIM_TESTS_MUST_RUN=1, fail."""
+    if not condition:
+        if MUST_RUN:
+            pytest.fail(f"required, but not available here: {reason}", pytrace=False)
+        pytest.skip(reason)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    outcome = yield
+    rep = outcome.get_result()  # type: ignore[attr-defined]
+    if MUST_RUN and rep.skipped and not hasattr(rep, "wasxfail"):
+        rep.outcome = "failed"
+        rep.longrepr = f"skipped under NSPRIM_TESTS_MUST_RUN=1: {rep.longrepr}"
+
+
+def _is_root() -> bool:
+    return os.geteuid() == 0
+
+
+def _static_busybox() -> str | None:
+    for p in BUSYBOX_CANDIDATES:
+        if os.path.exists(p):
+            out = subprocess.run(["file", "-L", p], capture_output=True, text=True).stdout \
+                if shutil.which("file") else "statically linked"
+            if "dynamically" not in out:
+                return p
+    return None
+
+
+@pytest.fixture
+def root() -> None:
+    need(_is_root(), "needs root")
+
+
+def build_busybox_rootfs(dest: Path, busybox: str) -> Path:
+    """A minimal rootfs: static busybox with its applets, /etc/passwd and group."""
+    dest.mkdir(parents=True, exist_ok=True)
+    os.chmod(dest, 0o755)  # pytest makes its directories 0700
+    for d in ("bin", "proc", "dev", "sys", "tmp", "etc", "root", "home/user"):
+        (dest / d).mkdir(parents=True, exist_ok=True)
+    os.chmod(dest / "tmp", 0o1777)
+    shutil.copy2(busybox, dest / "bin" / "busybox")
+    applets = subprocess.run([busybox, "--list"], capture_output=True, text=True,
+                             check=True).stdout.split()
+    for a in applets:
+        if a != "busybox":
+            (dest / "bin" / a).symlink_to("busybox")
+    (dest / "etc" / "passwd").write_text(
+        "root:x:0:0:root:/root:/bin/sh\nuser:x:1000:1000:user:/home/user:/bin/sh\n"
+        "nobody:x:65534:65534:nobody:/nonexistent:/bin/false\n")
+    (dest / "etc" / "group").write_text(
+        "root:x:0:\ntty:x:5:\nuser:x:1000:\nextra:x:2000:user\nnogroup:x:65534:\n")
+    (dest / "notexec").write_text("#!/bin/sh\necho no\n")
+    os.chmod(dest / "notexec", 0o644)
+    return dest
+
+
+@pytest.fixture(scope="session")
+def rootfs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A read-mostly busybox rootfs shared by the session (tests must not modify it
+    except under /tmp)."""
+    need(_is_root(), "needs root")
+    bb = _static_busybox()
+    need(bb is not None, "needs a static busybox (apt-get install busybox-static)")
+    assert bb is not None
+    path = build_busybox_rootfs(tmp_path_factory.mktemp("nsprim-rootfs"), bb)
+    yield str(path)
+    _assert_no_mounts_under(str(path))
+
+
+@pytest.fixture
+def fresh_rootfs(tmp_path: Path) -> str:
+    """A rootfs of the test's own, which it may change."""
+    need(_is_root(), "needs root")
+    bb = _static_busybox()
+    need(bb is not None, "needs a static busybox (apt-get install busybox-static)")
+    assert bb is not None
+    return str(build_busybox_rootfs(tmp_path / "rootfs", bb))
+
+
+def host_mount_points() -> list[str]:
+    with open("/proc/self/mountinfo") as f:
+        return [line.split()[4] for line in f]
+
+
+def _assert_no_mounts_under(path: str) -> None:
+    left = [m for m in host_mount_points() if m.startswith(path)]
+    assert not left, f"mounts left on the host: {left}"
+
+
+@pytest.fixture(autouse=True)
+def _no_mount_leaks(tmp_path: Path) -> Iterator[None]:
+    yield
+    _assert_no_mounts_under(str(tmp_path))
+
+
+def nsprim_cli(*args: str, **kw: object) -> subprocess.CompletedProcess[str]:
+    """Run the nsprim CLI as a user would (a separate process)."""
+    return subprocess.run([sys.executable, "-m", "nsprim", *args], capture_output=True,
+                          text=True, timeout=60, **kw)  # type: ignore[call-overload]
+
+
+@pytest.fixture
+def userns_rootfs() -> Iterator[str]:
+    """A rootfs whose path a mapped (unprivileged) root can traverse: pytest's
+    own temporary directories are mode 0700."""
+    need(_is_root(), "needs root")
+    bb = _static_busybox()
+    need(bb is not None, "needs a static busybox (apt-get install busybox-static)")
+    assert bb is not None
+    import tempfile
+
+    base = tempfile.mkdtemp(prefix="nsprim-test-userns-")
+    os.chmod(base, 0o755)
+    try:
+        yield str(build_busybox_rootfs(Path(base) / "rootfs", bb))
+        _assert_no_mounts_under(base)
+    finally:
+        shutil.rmtree(base, ignore_errors=True)

@@ -1,0 +1,296 @@
+"""Containers started for real: namespaces, root filesystem, ids, capabilities,
+fds, exit codes and errors.  Needs root."""
+
+from __future__ import annotations
+
+import errno
+import os
+import signal
+import socket
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from nsprim import (
+    PIPE,
+    Bind,
+    ConfigError,
+    Container,
+    IdMap,
+    Namespace,
+    SpawnError,
+    Tmpfs,
+    run,
+)
+from nsprim.caps import DOCKER_DEFAULT_CAPS, cap_mask
+
+from .conftest import host_mount_points
+
+
+def sh(rootfs: str, script: str, **kw: object):  # type: ignore[no-untyped-def]
+    return run(["/bin/sh", "-c", script], rootfs=rootfs, capture_output=True, timeout=30, **kw)
+
+
+def status_field(text: str, name: str) -> str:
+    for line in text.splitlines():
+        if line.startswith(name + ":"):
+            return line.split(":", 1)[1].strip()
+    raise AssertionError(f"{name} not in {text!r}")
+
+
+def test_issue_example(rootfs: str) -> None:
+    r = run(["/bin/sh", "-c", "echo $$; hostname; ls /proc/self/fd"],
+            rootfs=rootfs, hostname="box", capture_output=True)
+    assert r.returncode == 0 and r.stdout.split()[:2] == [b"1", b"box"]
+
+
+def test_pid1_and_only_own_processes(rootfs: str) -> None:
+    r = sh(rootfs, "sleep 5 & ls /proc | grep -E '^[0-9]+$' | sort -n | tr '\\n' ' '; kill %1")
+    pids = [int(p) for p in r.stdout.split()]
+    # sh (1), sleep, and the pipeline's own processes: nothing of the host
+    assert pids[0] == 1
+    assert len(pids) <= 6 and max(pids) < 20, pids
+    assert os.getpid() not in pids or os.getpid() < 20
+
+
+def test_hostname_isolated(rootfs: str) -> None:
+    before = socket.gethostname()
+    r = sh(rootfs, "hostname; hostname other; hostname", hostname="inside",
+           cap_add=["SYS_ADMIN"])
+    assert r.stdout.split() == [b"inside", b"other"]
+    assert socket.gethostname() == before
+
+
+def test_default_hostname_is_container_id(rootfs: str) -> None:
+    c = Container(["/bin/hostname"], rootfs=rootfs, stdout=PIPE)
+    with c:
+        out, _ = c.communicate(timeout=30)
+    assert out is not None and out.strip().decode() == c.id[:12]
+
+
+def test_mounts_inside_invisible_outside(fresh_rootfs: str) -> None:
+    r = sh(fresh_rootfs, "mount -t tmpfs none /tmp && echo secret > /tmp/x && "
+           "grep ' /tmp ' /proc/self/mountinfo | wc -l", cap_add=["SYS_ADMIN"])
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == b"1"
+    assert not os.path.exists(os.path.join(fresh_rootfs, "tmp", "x"))
+    assert not [m for m in host_mount_points() if m.startswith(fresh_rootfs)]
+
+
+def test_only_loopback_in_new_net_namespace(rootfs: str) -> None:
+    r = sh(rootfs, "ls /sys/class/net; cat /sys/class/net/lo/operstate; ip -o link show lo")
+    lines = r.stdout.decode().split("\n")
+    assert lines[0] == "lo"
+    assert lines[1] in ("unknown", "up")
+    assert "UP" in lines[2]
+
+
+def test_host_network(rootfs: str) -> None:
+    host = sorted(os.listdir("/sys/class/net"))
+    r = sh(rootfs, "ls /sys/class/net", namespaces={"net": False})
+    assert sorted(r.stdout.decode().split()) == host
+
+
+def test_ipc_isolation(rootfs: str) -> None:
+    key = "0x6e737031"
+    made = subprocess.run(["ipcmk", "-M", "4096", "-p", "0600"], capture_output=True, text=True)
+    if made.returncode != 0:
+        pytest.skip("ipcmk unavailable")
+    shmid = made.stdout.split()[-1]
+    try:
+        host_ipc = os.stat("/proc/self/ns/ipc").st_ino
+        r = sh(rootfs, f"ipcs -m; echo {key}; stat -L -c %i /proc/self/ns/ipc")
+        out = r.stdout.decode()
+        assert shmid not in out.split()
+        assert int(out.split()[-1]) != host_ipc
+    finally:
+        subprocess.run(["ipcrm", "-m", shmid], check=True)
+
+
+def test_user_namespace_maps_files_to_host_range(userns_rootfs: str) -> None:
+    r = sh(userns_rootfs, "id -u; cat /proc/self/uid_map; touch /tmp/owned; echo ok",
+           user_namespace=IdMap(200000, size=65536))
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.decode().split("\n")
+    assert lines[0] == "0"
+    assert lines[1].split() == ["0", "200000", "65536"]
+    st = os.stat(os.path.join(userns_rootfs, "tmp", "owned"))
+    assert (st.st_uid, st.st_gid) == (200000, 200000)
+
+
+def test_user_namespace_unmapped_uid_fails_at_setid(userns_rootfs: str) -> None:
+    with pytest.raises(SpawnError) as ei:
+        run(["/bin/true"], rootfs=userns_rootfs, user="70000", user_namespace=IdMap(200000))
+    assert ei.value.step == "setid"
+    assert ei.value.errno == errno.EINVAL
+    assert "uid=70000" in str(ei.value)
+
+
+def test_exit_code_propagates(rootfs: str) -> None:
+    assert sh(rootfs, "exit 42").returncode == 42
+
+
+def test_kill_signal_propagates(rootfs: str) -> None:
+    with Container(["/bin/sleep", "60"], rootfs=rootfs) as c:
+        c.kill(signal.SIGKILL)
+        assert c.wait(timeout=30) == -signal.SIGKILL
+
+
+def test_sigterm_reaches_pid1_handler(rootfs: str) -> None:
+    c = Container(["/bin/sh", "-c", "trap 'exit 7' TERM; echo ready; while :; do sleep 0.05; done"],
+                  rootfs=rootfs, stdout=PIPE)
+    with c:
+        assert c.stdout is not None
+        assert c.stdout.readline() == b"ready\n"
+        c.terminate()
+        assert c.wait(timeout=30) == 7
+
+
+def test_missing_command(rootfs: str) -> None:
+    with pytest.raises(FileNotFoundError) as ei:
+        run(["no-such-command"], rootfs=rootfs)
+    assert isinstance(ei.value, SpawnError) and ei.value.step == "exec"
+
+
+def test_non_executable_command(rootfs: str) -> None:
+    with pytest.raises(PermissionError) as ei:
+        run(["/notexec"], rootfs=rootfs)
+    assert isinstance(ei.value, SpawnError) and ei.value.step == "exec"
+
+
+def test_bad_rootfs_names_step(tmp_path: Path) -> None:
+    missing = str(tmp_path / "nope")
+    with pytest.raises(FileNotFoundError) as ei:
+        run(["/bin/true"], rootfs=missing)
+    e = ei.value
+    assert isinstance(e, SpawnError) and e.step == "rootfs"
+    assert missing in str(e)
+
+
+def test_bad_uid_is_config_error(rootfs: str) -> None:
+    with pytest.raises(ConfigError, match="-1"):
+        run(["/bin/true"], rootfs=rootfs, user=-1)
+    with pytest.raises(ConfigError, match="ghost"):
+        run(["/bin/true"], rootfs=rootfs, user="ghost")
+
+
+def test_only_stdio_fds_inside(rootfs: str) -> None:
+    leak = os.open("/etc/hostname", os.O_RDONLY)  # inheritable by default? make sure
+    os.set_inheritable(leak, True)
+    try:
+        r = sh(rootfs, "ls /proc/$$/fd | tr '\\n' ' '")
+        assert r.stdout.split() == [b"0", b"1", b"2"]
+    finally:
+        os.close(leak)
+
+
+def test_pass_fds_renumbered(rootfs: str) -> None:
+    r, w = os.pipe()
+    try:
+        res = sh(rootfs, "echo through-fd3 >&3; ls /proc/$$/fd | tr '\\n' ' '", pass_fds=[w])
+        os.close(w)
+        w = -1
+        assert res.stdout.split() == [b"0", b"1", b"2", b"3"]
+        assert os.read(r, 100) == b"through-fd3\n"
+    finally:
+        os.close(r)
+        if w >= 0:
+            os.close(w)
+
+
+def test_default_capabilities_are_dockers(rootfs: str) -> None:
+    r = sh(rootfs, "cat /proc/self/status")
+    st = r.stdout.decode()
+    want = cap_mask(DOCKER_DEFAULT_CAPS)
+    assert len(DOCKER_DEFAULT_CAPS) == 14
+    for f in ("CapBnd", "CapEff", "CapPrm"):
+        assert int(status_field(st, f), 16) == want, f
+    assert int(status_field(st, "CapInh"), 16) == 0
+    assert int(status_field(st, "CapAmb"), 16) == 0
+    assert status_field(st, "NoNewPrivs") == "1"
+
+
+def test_cap_add_and_drop(rootfs: str) -> None:
+    r = sh(rootfs, "cat /proc/self/status", cap_drop=["ALL"], cap_add=["NET_ADMIN"])
+    assert int(status_field(r.stdout.decode(), "CapBnd"), 16) == cap_mask(["NET_ADMIN"])
+    r = sh(rootfs, "hostname x 2>&1; echo rc=$?", cap_drop=["ALL"])
+    assert b"rc=1" in r.stdout
+
+
+def test_non_root_user_has_no_effective_caps(rootfs: str) -> None:
+    r = sh(rootfs, "id; cat /proc/self/status", user="user")
+    out = r.stdout.decode()
+    ids = out.split("\n")[0].split()
+    assert ids[0].startswith("uid=1000") and ids[1].startswith("gid=1000")
+    assert "groups=2000" in out  # supplementary group from /etc/group
+    assert int(status_field(out, "CapEff"), 16) == 0
+
+
+def test_masked_and_readonly_paths(rootfs: str) -> None:
+    r = sh(rootfs, "cat /proc/keys | wc -c; echo 1 > /proc/sys/kernel/domainname; echo rc=$?; "
+           "ls /sys/firmware | wc -l")
+    out = r.stdout.decode().split()
+    assert out[0] == "0"
+    assert "rc=1" in out  # read-only
+    assert out[-1] == "0"
+    assert b"Read-only file system" in r.stderr
+
+
+def test_read_only_rootfs(fresh_rootfs: str) -> None:
+    r = sh(fresh_rootfs, "touch /newfile; echo rc=$?; touch /dev/shm/ok && echo shm-ok",
+           read_only=True)
+    assert b"rc=1" in r.stdout and b"shm-ok" in r.stdout
+    assert not os.path.exists(os.path.join(fresh_rootfs, "newfile"))
+
+
+def test_bind_mounts_and_tmpfs(rootfs: str, tmp_path: Path) -> None:
+    rw = tmp_path / "rw"
+    ro = tmp_path / "ro"
+    rw.mkdir()
+    ro.mkdir()
+    (ro / "f").write_text("host")
+    r = sh(rootfs, "echo data > /mnt/rw/out; cat /mnt/ro/f; echo x > /mnt/ro/g; echo rc=$?; "
+           "grep ' /scratch ' /proc/self/mounts",
+           mounts=[Bind(str(rw), "/mnt/rw"), Bind(str(ro), "/mnt/ro", readonly=True),
+                   Tmpfs("/scratch", size=1 << 20)])
+    assert (rw / "out").read_text() == "data\n"
+    assert b"host" in r.stdout and b"rc=1" in r.stdout
+    assert not (ro / "g").exists()
+    assert b"tmpfs" in r.stdout
+
+
+def test_env_cwd_and_path_search(rootfs: str) -> None:
+    r = run(["env"], rootfs=rootfs, env={"FOO": "bar"}, cwd="/tmp", hostname="h",
+            capture_output=True)
+    env = dict(line.split("=", 1) for line in r.stdout.decode().splitlines())
+    assert env["FOO"] == "bar" and env["HOSTNAME"] == "h" and env["HOME"] == "/root"
+    assert env["PATH"].startswith("/usr/local/sbin")
+    assert run(["pwd"], rootfs=rootfs, cwd="/tmp", capture_output=True).stdout == b"/tmp\n"
+
+
+def test_input_and_timeout(rootfs: str) -> None:
+    r = run(["cat"], rootfs=rootfs, input=b"hello", capture_output=True)
+    assert r.stdout == b"hello"
+    with pytest.raises(subprocess.TimeoutExpired):
+        run(["sleep", "30"], rootfs=rootfs, timeout=0.5)
+
+
+def test_join_existing_namespace(rootfs: str) -> None:
+    with Namespace.create("net") as ns:
+        r = sh(rootfs, "stat -L -c %i /proc/self/ns/net", namespaces={"net": ns})
+        assert int(r.stdout) == ns.inode
+
+
+def test_setup_failure_leaves_no_process(rootfs: str) -> None:
+    before = set(os.listdir("/proc"))
+    with pytest.raises(FileNotFoundError):
+        run(["/bin/true"], rootfs=rootfs, mounts=[Bind("/no/such/source", "/x")])
+    after = {p for p in os.listdir("/proc") if p.isdigit()}
+    leftover = [p for p in after - before
+                if os.path.exists(f"/proc/{p}/status")
+                and "Z" not in open(f"/proc/{p}/status").read().split("State:")[1][:5]]
+    # only unrelated short-lived processes may appear; none of ours is a zombie
+    for p in leftover:
+        with open(f"/proc/{p}/status") as f:
+            assert f"PPid:\t{os.getpid()}\n" not in f.read()
