@@ -11,6 +11,7 @@
 #include <net/if.h>
 #include <pthread.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -475,7 +476,7 @@ static int op_exec(const struct nsp_op *op)
     return -1;
 }
 
-static __attribute__((noreturn)) void child_main(const struct nsp_spawn_args *a)
+static void child_main(const struct nsp_spawn_args *a)
 {
     struct child_ctx c;
     struct sigaction sa;
@@ -588,11 +589,78 @@ static __attribute__((noreturn)) void child_main(const struct nsp_spawn_args *a)
 
 /* ---------------------------------------------------------------- parent */
 
+/* clone3 into `child_main(a)`.
+ *
+ * Fast path (x86_64 and aarch64, when the parent need not talk to the child
+ * before it execs): CLONE_VM | CLONE_VFORK on a stack of its own, as
+ * posix_spawn does -- the child shares our memory instead of copying the
+ * page tables of a large Python process, and this thread sleeps until the
+ * child has exec'd or exited.  The child uses raw syscalls for every credential
+ * change, so libc never acts on the parent's threads.
+ *
+ * Otherwise: fork-like (no CLONE_VM), the child on a copy of our stack.
+ */
+#define CHILD_STACK_SIZE (256 * 1024)
+
+#if defined(__x86_64__)
+#define HAVE_CLONE3_ON_STACK 1
+static long clone3_on_stack(struct clone_args *ca, void (*fn)(const struct nsp_spawn_args *),
+                            const struct nsp_spawn_args *arg)
+{
+    long ret;
+    register void *r12 __asm__("r12") = (void *)fn;
+    register const void *r13 __asm__("r13") = arg;
+    __asm__ volatile(
+        "syscall\n\t"
+        "test %%rax, %%rax\n\t"
+        "jnz 1f\n\t"
+        "xor %%ebp, %%ebp\n\t"     /* child: on the new stack */
+        "and $-16, %%rsp\n\t"
+        "mov %%r13, %%rdi\n\t"
+        "call *%%r12\n\t"          /* never returns; exit(127) if it did */
+        "mov $60, %%eax\n\t"
+        "mov $127, %%edi\n\t"
+        "syscall\n\t"
+        "hlt\n\t"
+        "1:\n\t"
+        : "=a"(ret)
+        : "0"((long)SYS_clone3), "D"(ca), "S"(sizeof *ca), "r"(r12), "r"(r13)
+        : "rcx", "r11", "memory");
+    return ret;
+}
+#elif defined(__aarch64__)
+#define HAVE_CLONE3_ON_STACK 1
+static long clone3_on_stack(struct clone_args *ca, void (*fn)(const struct nsp_spawn_args *),
+                            const struct nsp_spawn_args *arg)
+{
+    register long x0 __asm__("x0") = (long)ca;
+    register long x1 __asm__("x1") = (long)sizeof *ca;
+    register long x8 __asm__("x8") = SYS_clone3;
+    register void *x19 __asm__("x19") = (void *)fn;
+    register const void *x20 __asm__("x20") = arg;
+    __asm__ volatile(
+        "svc #0\n\t"
+        "cbnz x0, 1f\n\t"
+        "mov x29, #0\n\t"
+        "mov x0, x20\n\t"
+        "blr x19\n\t"
+        "mov x0, #127\n\t"
+        "mov x8, #93\n\t"
+        "svc #0\n\t"
+        "1:\n\t"
+        : "+r"(x0)
+        : "r"(x1), "r"(x8), "r"(x19), "r"(x20)
+        : "memory", "x30");
+    return x0;
+}
+#endif
+
 static long do_clone3(const struct nsp_spawn_args *a, struct nsp_spawn_result *res,
-                      int with_cgroup)
+                      int with_cgroup, void *stack)
 {
     struct clone_args ca;
     int pidfd = -1;
+    long pid;
     memset(&ca, 0, sizeof ca);
     ca.flags = a->flags | CLONE_PIDFD;
     ca.pidfd = (uint64_t)(uintptr_t)&pidfd;
@@ -601,7 +669,23 @@ static long do_clone3(const struct nsp_spawn_args *a, struct nsp_spawn_result *r
         ca.flags |= CLONE_INTO_CGROUP;
         ca.cgroup = (uint64_t)a->cgroup_fd;
     }
-    long pid = nsp_clone3(&ca, sizeof ca);
+#ifdef HAVE_CLONE3_ON_STACK
+    if (stack != NULL) {
+        ca.flags |= CLONE_VM | CLONE_VFORK;
+        ca.stack = (uint64_t)(uintptr_t)stack;
+        ca.stack_size = CHILD_STACK_SIZE;
+        pid = clone3_on_stack(&ca, child_main, a);
+        if (pid < 0) {
+            errno = (int)-pid;
+            return -1;
+        }
+        res->pidfd = pidfd;
+        return pid;
+    }
+#else
+    (void)stack;
+#endif
+    pid = nsp_clone3(&ca, sizeof ca);
     if (pid == 0)
         child_main(a);
     if (pid > 0)
@@ -622,6 +706,17 @@ static long do_clone(const struct nsp_spawn_args *a, struct nsp_spawn_result *re
     return pid;
 }
 
+/* does the child wait for the parent (NSP_OP_SYNC) before it execs? */
+static int plan_needs_parent(const struct nsp_spawn_args *a)
+{
+    int i;
+    for (i = 0; i < a->nops; i++) {
+        if (a->ops[i].kind == NSP_OP_SYNC)
+            return 1;
+    }
+    return 0;
+}
+
 static void restore_ns(const char *path, int nstype)
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -636,6 +731,7 @@ int nsp_spawn(const struct nsp_spawn_args *a, struct nsp_spawn_result *res)
     sigset_t all, old;
     long pid = -1;
     int err = 0, joined_pid = 0, joined_time = 0;
+    void *stack = NULL;
 
     res->pid = -1;
     res->pidfd = -1;
@@ -663,17 +759,25 @@ int nsp_spawn(const struct nsp_spawn_args *a, struct nsp_spawn_result *res)
         joined_time = 1;
     }
 
+#ifdef HAVE_CLONE3_ON_STACK
+    if (!plan_needs_parent(a)) {
+        stack = mmap(NULL, CHILD_STACK_SIZE, PROT_READ | PROT_WRITE,
+                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+        if (stack == MAP_FAILED)
+            stack = NULL;
+    }
+#endif
     if (a->cgroup_fd >= 0) {
-        pid = do_clone3(a, res, 1);
+        pid = do_clone3(a, res, 1, stack);
         if (pid > 0) {
             res->in_cgroup = 1;
         } else if (errno == E2BIG || errno == EINVAL || errno == EOPNOTSUPP ||
                    errno == EBADF) {
             /* kernel < 5.7, or a cgroup v1 fd: the parent writes cgroup.procs */
-            pid = do_clone3(a, res, 0);
+            pid = do_clone3(a, res, 0, stack);
         }
     } else {
-        pid = do_clone3(a, res, 0);
+        pid = do_clone3(a, res, 0, stack);
     }
     if (pid > 0) {
         res->method = 3;
@@ -691,6 +795,8 @@ out:
         restore_ns("/proc/thread-self/ns/pid", CLONE_NEWPID);
     if (joined_time)
         restore_ns("/proc/thread-self/ns/time", CLONE_NEWTIME);
+    if (stack != NULL)
+        munmap(stack, CHILD_STACK_SIZE);  /* the child has exec'd or exited */
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (pid < 0) {
         errno = err;

@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from nsprim.testing import busybox_rootfs, find_static_busybox
+
 MUST_RUN = os.environ.get("NSPRIM_TESTS_MUST_RUN") == "1"
-BUSYBOX_CANDIDATES = ("/bin/busybox", "/usr/bin/busybox")
 
 
 def need(condition: bool, reason: str) -> None:
@@ -39,13 +40,7 @@ def _is_root() -> bool:
 
 
 def _static_busybox() -> str | None:
-    for p in BUSYBOX_CANDIDATES:
-        if os.path.exists(p):
-            out = subprocess.run(["file", "-L", p], capture_output=True, text=True).stdout \
-                if shutil.which("file") else "statically linked"
-            if "dynamically" not in out:
-                return p
-    return None
+    return find_static_busybox()
 
 
 @pytest.fixture
@@ -54,26 +49,7 @@ def root() -> None:
 
 
 def build_busybox_rootfs(dest: Path, busybox: str) -> Path:
-    """A minimal rootfs: static busybox with its applets, /etc/passwd and group."""
-    dest.mkdir(parents=True, exist_ok=True)
-    os.chmod(dest, 0o755)  # pytest makes its directories 0700
-    for d in ("bin", "proc", "dev", "sys", "tmp", "etc", "root", "home/user"):
-        (dest / d).mkdir(parents=True, exist_ok=True)
-    os.chmod(dest / "tmp", 0o1777)
-    shutil.copy2(busybox, dest / "bin" / "busybox")
-    applets = subprocess.run([busybox, "--list"], capture_output=True, text=True,
-                             check=True).stdout.split()
-    for a in applets:
-        if a != "busybox":
-            (dest / "bin" / a).symlink_to("busybox")
-    (dest / "etc" / "passwd").write_text(
-        "root:x:0:0:root:/root:/bin/sh\nuser:x:1000:1000:user:/home/user:/bin/sh\n"
-        "nobody:x:65534:65534:nobody:/nonexistent:/bin/false\n")
-    (dest / "etc" / "group").write_text(
-        "root:x:0:\ntty:x:5:\nuser:x:1000:\nextra:x:2000:user\nnogroup:x:65534:\n")
-    (dest / "notexec").write_text("#!/bin/sh\necho no\n")
-    os.chmod(dest / "notexec", 0o644)
-    return dest
+    return busybox_rootfs(dest, busybox)
 
 
 @pytest.fixture(scope="session")

@@ -176,11 +176,11 @@ def test_bad_uid_is_config_error(rootfs: str) -> None:
 
 
 def test_only_stdio_fds_inside(rootfs: str) -> None:
-    leak = os.open("/etc/hostname", os.O_RDONLY)  # inheritable by default? make sure
-    os.set_inheritable(leak, True)
+    leak = os.open("/etc/hostname", os.O_RDONLY)
+    os.set_inheritable(leak, True)  # even an inheritable host fd must not get in
     try:
-        r = sh(rootfs, "ls /proc/$$/fd | tr '\\n' ' '")
-        assert r.stdout.split() == [b"0", b"1", b"2"]
+        with Container(["/bin/sleep", "30"], rootfs=rootfs) as c:
+            assert sorted(os.listdir(f"/proc/{c.pid}/fd"), key=int) == ["0", "1", "2"]
     finally:
         os.close(leak)
 
@@ -188,11 +188,13 @@ def test_only_stdio_fds_inside(rootfs: str) -> None:
 def test_pass_fds_renumbered(rootfs: str) -> None:
     r, w = os.pipe()
     try:
-        res = sh(rootfs, "echo through-fd3 >&3; ls /proc/$$/fd | tr '\\n' ' '", pass_fds=[w])
-        os.close(w)
-        w = -1
-        assert res.stdout.split() == [b"0", b"1", b"2", b"3"]
-        assert os.read(r, 100) == b"through-fd3\n"
+        c = Container(["/bin/sh", "-c", "echo through-fd3 >&3; exec sleep 30"], rootfs=rootfs,
+                      pass_fds=[w])
+        with c:
+            os.close(w)
+            w = -1
+            assert os.read(r, 100) == b"through-fd3\n"
+            assert sorted(os.listdir(f"/proc/{c.pid}/fd"), key=int) == ["0", "1", "2", "3"]
     finally:
         os.close(r)
         if w >= 0:

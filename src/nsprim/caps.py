@@ -7,6 +7,7 @@ as a literal here.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from functools import lru_cache
 
 from nsprim._native import lib
 from nsprim.errors import ConfigError
@@ -52,6 +53,12 @@ def resolve_caps(
 ) -> frozenset[str]:
     """docker's rule: start from `base`, drop `drop`, then add `add`; ``ALL``
     stands for every capability (``--cap-drop ALL --cap-add X`` keeps only X)."""
+    return _resolve_caps(tuple(add), tuple(drop), frozenset(base))
+
+
+@lru_cache(maxsize=256)
+def _resolve_caps(add: tuple[str, ...], drop: tuple[str, ...], base: frozenset[str]
+                  ) -> frozenset[str]:
     caps = {_norm(c) for c in base}
     for c in drop:
         if _norm(c) == "ALL":
@@ -70,6 +77,11 @@ def resolve_caps(
 
 def cap_mask(names: Iterable[str]) -> int:
     """The 64-bit mask of the named capabilities."""
+    return _cap_mask(frozenset(names))
+
+
+@lru_cache(maxsize=256)
+def _cap_mask(names: frozenset[str]) -> int:
     m = 0
     for n in names:
         m |= 1 << cap_number(n)

@@ -10,7 +10,6 @@ import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Union
 
 from nsprim.caps import resolve_caps
 from nsprim.errors import ConfigError
@@ -206,9 +205,9 @@ class Tmpfs:
         return d
 
 
-MountSpec = Union[Bind, Tmpfs]
+MountSpec = Bind | Tmpfs
 
-NamespaceSetting = Union[bool, Namespace]
+NamespaceSetting = bool | Namespace
 
 
 @dataclass(frozen=True)

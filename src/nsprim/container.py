@@ -7,7 +7,6 @@ pidfd.  The stdio arguments work like subprocess's.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import selectors
 import signal
@@ -16,7 +15,7 @@ import struct
 import subprocess
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from typing import IO, Any, Union
+from typing import IO, Any
 
 from nsprim._native import ffi, lib, raise_errno
 from nsprim.config import ContainerConfig, IdMap, MountSpec, make_config
@@ -30,7 +29,7 @@ PIPE = subprocess.PIPE
 DEVNULL = subprocess.DEVNULL
 STDOUT = subprocess.STDOUT
 
-StdioSpec = Union[None, int, IO[Any]]
+StdioSpec = None | int | IO[Any]
 
 _MSG = struct.Struct("=iiii")
 
@@ -51,6 +50,15 @@ class CompletedContainer(subprocess.CompletedProcess):  # type: ignore[type-arg]
     @property
     def exit_code(self) -> int:
         return self.returncode if self.returncode >= 0 else 128 - self.returncode
+
+
+def _uts_is_new(namespaces: Mapping[NamespaceKind | str, bool | Namespace] | None) -> bool:
+    if not namespaces:
+        return True
+    for k, v in namespaces.items():
+        if k in ("uts", NamespaceKind.UTS):
+            return v is True
+    return True
 
 
 class Container:
@@ -95,6 +103,9 @@ class Container:
         stdout: StdioSpec = None,
         stderr: StdioSpec = None,
     ) -> None:
+        self.id = os.urandom(32).hex()
+        if hostname is None and _uts_is_new(namespaces):
+            hostname = self.id[:12]  # docker's default
         cfg = make_config(
             argv, rootfs=rootfs, hostname=hostname, env=env, cwd=cwd, user=user,
             namespaces=namespaces, user_namespace=user_namespace, cap_add=cap_add,
@@ -103,9 +114,6 @@ class Container:
             mount_dev=mount_dev, mount_sys=mount_sys, pass_fds=pass_fds,
             new_session=new_session,
         )
-        self.id = os.urandom(32).hex()
-        if cfg.hostname is None and cfg.ns_setting(NamespaceKind.UTS) is True:
-            cfg = dataclasses.replace(cfg, hostname=self.id[:12])  # docker's default
         self.config: ContainerConfig = cfg
         self._stdio_spec = (stdin, stdout, stderr)
         self.pid: int | None = None
@@ -323,23 +331,22 @@ class Container:
                 if left is not None and left <= 0:
                     raise subprocess.TimeoutExpired(list(self.config.argv), timeout or 0)
                 for key, _ in sel.select(left):
-                    f = key.fileobj
-                    assert not isinstance(f, int)
-                    if f is self.stdin:
+                    fobj: Any = key.fileobj
+                    if key.events & selectors.EVENT_WRITE:
                         try:
-                            n = os.write(f.fileno(), view[:65536])
+                            n = os.write(fobj.fileno(), view[:65536])
                         except BrokenPipeError:
                             n = len(view)
                         view = view[n:]
                         if not view:
-                            sel.unregister(f)
-                            f.close()
+                            sel.unregister(fobj)
+                            fobj.close()
                     else:
-                        chunk = os.read(f.fileno(), 65536)
+                        chunk = os.read(fobj.fileno(), 65536)
                         if chunk:
-                            out[f.fileno()].append(chunk)
+                            out[fobj.fileno()].append(chunk)
                         else:
-                            sel.unregister(f)
+                            sel.unregister(fobj)
         stdout = b"".join(out[self.stdout.fileno()]) if self.stdout is not None else None
         stderr = b"".join(out[self.stderr.fileno()]) if self.stderr is not None else None
         self._close_pipes()

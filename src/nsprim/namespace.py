@@ -14,6 +14,7 @@ import os
 import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
+
 from nsprim._native import check, ffi, lib
 
 __all__ = ["NamespaceKind", "Namespace"]
@@ -36,7 +37,7 @@ class NamespaceKind(enum.Enum):
     @property
     def flag(self) -> int:
         """The CLONE_NEW* flag of this kind."""
-        return int(getattr(lib, _FLAG_NAMES[self]))
+        return _FLAGS[self]
 
     @classmethod
     def parse(cls, value: NamespaceKind | str) -> NamespaceKind:
@@ -68,6 +69,9 @@ _FLAG_NAMES = {
     NamespaceKind.CGROUP: "CLONE_NEWCGROUP",
     NamespaceKind.TIME: "CLONE_NEWTIME",
 }
+
+
+_FLAGS = {k: int(getattr(lib, n)) for k, n in _FLAG_NAMES.items()}
 
 
 class Namespace:

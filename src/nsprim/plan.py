@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 from nsprim._native import ffi, lib
@@ -19,7 +20,7 @@ from nsprim.namespace import Namespace, NamespaceKind
 
 __all__ = ["Op", "Plan", "build_plan", "compile_plan", "resolve_user", "STEP_NAMES"]
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Op:
     """One setup step of the child.  `step` names it in errors; `detail` is
     what an error shows next to it (a path, a name)."""
@@ -93,11 +94,36 @@ def _read_db(rootfs: str | None, path: str) -> list[list[str]]:
     return [line.split(":") for line in text.splitlines() if line and not line.startswith("#")]
 
 
+_user_cache: dict[tuple[Any, ...], tuple[int, int, tuple[int, ...], str]] = {}
+
+
+def _db_stamp(rootfs: str | None, path: str) -> tuple[int, int, int] | None:
+    try:
+        st = os.stat(path if rootfs is None else rootfs + path)
+    except OSError:
+        return None
+    return st.st_ino, st.st_mtime_ns, st.st_size
+
+
 def resolve_user(
     rootfs: str | None, user: tuple[str, str | None] | None
 ) -> tuple[int, int, tuple[int, ...], str]:
     """(uid, gid, supplementary groups, home) for a user spec, looked up in the
-    container's /etc/passwd and /etc/group as docker does."""
+    container's /etc/passwd and /etc/group as docker does.  Answers are cached
+    until either file changes."""
+    key = (rootfs, user, _db_stamp(rootfs, "/etc/passwd"), _db_stamp(rootfs, "/etc/group"))
+    hit = _user_cache.get(key)
+    if hit is None:
+        hit = _resolve_user(rootfs, user)
+        if len(_user_cache) > 256:
+            _user_cache.clear()
+        _user_cache[key] = hit
+    return hit
+
+
+def _resolve_user(
+    rootfs: str | None, user: tuple[str, str | None] | None
+) -> tuple[int, int, tuple[int, ...], str]:
     if user is None:
         user = ("0", None)
     name, group = user
@@ -215,6 +241,15 @@ def _mounts(cfg: ContainerConfig, new: set[NamespaceKind]) -> list[Op]:
     return ops
 
 
+@lru_cache(maxsize=64)
+def _caps_detail(caps: frozenset[str]) -> str:
+    return ",".join(sorted(caps))
+
+
+_JOIN_ORDER = (NamespaceKind.USER, NamespaceKind.MNT, NamespaceKind.NET, NamespaceKind.UTS,
+               NamespaceKind.IPC, NamespaceKind.CGROUP)
+
+
 def build_plan(cfg: ContainerConfig, stdio: tuple[int, int, int]) -> Plan:
     """The plan that sets up and runs `cfg`'s command with `stdio` as fds 0-2."""
     new = {k for k, v in cfg.namespaces.items() if v is True}
@@ -226,8 +261,7 @@ def build_plan(cfg: ContainerConfig, stdio: tuple[int, int, int]) -> Plan:
     plan = Plan(ops=ops, clone_flags=flags)
 
     # join existing namespaces: user first (it grants the rights for the rest)
-    for kind in (NamespaceKind.USER, NamespaceKind.MNT, NamespaceKind.NET, NamespaceKind.UTS,
-                 NamespaceKind.IPC, NamespaceKind.CGROUP):
+    for kind in _JOIN_ORDER if joined else ():
         if kind in joined:
             ops.append(Op(lib.NSP_OP_SETNS, "setns", fd=joined[kind].fd, arg=kind.flag,
                           detail=f"{kind.value}:[{joined[kind].inode}]"))
@@ -252,13 +286,13 @@ def build_plan(cfg: ContainerConfig, stdio: tuple[int, int, int]) -> Plan:
     if cfg.new_session:
         ops.append(Op(lib.NSP_OP_SETSID, "setsid"))
     caps = cap_mask(cfg.capabilities)
+    caps_detail = _caps_detail(cfg.capabilities)
     ops.append(Op(lib.NSP_OP_CAP_BOUNDING, "capabilities_bounding", caps=caps,
-                  detail=",".join(sorted(cfg.capabilities))))
+                  detail=caps_detail))
     ops.append(Op(lib.NSP_OP_SETGROUPS, "setgroups", ids=groups,
                   detail="groups=" + ",".join(map(str, groups))))
     ops.append(Op(lib.NSP_OP_SETID, "setid", uid=uid, gid=gid, detail=f"uid={uid} gid={gid}"))
-    ops.append(Op(lib.NSP_OP_CAPS, "capabilities", caps=caps,
-                  detail=",".join(sorted(cfg.capabilities))))
+    ops.append(Op(lib.NSP_OP_CAPS, "capabilities", caps=caps, detail=caps_detail))
     if cfg.no_new_privileges:
         ops.append(Op(lib.NSP_OP_NO_NEW_PRIVS, "no_new_privs"))
     fds = tuple(stdio) + cfg.pass_fds
@@ -273,12 +307,17 @@ def build_plan(cfg: ContainerConfig, stdio: tuple[int, int, int]) -> Plan:
         env["HOSTNAME"] = cfg.hostname
     env["HOME"] = home
     for e in cfg.env:
-        k, _, v = e.partition("=")
-        env[k] = v
+        key, _, val = e.partition("=")
+        env[key] = val
     plan.env = tuple(f"{k}={v}" for k, v in env.items())
     ops.append(Op(lib.NSP_OP_EXEC, "exec", src=env["PATH"], argv=cfg.argv, env=plan.env,
                   detail=cfg.argv[0]))
     return plan
+
+
+# C copies of the strings plans use again and again ("/dev/null", "tmpfs", ...);
+# read-only for the child, so sharing them between plans is safe
+_cstrings: dict[str, Any] = {}
 
 
 def compile_plan(ops: list[Op]) -> tuple[Any, list[Any]]:
@@ -290,7 +329,12 @@ def compile_plan(ops: list[Op]) -> tuple[Any, list[Any]]:
     def s(v: str | None) -> Any:
         if v is None:
             return ffi.NULL
-        b = ffi.new("char[]", os.fsencode(v))
+        b = _cstrings.get(v)
+        if b is None:
+            b = ffi.new("char[]", os.fsencode(v))
+            if len(_cstrings) > 4096:
+                _cstrings.clear()
+            _cstrings[v] = b
         keep.append(b)
         return b
 
