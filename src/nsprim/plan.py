@@ -346,24 +346,35 @@ def compile_plan(ops: list[Op]) -> tuple[Any, list[Any]]:
         return v
 
     for i, op in enumerate(ops):
+        # the array is zero-filled: set only what is not zero
         c = arr[i]
         c.kind = op.kind
-        c.flags = op.flags
-        c.arg = op.arg
+        if op.flags:
+            c.flags = op.flags
+        if op.arg:
+            c.arg = op.arg
         c.fd = op.fd
-        c.mflags = op.mflags
-        c.caps = op.caps
-        c.uid = op.uid
-        c.gid = op.gid
+        if op.mflags:
+            c.mflags = op.mflags
+        if op.caps:
+            c.caps = op.caps
+        if op.uid:
+            c.uid = op.uid
+        if op.gid:
+            c.gid = op.gid
         if op.ids:
             ids = ffi.new("unsigned int[]", list(op.ids))
             keep.append(ids)
             c.ids = ids
             c.nids = len(op.ids)
-        c.src = s(op.src)
-        c.dst = s(op.dst)
-        c.fstype = s(op.fstype)
-        c.data = s(op.data)
+        if op.src is not None:
+            c.src = s(op.src)
+        if op.dst is not None:
+            c.dst = s(op.dst)
+        if op.fstype is not None:
+            c.fstype = s(op.fstype)
+        if op.data is not None:
+            c.data = s(op.data)
         if op.kind == lib.NSP_OP_EXEC:
             c.argv = strv(op.argv)
             c.envp = strv(op.env)

@@ -1,0 +1,101 @@
+"""Container start-up, side by side: the C floor, unshare(1), bubblewrap and
+nsprim in-process, measured interleaved in one run on the same busybox rootfs.
+
+    python -m benchmarks.startup [--rounds N] [--batch N] [--quick] [--json FILE]
+
+Each round runs a batch of every case; a case's ratio to the floor is taken
+round by round (same moment, same machine load) and the median of those is
+reported.  Needs root.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import sys
+import time
+from collections.abc import Callable
+
+from benchmarks._common import (
+    MINIMAL,
+    build_floor,
+    command_case,
+    floor_samples,
+    make_rootfs,
+    median,
+    pct,
+    peer_commands,
+    time_calls,
+)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--rounds", type=int, default=10)
+    ap.add_argument("--batch", type=int, default=30)
+    ap.add_argument("--quick", action="store_true", help="2 rounds of 5: proves it runs")
+    ap.add_argument("--json", metavar="FILE", help="write the raw samples here")
+    a = ap.parse_args(argv)
+    if a.quick:
+        a.rounds, a.batch = 2, 5
+    if os.geteuid() != 0:
+        print("startup: needs root", file=sys.stderr)
+        return 2
+
+    from nsprim import run
+
+    rootfs = make_rootfs()
+    floor = build_floor()
+    cases: dict[str, Callable[[int], list[float]]] = {
+        "floor (C, raw clone3)": lambda n: floor_samples(floor, rootfs, n),
+        "nsprim run() minimal": lambda n: time_calls(
+            lambda: run(["/bin/true"], rootfs=rootfs, **MINIMAL), n),  # type: ignore[arg-type]
+        "nsprim run() default": lambda n: time_calls(
+            lambda: run(["/bin/true"], rootfs=rootfs), n),
+    }
+    commands = {"floor (C, raw clone3)": f"{floor} {rootfs} N",
+                "nsprim run() minimal": f"nsprim.run(['/bin/true'], rootfs=R, **{MINIMAL})",
+                "nsprim run() default": "nsprim.run(['/bin/true'], rootfs=R)"}
+    for name, cmd in peer_commands(rootfs).items():
+        cases[name] = (lambda c: lambda n: time_calls(command_case(c), n))(cmd)
+        commands[name] = " ".join(cmd)
+
+    for fn in cases.values():  # warm-up
+        fn(3)
+    samples: dict[str, list[float]] = {k: [] for k in cases}
+    per_round: dict[str, list[float]] = {k: [] for k in cases}
+    for _ in range(a.rounds):
+        for name, fn in cases.items():
+            s = fn(a.batch)
+            samples[name] += s
+            per_round[name].append(median(s))
+    floor_name = "floor (C, raw clone3)"
+    ratios = {k: median([x / f for x, f in zip(per_round[k], per_round[floor_name],
+                                                  strict=True)]) for k in cases}
+
+    print(f"# start-to-exit of /bin/true, {a.rounds} rounds x {a.batch}; "
+          f"kernel {platform.release()}, {os.cpu_count()} cpus")
+    print(f"{'case':28} {'p50 ms':>8} {'p90 ms':>8} {'x floor':>8}")
+    for k in cases:
+        print(f"{k:28} {pct(samples[k], .5) * 1e3:8.3f} {pct(samples[k], .9) * 1e3:8.3f} "
+              f"{ratios[k]:8.2f}")
+    print("\ncommands:")
+    for k, c in commands.items():
+        print(f"  {k}: {c}")
+    goal = ratios["nsprim run() minimal"]
+    print(f"\nnsprim minimal / floor = {goal:.2f} (goal <= 1.25: "
+          f"{'met' if goal <= 1.25 else 'NOT met'})")
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump({"when": time.time(), "kernel": platform.release(), "samples": samples,
+                       "ratios": ratios, "commands": commands}, f, indent=1)
+    shutil.rmtree(os.path.dirname(rootfs), ignore_errors=True)
+    shutil.rmtree(os.path.dirname(floor), ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Installs what nsprim and its tests need on a fresh Debian machine (as root):
+# a C compiler, busybox-static (test rootfs), the peers used by tests and
+# benchmarks, and the package itself with its test extras.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_apt=()
+command -v cc >/dev/null || need_apt+=(gcc libc6-dev)
+dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q "ok installed" \
+    || need_apt+=(busybox-static)
+command -v ipcmk >/dev/null || need_apt+=(util-linux)
+command -v unshare >/dev/null || need_apt+=(util-linux)
+command -v bwrap >/dev/null || need_apt+=(bubblewrap)
+command -v file >/dev/null || need_apt+=(file)
+if [ ${#need_apt[@]} -gt 0 ]; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+fi
+
+PY=${PYTHON:-python3}
+"$PY" -m pip install -q --disable-pip-version-check ".[test,dev]"
