@@ -9,7 +9,6 @@ from __future__ import annotations
 from typing import Any
 
 from benchmarks._common import MINIMAL, floor_samples, median
-
 from nsprim import run
 
 
