@@ -107,8 +107,11 @@ struct nsp_spawn_args {
     const struct nsp_op *ops;
     ...;
 };
-struct nsp_spawn_result { int pid; int pidfd; int in_cgroup; int method; ...; };
+struct nsp_spawn_result {
+    int pid; int pidfd; int in_cgroup; int method; int shared; struct nsp_msg report; ...;
+};
 int nsp_spawn(const struct nsp_spawn_args *args, struct nsp_spawn_result *res);
+int nsp_spawn_shares_memory(void);
 """
 
 ffibuilder = FFI()

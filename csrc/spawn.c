@@ -25,6 +25,7 @@
 #define CHILD_PATH_MAX 4096
 
 struct child_ctx {
+    struct nsp_msg *report;  /* shared with the parent (CLONE_VM), or NULL */
     int sync_fd;
     int root_fd;      /* the container's root directory (O_PATH), or -1 */
     const struct nsp_op *ops;
@@ -87,8 +88,16 @@ static int send_msg(int fd, int type, int err, int index, int kind)
 static __attribute__((noreturn)) void child_fail(struct child_ctx *c, int index)
 {
     int err = errno;
-    send_msg(c->sync_fd, NSP_MSG_ERROR, err, index,
-             index >= 0 && index < c->nops ? c->ops[index].kind : 0);
+    int kind = index >= 0 && index < c->nops ? c->ops[index].kind : 0;
+    if (c->report != NULL) {
+        /* the parent sleeps until we exit (CLONE_VFORK), then reads this */
+        c->report->type = NSP_MSG_ERROR;
+        c->report->err = err;
+        c->report->index = index;
+        c->report->kind = kind;
+    }
+    if (c->sync_fd >= 0)
+        send_msg(c->sync_fd, NSP_MSG_ERROR, err, index, kind);
     _exit(NSP_EXIT_SETUP);
 }
 
@@ -399,7 +408,7 @@ static int op_fds(struct child_ctx *c, const struct nsp_op *op)
         if (tmp[i] < 0)
             return -1;
     }
-    if (c->sync_fd < base) {
+    if (c->sync_fd >= 0 && c->sync_fd < base) {
         int s = fcntl(c->sync_fd, F_DUPFD_CLOEXEC, base);
         if (s < 0)
             return -1;
@@ -476,8 +485,14 @@ static int op_exec(const struct nsp_op *op)
     return -1;
 }
 
-static void child_main(const struct nsp_spawn_args *a)
+struct child_start {
+    const struct nsp_spawn_args *args;
+    struct nsp_msg *report;   /* where a CLONE_VM child reports failure, or NULL */
+};
+
+static void child_main(const struct child_start *st)
 {
+    const struct nsp_spawn_args *a = st->args;
     struct child_ctx c;
     struct sigaction sa;
     int i, r;
@@ -485,6 +500,7 @@ static void child_main(const struct nsp_spawn_args *a)
     /* only the parent may hold its end: then its exit is our EOF */
     if (a->parent_fd >= 0)
         close(a->parent_fd);
+    c.report = st->report;
     c.sync_fd = a->sync_fd;
     c.root_fd = -1;
     c.ops = a->ops;
@@ -604,8 +620,8 @@ static void child_main(const struct nsp_spawn_args *a)
 
 #if defined(__x86_64__)
 #define HAVE_CLONE3_ON_STACK 1
-static long clone3_on_stack(struct clone_args *ca, void (*fn)(const struct nsp_spawn_args *),
-                            const struct nsp_spawn_args *arg)
+static long clone3_on_stack(struct clone_args *ca, void (*fn)(const struct child_start *),
+                            const struct child_start *arg)
 {
     long ret;
     register void *r12 __asm__("r12") = (void *)fn;
@@ -630,8 +646,8 @@ static long clone3_on_stack(struct clone_args *ca, void (*fn)(const struct nsp_s
 }
 #elif defined(__aarch64__)
 #define HAVE_CLONE3_ON_STACK 1
-static long clone3_on_stack(struct clone_args *ca, void (*fn)(const struct nsp_spawn_args *),
-                            const struct nsp_spawn_args *arg)
+static long clone3_on_stack(struct clone_args *ca, void (*fn)(const struct child_start *),
+                            const struct child_start *arg)
 {
     register long x0 __asm__("x0") = (long)ca;
     register long x1 __asm__("x1") = (long)sizeof *ca;
@@ -655,12 +671,26 @@ static long clone3_on_stack(struct clone_args *ca, void (*fn)(const struct nsp_s
 }
 #endif
 
+/* after a fork-like clone: the child runs the plan, the parent keeps the pidfd */
+static long fork_result(long pid, int pidfd, const struct child_start *st,
+                        struct nsp_spawn_result *res)
+{
+    if (pid == 0)
+        child_main(st);
+    if (pid > 0)
+        res->pidfd = pidfd;
+    return pid;
+}
+
 static long do_clone3(const struct nsp_spawn_args *a, struct nsp_spawn_result *res,
                       int with_cgroup, void *stack)
 {
     struct clone_args ca;
+    struct child_start st;
     int pidfd = -1;
     long pid;
+    st.args = a;
+    st.report = NULL;
     memset(&ca, 0, sizeof ca);
     ca.flags = a->flags | CLONE_PIDFD;
     ca.pidfd = (uint64_t)(uintptr_t)&pidfd;
@@ -674,36 +704,42 @@ static long do_clone3(const struct nsp_spawn_args *a, struct nsp_spawn_result *r
         ca.flags |= CLONE_VM | CLONE_VFORK;
         ca.stack = (uint64_t)(uintptr_t)stack;
         ca.stack_size = CHILD_STACK_SIZE;
-        pid = clone3_on_stack(&ca, child_main, a);
+        st.report = &res->report;
+        pid = clone3_on_stack(&ca, child_main, &st);
         if (pid < 0) {
             errno = (int)-pid;
             return -1;
         }
         res->pidfd = pidfd;
+        res->shared = 1;
         return pid;
     }
 #else
     (void)stack;
 #endif
     pid = nsp_clone3(&ca, sizeof ca);
-    if (pid == 0)
-        child_main(a);
-    if (pid > 0)
-        res->pidfd = pidfd;
-    return pid;
+    return fork_result(pid, pidfd, &st, res);
 }
 
 static long do_clone(const struct nsp_spawn_args *a, struct nsp_spawn_result *res)
 {
     int pidfd = -1;
     /* x86_64 argument order: flags, stack, parent_tid, child_tid, tls */
+    struct child_start st;
     long pid = syscall(SYS_clone, (unsigned long)(a->flags | CLONE_PIDFD | SIGCHLD),
                        NULL, &pidfd, NULL, NULL);
-    if (pid == 0)
-        child_main(a);
-    if (pid > 0)
-        res->pidfd = pidfd;
-    return pid;
+    st.args = a;
+    st.report = NULL;
+    return fork_result(pid, pidfd, &st, res);
+}
+
+int nsp_spawn_shares_memory(void)
+{
+#ifdef HAVE_CLONE3_ON_STACK
+    return 1;
+#else
+    return 0;
+#endif
 }
 
 /* does the child wait for the parent (NSP_OP_SYNC) before it execs? */
@@ -735,6 +771,8 @@ int nsp_spawn(const struct nsp_spawn_args *a, struct nsp_spawn_result *res)
 
     res->pid = -1;
     res->pidfd = -1;
+    res->shared = 0;
+    memset(&res->report, 0, sizeof res->report);
     res->in_cgroup = 0;
     res->method = 0;
 
@@ -767,6 +805,11 @@ int nsp_spawn(const struct nsp_spawn_args *a, struct nsp_spawn_result *res)
             stack = NULL;
     }
 #endif
+    if (stack == NULL && a->sync_fd < 0) {
+        /* without a shared child the socket is the only way to hear of failure */
+        err = stack == NULL && plan_needs_parent(a) ? EINVAL : ENOMEM;
+        goto out;
+    }
     if (a->cgroup_fd >= 0) {
         pid = do_clone3(a, res, 1, stack);
         if (pid > 0) {
@@ -781,7 +824,7 @@ int nsp_spawn(const struct nsp_spawn_args *a, struct nsp_spawn_result *res)
     }
     if (pid > 0) {
         res->method = 3;
-    } else if (errno == ENOSYS) {
+    } else if (errno == ENOSYS && a->sync_fd >= 0) {
         pid = do_clone(a, res);
         if (pid > 0)
             res->method = 2;

@@ -28,6 +28,11 @@
  *      read() == 0 (EOF): exec succeeded
  *
  * If the parent goes away or answers anything but GO, the child exits.
+ *
+ * A plan without NSP_OP_SYNC may run in a child that shares the parent's
+ * memory (CLONE_VM | CLONE_VFORK, see nsp_spawn_shares_memory): the parent
+ * sleeps until the child has exec'd or exited, and a failure is written to
+ * res->report instead of (or as well as) the socket.
  */
 #ifndef NSPRIM_SPAWN_H
 #define NSPRIM_SPAWN_H
@@ -121,7 +126,14 @@ struct nsp_spawn_result {
     int pidfd;
     int in_cgroup;        /* 1 if born in cgroup_fd through CLONE_INTO_CGROUP */
     int method;           /* 3 = clone3, 2 = clone */
+    int shared;           /* 1 if the child shared our memory (CLONE_VM | CLONE_VFORK) */
+    struct nsp_msg report; /* a shared child's failure ({NSP_MSG_ERROR, ...}), else zeros */
 };
+
+/* 1 if nsp_spawn can clone a child that shares our memory, when the plan has
+ * no NSP_OP_SYNC: it then reports failure in res->report, and the sync socket
+ * (sync_fd = parent_fd = -1) may be left out. */
+int nsp_spawn_shares_memory(void);
 
 /* Clone a child that executes `ops`.  Returns the pid, or -1 with errno. */
 int nsp_spawn(const struct nsp_spawn_args *args, struct nsp_spawn_result *res);

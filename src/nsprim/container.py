@@ -15,7 +15,7 @@ import struct
 import subprocess
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from typing import IO, Any
+from typing import IO, Any, NoReturn
 
 from nsprim._native import ffi, lib, raise_errno
 from nsprim.config import ContainerConfig, IdMap, MountSpec, make_config
@@ -32,6 +32,7 @@ STDOUT = subprocess.STDOUT
 StdioSpec = None | int | IO[Any]
 
 _MSG = struct.Struct("=iiii")
+_SHARES_MEMORY = bool(lib.nsp_spawn_shares_memory())
 
 
 class CompletedContainer(subprocess.CompletedProcess):  # type: ignore[type-arg]
@@ -173,18 +174,27 @@ class Container:
             plan = build_plan(cfg, (stdio[0], stdio[1], stdio[2]))
             self._plan = plan
             ops, keep = compile_plan(plan.ops)
-            parent_sock, child_sock = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-            with child_sock:
-                args = ffi.new("struct nsp_spawn_args *")
-                args.flags = plan.clone_flags
-                args.cgroup_fd = -1
-                args.sync_fd = child_sock.fileno()
-                args.parent_fd = parent_sock.fileno()
-                args.pidns_fd = plan.pidns_fd
-                args.timens_fd = plan.timens_fd
-                args.ops = ops
-                args.nops = len(plan.ops)
-                res = ffi.new("struct nsp_spawn_result *")
+            args = ffi.new("struct nsp_spawn_args *")
+            args.flags = plan.clone_flags
+            args.cgroup_fd = -1
+            args.sync_fd = args.parent_fd = -1
+            args.pidns_fd = plan.pidns_fd
+            args.timens_fd = plan.timens_fd
+            args.ops = ops
+            args.nops = len(plan.ops)
+            res = ffi.new("struct nsp_spawn_result *")
+            if plan.sync or not _SHARES_MEMORY:
+                # the child talks to us before exec: a socket for the handshake
+                parent_sock, child_sock = socket.socketpair(socket.AF_UNIX,
+                                                            socket.SOCK_SEQPACKET)
+                with child_sock:
+                    args.sync_fd = child_sock.fileno()
+                    args.parent_fd = parent_sock.fileno()
+                    ret = lib.nsp_spawn(args, res)
+                    err = ffi.errno
+            else:
+                # the child shares our memory and we sleep until it has exec'd
+                # or failed: its report is in res when nsp_spawn returns
                 ret = lib.nsp_spawn(args, res)
                 err = ffi.errno
             del keep
@@ -200,6 +210,11 @@ class Container:
         finally:
             for fd in close_after:
                 os.close(fd)
+        if parent_sock is None:
+            if res.report.type == lib.NSP_MSG_ERROR:
+                self._close_pipes()
+                self._child_failed(plan, res.report.err, res.report.index)
+            return self
         with parent_sock:
             try:
                 self._handshake(parent_sock, plan)
@@ -218,11 +233,15 @@ class Container:
                 self._write_id_maps()
                 sock.send(_MSG.pack(lib.NSP_MSG_GO, 0, 0, 0))
             elif mtype == lib.NSP_MSG_ERROR:
-                op = plan.ops[index] if 0 <= index < len(plan.ops) else None
-                self.wait()
-                if op is None:
-                    raise spawn_error(err, "unknown")
-                raise spawn_error(err, op.step, op.detail)
+                self._child_failed(plan, err, index)
+
+    def _child_failed(self, plan: Plan, err: int, index: int) -> NoReturn:
+        """Reap the child that failed at op `index` and raise its error."""
+        self.wait()
+        op = plan.ops[index] if 0 <= index < len(plan.ops) else None
+        if op is None:
+            raise spawn_error(err, "unknown")
+        raise spawn_error(err, op.step, op.detail)
 
     def _write_id_maps(self) -> None:
         m = self.config.user_namespace

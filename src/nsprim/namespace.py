@@ -34,6 +34,9 @@ class NamespaceKind(enum.Enum):
     CGROUP = "cgroup"
     TIME = "time"
 
+    # members are singletons: identity hashing, in C (Enum's own is Python code)
+    __hash__ = object.__hash__
+
     @property
     def flag(self) -> int:
         """The CLONE_NEW* flag of this kind."""
