@@ -26,6 +26,7 @@
 
 struct child_ctx {
     struct nsp_msg *report;  /* shared with the parent (CLONE_VM), or NULL */
+    int placed;              /* born in the cgroup given to clone3 */
     int sync_fd;
     int root_fd;      /* the container's root directory (O_PATH), or -1 */
     const struct nsp_op *ops;
@@ -485,9 +486,27 @@ static int op_exec(const struct nsp_op *op)
     return -1;
 }
 
+static int op_write_file(const struct nsp_op *op)
+{
+    size_t len = c_strlen(op->data);
+    ssize_t n;
+    int fd = open(op->src, O_WRONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    do {
+        n = write(fd, op->data, len);
+    } while (n < 0 && errno == EINTR);
+    if (n >= 0 && (size_t)n != len) {
+        errno = EIO;
+        n = -1;
+    }
+    return close_keep_errno(fd, n < 0 ? -1 : 0);
+}
+
 struct child_start {
     const struct nsp_spawn_args *args;
     struct nsp_msg *report;   /* where a CLONE_VM child reports failure, or NULL */
+    int placed;               /* born in args->cgroup_fd (CLONE_INTO_CGROUP) */
 };
 
 static void child_main(const struct child_start *st)
@@ -501,6 +520,7 @@ static void child_main(const struct child_start *st)
     if (a->parent_fd >= 0)
         close(a->parent_fd);
     c.report = st->report;
+    c.placed = st->placed;
     c.sync_fd = a->sync_fd;
     c.root_fd = -1;
     c.ops = a->ops;
@@ -587,6 +607,9 @@ static void child_main(const struct child_start *st)
             break;
         case NSP_OP_PDEATHSIG:
             r = prctl(PR_SET_PDEATHSIG, op->arg, 0, 0, 0);
+            break;
+        case NSP_OP_WRITE_FILE:
+            r = (op->flags & NSP_F_UNLESS_PLACED) && c.placed ? 0 : op_write_file(op);
             break;
         default:
             errno = EINVAL;
@@ -691,6 +714,7 @@ static long do_clone3(const struct nsp_spawn_args *a, struct nsp_spawn_result *r
     long pid;
     st.args = a;
     st.report = NULL;
+    st.placed = with_cgroup;
     memset(&ca, 0, sizeof ca);
     ca.flags = a->flags | CLONE_PIDFD;
     ca.pidfd = (uint64_t)(uintptr_t)&pidfd;
@@ -730,6 +754,7 @@ static long do_clone(const struct nsp_spawn_args *a, struct nsp_spawn_result *re
                        NULL, &pidfd, NULL, NULL);
     st.args = a;
     st.report = NULL;
+    st.placed = 0;
     return fork_result(pid, pidfd, &st, res);
 }
 

@@ -65,6 +65,8 @@ enum nsp_op_kind {
     NSP_OP_EXEC,           /* argv, envp; src = PATH to search when argv[0] has no '/' */
     NSP_OP_SETSID,
     NSP_OP_PDEATHSIG,      /* arg = signal */
+    NSP_OP_WRITE_FILE,     /* write data to the host file src (e.g. "0" to a cgroup.procs);
+                              with NSP_F_UNLESS_PLACED skipped if born in the cgroup */
     NSP_OP__COUNT
 };
 
@@ -74,6 +76,7 @@ enum nsp_op_kind {
 #define NSP_F_MKFILE   0x4   /* create a missing target file */
 #define NSP_F_REC      0x8   /* recursive bind */
 #define NSP_F_RDONLY   0x10  /* read-only bind */
+#define NSP_F_UNLESS_PLACED 0x20 /* skip if clone3 placed us with CLONE_INTO_CGROUP */
 
 struct nsp_op {
     int kind;

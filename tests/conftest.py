@@ -114,3 +114,25 @@ def userns_rootfs() -> Iterator[str]:
         _assert_no_mounts_under(base)
     finally:
         shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _nsprim_state_root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Every test (and every CLI it starts) keeps nsprim's state in a
+    temporary root; after the session no cgroup of nsprim may remain."""
+    root = tmp_path_factory.mktemp("nsprim-state")
+    old = os.environ.get("NSPRIM_ROOT")
+    os.environ["NSPRIM_ROOT"] = str(root)
+    yield
+    if old is None:
+        os.environ.pop("NSPRIM_ROOT", None)
+    else:
+        os.environ["NSPRIM_ROOT"] = old
+    if _is_root():
+        from nsprim.cgroup import PARENT, host_layout, iter_nsprim_cgroups
+
+        left = list(iter_nsprim_cgroups())
+        lay = host_layout()
+        parents = [os.path.join(m, PARENT) for m in {lay.v2, *lay.v1.values()}
+                   if m and os.path.isdir(os.path.join(m, PARENT))]
+        assert not left and not parents, f"cgroups left on the host: {left + parents}"

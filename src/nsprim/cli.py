@@ -116,6 +116,26 @@ def _env_list(values: list[str]) -> list[str]:
     return out
 
 
+def _int_arg(what: str) -> Any:
+    def conv(v: str) -> int:
+        try:
+            return int(v)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"invalid {what} {v!r}: expected an integer") \
+                from None
+    return conv
+
+
+def _collect_leftovers() -> None:
+    """Remove what killed nsprim processes left behind (cgroups, ...)."""
+    try:
+        from nsprim.cgroup import Cgroup
+
+        Cgroup.collect()
+    except OSError:
+        pass
+
+
 def _build_parser() -> _Parser:
     p = _Parser(prog="nsprim", description="Container primitives: run commands in containers.")
     p.add_argument("--version", action="store_true", help="print the version and exit")
@@ -142,6 +162,18 @@ def _build_parser() -> _Parser:
                    help="new user namespace: container uid 0 is HOSTUID")
     r.add_argument("--security-opt", action="append", default=[], metavar="OPT",
                    help="no-new-privileges[=true|false]")
+    g = r.add_argument_group("resources (a cgroup of the container's own)")
+    g.add_argument("-m", "--memory", metavar="SIZE", help="memory limit, e.g. 256m")
+    g.add_argument("--memory-swap", metavar="SIZE", help="memory + swap limit; -1 unlimited")
+    g.add_argument("--cpus", metavar="N", help="CPUs, e.g. 0.5")
+    g.add_argument("--cpu-shares", type=_int_arg("cpu-shares"), metavar="N",
+                   help="relative weight (v1 shares)")
+    g.add_argument("--cpuset-cpus", metavar="LIST", help="CPUs to run on, e.g. 0-1")
+    g.add_argument("--cpuset-mems", metavar="LIST", help="memory nodes, e.g. 0")
+    g.add_argument("--pids-limit", type=_int_arg("pids-limit"), metavar="N",
+                   help="process limit (0 or -1: unlimited)")
+    g.add_argument("--device-read-bps", action="append", default=[], metavar="DEV:RATE")
+    g.add_argument("--device-write-bps", action="append", default=[], metavar="DEV:RATE")
     r.add_argument("cmd", nargs=argparse.REMAINDER, metavar="CMD")
     return p
 
@@ -172,12 +204,17 @@ def cmd_run(a: argparse.Namespace) -> int:
             user_namespace=_parse_uidmap(a.userns_map) if a.userns_map else None,
             cap_add=a.cap_add, cap_drop=a.cap_drop, no_new_privileges=nnp,
             read_only=a.read_only, mounts=mounts,
+            memory=a.memory, memory_swap=a.memory_swap, cpus=a.cpus,
+            cpu_shares=a.cpu_shares, cpuset=a.cpuset_cpus, cpuset_mems=a.cpuset_mems,
+            pids=a.pids_limit, device_read_bps=a.device_read_bps,
+            device_write_bps=a.device_write_bps,
             stdin=None if a.interactive else DEVNULL,
         )
     except ConfigError as e:
         return _fail(str(e))
     if not os.path.isdir(a.rootfs):
         return _fail(f"invalid rootfs {a.rootfs!r}: not a directory")
+    _collect_leftovers()
 
     def forward(signum: int, _frame: Any) -> None:
         c.send_signal(signum)

@@ -18,8 +18,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import IO, Any, NoReturn
 
 from nsprim._native import ffi, lib, raise_errno
+from nsprim.cgroup import Cgroup, Limits, make_limits
 from nsprim.config import ContainerConfig, IdMap, MountSpec, make_config
-from nsprim.errors import spawn_error
+from nsprim.errors import ConfigError, spawn_error
 from nsprim.namespace import Namespace, NamespaceKind
 from nsprim.plan import Plan, build_plan, compile_plan
 
@@ -100,6 +101,17 @@ class Container:
         mount_sys: bool = True,
         pass_fds: Iterable[int] = (),
         new_session: bool = False,
+        cgroup: Cgroup | None = None,
+        memory: str | int | None = None,
+        memory_swap: str | int | None = None,
+        cpus: str | float | None = None,
+        cpu_shares: int | None = None,
+        cpu_weight: int | None = None,
+        cpuset: str | None = None,
+        cpuset_mems: str | None = None,
+        pids: int | None = None,
+        device_read_bps: Iterable[str] = (),
+        device_write_bps: Iterable[str] = (),
         stdin: StdioSpec = None,
         stdout: StdioSpec = None,
         stderr: StdioSpec = None,
@@ -116,6 +128,22 @@ class Container:
             new_session=new_session,
         )
         self.config: ContainerConfig = cfg
+        limit_args = dict(memory=memory, memory_swap=memory_swap, cpus=cpus,
+                          cpu_shares=cpu_shares, cpu_weight=cpu_weight, cpuset=cpuset,
+                          cpuset_mems=cpuset_mems, pids=pids)
+        self._limits: Limits | None = None
+        if any(v is not None for v in limit_args.values()) or device_read_bps \
+                or device_write_bps:
+            if cgroup is not None:
+                raise ConfigError("give a cgroup or limits (memory=, cpus=, ...), not both")
+            self._limits = make_limits(device_read_bps=tuple(device_read_bps),
+                                       device_write_bps=tuple(device_write_bps),
+                                       **limit_args)  # type: ignore[arg-type]
+        #: the container's cgroup: given, or created at start() for the limits
+        self.cgroup: Cgroup | None = cgroup
+        self._owns_cgroup = False
+        self._oom_before = 0
+        self.oom_killed = False
         self._stdio_spec = (stdin, stdout, stderr)
         self.pid: int | None = None
         self.returncode: int | None = None
@@ -167,16 +195,29 @@ class Container:
         """Create the namespaces, set up the root, exec the command."""
         if self.pid is not None:
             raise RuntimeError("container already started")
+        if self._limits is not None and self.cgroup is None:
+            self.cgroup = Cgroup.create(self.id[:16], limits=self._limits)
+            self._owns_cgroup = True
+        try:
+            self._start()
+        except BaseException:
+            self._release_cgroup()
+            raise
+        return self
+
+    def _start(self) -> None:
         cfg = self.config
+        if self.cgroup is not None:
+            self._oom_before = self.cgroup.oom_kills()
         stdio, close_after = self._open_stdio()
         parent_sock: socket.socket | None = None
         try:
-            plan = build_plan(cfg, (stdio[0], stdio[1], stdio[2]))
+            plan = build_plan(cfg, (stdio[0], stdio[1], stdio[2]), self.cgroup)
             self._plan = plan
             ops, keep = compile_plan(plan.ops)
             args = ffi.new("struct nsp_spawn_args *")
             args.flags = plan.clone_flags
-            args.cgroup_fd = -1
+            args.cgroup_fd = plan.cgroup_fd
             args.sync_fd = args.parent_fd = -1
             args.pidns_fd = plan.pidns_fd
             args.timens_fd = plan.timens_fd
@@ -214,14 +255,13 @@ class Container:
             if res.report.type == lib.NSP_MSG_ERROR:
                 self._close_pipes()
                 self._child_failed(plan, res.report.err, res.report.index)
-            return self
+            return
         with parent_sock:
             try:
                 self._handshake(parent_sock, plan)
             except BaseException:
                 self._abort()
                 raise
-        return self
 
     def _handshake(self, sock: socket.socket, plan: Plan) -> None:
         while True:
@@ -313,6 +353,15 @@ class Container:
             self.returncode = -r.si_status
         os.close(self._pidfd)
         self._pidfd = -1
+        if self.cgroup is not None and not self.cgroup.removed:
+            self.oom_killed = self.cgroup.oom_kills() > self._oom_before
+        self._release_cgroup()
+
+    def _release_cgroup(self) -> None:
+        """Remove the cgroup we created (killing what is left in it)."""
+        if self._owns_cgroup and self.cgroup is not None:
+            self.cgroup.remove()
+            self._owns_cgroup = False
 
     def send_signal(self, sig: int) -> None:
         """Signal the container's first process (no-op once it has been reaped)."""
@@ -426,7 +475,8 @@ def run(
             c.wait()
             raise
     assert c.returncode is not None
-    result = CompletedContainer(list(argv), c.returncode, out, err, container_id=c.id)
+    result = CompletedContainer(list(argv), c.returncode, out, err, container_id=c.id,
+                                oom_killed=c.oom_killed)
     if check and result.returncode != 0:
         raise subprocess.CalledProcessError(result.returncode, list(argv), out, err)
     return result

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any
+from typing import Any, Protocol
 
 from nsprim._native import ffi, lib
 from nsprim.caps import cap_mask
@@ -50,10 +50,21 @@ STEP_NAMES = {
 }
 
 
+class CgroupTarget(Protocol):
+    """What a plan needs of a cgroup (nsprim.cgroup.Cgroup)."""
+
+    @property
+    def fd(self) -> int: ...
+    @property
+    def v2_path(self) -> str | None: ...
+    def procs_files(self) -> list[str]: ...
+
+
 @dataclass
 class Plan:
     ops: list[Op]
     clone_flags: int
+    cgroup_fd: int = -1
     pidns_fd: int = -1
     timens_fd: int = -1
     sync: bool = False
@@ -250,8 +261,10 @@ _JOIN_ORDER = (NamespaceKind.USER, NamespaceKind.MNT, NamespaceKind.NET, Namespa
                NamespaceKind.IPC, NamespaceKind.CGROUP)
 
 
-def build_plan(cfg: ContainerConfig, stdio: tuple[int, int, int]) -> Plan:
-    """The plan that sets up and runs `cfg`'s command with `stdio` as fds 0-2."""
+def build_plan(cfg: ContainerConfig, stdio: tuple[int, int, int],
+               cgroup: CgroupTarget | None = None) -> Plan:
+    """The plan that sets up and runs `cfg`'s command with `stdio` as fds 0-2,
+    in `cgroup` if one is given."""
     new = {k for k, v in cfg.namespaces.items() if v is True}
     joined = {k: v for k, v in cfg.namespaces.items() if isinstance(v, Namespace)}
     flags = 0
@@ -259,6 +272,23 @@ def build_plan(cfg: ContainerConfig, stdio: tuple[int, int, int]) -> Plan:
         flags |= k.flag
     ops: list[Op] = []
     plan = Plan(ops=ops, clone_flags=flags)
+
+    if cgroup is not None:
+        # Join the cgroup first, while our credentials are still the host's.
+        # v2: born in it by clone3 (CLONE_INTO_CGROUP), else write cgroup.procs;
+        # v1 hierarchies: always written.  The cgroup namespace comes after.
+        plan.cgroup_fd = cgroup.fd
+        for path in cgroup.procs_files():
+            ops.append(Op(lib.NSP_OP_WRITE_FILE, "cgroup_join", src=path, data="0",
+                          detail=path))
+        if cgroup.v2_path is not None:
+            path = cgroup.v2_path + "/cgroup.procs"
+            ops.append(Op(lib.NSP_OP_WRITE_FILE, "cgroup_join", src=path, data="0",
+                          flags=lib.NSP_F_UNLESS_PLACED, detail=path))
+        if NamespaceKind.CGROUP in new:
+            plan.clone_flags &= ~lib.CLONE_NEWCGROUP
+            ops.append(Op(lib.NSP_OP_UNSHARE, "unshare_cgroup", arg=lib.CLONE_NEWCGROUP,
+                          detail="cgroup namespace"))
 
     # join existing namespaces: user first (it grants the rights for the rest)
     for kind in _JOIN_ORDER if joined else ():
