@@ -45,7 +45,8 @@ def main(argv: list[str] | None = None) -> int:
         print("startup: needs root", file=sys.stderr)
         return 2
 
-    from nsprim import run
+    from nsprim import Cgroup, run
+    from nsprim.cgroup import host_layout
 
     rootfs = make_rootfs()
     floor = build_floor()
@@ -55,10 +56,31 @@ def main(argv: list[str] | None = None) -> int:
             lambda: run(["/bin/true"], rootfs=rootfs, **MINIMAL), n),  # type: ignore[arg-type]
         "nsprim run() default": lambda n: time_calls(
             lambda: run(["/bin/true"], rootfs=rootfs), n),
+        "nsprim + own cgroup": lambda n: time_calls(
+            lambda: run(["/bin/true"], rootfs=rootfs, memory="256m", pids=64,
+                        **MINIMAL), n),  # type: ignore[arg-type]
     }
     commands = {"floor (C, raw clone3)": f"{floor} {rootfs} N",
                 "nsprim run() minimal": f"nsprim.run(['/bin/true'], rootfs=R, **{MINIMAL})",
-                "nsprim run() default": "nsprim.run(['/bin/true'], rootfs=R)"}
+                "nsprim run() default": "nsprim.run(['/bin/true'], rootfs=R)",
+                "nsprim + own cgroup": "nsprim.run(['/bin/true'], rootfs=R, memory='256m', "
+                                       "pids=64, **MINIMAL): a cgroup created and removed "
+                                       "per container, as docker does"}
+    held: list[Cgroup] = []
+    if host_layout().v2 is not None:
+        # the v2 path: born in an existing cgroup with CLONE_INTO_CGROUP
+        cg_floor = Cgroup.create("bench-floor", driver="v2")
+        cg_nsp = Cgroup.create("bench-nsprim", driver="v2")
+        held += [cg_floor, cg_nsp]
+        assert cg_floor.v2_path is not None
+        v2dir = cg_floor.v2_path
+        cases["floor + CLONE_INTO_CGROUP"] = lambda n: floor_samples(floor, rootfs, n, v2dir)
+        cases["nsprim + v2 cgroup"] = lambda n: time_calls(
+            lambda: run(["/bin/true"], rootfs=rootfs, cgroup=cg_nsp,
+                        **MINIMAL), n)  # type: ignore[arg-type]
+        commands["floor + CLONE_INTO_CGROUP"] = f"{floor} {rootfs} N {v2dir}"
+        commands["nsprim + v2 cgroup"] = ("nsprim.run(['/bin/true'], rootfs=R, cgroup=cg, "
+                                          "**MINIMAL) with cg = Cgroup.create(driver='v2')")
     for name, cmd in peer_commands(rootfs).items():
         cases[name] = (lambda c: lambda n: time_calls(command_case(c), n))(cmd)
         commands[name] = " ".join(cmd)
@@ -88,10 +110,18 @@ def main(argv: list[str] | None = None) -> int:
     goal = ratios["nsprim run() minimal"]
     print(f"\nnsprim minimal / floor = {goal:.2f} (goal <= 1.25: "
           f"{'met' if goal <= 1.25 else 'NOT met'})")
+    p50 = {k: median(per_round[k]) for k in cases}
+    if "nsprim + v2 cgroup" in cases:
+        add = (p50["nsprim + v2 cgroup"] - p50["nsprim run() minimal"]) * 1e3
+        print(f"v2 cgroup (CLONE_INTO_CGROUP) adds {add:.3f} ms to nsprim's p50 (goal <= 0.5)")
+    add = (p50["nsprim + own cgroup"] - p50["nsprim run() minimal"]) * 1e3
+    print(f"an own cgroup with memory+pids limits ({host_layout().kind} host) adds {add:.3f} ms")
     if a.json:
         with open(a.json, "w") as f:
             json.dump({"when": time.time(), "kernel": platform.release(), "samples": samples,
                        "ratios": ratios, "commands": commands}, f, indent=1)
+    for cg in held:
+        cg.remove()
     shutil.rmtree(os.path.dirname(rootfs), ignore_errors=True)
     shutil.rmtree(os.path.dirname(floor), ignore_errors=True)
     return 0

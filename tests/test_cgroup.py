@@ -190,10 +190,32 @@ def test_bad_name(root: None) -> None:
 
 
 def test_forced_driver_without_controller(root: None) -> None:
+    """Forcing the hierarchy that lacks the controller is a clear error that
+    creates nothing (v2 on a hybrid host; v1 on a pure v2 host)."""
     lay = host_layout()
-    need(lay.v2 is not None, "needs a cgroup2 hierarchy")
-    if "memory" in lay.v2_controllers:
-        pytest.skip("this host serves memory on v2: nothing to refuse")  # pure v2 VM
+    if lay.v2 is not None and "memory" not in lay.v2_controllers:
+        forced = "v2"
+    else:
+        need("memory" not in lay.v1, "a host with memory on both v1 and v2")
+        forced = "v1"
     with pytest.raises(OSError, match="memory"):
-        Cgroup.create("t-forced", driver="v2", memory="64m")
+        Cgroup.create("t-forced", driver=forced, memory="64m")
     assert not any(p.endswith("/t-forced") for p in iter_nsprim_cgroups())
+
+
+def test_expected_layout(root: None, cg_name: str) -> None:
+    """Under NSPRIM_EXPECT_CGROUP (set by the v2 VM run) prove which path ran."""
+    want = os.environ.get("NSPRIM_EXPECT_CGROUP")
+    lay = host_layout()
+    if want is None:
+        assert lay.kind in ("v1", "v2", "hybrid")
+        return
+    assert lay.kind == want, lay
+    with Cgroup.create(cg_name, memory="64m", pids=10, cpus=0.5) as cg:
+        if want == "v2":
+            assert cg.v1_paths == {}
+            assert cg.v2_path is not None
+            with open(os.path.join(cg.v2_path, "memory.max")) as f:
+                assert f.read().strip() == str(64 << 20)
+            with open(os.path.join(cg.v2_path, "cpu.max")) as f:
+                assert f.read().split() == ["50000", "100000"]

@@ -120,3 +120,34 @@ def test_read_only_and_volume(rootfs: str, tmp_path: Path) -> None:
                    "echo hi > /data/f && touch /run/ok && touch /nope; echo rc=$?")
     assert (d / "f").read_text() == "hi\n"
     assert "rc=1" in r.stdout
+
+
+def test_memory_limit_oom_is_137(rootfs: str) -> None:
+    r = nsprim_cli("run", "--rm", "--rootfs", rootfs, "-m", "32m", "--memory-swap", "32m",
+                   "--", "sh", "-c", "x=aaaaaaaa; while :; do x=$x$x; done")
+    assert r.returncode == 137
+
+
+def test_resource_flags_together(rootfs: str) -> None:
+    r = nsprim_cli("run", "--rm", "--rootfs", rootfs, "-m", "256m", "--memory-swap", "256m",
+                   "--cpus", "0.5", "--cpu-shares", "512", "--cpuset-cpus", "0",
+                   "--pids-limit", "64", "--", "cat", "/proc/self/cgroup")
+    assert r.returncode == 0, r.stderr
+    assert "0::/" in r.stdout.split()
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["-m", "abc"], "'abc'"),
+    (["-m", "1k"], "minimum"),
+    (["--memory-swap", "1g"], "memory-swap"),
+    (["--cpus", "-1"], "'-1'"),
+    (["--cpu-shares", "1"], "cpu-shares 1"),
+    (["--cpuset-cpus", "0-999"], "0-999"),
+    (["--pids-limit", "ten"], "'ten'"),
+    (["--device-write-bps", "/dev/null:1mb"], "/dev/null"),
+])
+def test_bad_resource_flags(rootfs: str, args: list[str], needle: str) -> None:
+    r = nsprim_cli("run", "--rm", "--rootfs", rootfs, *args, "--", "true")
+    assert r.returncode == 125
+    one_line_error(r.stderr)
+    assert needle in r.stderr
