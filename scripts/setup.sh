@@ -13,6 +13,11 @@ command -v ipcmk >/dev/null || need_apt+=(util-linux)
 command -v unshare >/dev/null || need_apt+=(util-linux)
 command -v bwrap >/dev/null || need_apt+=(bubblewrap)
 command -v file >/dev/null || need_apt+=(file)
+# a real registry and independent image tools for the image tests
+command -v docker-registry >/dev/null || need_apt+=(docker-registry)
+command -v skopeo >/dev/null || need_apt+=(skopeo)
+command -v umoci >/dev/null || need_apt+=(umoci)
+command -v htpasswd >/dev/null || need_apt+=(apache2-utils)
 if [ ${#need_apt[@]} -gt 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq

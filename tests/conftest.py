@@ -136,3 +136,55 @@ def _nsprim_state_root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Non
         parents = [os.path.join(m, PARENT) for m in {lay.v2, *lay.v1.values()}
                    if m and os.path.isdir(os.path.join(m, PARENT))]
         assert not left and not parents, f"cgroups left on the host: {left + parents}"
+
+
+@pytest.fixture(scope="session")
+def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    """A real OCI registry (Debian's docker-registry) on 127.0.0.1."""
+    from .registry import Registry, tools_present
+
+    need(_is_root(), "needs root")
+    need(tools_present(), "needs docker-registry, skopeo and umoci (apt-get install "
+         "docker-registry skopeo umoci)")
+    reg = Registry(tmp_path_factory.mktemp("registry"))
+    yield reg
+    reg.stop()
+
+
+@pytest.fixture(scope="session")
+def auth_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    """A registry that wants a login (htpasswd basic auth)."""
+    from .registry import Registry, tools_present
+
+    need(_is_root(), "needs root")
+    need(tools_present() and shutil.which("htpasswd") is not None,
+         "needs docker-registry, skopeo, umoci and htpasswd (apache2-utils)")
+    reg = Registry(tmp_path_factory.mktemp("auth-registry"), user="tester", password="s3cret")
+    yield reg
+    reg.stop()
+
+
+@pytest.fixture(scope="session")
+def images(registry: object, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """Test images built with umoci, pushed to the registry with skopeo.
+    Returns name -> reference."""
+    from .registry import ImageBuilder, Registry
+
+    assert isinstance(registry, Registry)
+    bb = _static_busybox()
+    assert bb is not None
+    b = ImageBuilder(tmp_path_factory.mktemp("images"), bb)
+    b.base("base")
+    b.derive("base", "app", files={"/app/hello.txt": "hello from app\n"},
+             cmd=["cat", "/app/hello.txt"], env=["APP=1"], workdir="/app")
+    b.derive("base", "wh", delete=("/bin/vi", "/data"), cmd=["sh", "-c",
+             "test -e /bin/vi && echo present || echo gone; ls /data 2>&1"])
+    b.derive("app", "ep", entrypoint=["echo", "entry"], cmd=["default-arg"])
+    b.multiarch("multi", "app")
+    refs = {}
+    for tag, repo in (("base", "test/base"), ("app", "test/app"), ("wh", "test/wh"),
+                      ("ep", "test/ep")):
+        refs[tag] = registry.push(b.layout, tag, repo) + ":latest"
+    refs["multi"] = registry.push(b.layout, "multi", "test/multi", all_=True) + ":latest"
+    refs["layout"] = str(b.layout)
+    return refs

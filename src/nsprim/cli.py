@@ -40,8 +40,11 @@ def _fail(msg: str, code: int = EXIT_NSPRIM) -> int:
 
 
 def _parse_volume(spec: str) -> Any:
+    """``-v /host:/ctr[:ro]`` (a bind: the host path must exist) or
+    ``-v NAME:/ctr[:ro]`` (a named volume, created on first use)."""
     from nsprim.config import Bind
     from nsprim.errors import ConfigError
+    from nsprim.volumes import Volume
 
     parts = spec.split(":")
     if len(parts) not in (2, 3) or not parts[0] or not parts[1]:
@@ -49,9 +52,14 @@ def _parse_volume(spec: str) -> Any:
     mode = parts[2] if len(parts) == 3 else "rw"
     if mode not in ("ro", "rw"):
         raise ConfigError(f"invalid volume mode {mode!r} in {spec!r}: expected ro or rw")
+    if not parts[1].startswith("/"):
+        raise ConfigError(f"invalid volume specification {spec!r}: the container path "
+                          "must be absolute")
     if not parts[0].startswith("/"):
-        raise ConfigError(f"invalid volume {spec!r}: named volumes are not supported yet; "
-                          "use an absolute host path")
+        if "/" in parts[0] or parts[0].startswith("."):
+            raise ConfigError(f"invalid volume specification {spec!r}: a host path must be "
+                              "absolute; a volume name has no '/'")
+        return Volume(parts[0], parts[1], readonly=mode == "ro")
     if not os.path.exists(parts[0]):
         raise ConfigError(f"invalid volume {spec!r}: host path {parts[0]!r} does not exist")
     return Bind(parts[0], parts[1], readonly=mode == "ro")
@@ -127,25 +135,36 @@ def _int_arg(what: str) -> Any:
 
 
 def _collect_leftovers() -> None:
-    """Remove what killed nsprim processes left behind (cgroups, ...)."""
-    try:
-        from nsprim.cgroup import Cgroup
+    """Remove what killed nsprim processes left behind (cgroups, overlays)."""
+    from nsprim.cgroup import Cgroup
+    from nsprim.rootfs import OverlayRootfs
 
-        Cgroup.collect()
-    except OSError:
-        pass
+    for collect in (OverlayRootfs.collect, Cgroup.collect):
+        try:
+            collect()
+        except OSError:
+            pass
+
+
+def _oneline(e: BaseException) -> str:
+    text = str(e.args[0]) if isinstance(e, LookupError) and e.args else str(e)
+    return " ".join(text.split())
 
 
 def _build_parser() -> _Parser:
     p = _Parser(prog="nsprim", description="Container primitives: run commands in containers.")
     p.add_argument("--version", action="store_true", help="print the version and exit")
+    p.add_argument("--root", metavar="DIR", help="state root (default /var/lib/nsprim; "
+                   "NSPRIM_ROOT)")
     sub = p.add_subparsers(dest="command", parser_class=_Parser)
     r = sub.add_parser("run", help="run a command in a new container", add_help=False,
                        description="Run a command in a new container.")
     r.add_argument("--help", action="help", help="show this help message and exit")
     r.add_argument("--rm", action="store_true", help="remove the container when it exits "
                    "(the only mode until detached containers land)")
-    r.add_argument("--rootfs", required=True, metavar="DIR", help="root filesystem directory")
+    r.add_argument("--rootfs", metavar="DIR",
+                   help="root filesystem directory (instead of an IMAGE)")
+    r.add_argument("--entrypoint", metavar="CMD", help="override the image's ENTRYPOINT")
     r.add_argument("--hostname", "-h", dest="hostname", metavar="NAME")
     r.add_argument("-e", "--env", action="append", default=[], metavar="KEY=VALUE")
     r.add_argument("-w", "--workdir", metavar="DIR")
@@ -174,7 +193,31 @@ def _build_parser() -> _Parser:
                    help="process limit (0 or -1: unlimited)")
     g.add_argument("--device-read-bps", action="append", default=[], metavar="DEV:RATE")
     g.add_argument("--device-write-bps", action="append", default=[], metavar="DEV:RATE")
-    r.add_argument("cmd", nargs=argparse.REMAINDER, metavar="CMD")
+    r.add_argument("cmd", nargs=argparse.REMAINDER, metavar="[IMAGE] CMD")
+
+    pl = sub.add_parser("pull", help="pull an image from a registry")
+    pl.add_argument("image", metavar="NAME[:TAG|@DIGEST]")
+    pl.add_argument("-q", "--quiet", action="store_true")
+    ld = sub.add_parser("load", help="load a docker save archive or an OCI layout")
+    ld.add_argument("-i", "--input", required=True, metavar="FILE")
+    ld.add_argument("-q", "--quiet", action="store_true")
+    im = sub.add_parser("images", help="list images")
+    im.add_argument("-q", "--quiet", action="store_true")
+    im.add_argument("--format", choices=["table", "json"], default="table")
+    rm = sub.add_parser("rmi", help="remove images")
+    rm.add_argument("-f", "--force", action="store_true")
+    rm.add_argument("images", nargs="+", metavar="IMAGE")
+    vol = sub.add_parser("volume", help="manage named volumes")
+    vs = vol.add_subparsers(dest="volume_command", parser_class=_Parser)
+    vc = vs.add_parser("create")
+    vc.add_argument("name")
+    vl = vs.add_parser("ls")
+    vl.add_argument("-q", "--quiet", action="store_true")
+    vl.add_argument("--format", choices=["table", "json"], default="table")
+    vr = vs.add_parser("rm")
+    vr.add_argument("names", nargs="+")
+    vi = vs.add_parser("inspect")
+    vi.add_argument("names", nargs="+")
     return p
 
 
@@ -183,7 +226,14 @@ def cmd_run(a: argparse.Namespace) -> int:
     from nsprim.errors import ConfigError, SpawnError
 
     cmd = a.cmd[1:] if a.cmd and a.cmd[0] == "--" else a.cmd
-    if not cmd:
+    image = None
+    if a.rootfs is None:
+        if not cmd:
+            return _fail("run: requires an IMAGE (or --rootfs DIR)")
+        image, cmd = cmd[0], cmd[1:]
+        if cmd and cmd[0] == "--":
+            cmd = cmd[1:]
+    elif not cmd:
         return _fail("run: no command given")
     nnp = True
     for opt in a.security_opt:
@@ -198,8 +248,12 @@ def cmd_run(a: argparse.Namespace) -> int:
             raise ConfigError(f"invalid --network {a.network!r}: none or host "
                               "(bridge comes with the networking work)")
         mounts = [_parse_volume(v) for v in a.volume] + [_parse_tmpfs(t) for t in a.tmpfs]
+        _collect_leftovers()
         c = Container(
-            cmd, rootfs=a.rootfs, hostname=a.hostname, env=_env_list(a.env), cwd=a.workdir,
+            cmd or None, rootfs=a.rootfs, image=image,
+            entrypoint=None if a.entrypoint is None else ([a.entrypoint] if a.entrypoint
+                                                          else []),
+            hostname=a.hostname, env=_env_list(a.env), cwd=a.workdir,
             user=a.user, namespaces={"net": a.network == "none"},
             user_namespace=_parse_uidmap(a.userns_map) if a.userns_map else None,
             cap_add=a.cap_add, cap_drop=a.cap_drop, no_new_privileges=nnp,
@@ -212,9 +266,10 @@ def cmd_run(a: argparse.Namespace) -> int:
         )
     except ConfigError as e:
         return _fail(str(e))
-    if not os.path.isdir(a.rootfs):
+    except (LookupError, OSError, ValueError) as e:
+        return _fail(_oneline(e))
+    if a.rootfs is not None and not os.path.isdir(a.rootfs):
         return _fail(f"invalid rootfs {a.rootfs!r}: not a directory")
-    _collect_leftovers()
 
     def forward(signum: int, _frame: Any) -> None:
         c.send_signal(signum)
@@ -240,6 +295,120 @@ def cmd_run(a: argparse.Namespace) -> int:
     return rc if rc >= 0 else 128 - rc
 
 
+def cmd_pull(a: argparse.Namespace) -> int:
+    from nsprim.images.store import default_store, print_progress
+
+    try:
+        img = default_store().pull(a.image, progress=None if a.quiet else print_progress())
+    except (LookupError, OSError, ValueError) as e:
+        return _fail(_oneline(e))
+    if not a.quiet:
+        digests = ", ".join(d.rsplit("@", 1)[1] for d in img.repo_digests[-1:])
+        print(f"Digest: {digests}" if digests else f"Image: {img.id}")
+    print(a.image if a.quiet else f"Pulled {a.image} ({img.id[:19]})")
+    return 0
+
+
+def cmd_load(a: argparse.Namespace) -> int:
+    from nsprim.images.store import default_store
+
+    try:
+        imgs = default_store().load(a.input)
+    except (LookupError, OSError, ValueError, KeyError) as e:
+        return _fail(_oneline(e))
+    for img in imgs:
+        for n in img.names or [img.id]:
+            print(f"Loaded image: {n}")
+    return 0
+
+
+def _human(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "kB", "MB", "GB"):
+        if size < 1000 or unit == "GB":
+            return f"{size:.3g}{unit}"
+        size /= 1000
+    return f"{n}B"
+
+
+def cmd_images(a: argparse.Namespace) -> int:
+    import json
+
+    from nsprim.images.reference import parse_reference
+    from nsprim.images.store import default_store
+
+    rows = []
+    for img in default_store().images():
+        for n in img.names or ["<none>:<none>"]:
+            if n == "<none>:<none>":
+                repo, tag = "<none>", "<none>"
+            else:
+                fam = parse_reference(n).familiar()
+                repo, _, tag = fam.rpartition(":")
+            rows.append({"Repository": repo, "Tag": tag, "ID": img.id[7:19],
+                         "Size": _human(img.size), "Layers": len(img.layers)})
+    if a.quiet:
+        for r in rows:
+            print(r["ID"])
+    elif a.format == "json":
+        for r in rows:
+            print(json.dumps(r))
+    else:
+        print(f"{'REPOSITORY':40} {'TAG':16} {'IMAGE ID':14} {'SIZE':>8}")
+        for r in rows:
+            print(f"{r['Repository']:40} {r['Tag']:16} {r['ID']:14} {r['Size']:>8}")
+    return 0
+
+
+def cmd_rmi(a: argparse.Namespace) -> int:
+    from nsprim.images.store import default_store
+
+    rc = 0
+    for name in a.images:
+        try:
+            for line in default_store().remove(name, force=a.force):
+                print(line)
+        except (LookupError, OSError) as e:
+            _fail(_oneline(e))
+            rc = 1
+    return rc
+
+
+def cmd_volume(a: argparse.Namespace) -> int:
+    import json
+
+    from nsprim import volumes
+    from nsprim.errors import ConfigError
+
+    try:
+        if a.volume_command == "create":
+            info, _ = volumes.create(a.name)
+            print(info.name)
+        elif a.volume_command == "ls":
+            vols = volumes.list_volumes()
+            if a.quiet:
+                for v in vols:
+                    print(v.name)
+            elif a.format == "json":
+                for v in vols:
+                    print(json.dumps(v.to_json()))
+            else:
+                print(f"{'DRIVER':10} VOLUME NAME")
+                for v in vols:
+                    print(f"{'local':10} {v.name}")
+        elif a.volume_command == "rm":
+            for n in a.names:
+                volumes.remove(n)
+                print(n)
+        elif a.volume_command == "inspect":
+            print(json.dumps([volumes.get(n).to_json() for n in a.names], indent=4))
+        else:
+            return _fail("volume: expected create, ls, rm or inspect")
+    except (ConfigError, LookupError, OSError) as e:
+        return _fail(_oneline(e))
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _build_parser()
     try:
@@ -251,8 +420,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         print(f"nsprim {__version__}")
         return 0
-    if a.command == "run":
-        return cmd_run(a)
+    if a.root:
+        os.environ["NSPRIM_ROOT"] = os.path.abspath(a.root)
+    commands = {"run": cmd_run, "pull": cmd_pull, "load": cmd_load, "images": cmd_images,
+                "rmi": cmd_rmi, "volume": cmd_volume}
+    if a.command in commands:
+        return commands[a.command](a)
     parser.print_help(sys.stderr)
     return EXIT_NSPRIM
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from nsprim.caps import resolve_caps
 from nsprim.errors import ConfigError
 from nsprim.namespace import Namespace, NamespaceKind
+from nsprim.volumes import Volume
 
 __all__ = [
     "IdMap", "Bind", "Tmpfs", "MountSpec", "ContainerConfig", "DEFAULT_PATH",
@@ -205,7 +206,7 @@ class Tmpfs:
         return d
 
 
-MountSpec = Bind | Tmpfs
+MountSpec = Bind | Tmpfs | Volume
 
 NamespaceSetting = bool | Namespace
 
@@ -297,8 +298,8 @@ def make_config(
 
     mspecs = tuple(mounts)
     for m in mspecs:
-        if not isinstance(m, (Bind, Tmpfs)):
-            raise ConfigError(f"invalid mount {m!r}: expected Bind or Tmpfs")
+        if not isinstance(m, (Bind, Tmpfs, Volume)):
+            raise ConfigError(f"invalid mount {m!r}: expected Bind, Tmpfs or Volume")
     if mspecs and root is None:
         raise ConfigError("mounts need a rootfs")
 

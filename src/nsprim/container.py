@@ -7,6 +7,7 @@ pidfd.  The stdio arguments work like subprocess's.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import selectors
 import signal
@@ -17,12 +18,16 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import IO, Any, NoReturn
 
+from nsprim import volumes
 from nsprim._native import ffi, lib, raise_errno
 from nsprim.cgroup import Cgroup, Limits, make_limits
-from nsprim.config import ContainerConfig, IdMap, MountSpec, make_config
+from nsprim.config import Bind, ContainerConfig, IdMap, MountSpec, make_config, validate_env
 from nsprim.errors import ConfigError, spawn_error
+from nsprim.images.store import Image, ImageNotFound, default_store, print_progress
 from nsprim.namespace import Namespace, NamespaceKind
 from nsprim.plan import Plan, build_plan, compile_plan
+from nsprim.rootfs import OverlayRootfs, containers_dir
+from nsprim.volumes import Volume
 
 __all__ = ["Container", "CompletedContainer", "run", "PIPE", "DEVNULL", "STDOUT"]
 
@@ -54,6 +59,15 @@ class CompletedContainer(subprocess.CompletedProcess):  # type: ignore[type-arg]
         return self.returncode if self.returncode >= 0 else 128 - self.returncode
 
 
+def _find_image(name: str) -> Image:
+    """An image from the store, pulled first if it is not there (docker run)."""
+    store = default_store()
+    try:
+        return store.get(name)
+    except ImageNotFound:
+        return store.pull(name, progress=print_progress())
+
+
 def _uts_is_new(namespaces: Mapping[NamespaceKind | str, bool | Namespace] | None) -> bool:
     if not namespaces:
         return True
@@ -81,9 +95,11 @@ class Container:
 
     def __init__(
         self,
-        argv: Sequence[str],
+        argv: Sequence[str] | None = None,
         *,
         rootfs: str | os.PathLike[str] | None = None,
+        image: str | Image | None = None,
+        entrypoint: Sequence[str] | None = None,
         hostname: str | None = None,
         env: Mapping[str, str] | Iterable[str] | None = None,
         cwd: str | None = None,
@@ -119,6 +135,23 @@ class Container:
         self.id = os.urandom(32).hex()
         if hostname is None and _uts_is_new(namespaces):
             hostname = self.id[:12]  # docker's default
+        self.image: Image | None = None
+        if image is not None:
+            if rootfs is not None:
+                raise ConfigError("give an image or a rootfs, not both")
+            self.image = image if isinstance(image, Image) else _find_image(image)
+            argv = self.image.argv(list(argv) if argv else None,
+                                   list(entrypoint) if entrypoint is not None else None)
+            if not argv:
+                raise ConfigError(f"no command specified (image {image!s} has no CMD or "
+                                  "ENTRYPOINT)")
+            env = self.image.env + list(validate_env(env))
+            cwd = cwd or self.image.working_dir
+            user = user if user is not None else self.image.user
+            rootfs = os.path.join(containers_dir(), self.id[:32], "merged")
+        elif argv is None:
+            raise ConfigError("no command given")
+        self._overlay: OverlayRootfs | None = None
         cfg = make_config(
             argv, rootfs=rootfs, hostname=hostname, env=env, cwd=cwd, user=user,
             namespaces=namespaces, user_namespace=user_namespace, cap_add=cap_add,
@@ -195,18 +228,60 @@ class Container:
         """Create the namespaces, set up the root, exec the command."""
         if self.pid is not None:
             raise RuntimeError("container already started")
-        if self._limits is not None and self.cgroup is None:
-            self.cgroup = Cgroup.create(self.id[:16], limits=self._limits)
-            self._owns_cgroup = True
         try:
-            self._start()
+            if self._limits is not None and self.cgroup is None:
+                self.cgroup = Cgroup.create(self.id[:16], limits=self._limits)
+                self._owns_cgroup = True
+            if self.image is not None:
+                self._overlay = OverlayRootfs(self.image.layers, id=self.id[:32]).mount()
+            self._start(self._resolve_volumes())
         except BaseException:
-            self._release_cgroup()
+            self._release_resources()
             raise
         return self
 
-    def _start(self) -> None:
+    def _resolve_volumes(self) -> ContainerConfig:
+        """Named volumes become binds of their directories (created, and filled
+        from the image, on first use)."""
         cfg = self.config
+        if not any(isinstance(mt, Volume) for mt in cfg.mounts):
+            return cfg
+        resolved: list[MountSpec] = []
+        used: list[str] = []
+        for mt in cfg.mounts:
+            if not isinstance(mt, Volume):
+                resolved.append(mt)
+                continue
+            info, created = volumes.create(mt.name)
+            if created and self._overlay is not None:
+                self._populate(info.mountpoint, mt.target)
+            used.append(info.mountpoint)
+            resolved.append(Bind(info.mountpoint, mt.target, readonly=mt.readonly))
+        if self._overlay is not None:
+            with open(os.path.join(self._overlay.dir, "volumes"), "w") as f:
+                f.write("\n".join(used) + "\n")
+        return dataclasses.replace(cfg, mounts=tuple(resolved))
+
+    def _populate(self, data_dir: str, target: str) -> None:
+        assert self._overlay is not None
+        fd = lib.nsp_openat2(-100, os.fsencode(self._overlay.path), os.O_PATH |
+                             os.O_DIRECTORY | os.O_CLOEXEC, 0, 0)
+        if fd < 0:
+            return
+        try:
+            sub = lib.nsp_openat2(fd, os.fsencode(target.lstrip("/") or "."),
+                                  os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, 0,
+                                  lib.RESOLVE_IN_ROOT | lib.RESOLVE_NO_MAGICLINKS)
+            if sub < 0:
+                return  # nothing in the image there
+            try:
+                volumes.populate(data_dir, sub)
+            finally:
+                os.close(sub)
+        finally:
+            os.close(fd)
+
+    def _start(self, cfg: ContainerConfig) -> None:
         if self.cgroup is not None:
             self._oom_before = self.cgroup.oom_kills()
         stdio, close_after = self._open_stdio()
@@ -355,13 +430,17 @@ class Container:
         self._pidfd = -1
         if self.cgroup is not None and not self.cgroup.removed:
             self.oom_killed = self.cgroup.oom_kills() > self._oom_before
-        self._release_cgroup()
+        self._release_resources()
 
-    def _release_cgroup(self) -> None:
-        """Remove the cgroup we created (killing what is left in it)."""
+    def _release_resources(self) -> None:
+        """Remove the cgroup we created (killing what is left in it) and the
+        container layer of an image's overlay.  Idempotent."""
         if self._owns_cgroup and self.cgroup is not None:
             self.cgroup.remove()
             self._owns_cgroup = False
+        if self._overlay is not None:
+            self._overlay.close()
+            self._overlay = None
 
     def send_signal(self, sig: int) -> None:
         """Signal the container's first process (no-op once it has been reaped)."""
@@ -441,7 +520,7 @@ class Container:
 
 
 def run(
-    argv: Sequence[str],
+    argv: Sequence[str] | None = None,
     *,
     input: bytes | None = None,
     capture_output: bool = False,
@@ -475,8 +554,9 @@ def run(
             c.wait()
             raise
     assert c.returncode is not None
-    result = CompletedContainer(list(argv), c.returncode, out, err, container_id=c.id,
+    args = list(c.config.argv)
+    result = CompletedContainer(args, c.returncode, out, err, container_id=c.id,
                                 oom_killed=c.oom_killed)
     if check and result.returncode != 0:
-        raise subprocess.CalledProcessError(result.returncode, list(argv), out, err)
+        raise subprocess.CalledProcessError(result.returncode, args, out, err)
     return result

@@ -9,7 +9,7 @@ the caller (use `os.close`, or the `MountFd` context manager).
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 from nsprim._native import check, cstr, ffi, lib
 
@@ -97,16 +97,19 @@ def mount_setattr(target: PathLike | int, *, set: int = 0, clear: int = 0,
     check(lib.nsp_mount_setattr(dfd, path, flags, set, clear, 0, 0), "mount_setattr", shown)
 
 
-def fsmount(fstype: str, options: Mapping[str, str | bool] | None = None,
+def fsmount(fstype: str,
+            options: Mapping[str, str | bool] | Iterable[tuple[str, str | bool]] | None = None,
             attrs: int = 0) -> int:
     """A new, detached filesystem mount through fsopen/fsconfig/fsmount.
 
-    `options` are the filesystem's parameters (True for a flag); the kernel's
-    own message for a bad parameter is not retrieved, only the errno.
-    Returns an owned, close-on-exec mount fd for move_mount."""
+    `options` are the filesystem's parameters (True for a flag), as a mapping
+    or as (key, value) pairs when a key repeats (overlayfs' ``lowerdir+``).
+    The kernel's own message for a bad parameter is not retrieved, only the
+    errno.  Returns an owned, close-on-exec mount fd for move_mount."""
     fs = check(lib.nsp_fsopen(fstype.encode(), lib.FSOPEN_CLOEXEC), "fsopen", fstype)
+    pairs = options.items() if isinstance(options, Mapping) else (options or ())
     try:
-        for k, v in (options or {}).items():
+        for k, v in pairs:
             if v is True:
                 r = lib.nsp_fsconfig(fs, lib.FSCONFIG_SET_FLAG, k.encode(), ffi.NULL, 0)
             else:

@@ -1,0 +1,360 @@
+"""Layer extraction: an OCI/docker layer tarball into a directory that
+overlayfs can use as a lower layer.
+
+- OCI whiteouts become overlayfs whiteouts: ``.wh.NAME`` -> a 0/0 character
+  device NAME; ``.wh..wh..opq`` -> the directory's ``trusted.overlay.opaque``
+  xattr set to ``y``.
+- modes (setuid included), owners, mtimes, xattrs (PAX ``SCHILY.xattr.*``),
+  hardlinks, symlinks, device nodes and fifos are kept.
+- nothing can be written outside the layer directory, whatever the archive
+  says: every name is cleaned as if the directory were "/" (``..`` cannot
+  climb above it, absolute names start at it), and every parent directory is
+  opened with openat2(RESOLVE_IN_ROOT), so a symlink in the archive (to
+  ``/etc``, to ``../..``) resolves inside the layer too.  Hardlink targets
+  are resolved the same way.
+
+Digests are computed while streaming: the compressed blob's (the registry
+digest) and the uncompressed tar's (the config's diff_id).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import posixpath
+import stat
+import tarfile
+import zlib
+from collections.abc import Callable
+from typing import IO, Any
+
+from nsprim._native import lib
+
+__all__ = ["extract_layer", "HashingReader", "LayerError", "decompressor_for"]
+
+_RESOLVE = 0x10 | 0x02  # RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS (checked below)
+_WH = ".wh."
+_OPAQUE = ".wh..wh..opq"
+
+
+class LayerError(ValueError):
+    """A layer that cannot be used (corrupt archive, digest mismatch)."""
+
+
+class HashingReader(io.RawIOBase):
+    """Read through, hashing (sha256) and counting what passes."""
+
+    def __init__(self, raw: IO[bytes], progress: Callable[[int], None] | None = None) -> None:
+        self.raw = raw
+        self.hash = hashlib.sha256()
+        self.count = 0
+        self.progress = progress
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: Any) -> int:
+        data = self.raw.read(len(b))
+        n = len(data)
+        b[:n] = data
+        self.hash.update(data)
+        self.count += n
+        if self.progress is not None and n:
+            self.progress(n)
+        return n
+
+    def drain(self) -> None:
+        while self.read(1 << 16):
+            pass
+
+    def digest(self) -> str:
+        return "sha256:" + self.hash.hexdigest()
+
+
+class _Inflate(io.RawIOBase):
+    """Streaming decompression (gzip through zlib, zstd through zstandard)."""
+
+    def __init__(self, raw: IO[bytes], kind: str) -> None:
+        self.raw = raw
+        self.kind = kind
+        self.buf = b""
+        self.eof = False
+        if kind == "gzip":
+            self.z: Any = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        elif kind == "zstd":
+            try:
+                import zstandard  # type: ignore[import-not-found]
+            except ImportError:
+                raise LayerError("zstd layers need the 'zstandard' package "
+                                 "(pip install nsprim[zstd])") from None
+            self.z = zstandard.ZstdDecompressor().decompressobj()
+        else:
+            self.z = None
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: Any) -> int:
+        while not self.buf and not self.eof:
+            chunk = self.raw.read(1 << 16)
+            if not chunk:
+                self.eof = True
+                if self.kind == "gzip":
+                    self.buf = self.z.flush()
+                break
+            if self.z is None:
+                self.buf = chunk
+                continue
+            try:
+                self.buf = self.z.decompress(chunk)
+            except Exception as e:  # zlib.error, zstd.ZstdError
+                raise LayerError(f"corrupt {self.kind} layer: {e}") from None
+            if self.kind == "gzip" and self.z.eof and self.z.unused_data:
+                # concatenated gzip members
+                rest = self.z.unused_data
+                self.z = zlib.decompressobj(16 + zlib.MAX_WBITS)
+                try:
+                    self.buf += self.z.decompress(rest)
+                except zlib.error as e:
+                    raise LayerError(f"corrupt gzip layer: {e}") from None
+        n = min(len(b), len(self.buf))
+        b[:n] = self.buf[:n]
+        self.buf = self.buf[n:]
+        return n
+
+
+def decompressor_for(media_type: str | None, head: bytes) -> str:
+    """'gzip', 'zstd' or 'none', from the media type or the magic bytes."""
+    mt = media_type or ""
+    if mt.endswith("+zstd") or head.startswith(b"\x28\xb5\x2f\xfd"):
+        return "zstd"
+    if mt.endswith("+gzip") or mt.endswith(".tar.gzip") or head.startswith(b"\x1f\x8b"):
+        return "gzip"
+    return "none"
+
+
+class _Root:
+    """The layer directory, opened once; paths resolved inside it."""
+
+    def __init__(self, path: str) -> None:
+        assert lib.RESOLVE_IN_ROOT | lib.RESOLVE_NO_MAGICLINKS == _RESOLVE
+        self.fd = os.open(path, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+    def open(self, rel: str, flags: int) -> int:
+        fd = lib.nsp_openat2(self.fd, os.fsencode(rel or "."), flags | os.O_CLOEXEC, 0,
+                             _RESOLVE)
+        if fd < 0:
+            from nsprim._native import ffi
+
+            err = ffi.errno
+            raise OSError(err, os.strerror(err), rel)
+        return int(fd)
+
+    def dir(self, rel: str) -> int:
+        """An O_PATH fd of directory `rel`, created (with parents) if missing."""
+        try:
+            return self.open(rel, os.O_PATH | os.O_DIRECTORY)
+        except FileNotFoundError:
+            pass
+        parent, base = posixpath.split(rel)
+        pfd = self.dir(parent)
+        try:
+            try:
+                os.mkdir(base, 0o755, dir_fd=pfd)
+            except FileExistsError:
+                pass
+        finally:
+            os.close(pfd)
+        return self.open(rel, os.O_PATH | os.O_DIRECTORY)
+
+
+def clean_name(name: str) -> str:
+    """A member name as a relative path inside the layer ('' for the root)."""
+    p = posixpath.normpath("/" + name.replace("\\", "/"))
+    return p.lstrip("/") if p != "/" else ""
+
+
+def _remove(pfd: int, base: str) -> None:
+    """Remove `base` (any type, recursively) inside directory fd `pfd`."""
+    try:
+        st = os.stat(base, dir_fd=pfd, follow_symlinks=False)
+    except FileNotFoundError:
+        return
+    if stat.S_ISDIR(st.st_mode):
+        dfd = os.open(base, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC,
+                      dir_fd=pfd)
+        try:
+            for entry in os.listdir(dfd):
+                _remove(dfd, entry)
+        finally:
+            os.close(dfd)
+        os.rmdir(base, dir_fd=pfd)
+    else:
+        os.unlink(base, dir_fd=pfd)
+
+
+def _apply_meta(pfd: int, base: str, m: tarfile.TarInfo, is_link: bool, fd: int = -1) -> None:
+    if fd >= 0:
+        os.fchown(fd, m.uid, m.gid)
+        os.fchmod(fd, m.mode & 0o7777)
+    else:
+        os.chown(base, m.uid, m.gid, dir_fd=pfd, follow_symlinks=False)
+        if not is_link:
+            os.chmod(base, m.mode & 0o7777, dir_fd=pfd)
+    xattrs = {k[len("SCHILY.xattr."):]: v for k, v in m.pax_headers.items()
+              if k.startswith("SCHILY.xattr.")}
+    if xattrs and not is_link:
+        target = fd if fd >= 0 else os.open(base, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC,
+                                             dir_fd=pfd)
+        try:
+            for k, v in xattrs.items():
+                val = v.encode("utf-8", "surrogateescape") if isinstance(v, str) else v
+                try:
+                    os.setxattr(f"/proc/self/fd/{target}", k, val)
+                except OSError:
+                    pass  # a namespace this filesystem lacks: as docker, skip
+        finally:
+            if target != fd:
+                os.close(target)
+
+
+def extract_layer(stream: IO[bytes], dest: str, *, whiteouts: bool = True) -> tuple[str, int]:
+    """Extract the uncompressed tar `stream` into `dest`.
+
+    Returns (diff_id, size): the sha256 of the tar and its length.  Raises
+    LayerError for a corrupt archive.
+    """
+    hashed = HashingReader(stream)
+    root = _Root(dest)
+    dirs: list[tuple[str, tarfile.TarInfo]] = []
+    try:
+        try:
+            tar = tarfile.open(fileobj=io.BufferedReader(hashed, 1 << 16), mode="r|")
+        except tarfile.TarError as e:
+            raise LayerError(f"not a tar archive: {e}") from None
+        with tar:
+            try:
+                for m in tar:
+                    _extract_member(tar, m, root, dirs, whiteouts)
+            except tarfile.TarError as e:
+                raise LayerError(f"corrupt layer archive: {e}") from None
+        hashed.drain()
+        # directories last: creating their entries changed their times
+        for rel, m in reversed(dirs):
+            try:
+                dfd = root.open(rel, os.O_PATH | os.O_DIRECTORY)
+            except OSError:
+                continue
+            try:
+                os.utime(f"/proc/self/fd/{dfd}", ns=(int(m.mtime * 1e9),) * 2)
+            except OSError:
+                pass
+            finally:
+                os.close(dfd)
+    finally:
+        root.close()
+    return hashed.digest(), hashed.count
+
+
+def _extract_member(tar: tarfile.TarFile, m: tarfile.TarInfo, root: _Root,
+                    dirs: list[tuple[str, tarfile.TarInfo]], whiteouts: bool) -> None:
+    rel = clean_name(m.name)
+    if rel == "":
+        if m.isdir():
+            dirs.append(("", m))
+        return
+    parent, base = posixpath.split(rel)
+    pfd = root.dir(parent)
+    try:
+        if whiteouts and base == _OPAQUE:
+            os.setxattr(f"/proc/self/fd/{pfd}", "trusted.overlay.opaque", b"y")
+            return
+        if whiteouts and base.startswith(_WH):
+            name = base[len(_WH):]
+            if not name or "/" in name:
+                return
+            _remove(pfd, name)
+            os.mknod(name, stat.S_IFCHR | 0o000, os.makedev(0, 0), dir_fd=pfd)
+            return
+        if m.isdir():
+            try:
+                st = os.stat(base, dir_fd=pfd, follow_symlinks=False)
+                if not stat.S_ISDIR(st.st_mode):
+                    _remove(pfd, base)
+                    os.mkdir(base, 0o700, dir_fd=pfd)
+            except FileNotFoundError:
+                os.mkdir(base, 0o700, dir_fd=pfd)
+            _apply_meta(pfd, base, m, False)
+            dirs.append((rel, m))
+            return
+        _remove(pfd, base)  # a later entry replaces an earlier one
+        if m.isreg():
+            fd = os.open(base, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW |
+                         os.O_CLOEXEC, 0o600, dir_fd=pfd)
+            try:
+                src = tar.extractfile(m)
+                assert src is not None
+                while True:
+                    chunk = src.read(1 << 20)
+                    if not chunk:
+                        break
+                    os.write(fd, chunk)
+                _apply_meta(pfd, base, m, False, fd)
+                os.utime(fd, ns=(int(m.mtime * 1e9),) * 2)
+            finally:
+                os.close(fd)
+            return
+        if m.issym():
+            os.symlink(m.linkname, base, dir_fd=pfd)
+            _apply_meta(pfd, base, m, True)
+        elif m.islnk():
+            target = clean_name(m.linkname)
+            if not target:
+                raise LayerError(f"hardlink {m.name!r} to the layer root")
+            tparent, tbase = posixpath.split(target)
+            tpfd = root.open(tparent, os.O_PATH | os.O_DIRECTORY)
+            try:
+                os.link(tbase, base, src_dir_fd=tpfd, dst_dir_fd=pfd, follow_symlinks=False)
+            finally:
+                os.close(tpfd)
+            return
+        elif m.ischr() or m.isblk() or m.isfifo():
+            kind = stat.S_IFCHR if m.ischr() else stat.S_IFBLK if m.isblk() else stat.S_IFIFO
+            os.mknod(base, kind | (m.mode & 0o7777), os.makedev(m.devmajor, m.devminor),
+                     dir_fd=pfd)
+            _apply_meta(pfd, base, m, False)
+        else:
+            return  # unknown member types are skipped, as docker does
+        try:
+            os.utime(base, ns=(int(m.mtime * 1e9),) * 2, dir_fd=pfd, follow_symlinks=False)
+        except OSError:
+            pass
+    finally:
+        os.close(pfd)
+
+
+def open_layer_stream(raw: IO[bytes], media_type: str | None = None) -> tuple[IO[bytes], str]:
+    """Wrap a (possibly compressed) layer blob for extract_layer."""
+    buffered = io.BufferedReader(raw if isinstance(raw, io.RawIOBase) else _Raw(raw), 1 << 16)
+    head = buffered.peek(4)[:4]
+    kind = decompressor_for(media_type, head)
+    if kind == "none":
+        return buffered, kind
+    return io.BufferedReader(_Inflate(buffered, kind), 1 << 16), kind
+
+
+class _Raw(io.RawIOBase):
+    def __init__(self, f: IO[bytes]) -> None:
+        self.f = f
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: Any) -> int:
+        data = self.f.read(len(b))
+        b[: len(data)] = data
+        return len(data)

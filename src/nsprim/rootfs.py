@@ -1,0 +1,179 @@
+"""OverlayRootfs: read-only image layers under a fresh writable layer,
+mounted as one overlayfs for a container.
+
+    with OverlayRootfs(image.layers) as root:      # lowest layer first
+        run([...], rootfs=root)                    # writes land in root.upper
+
+The mount is made with the new mount API, one ``lowerdir+`` per layer
+(kernel 6.8+), which has no length limit; older kernels get the classic
+``lowerdir=a:b:c`` string through mount(2), with short symlinks standing in
+for long paths when it would not fit a page.  The container layer (upper and
+work dirs) lives under ``<state root>/containers/<id>`` and is removed on
+exit unless ``keep=True``.  Each OverlayRootfs holds a lock file while
+mounted; ``OverlayRootfs.collect()`` unmounts and removes what killed owners
+left.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+from collections.abc import Sequence
+
+from nsprim import mount as m
+from nsprim.state import FileLock, state_root
+
+__all__ = ["OverlayRootfs"]
+
+_PAGE = 4000  # mount(2) data must fit a page
+
+
+def containers_dir() -> str:
+    return os.path.join(state_root(), "containers")
+
+
+class OverlayRootfs:
+    """An overlay of `layers` (directories, lowest first) plus a writable layer."""
+
+    def __init__(self, layers: Sequence[str | os.PathLike[str]], *, id: str | None = None,
+                 keep: bool = False, readonly: bool = False) -> None:
+        if not layers:
+            raise ValueError("an overlay needs at least one layer")
+        self.layers = [os.fspath(x) for x in layers]
+        for d in self.layers:
+            if not os.path.isdir(d):
+                raise FileNotFoundError(2, "layer directory missing", d)
+        self.id = id or os.urandom(16).hex()
+        self.keep = keep
+        self.readonly = readonly
+        self.dir = os.path.join(containers_dir(), self.id)
+        self.upper = os.path.join(self.dir, "upper")
+        self.work = os.path.join(self.dir, "work")
+        self.path = os.path.join(self.dir, "merged")
+        self.mounted = False
+        self._lock: FileLock | None = None
+        self._created = False
+
+    def __fspath__(self) -> str:
+        return self.path
+
+    def mount(self) -> OverlayRootfs:
+        if self.mounted:
+            return self
+        os.makedirs(containers_dir(), mode=0o711, exist_ok=True)
+        try:
+            os.mkdir(self.dir, 0o711)
+        except FileExistsError:
+            raise FileExistsError(errno.EEXIST, "container layer exists", self.dir) from None
+        self._created = True
+        try:
+            self._lock = FileLock(os.path.join(self.dir, "lock"))
+            for d in (self.upper, self.work, self.path):
+                os.mkdir(d, 0o755)
+            self._mount()
+            self.mounted = True
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def _mount(self) -> None:
+        # lowerdir lists the top layer first
+        lowers = list(reversed(self.layers))
+        attrs = m.MOUNT_ATTR_RDONLY if self.readonly else 0
+        try:
+            fd = m.fsmount("overlay", _fs_options(lowers, self.upper, self.work), attrs)
+        except OSError as e:
+            if e.errno not in (errno.EINVAL, errno.ENOSYS, errno.ENAMETOOLONG):
+                raise
+            fd = -1
+        if fd >= 0:
+            try:
+                m.move_mount(fd, self.path)
+            finally:
+                os.close(fd)
+            return
+        lower = ":".join(lowers)
+        data = f"lowerdir={lower},upperdir={self.upper},workdir={self.work}"
+        if len(data) > _PAGE:
+            links = os.path.join(self.dir, "l")
+            os.mkdir(links, 0o700)
+            short = []
+            for i, layer in enumerate(lowers):
+                os.symlink(layer, os.path.join(links, str(i)))
+                short.append(f"l/{i}")
+            data = f"lowerdir={':'.join(short)},upperdir=upper,workdir=work"
+            cwd = os.open(".", os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                os.chdir(self.dir)  # relative names resolve from here
+                m.mount("overlay", self.path, "overlay",
+                        m.MS_RDONLY if self.readonly else 0, data)
+            finally:
+                os.fchdir(cwd)
+                os.close(cwd)
+            return
+        m.mount("overlay", self.path, "overlay", m.MS_RDONLY if self.readonly else 0, data)
+
+    def unmount(self) -> None:
+        if self.mounted:
+            try:
+                m.umount(self.path)
+            except OSError as e:
+                if e.errno != errno.EBUSY:
+                    raise
+                m.umount(self.path, m.MNT_DETACH)
+            self.mounted = False
+
+    def close(self) -> None:
+        """Unmount and (unless kept) remove the container layer.  Idempotent."""
+        self.unmount()
+        if self._created and not self.keep:
+            shutil.rmtree(self.dir, ignore_errors=True)
+            self._created = False
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
+
+    def __enter__(self) -> OverlayRootfs:
+        return self.mount()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<OverlayRootfs {self.path} layers={len(self.layers)} mounted={self.mounted}>"
+
+    @staticmethod
+    def collect() -> list[str]:
+        """Unmount and remove container layers whose owner is gone (lock free)."""
+        base = containers_dir()
+        out: list[str] = []
+        try:
+            names = os.listdir(base)
+        except FileNotFoundError:
+            return out
+        for name in names:
+            d = os.path.join(base, name)
+            lockf = os.path.join(d, "lock")
+            if not os.path.exists(lockf):
+                continue
+            lock = FileLock.try_acquire(lockf)
+            if lock is None:
+                continue
+            try:
+                merged = os.path.join(d, "merged")
+                if os.path.ismount(merged):
+                    m.umount(merged, m.MNT_DETACH)
+                if os.path.exists(os.path.join(d, "keep")):
+                    continue
+                shutil.rmtree(d, ignore_errors=True)
+                out.append(name)
+            finally:
+                lock.release()
+        return out
+
+
+def _fs_options(lowers: list[str], upper: str, work: str) -> list[tuple[str, str | bool]]:
+    opts: list[tuple[str, str | bool]] = [("lowerdir+", d) for d in lowers]
+    return opts + [("upperdir", upper), ("workdir", work)]
