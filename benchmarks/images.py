@@ -23,8 +23,9 @@ from benchmarks._common import median
 
 
 def build(work: Path) -> tuple[object, str]:
-    from nsprim.testing import find_static_busybox
     from tests.registry import ImageBuilder, Registry
+
+    from nsprim.testing import find_static_busybox
 
     bb = find_static_busybox()
     assert bb is not None, "needs busybox-static"
