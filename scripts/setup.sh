@@ -18,6 +18,11 @@ command -v docker-registry >/dev/null || need_apt+=(docker-registry)
 command -v skopeo >/dev/null || need_apt+=(skopeo)
 command -v umoci >/dev/null || need_apt+=(umoci)
 command -v htpasswd >/dev/null || need_apt+=(apache2-utils)
+# nftables (libnftables1 for NAT rules, nft for the tests), iproute2 (ip, tc),
+# Debian's python3 (a UDP server inside a test container)
+command -v nft >/dev/null || need_apt+=(nftables)
+command -v ip >/dev/null || need_apt+=(iproute2)
+[ -x /usr/bin/python3 ] || need_apt+=(python3)
 if [ ${#need_apt[@]} -gt 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq

@@ -137,9 +137,10 @@ def _int_arg(what: str) -> Any:
 def _collect_leftovers() -> None:
     """Remove what killed nsprim processes left behind (cgroups, overlays)."""
     from nsprim.cgroup import Cgroup
+    from nsprim.network import bridge
     from nsprim.rootfs import OverlayRootfs
 
-    for collect in (OverlayRootfs.collect, Cgroup.collect):
+    for collect in (OverlayRootfs.collect, bridge.collect, Cgroup.collect):
         try:
             collect()
         except OSError:
@@ -175,8 +176,14 @@ def _build_parser() -> _Parser:
     r.add_argument("--read-only", action="store_true", help="mount the rootfs read-only")
     r.add_argument("-v", "--volume", action="append", default=[], metavar="SRC:DST[:ro]")
     r.add_argument("--tmpfs", action="append", default=[], metavar="DST[:OPTS]")
-    r.add_argument("--network", "--net", default="none", metavar="MODE",
-                   help="none (a new namespace with lo) or host")
+    r.add_argument("--network", "--net", default="bridge", metavar="MODE",
+                   help="bridge (default), none, host or container:NAME")
+    r.add_argument("-p", "--publish", action="append", default=[],
+                   metavar="[IP:]HOSTPORT:PORT[/PROTO]", help="publish a container port")
+    r.add_argument("-P", "--publish-all", action="store_true",
+                   help="publish the image's exposed ports on free host ports")
+    r.add_argument("--network-bandwidth", metavar="RATE",
+                   help="shape the container's traffic, e.g. 100mbit")
     r.add_argument("--userns-map", metavar="HOSTUID[:SIZE]",
                    help="new user namespace: container uid 0 is HOSTUID")
     r.add_argument("--security-opt", action="append", default=[], metavar="OPT",
@@ -244,9 +251,10 @@ def cmd_run(a: argparse.Namespace) -> int:
         else:
             return _fail(f"run: unsupported --security-opt {opt!r}")
     try:
-        if a.network not in ("none", "host"):
-            raise ConfigError(f"invalid --network {a.network!r}: none or host "
-                              "(bridge comes with the networking work)")
+        from nsprim.network import NetworkMode
+
+        network = NetworkMode.parse(a.network, publish=a.publish, publish_all=a.publish_all,
+                                    bandwidth=a.network_bandwidth)
         mounts = [_parse_volume(v) for v in a.volume] + [_parse_tmpfs(t) for t in a.tmpfs]
         _collect_leftovers()
         c = Container(
@@ -254,7 +262,7 @@ def cmd_run(a: argparse.Namespace) -> int:
             entrypoint=None if a.entrypoint is None else ([a.entrypoint] if a.entrypoint
                                                           else []),
             hostname=a.hostname, env=_env_list(a.env), cwd=a.workdir,
-            user=a.user, namespaces={"net": a.network == "none"},
+            user=a.user, network=network,
             user_namespace=_parse_uidmap(a.userns_map) if a.userns_map else None,
             cap_add=a.cap_add, cap_drop=a.cap_drop, no_new_privileges=nnp,
             read_only=a.read_only, mounts=mounts,
@@ -262,7 +270,7 @@ def cmd_run(a: argparse.Namespace) -> int:
             cpu_shares=a.cpu_shares, cpuset=a.cpuset_cpus, cpuset_mems=a.cpuset_mems,
             pids=a.pids_limit, device_read_bps=a.device_read_bps,
             device_write_bps=a.device_write_bps,
-            stdin=None if a.interactive else DEVNULL,
+            stdin=None if a.interactive else DEVNULL, die_with_parent=True,
         )
     except ConfigError as e:
         return _fail(str(e))

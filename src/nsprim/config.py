@@ -233,6 +233,7 @@ class ContainerConfig:
     mount_sys: bool = True
     pass_fds: tuple[int, ...] = ()
     new_session: bool = False
+    die_with_parent: bool = False
 
     def ns_setting(self, kind: NamespaceKind) -> NamespaceSetting:
         return self.namespaces.get(kind, False)
@@ -259,6 +260,7 @@ def make_config(
     mount_sys: bool = True,
     pass_fds: Iterable[int] = (),
     new_session: bool = False,
+    die_with_parent: bool = False,
 ) -> ContainerConfig:
     """Validate keyword arguments into a ContainerConfig (raises ConfigError)."""
     if isinstance(argv, (str, bytes)):
@@ -329,4 +331,5 @@ def make_config(
         mount_sys=bool(mount_sys),
         pass_fds=fds,
         new_session=bool(new_session),
+        die_with_parent=bool(die_with_parent),
     )

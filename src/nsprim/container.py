@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import selectors
+import shutil
 import signal
 import socket
 import struct
@@ -25,8 +26,11 @@ from nsprim.config import Bind, ContainerConfig, IdMap, MountSpec, make_config, 
 from nsprim.errors import ConfigError, spawn_error
 from nsprim.images.store import Image, ImageNotFound, default_store, print_progress
 from nsprim.namespace import Namespace, NamespaceKind
+from nsprim.network import NetworkMode, PortSpec
+from nsprim.network.bridge import Attachment
 from nsprim.plan import Plan, build_plan, compile_plan
 from nsprim.rootfs import OverlayRootfs, containers_dir
+from nsprim.state import run_dir
 from nsprim.volumes import Volume
 
 __all__ = ["Container", "CompletedContainer", "run", "PIPE", "DEVNULL", "STDOUT"]
@@ -117,6 +121,8 @@ class Container:
         mount_sys: bool = True,
         pass_fds: Iterable[int] = (),
         new_session: bool = False,
+        die_with_parent: bool = False,
+        network: NetworkMode | str | None = None,
         cgroup: Cgroup | None = None,
         memory: str | int | None = None,
         memory_swap: str | int | None = None,
@@ -152,13 +158,24 @@ class Container:
         elif argv is None:
             raise ConfigError("no command given")
         self._overlay: OverlayRootfs | None = None
+        if isinstance(network, str):
+            network = NetworkMode.parse(network)
+        self.network: NetworkMode = network or NetworkMode.NONE
+        if self.network.kind != "none":
+            if namespaces and any(k in ("net", NamespaceKind.NET) for k in namespaces):
+                raise ConfigError("give network= or namespaces={'net': ...}, not both")
+            namespaces = dict(namespaces or {})
+            namespaces["net"] = self.network.kind != "host"  # bridge/container: at start()
+        self.attachment: Attachment | None = None
+        self._netns: Namespace | None = None
+        self._etc_dir: str | None = None
         cfg = make_config(
             argv, rootfs=rootfs, hostname=hostname, env=env, cwd=cwd, user=user,
             namespaces=namespaces, user_namespace=user_namespace, cap_add=cap_add,
             cap_drop=cap_drop, no_new_privileges=no_new_privileges, read_only=read_only,
             mounts=mounts, masked_paths=masked_paths, readonly_paths=readonly_paths,
             mount_dev=mount_dev, mount_sys=mount_sys, pass_fds=pass_fds,
-            new_session=new_session,
+            new_session=new_session, die_with_parent=die_with_parent,
         )
         self.config: ContainerConfig = cfg
         limit_args = dict(memory=memory, memory_swap=memory_swap, cpus=cpus,
@@ -234,11 +251,58 @@ class Container:
                 self._owns_cgroup = True
             if self.image is not None:
                 self._overlay = OverlayRootfs(self.image.layers, id=self.id[:32]).mount()
-            self._start(self._resolve_volumes())
+            self._start(self._resolve_network(self._resolve_volumes()))
         except BaseException:
             self._release_resources()
             raise
         return self
+
+    def _resolve_network(self, cfg: ContainerConfig) -> ContainerConfig:
+        """bridge: a network namespace made and wired before the container
+        joins it; container:X: X's namespace."""
+        mode = self.network
+        if mode.kind not in ("bridge", "container"):
+            return cfg
+        ns = dict(cfg.namespaces)
+        mounts = list(cfg.mounts)
+        if mode.kind == "container":
+            target = mode.target
+            if isinstance(target, Namespace):
+                self._netns = Namespace(os.dup(target.fd), NamespaceKind.NET)
+            else:
+                pid = target.pid if isinstance(target, Container) else target
+                if not isinstance(pid, int):
+                    raise ConfigError(f"unknown container {target!r} for network container:")
+                self._netns = Namespace.of(pid, NamespaceKind.NET)
+        else:
+            from nsprim.network import bridge
+
+            self._netns = Namespace.create(NamespaceKind.NET)
+            publish = list(mode.publish)
+            if mode.publish_all and self.image is not None:
+                for p in self.image.exposed_ports:
+                    port, _, proto = p.partition("/")
+                    publish.append(PortSpec(int(port), 0, proto or "tcp"))
+            self.attachment = bridge.attach(self.id, self._netns, publish=publish,
+                                            bandwidth=mode.bandwidth)
+            if cfg.rootfs is not None:
+                self._etc_dir = os.path.join(run_dir(), "containers", self.id)
+                files = bridge.write_etc_files(self._etc_dir, cfg.hostname or self.id[:12],
+                                               self.attachment.address)
+                taken = {m.target for m in mounts}
+                mounts += [Bind(src, dst) for dst, src in files.items() if dst not in taken]
+        ns[NamespaceKind.NET] = self._netns
+        return dataclasses.replace(cfg, namespaces=ns, mounts=tuple(mounts))
+
+    @property
+    def ip_address(self) -> str | None:
+        """The container's address on the bridge network, if it has one."""
+        return self.attachment.address if self.attachment is not None else None
+
+    @property
+    def ports(self) -> list[dict[str, object]]:
+        """Published ports: {proto, host_ip, host_port, container_port}."""
+        return list(self.attachment.ports) if self.attachment is not None else []
 
     def _resolve_volumes(self) -> ContainerConfig:
         """Named volumes become binds of their directories (created, and filled
@@ -441,6 +505,15 @@ class Container:
         if self._overlay is not None:
             self._overlay.close()
             self._overlay = None
+        if self.attachment is not None:
+            self.attachment.detach()
+            self.attachment = None
+        if self._netns is not None:
+            self._netns.close()
+            self._netns = None
+        if self._etc_dir is not None:
+            shutil.rmtree(self._etc_dir, ignore_errors=True)
+            self._etc_dir = None
 
     def send_signal(self, sig: int) -> None:
         """Signal the container's first process (no-op once it has been reaped)."""

@@ -8,6 +8,7 @@ spawn engine (csrc/spawn.c), which executes it after clone3.
 from __future__ import annotations
 
 import os
+import signal
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, Protocol
@@ -315,6 +316,9 @@ def build_plan(cfg: ContainerConfig, stdio: tuple[int, int, int],
         ops.append(Op(lib.NSP_OP_LOOPBACK_UP, "loopback_up", detail="lo"))
     if cfg.new_session:
         ops.append(Op(lib.NSP_OP_SETSID, "setsid"))
+    if cfg.die_with_parent:
+        # SIGKILL when the thread that started us exits (prctl PR_SET_PDEATHSIG)
+        ops.append(Op(lib.NSP_OP_PDEATHSIG, "pdeathsig", arg=int(signal.SIGKILL)))
     caps = cap_mask(cfg.capabilities)
     caps_detail = _caps_detail(cfg.capabilities)
     ops.append(Op(lib.NSP_OP_CAP_BOUNDING, "capabilities_bounding", caps=caps,

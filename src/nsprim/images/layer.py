@@ -84,7 +84,7 @@ class _Inflate(io.RawIOBase):
             self.z: Any = zlib.decompressobj(16 + zlib.MAX_WBITS)
         elif kind == "zstd":
             try:
-                import zstandard  # type: ignore[import-not-found]
+                import zstandard
             except ImportError:
                 raise LayerError("zstd layers need the 'zstandard' package "
                                  "(pip install nsprim[zstd])") from None

@@ -1,0 +1,90 @@
+"""Container networking: none, host, bridge (veth + NAT + ports), container:."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from nsprim.errors import ConfigError
+from nsprim.network.ports import PortSpec, parse_publish
+
+__all__ = ["NetworkMode", "PortSpec", "parse_publish", "parse_bandwidth"]
+
+_RATE = re.compile(r"^(\d+(?:\.\d+)?)\s*(bit|kbit|mbit|gbit|bps|kbps|mbps|gbps)?$",
+                   re.IGNORECASE)
+_RATE_UNITS = {"bit": 1, "kbit": 10**3, "mbit": 10**6, "gbit": 10**9,
+               "bps": 8, "kbps": 8 * 10**3, "mbps": 8 * 10**6, "gbps": 8 * 10**9}
+
+
+def parse_bandwidth(value: str | int) -> int:
+    """Bits per second from tc's rate syntax: ``100mbit``, ``8mbit``, ``512kbit``,
+    ``10mbps`` (bytes), or a number of bits."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        bits = value
+    else:
+        m = _RATE.match(str(value).strip())
+        if not m:
+            raise ConfigError(f"invalid bandwidth {value!r}: expected a rate such as 100mbit")
+        bits = int(float(m.group(1)) * _RATE_UNITS[(m.group(2) or "bit").lower()])
+    if bits < 8000:
+        raise ConfigError(f"invalid bandwidth {value!r}: at least 8kbit")
+    return bits
+
+
+@dataclass(frozen=True)
+class NetworkMode:
+    """How a container is networked (docker's ``--network``).
+
+    ``NetworkMode.NONE``: a new network namespace with only ``lo`` (up).
+    ``NetworkMode.HOST``: the host's namespace.
+    ``NetworkMode.bridge(publish=["8080:80"], bandwidth="100mbit")``: on the
+    host bridge nsprim0 with an address, NAT, and published ports.
+    ``NetworkMode.container(other)``: the network namespace of another
+    container (a Container, a pid, or a Namespace).
+    """
+
+    kind: str
+    publish: tuple[PortSpec, ...] = ()
+    publish_all: bool = False
+    bandwidth: int | None = None
+    target: Any = None
+
+    NONE: ClassVar[NetworkMode]
+    HOST: ClassVar[NetworkMode]
+
+    @classmethod
+    def bridge(cls, publish: Iterable[str | PortSpec] = (), *, publish_all: bool = False,
+               bandwidth: str | int | None = None) -> NetworkMode:
+        specs: list[PortSpec] = []
+        for p in publish:
+            specs.extend([p] if isinstance(p, PortSpec) else parse_publish(p))
+        bw = None if bandwidth is None else parse_bandwidth(bandwidth)
+        return cls("bridge", tuple(specs), publish_all, bw)
+
+    @classmethod
+    def container(cls, target: Any) -> NetworkMode:
+        return cls("container", target=target)
+
+    @classmethod
+    def parse(cls, text: str, *, publish: Iterable[str] = (), publish_all: bool = False,
+              bandwidth: str | None = None) -> NetworkMode:
+        """docker's ``--network`` value: none, host, bridge, container:NAME."""
+        if text in ("none", "host"):
+            if publish or publish_all:
+                raise ConfigError(f"published ports need the bridge network, not {text!r}")
+            if bandwidth is not None:
+                raise ConfigError(f"--network-bandwidth needs the bridge network, not {text!r}")
+            return cls.NONE if text == "none" else cls.HOST
+        if text in ("bridge", "default"):
+            return cls.bridge(publish, publish_all=publish_all, bandwidth=bandwidth)
+        if text.startswith("container:") and len(text) > len("container:"):
+            if publish or publish_all or bandwidth is not None:
+                raise ConfigError("a container: network takes no ports or bandwidth of its own")
+            return cls.container(text[len("container:"):])
+        raise ConfigError(f"invalid network {text!r}: none, host, bridge or container:NAME")
+
+
+NetworkMode.NONE = NetworkMode("none")
+NetworkMode.HOST = NetworkMode("host")

@@ -1,0 +1,447 @@
+"""The bridge network: a host bridge ``nsprim0``, a veth pair per container,
+addresses from an IPAM that never hands one out twice, NAT, published ports.
+
+Host objects, all named nsprim's: the bridge ``nsprim0`` (gateway address
+.1 of the subnet), veths ``nsp<id>``, the nftables table ``ip nsprim`` (all
+rules live there; nothing is written to other tables).  State under the run
+dir ``network/``: ``config.json`` (the subnet) and ``leases.json`` (address ->
+container, veth, ports), changed under a file lock.  A lease names its
+owner's lock file: when the owner dies, ``collect()`` removes its veth, ports
+and address.  The bridge and the table are removed with the last lease.
+"""
+
+from __future__ import annotations
+
+import errno
+import ipaddress
+import json
+import os
+import socket
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from nsprim.errors import ConfigError
+from nsprim.namespace import Namespace
+from nsprim.network.nft import Nft
+from nsprim.network.ports import PortSpec
+from nsprim.network.rtnl import Rtnl
+from nsprim.state import FileLock, atomic_write, run_dir
+
+__all__ = ["BRIDGE", "TABLE", "Attachment", "attach", "collect", "network_dir",
+           "DEFAULT_SUBNETS"]
+
+BRIDGE = "nsprim0"
+TABLE = "nsprim"
+DEFAULT_SUBNETS = ("10.88.0.0/16", "10.89.0.0/16", "172.29.0.0/16", "10.199.0.0/16")
+_EPHEMERAL = (32768, 60999)
+_nft: Nft | None = None
+
+
+def nft() -> Nft:
+    global _nft
+    if _nft is None:
+        _nft = Nft()
+    return _nft
+
+
+def network_dir() -> str:
+    return os.path.join(run_dir(), "network")
+
+
+@contextmanager
+def _locked() -> Iterator[None]:
+    os.makedirs(network_dir(), mode=0o700, exist_ok=True)
+    lock = FileLock(os.path.join(network_dir(), "lock"))
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def _read(name: str) -> dict[str, Any]:
+    try:
+        with open(os.path.join(network_dir(), name)) as f:
+            data = json.load(f)
+        return data if isinstance(data, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def _write(name: str, data: dict[str, Any]) -> None:
+    atomic_write(os.path.join(network_dir(), name), json.dumps(data, indent=1).encode(), 0o600)
+
+
+# ------------------------------------------------------------------ subnet
+
+def _host_routes() -> list[ipaddress.IPv4Network]:
+    out = []
+    try:
+        with open("/proc/net/route") as f:
+            next(f)
+            for line in f:
+                p = line.split()
+                if p[0] == BRIDGE:
+                    continue
+                dest = ipaddress.IPv4Address(socket.ntohl(int(p[1], 16)))
+                mask = ipaddress.IPv4Address(socket.ntohl(int(p[7], 16)))
+                if int(mask) == 0:
+                    continue  # the default route collides with nothing
+                out.append(ipaddress.IPv4Network(f"{dest}/{mask}", strict=False))
+    except OSError:
+        pass
+    return out
+
+
+def choose_subnet(wanted: str | None) -> ipaddress.IPv4Network:
+    """`wanted` if it collides with no host route (else a clear error), or the
+    first default that collides with none."""
+    routes = _host_routes()
+    if wanted:
+        try:
+            net = ipaddress.IPv4Network(wanted, strict=True)
+        except ValueError as e:
+            raise ConfigError(f"invalid subnet {wanted!r}: {e}") from None
+        if net.prefixlen > 28:
+            raise ConfigError(f"invalid subnet {wanted!r}: smaller than a /28")
+        clash = [r for r in routes if r.overlaps(net)]
+        if clash:
+            raise ConfigError(f"subnet {wanted} overlaps the host's route to {clash[0]}")
+        return net
+    for cand in DEFAULT_SUBNETS:
+        net = ipaddress.IPv4Network(cand)
+        if not any(r.overlaps(net) for r in routes):
+            return net
+    raise ConfigError("every default subnet overlaps a host route; set NSPRIM_SUBNET")
+
+
+# ------------------------------------------------------------------- host
+
+def _sysctl(path: str, value: str) -> None:
+    with open(f"/proc/sys/{path}", "w") as f:
+        f.write(value)
+
+
+def _ruleset(net: ipaddress.IPv4Network) -> str:
+    return f"""
+table ip {TABLE} {{
+  map tcp_any {{ type inet_service : ipv4_addr . inet_service; }}
+  map udp_any {{ type inet_service : ipv4_addr . inet_service; }}
+  map tcp_ip {{ type ipv4_addr . inet_service : ipv4_addr . inet_service; }}
+  map udp_ip {{ type ipv4_addr . inet_service : ipv4_addr . inet_service; }}
+  chain ports {{
+    meta l4proto tcp dnat ip to ip daddr . tcp dport map @tcp_ip
+    meta l4proto udp dnat ip to ip daddr . udp dport map @udp_ip
+    meta l4proto tcp dnat ip to tcp dport map @tcp_any
+    meta l4proto udp dnat ip to udp dport map @udp_any
+  }}
+  chain prerouting {{
+    type nat hook prerouting priority dstnat; policy accept;
+    fib daddr type local jump ports
+  }}
+  chain output {{
+    type nat hook output priority -100; policy accept;
+    fib daddr type local jump ports
+  }}
+  chain postrouting {{
+    type nat hook postrouting priority srcnat; policy accept;
+    ip saddr {net} oifname != "{BRIDGE}" masquerade
+    ip saddr 127.0.0.0/8 oifname "{BRIDGE}" masquerade
+  }}
+  chain forward {{
+    type filter hook forward priority filter; policy accept;
+    iifname "{BRIDGE}" accept
+    oifname "{BRIDGE}" accept
+  }}
+}}
+"""
+
+
+def _ensure_host(rt: Rtnl) -> ipaddress.IPv4Network:
+    """The bridge, its address, forwarding and the nft table (under the lock)."""
+    cfg = _read("config.json")
+    net = ipaddress.IPv4Network(cfg["subnet"]) if "subnet" in cfg else None
+    try:
+        idx = rt.link_index(BRIDGE)
+        have = True
+    except OSError:
+        have = False
+    if not have:
+        if net is None or _read("leases.json").get("leases") == {}:
+            net = choose_subnet(os.environ.get("NSPRIM_SUBNET"))
+        rt.add_bridge(BRIDGE)
+        idx = rt.link_index(BRIDGE)
+        rt.add_addr(idx, str(net.network_address + 1), net.prefixlen)
+        rt.set_link(idx, up=True)
+        _write("config.json", {"subnet": str(net)})
+    assert net is not None
+    _sysctl("net/ipv4/ip_forward", "1")
+    _sysctl(f"net/ipv4/conf/{BRIDGE}/route_localnet", "1")
+    if f"table ip {TABLE}" not in nft().run("list tables ip"):
+        nft().run(_ruleset(net))
+    return net
+
+
+def _teardown_host() -> None:
+    try:
+        nft().run(f"delete table ip {TABLE}")
+    except OSError:
+        pass
+    try:
+        with Rtnl() as rt:
+            rt.del_link(BRIDGE)
+    except OSError:
+        pass
+    try:
+        os.unlink(os.path.join(network_dir(), "config.json"))
+    except FileNotFoundError:
+        pass
+
+
+# ------------------------------------------------------------------ ports
+
+def _elements(ip: str, ports: Iterable[dict[str, Any]]) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for p in ports:
+        if p["host_ip"]:
+            key = f"{p['proto']}_ip"
+            out.setdefault(key, []).append(f"{p['host_ip']} . {p['host_port']} : "
+                                           f"{ip} . {p['container_port']}")
+        else:
+            key = f"{p['proto']}_any"
+            out.setdefault(key, []).append(f"{p['host_port']} : {ip} . {p['container_port']}")
+    return out
+
+
+def _nft_elements(verb: str, ip: str, ports: Iterable[dict[str, Any]]) -> None:
+    cmds = "".join(f"{verb} element ip {TABLE} {m} {{ {', '.join(els)} }}\n"
+                   for m, els in _elements(ip, ports).items())
+    if cmds:
+        nft().run(cmds)
+
+
+def _port_free(proto: str, port: int) -> bool:
+    kind = socket.SOCK_STREAM if proto == "tcp" else socket.SOCK_DGRAM
+    with socket.socket(socket.AF_INET, kind) as s:
+        try:
+            s.bind(("0.0.0.0", port))
+        except OSError:
+            return False
+    return True
+
+
+def _assign_ports(specs: list[PortSpec], leases: dict[str, Any]) -> list[dict[str, Any]]:
+    used = {(p["proto"], p["host_port"], p["host_ip"]) for lease in leases.values()
+            for p in lease.get("ports", [])}
+    out: list[dict[str, Any]] = []
+    for s in specs:
+        port = s.host_port
+        if port == 0:
+            for cand in range(_EPHEMERAL[0], _EPHEMERAL[1]):
+                if not any((s.proto, cand, ip) in used for ip in ("", s.host_ip)) and \
+                        _port_free(s.proto, cand):
+                    port = cand
+                    break
+            else:
+                raise OSError(errno.EADDRINUSE, "no free host port to publish on")
+        clash = [(pr, hp, ip) for (pr, hp, ip) in used
+                 if pr == s.proto and hp == port and (not ip or not s.host_ip or ip == s.host_ip)]
+        if clash:
+            raise OSError(errno.EADDRINUSE, f"host port {port}/{s.proto} is already published "
+                          "by another container")
+        used.add((s.proto, port, s.host_ip))
+        out.append({"proto": s.proto, "host_ip": s.host_ip, "host_port": port,
+                    "container_port": s.container_port})
+    return out
+
+
+# ----------------------------------------------------------------- attach
+
+@dataclass
+class Attachment:
+    """A container's place on the bridge; detach() undoes all of it."""
+
+    id: str
+    address: str
+    gateway: str
+    prefixlen: int
+    veth: str
+    ports: list[dict[str, Any]] = field(default_factory=list)
+    _lock: FileLock | None = None
+
+    def detach(self) -> None:
+        if self._lock is None:
+            return
+        with _locked():
+            leases = _read("leases.json").get("leases", {})
+            lease = leases.pop(self.address, None)
+            if lease is not None:
+                _release(self.address, lease)
+            _write("leases.json", {"leases": leases})
+            if not leases:
+                _teardown_host()
+        self._lock.release(unlink=True)
+        self._lock = None
+
+
+def _release(address: str, lease: dict[str, Any]) -> None:
+    try:
+        _nft_elements("delete", address, lease.get("ports", []))
+    except OSError:
+        pass
+    try:
+        with Rtnl() as rt:
+            rt.del_link(lease["veth"])
+    except OSError:
+        pass  # gone with its network namespace
+
+
+def attach(container_id: str, netns: Namespace, *,
+           publish: Iterable[PortSpec] = (), bandwidth: int | None = None) -> Attachment:
+    """Put the network namespace `netns` on the bridge: veth, address,
+    default route, lo up, published ports.  Undone by Attachment.detach()."""
+    os.makedirs(os.path.join(network_dir(), "owners"), mode=0o700, exist_ok=True)
+    owner = FileLock(os.path.join(network_dir(), "owners", container_id + ".lock"))
+    veth = "nsp" + container_id[:12]
+    try:
+        with _locked(), Rtnl() as rt:
+            net = _ensure_host(rt)
+            leases = _read("leases.json").get("leases", {})
+            gateway = net.network_address + 1
+            address = None
+            for host in net.hosts():
+                if host != gateway and str(host) not in leases:
+                    address = str(host)
+                    break
+            if address is None:
+                raise OSError(errno.ENOSPC, f"no free address left in {net}")
+            ports = _assign_ports(list(publish), leases)
+            leases[address] = {"id": container_id, "veth": veth, "ports": ports,
+                               "owner": owner.path}
+            _write("leases.json", {"leases": leases})
+            try:
+                rt.add_veth(veth, "eth0", netns.fd)
+                idx = rt.link_index(veth)
+                rt.set_link(idx, master=rt.link_index(BRIDGE), up=True)
+                with Rtnl(netns) as inner:
+                    eth0 = inner._lookup("eth0")
+                    inner.add_addr(eth0, address, net.prefixlen)
+                    inner.set_link(eth0, up=True)
+                    inner.set_link(inner._lookup("lo"), up=True)
+                    inner.add_default_route(str(gateway))
+                if bandwidth:
+                    _shape(veth, netns, bandwidth)
+                _nft_elements("add", address, ports)
+            except BaseException:
+                lease = leases.pop(address)
+                _release(address, lease)
+                _write("leases.json", {"leases": leases})
+                if not leases:
+                    _teardown_host()
+                raise
+    except BaseException:
+        owner.release(unlink=True)
+        raise
+    return Attachment(container_id, address, str(gateway), net.prefixlen, veth, ports, owner)
+
+
+def _shape(veth: str, netns: Namespace, bps: int) -> None:
+    """Token-bucket both ends of the veth: the host side shapes what enters the
+    container, eth0 (in its namespace, out of its reach without NET_ADMIN)
+    what leaves it."""
+    from pyroute2 import IPRoute
+
+    burst = max(bps // 8 // 100, 16 * 1024)  # 10 ms of traffic, at least 16 KiB
+    with IPRoute() as ipr:
+        idx = ipr.link_lookup(ifname=veth)[0]
+        ipr.tc("add", "tbf", index=idx, handle="1:", rate=f"{bps}bit", burst=burst,
+               latency="50ms")
+    box: dict[str, Any] = {}
+
+    def inner() -> None:
+        try:
+            with netns.enter():
+                s = socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, 0)
+            with IPRoute(fileno=s.detach()) as ip2:
+                i2 = ip2.link_lookup(ifname="eth0")[0]
+                ip2.tc("add", "tbf", index=i2, handle="1:", rate=f"{bps}bit", burst=burst,
+                       latency="50ms")
+        except BaseException as e:
+            box["e"] = e
+
+    import threading
+
+    t = threading.Thread(target=inner)
+    t.start()
+    t.join()
+    if "e" in box:
+        raise box["e"]
+
+
+def collect() -> list[str]:
+    """Release the leases of containers whose owner is gone."""
+    if not os.path.isdir(network_dir()):
+        return []
+    out: list[str] = []
+    with _locked():
+        leases = _read("leases.json").get("leases", {})
+        if not leases:
+            return out
+        for address, lease in list(leases.items()):
+            lock = FileLock.try_acquire(lease.get("owner", "/nonexistent/x"))
+            if lock is None:
+                continue
+            _release(address, lease)
+            del leases[address]
+            out.append(lease.get("id", address))
+            lock.release(unlink=True)
+        _write("leases.json", {"leases": leases})
+        if not leases:
+            _teardown_host()
+    return out
+
+
+def write_etc_files(directory: str, hostname: str, address: str | None) -> dict[str, str]:
+    """/etc/hosts, /etc/hostname and /etc/resolv.conf for a container, as docker
+    writes them; returns target -> file."""
+    os.makedirs(directory, mode=0o755, exist_ok=True)
+    hosts = ("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
+             "fe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\n"
+             "ff02::2\tip6-allrouters\n")
+    if address:
+        hosts += f"{address}\t{hostname}\n"
+    files = {"/etc/hosts": hosts, "/etc/hostname": hostname + "\n",
+             "/etc/resolv.conf": _resolv_conf()}
+    out = {}
+    for target, text in files.items():
+        path = os.path.join(directory, os.path.basename(target))
+        with open(path, "w") as f:
+            f.write(text)
+        out[target] = path
+    return out
+
+
+def _resolv_conf() -> str:
+    """The host's resolv.conf without loopback resolvers (unreachable from a
+    container); docker's public defaults if none is left."""
+    try:
+        with open("/etc/resolv.conf") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        lines = []
+    out, servers = [], 0
+    for line in lines:
+        parts = line.split()
+        if parts[:1] == ["nameserver"] and len(parts) > 1:
+            try:
+                if ipaddress.ip_address(parts[1].split("%")[0]).is_loopback:
+                    continue
+            except ValueError:
+                continue
+            servers += 1
+        out.append(line)
+    if servers == 0:
+        out += ["nameserver 8.8.8.8", "nameserver 8.8.4.4"]
+    return "\n".join(out) + "\n"
+

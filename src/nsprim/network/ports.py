@@ -1,0 +1,82 @@
+"""Published-port specs (docker's ``-p``), parsed and validated: pure logic."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass
+
+from nsprim.errors import ConfigError
+
+__all__ = ["PortSpec", "parse_publish", "MAX_RANGE"]
+
+MAX_RANGE = 1024  # ports one spec may publish
+_PORTS = re.compile(r"^\d{1,5}(?:-\d{1,5})?$")
+
+
+@dataclass(frozen=True)
+class PortSpec:
+    """Host ``host_ip:host_port`` (0: any free port) -> container ``port``."""
+
+    container_port: int
+    host_port: int = 0
+    proto: str = "tcp"
+    host_ip: str = ""
+
+    def __str__(self) -> str:
+        ip = f"{self.host_ip}:" if self.host_ip else ""
+        return f"{ip}{self.host_port}:{self.container_port}/{self.proto}"
+
+
+def _range(text: str, spec: str, what: str) -> tuple[int, int]:
+    lo_s, _, hi_s = text.partition("-")
+    lo, hi = int(lo_s), int(hi_s or lo_s)
+    for p in (lo, hi):
+        if not 1 <= p <= 65535:
+            raise ConfigError(f"invalid port specification {spec!r}: {what} port {p} is not "
+                              "between 1 and 65535")
+    if hi < lo:
+        raise ConfigError(f"invalid port specification {spec!r}: {what} range runs backwards")
+    if hi - lo + 1 > MAX_RANGE:
+        raise ConfigError(f"invalid port specification {spec!r}: more than {MAX_RANGE} ports")
+    return lo, hi
+
+
+def parse_publish(spec: str) -> list[PortSpec]:
+    """``[IP:][HOSTPORT[-END]:]CTRPORT[-END][/tcp|/udp]`` -> one PortSpec per port."""
+    if not isinstance(spec, str) or not spec.strip():
+        raise ConfigError(f"invalid port specification {spec!r}")
+    body, _, proto = spec.strip().partition("/")
+    proto = proto or "tcp"
+    if proto not in ("tcp", "udp"):
+        raise ConfigError(f"invalid port specification {spec!r}: protocol {proto!r} is not "
+                          "tcp or udp")
+    parts = body.split(":")
+    if len(parts) > 3:
+        raise ConfigError(f"invalid port specification {spec!r}: expected "
+                          "[IP:][HOSTPORT:]CONTAINERPORT[/tcp|/udp]")
+    ip, host, ctr = ([""] * (3 - len(parts)) + parts)
+    if not _PORTS.match(ctr) or (host and not _PORTS.match(host)):
+        raise ConfigError(f"invalid port specification {spec!r}: ports are numbers or "
+                          "ranges like 8000-8010")
+    if ip:
+        try:
+            addr = ipaddress.ip_address(ip.strip("[]"))
+        except ValueError:
+            raise ConfigError(f"invalid port specification {spec!r}: bad address {ip!r}") \
+                from None
+        if addr.version != 4:
+            raise ConfigError(f"invalid port specification {spec!r}: only IPv4 host addresses "
+                              "are supported")
+        ip = "" if addr.is_unspecified else str(addr)
+    clo, chi = _range(ctr, spec, "container")
+    if not host:
+        return [PortSpec(p, 0, proto, ip) for p in range(clo, chi + 1)]
+    hlo, hhi = _range(host, spec, "host")
+    if hhi - hlo != chi - clo:
+        if clo == chi:  # docker: any free port of the host range; take the first
+            return [PortSpec(clo, hlo, proto, ip)]
+        raise ConfigError(f"invalid port specification {spec!r}: host and container ranges "
+                          "differ in size")
+    return [PortSpec(c, h, proto, ip) for c, h in zip(range(clo, chi + 1),
+                                                      range(hlo, hhi + 1), strict=True)]
