@@ -66,6 +66,22 @@ def main(argv: list[str] | None = None) -> int:
                 "nsprim + own cgroup": "nsprim.run(['/bin/true'], rootfs=R, memory='256m', "
                                        "pids=64, **MINIMAL): a cgroup created and removed "
                                        "per container, as docker does"}
+    from nsprim import Container
+    from nsprim.network import NetworkMode
+
+    # a container that keeps the bridge up, as on a host where one runs
+    keeper = Container(["sleep", "3600"], rootfs=rootfs, network="bridge").start()
+    nomin = {k: v for k, v in MINIMAL.items() if k != "namespaces"}
+    cases["nsprim + bridge + 1 port"] = lambda n: time_calls(
+        lambda: run(["/bin/true"], rootfs=rootfs, network=NetworkMode.bridge(["18200:80"]),
+                    **nomin), n)  # type: ignore[arg-type]
+    cases["nsprim + network none"] = lambda n: time_calls(
+        lambda: run(["/bin/true"], rootfs=rootfs, network=NetworkMode.NONE,
+                    **nomin), n)  # type: ignore[arg-type]
+    commands["nsprim + bridge + 1 port"] = ("nsprim.run(['/bin/true'], rootfs=R, network="
+                                            "NetworkMode.bridge(['18200:80']), **MINIMAL)")
+    commands["nsprim + network none"] = ("nsprim.run(['/bin/true'], rootfs=R, network="
+                                         "NetworkMode.NONE, **MINIMAL)")
     held: list[Cgroup] = []
     if host_layout().v2 is not None:
         # the v2 path: born in an existing cgroup with CLONE_INTO_CGROUP
@@ -114,6 +130,8 @@ def main(argv: list[str] | None = None) -> int:
     if "nsprim + v2 cgroup" in cases:
         add = (p50["nsprim + v2 cgroup"] - p50["nsprim run() minimal"]) * 1e3
         print(f"v2 cgroup (CLONE_INTO_CGROUP) adds {add:.3f} ms to nsprim's p50 (goal <= 0.5)")
+    add = (p50["nsprim + bridge + 1 port"] - p50["nsprim + network none"]) * 1e3
+    print(f"bridge + a published port adds {add:.3f} ms to nsprim's p50 (goal <= 3)")
     add = (p50["nsprim + own cgroup"] - p50["nsprim run() minimal"]) * 1e3
     print(f"an own cgroup with memory+pids limits ({host_layout().kind} host) adds {add:.3f} ms")
     if a.json:
@@ -122,6 +140,8 @@ def main(argv: list[str] | None = None) -> int:
                        "ratios": ratios, "commands": commands}, f, indent=1)
     for cg in held:
         cg.remove()
+    keeper.kill()
+    keeper.wait()
     shutil.rmtree(os.path.dirname(rootfs), ignore_errors=True)
     shutil.rmtree(os.path.dirname(floor), ignore_errors=True)
     return 0

@@ -39,6 +39,12 @@ def _nothing_left() -> Iterator[None]:
     need(subprocess.run(["nft", "--version"], capture_output=True).returncode == 0,
          "needs nftables (apt-get install nftables)")
     yield
+    # veths of ended containers go with their namespaces, which the kernel
+    # tears down in the background: give it a moment
+    deadline = time.monotonic() + 5
+    while [n for n in host_links() if n.startswith(("nsp", BRIDGE))] and \
+            time.monotonic() < deadline:
+        time.sleep(0.05)
     assert not [name for name in host_links() if name.startswith(("nsp", BRIDGE))]
     assert f"table ip {TABLE}" not in nft_tables()
 

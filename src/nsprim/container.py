@@ -276,15 +276,16 @@ class Container:
                 self._netns = Namespace.of(pid, NamespaceKind.NET)
         else:
             from nsprim.network import bridge
+            from nsprim.network.rtnl import Rtnl
 
-            self._netns = Namespace.create(NamespaceKind.NET)
+            self._netns, inner = Rtnl.new_netns()
             publish = list(mode.publish)
             if mode.publish_all and self.image is not None:
                 for p in self.image.exposed_ports:
                     port, _, proto = p.partition("/")
                     publish.append(PortSpec(int(port), 0, proto or "tcp"))
-            self.attachment = bridge.attach(self.id, self._netns, publish=publish,
-                                            bandwidth=mode.bandwidth)
+            self.attachment = bridge.attach(self.id, self._netns, inner=inner,
+                                            publish=publish, bandwidth=mode.bandwidth)
             if cfg.rootfs is not None:
                 self._etc_dir = os.path.join(run_dir(), "containers", self.id)
                 files = bridge.write_etc_files(self._etc_dir, cfg.hostname or self.id[:12],
@@ -505,12 +506,13 @@ class Container:
         if self._overlay is not None:
             self._overlay.close()
             self._overlay = None
-        if self.attachment is not None:
-            self.attachment.detach()
-            self.attachment = None
+        gone = self.returncode is not None and self.config.ns_setting(NamespaceKind.PID) is True
         if self._netns is not None:
-            self._netns.close()
+            self._netns.close()  # our reference: the namespace dies with the container
             self._netns = None
+        if self.attachment is not None:
+            self.attachment.detach(netns_gone=gone)
+            self.attachment = None
         if self._etc_dir is not None:
             shutil.rmtree(self._etc_dir, ignore_errors=True)
             self._etc_dir = None

@@ -12,8 +12,10 @@ import enum
 import fcntl
 import os
 import socket
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from nsprim._native import check, ffi, lib
 
@@ -75,6 +77,9 @@ _FLAG_NAMES = {
 
 
 _FLAGS = {k: int(getattr(lib, n)) for k, n in _FLAG_NAMES.items()}
+# kinds a thread can unshare for itself in a multi-threaded process
+_PER_THREAD = frozenset({NamespaceKind.NET, NamespaceKind.UTS, NamespaceKind.IPC,
+                         NamespaceKind.CGROUP})
 
 
 class Namespace:
@@ -119,16 +124,24 @@ class Namespace:
         return cls.from_path(f"/proc/thread-self/ns/{k.value}", k)
 
     @classmethod
-    def create(cls, kind: NamespaceKind | str) -> Namespace:
+    def create(cls, kind: NamespaceKind | str,
+               then: Callable[[], object] | None = None) -> Namespace:
         """A new, empty namespace of `kind`, held by the returned object.
 
-        A short-lived helper process is cloned into the new namespace (the
-        caller's own namespaces do not change); its namespace is opened, then
-        the helper exits.  A new user namespace has no id mappings.
+        The caller's own namespaces do not change.  Network, uts, ipc and
+        cgroup namespaces are made by a short-lived thread that unshares its
+        own (these are per thread), opens it and ends; `then`, if given, runs
+        in that thread while it is inside the new namespace (e.g. to open a
+        socket there).  Other kinds are made by a short-lived helper process.
+        A new user namespace has no id mappings.
         """
         from nsprim.plan import Op, compile_plan  # a plan of one step: wait
 
         k = NamespaceKind.parse(kind)
+        if k in _PER_THREAD:
+            return cls._create_in_thread(k, then)
+        if then is not None:
+            raise ValueError(f"then= needs a per-thread namespace kind, not {k.value}")
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         with parent:
             ops, _keep = compile_plan([Op(lib.NSP_OP_SYNC, "sync")])
@@ -153,6 +166,30 @@ class Namespace:
                 parent.close()  # the helper exits on EOF
                 os.waitpid(res.pid, 0)
                 os.close(res.pidfd)
+
+    @classmethod
+    def _create_in_thread(cls, k: NamespaceKind, then: Callable[[], object] | None
+                          ) -> Namespace:
+        box: dict[str, Any] = {}
+
+        def work() -> None:
+            try:
+                check(lib.nsp_unshare(k.flag), f"unshare ({k.value})")
+                box["fd"] = os.open(f"/proc/thread-self/ns/{k.value}",
+                                    os.O_RDONLY | os.O_CLOEXEC)
+                if then is not None:
+                    then()
+            except BaseException as e:  # carried to the caller
+                box["e"] = e
+
+        t = threading.Thread(target=work, name=f"nsprim-new-{k.value}-ns")
+        t.start()
+        t.join()
+        if "e" in box:
+            if "fd" in box:
+                os.close(box["fd"])
+            raise box["e"]
+        return cls(box["fd"], k)
 
     # --- properties
     @property

@@ -64,13 +64,15 @@ class FileLock:
         self.release()
 
 
-def atomic_write(path: str, data: bytes, mode: int = 0o644) -> None:
-    """Write, fsync, rename: readers see the old file or the new one."""
+def atomic_write(path: str, data: bytes, mode: int = 0o644, *, durable: bool = True) -> None:
+    """Write, fsync, rename: readers see the old file or the new one.  State
+    that does not outlive a boot (the run dir) skips the fsync (`durable`)."""
     tmp = f"{path}.tmp.{os.getpid()}"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
     try:
         os.write(fd, data)
-        os.fsync(fd)
+        if durable:
+            os.fsync(fd)
     finally:
         os.close(fd)
     os.rename(tmp, path)

@@ -36,6 +36,7 @@ BRIDGE = "nsprim0"
 TABLE = "nsprim"
 DEFAULT_SUBNETS = ("10.88.0.0/16", "10.89.0.0/16", "172.29.0.0/16", "10.199.0.0/16")
 _EPHEMERAL = (32768, 60999)
+_LO, _ETH0 = 1, 2  # interface indexes in a container's new network namespace
 _nft: Nft | None = None
 
 
@@ -70,7 +71,9 @@ def _read(name: str) -> dict[str, Any]:
 
 
 def _write(name: str, data: dict[str, Any]) -> None:
-    atomic_write(os.path.join(network_dir(), name), json.dumps(data, indent=1).encode(), 0o600)
+    # the run dir is per boot: no fsync needed
+    atomic_write(os.path.join(network_dir(), name), json.dumps(data, indent=1).encode(), 0o600,
+                 durable=False)
 
 
 # ------------------------------------------------------------------ subnet
@@ -163,15 +166,21 @@ def _ensure_host(rt: Rtnl) -> ipaddress.IPv4Network:
     cfg = _read("config.json")
     net = ipaddress.IPv4Network(cfg["subnet"]) if "subnet" in cfg else None
     try:
-        idx = rt.link_index(BRIDGE)
+        socket.if_nametoindex(BRIDGE)
         have = True
     except OSError:
         have = False
+    if have and net is None:
+        net = _bridge_subnet()  # made under another state root: adopt it
+        if net is not None:
+            _write("config.json", {"subnet": str(net)})
+    if have and net is not None:
+        return net  # set up by an earlier container (and removed with the last)
     if not have:
         if net is None or _read("leases.json").get("leases") == {}:
             net = choose_subnet(os.environ.get("NSPRIM_SUBNET"))
         rt.add_bridge(BRIDGE)
-        idx = rt.link_index(BRIDGE)
+        idx = socket.if_nametoindex(BRIDGE)
         rt.add_addr(idx, str(net.network_address + 1), net.prefixlen)
         rt.set_link(idx, up=True)
         _write("config.json", {"subnet": str(net)})
@@ -181,6 +190,17 @@ def _ensure_host(rt: Rtnl) -> ipaddress.IPv4Network:
     if f"table ip {TABLE}" not in nft().run("list tables ip"):
         nft().run(_ruleset(net))
     return net
+
+
+def _bridge_subnet() -> ipaddress.IPv4Network | None:
+    """The subnet of the existing bridge, from its route."""
+    for line in open("/proc/net/route").read().splitlines()[1:]:
+        p = line.split()
+        if p[0] == BRIDGE and int(p[7], 16) != 0:
+            dest = ipaddress.IPv4Address(socket.ntohl(int(p[1], 16)))
+            mask = ipaddress.IPv4Address(socket.ntohl(int(p[7], 16)))
+            return ipaddress.IPv4Network(f"{dest}/{mask}", strict=False)
+    return None
 
 
 def _teardown_host() -> None:
@@ -270,73 +290,74 @@ class Attachment:
     ports: list[dict[str, Any]] = field(default_factory=list)
     _lock: FileLock | None = None
 
-    def detach(self) -> None:
+    def detach(self, *, netns_gone: bool = False) -> None:
+        """Remove the ports and the lease.  With `netns_gone` (the container's
+        namespace is being destroyed) the kernel removes the veth pair by
+        itself, in the background: deleting it here would wait for an RCU grace
+        period (tens of milliseconds)."""
         if self._lock is None:
             return
         with _locked():
             leases = _read("leases.json").get("leases", {})
             lease = leases.pop(self.address, None)
             if lease is not None:
-                _release(self.address, lease)
-            _write("leases.json", {"leases": leases})
+                _release(self.address, lease, delete_veth=not netns_gone)
+            _write("leases.json", {"leases": leases, "last": _read("leases.json").get("last")})
             if not leases:
                 _teardown_host()
         self._lock.release(unlink=True)
         self._lock = None
 
 
-def _release(address: str, lease: dict[str, Any]) -> None:
+def _release(address: str, lease: dict[str, Any], *, delete_veth: bool = True) -> None:
     try:
         _nft_elements("delete", address, lease.get("ports", []))
     except OSError:
         pass
-    try:
-        with Rtnl() as rt:
-            rt.del_link(lease["veth"])
-    except OSError:
-        pass  # gone with its network namespace
+    if delete_veth:
+        try:
+            with Rtnl() as rt:
+                rt.del_link(lease["veth"])
+        except OSError:
+            pass  # gone with its network namespace
 
 
-def attach(container_id: str, netns: Namespace, *,
+def attach(container_id: str, netns: Namespace, *, inner: Rtnl | None = None,
            publish: Iterable[PortSpec] = (), bandwidth: int | None = None) -> Attachment:
     """Put the network namespace `netns` on the bridge: veth, address,
-    default route, lo up, published ports.  Undone by Attachment.detach()."""
+    default route, lo up, published ports.  Undone by Attachment.detach().
+    `inner`, a socket already in `netns` (see Rtnl.new_netns), is used and
+    closed."""
     os.makedirs(os.path.join(network_dir(), "owners"), mode=0o700, exist_ok=True)
     owner = FileLock(os.path.join(network_dir(), "owners", container_id + ".lock"))
     veth = "nsp" + container_id[:12]
     try:
         with _locked(), Rtnl() as rt:
             net = _ensure_host(rt)
-            leases = _read("leases.json").get("leases", {})
+            state = _read("leases.json")
+            leases = state.get("leases", {})
             gateway = net.network_address + 1
-            address = None
-            for host in net.hosts():
-                if host != gateway and str(host) not in leases:
-                    address = str(host)
-                    break
-            if address is None:
-                raise OSError(errno.ENOSPC, f"no free address left in {net}")
+            address = _next_free(net, leases, state.get("last"))
             ports = _assign_ports(list(publish), leases)
             leases[address] = {"id": container_id, "veth": veth, "ports": ports,
                                "owner": owner.path}
-            _write("leases.json", {"leases": leases})
+            _write("leases.json", {"leases": leases, "last": address})
             try:
-                rt.add_veth(veth, "eth0", netns.fd)
-                idx = rt.link_index(veth)
-                rt.set_link(idx, master=rt.link_index(BRIDGE), up=True)
-                with Rtnl(netns) as inner:
-                    eth0 = inner._lookup("eth0")
-                    inner.add_addr(eth0, address, net.prefixlen)
-                    inner.set_link(eth0, up=True)
-                    inner.set_link(inner._lookup("lo"), up=True)
-                    inner.add_default_route(str(gateway))
+                # eth0 gets index 2 in the new namespace (lo is 1): no lookups
+                rt.add_veth(veth, "eth0", netns.fd, master=socket.if_nametoindex(BRIDGE),
+                            peer_index=_ETH0)
+                with inner or Rtnl(netns) as rin:
+                    rin.add_addr(_ETH0, address, net.prefixlen)
+                    rin.set_link(_ETH0, up=True)
+                    rin.set_link(_LO, up=True)
+                    rin.add_default_route(str(gateway))
                 if bandwidth:
                     _shape(veth, netns, bandwidth)
                 _nft_elements("add", address, ports)
             except BaseException:
                 lease = leases.pop(address)
                 _release(address, lease)
-                _write("leases.json", {"leases": leases})
+                _write("leases.json", {"leases": leases, "last": address})
                 if not leases:
                     _teardown_host()
                 raise
@@ -344,6 +365,30 @@ def attach(container_id: str, netns: Namespace, *,
         owner.release(unlink=True)
         raise
     return Attachment(container_id, address, str(gateway), net.prefixlen, veth, ports, owner)
+
+
+def _next_free(net: ipaddress.IPv4Network, leases: dict[str, Any], last: str | None) -> str:
+    """The next free address after the last one handed out (round robin), so
+    that an address is not reused while the kernel may still be tearing down
+    the namespace that had it."""
+    first = int(net.network_address) + 2          # .1 is the gateway
+    end = int(net.broadcast_address)              # exclusive
+    size = end - first
+    if size <= 0:
+        raise OSError(errno.ENOSPC, f"no free address left in {net}")
+    start = first
+    if last is not None:
+        try:
+            n = int(ipaddress.IPv4Address(last)) + 1
+            if first <= n < end:
+                start = n
+        except ValueError:
+            pass
+    for i in range(size):
+        cand = str(ipaddress.IPv4Address(first + (start - first + i) % size))
+        if cand not in leases:
+            return cand
+    raise OSError(errno.ENOSPC, f"no free address left in {net}")
 
 
 def _shape(veth: str, netns: Namespace, bps: int) -> None:
@@ -396,7 +441,7 @@ def collect() -> list[str]:
             del leases[address]
             out.append(lease.get("id", address))
             lock.release(unlink=True)
-        _write("leases.json", {"leases": leases})
+        _write("leases.json", {"leases": leases, "last": _read("leases.json").get("last")})
         if not leases:
             _teardown_host()
     return out

@@ -44,8 +44,11 @@ class Rtnl:
     """One NETLINK_ROUTE socket, in the calling thread's network namespace or in
     `netns`.  Calls raise OSError with the kernel's errno."""
 
-    def __init__(self, netns: Namespace | None = None) -> None:
-        if netns is None:
+    def __init__(self, netns: Namespace | None = None, *,
+                 sock: socket.socket | None = None) -> None:
+        if sock is not None:
+            self.sock = sock
+        elif netns is None:
             self.sock = self._socket()
         else:
             box: dict[str, Any] = {}
@@ -64,6 +67,17 @@ class Rtnl:
                 raise box["e"]
             self.sock = box["s"]
         self.seq = 0
+
+    @classmethod
+    def new_netns(cls) -> tuple[Namespace, Rtnl]:
+        """A new network namespace and a socket in it, made by one short thread."""
+        box: dict[str, socket.socket] = {}
+
+        def make_socket() -> None:
+            box["s"] = cls._socket()
+
+        ns = Namespace.create("net", then=make_socket)
+        return ns, cls(sock=box["s"])
 
     @staticmethod
     def _socket() -> socket.socket:
@@ -138,19 +152,27 @@ class Rtnl:
                         ("IFLA_LINKINFO", {"attrs": [("IFLA_INFO_KIND", "bridge")]})]
         self._request(msg, RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL, f"creating bridge {name}")
 
-    def add_veth(self, name: str, peer: str, peer_netns_fd: int) -> None:
-        """A veth pair: `name` here, `peer` in the namespace of `peer_netns_fd`."""
+    def add_veth(self, name: str, peer: str, peer_netns_fd: int, *, master: int | None = None,
+                 peer_index: int = 0) -> None:
+        """A veth pair: `name` here (up, in bridge `master`), `peer` in the
+        namespace of `peer_netns_fd` (with interface index `peer_index`)."""
         msg = ifinfmsg()
-        msg["attrs"] = [
+        attrs: list[tuple[str, Any]] = [
             ("IFLA_IFNAME", name),
             ("IFLA_LINKINFO", {"attrs": [
                 ("IFLA_INFO_KIND", "veth"),
                 ("IFLA_INFO_DATA", {"attrs": [
-                    ("VETH_INFO_PEER", {"attrs": [("IFLA_IFNAME", peer),
+                    ("VETH_INFO_PEER", {"index": peer_index,
+                                        "attrs": [("IFLA_IFNAME", peer),
                                                   ("IFLA_NET_NS_FD", peer_netns_fd)]}),
                 ]}),
             ]}),
         ]
+        if master is not None:
+            attrs.append(("IFLA_MASTER", master))
+            msg["change"] = _IFF_UP
+            msg["flags"] = _IFF_UP
+        msg["attrs"] = attrs
         self._request(msg, RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL, f"creating veth {name}")
 
     def set_link(self, index: int, *, up: bool | None = None, master: int | None = None,
