@@ -14,6 +14,7 @@
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <sys/stat.h>
 #include <linux/capability.h>
 
@@ -611,6 +612,13 @@ static void child_main(const struct child_start *st)
         case NSP_OP_WRITE_FILE:
             r = (op->flags & NSP_F_UNLESS_PLACED) && c.placed ? 0 : op_write_file(op);
             break;
+        case NSP_OP_NONDUMPABLE:
+            r = prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+            break;
+        case NSP_OP_CTTY:
+            r = ioctl(0, TIOCSCTTY, 0);
+            break;
+
         default:
             errno = EINVAL;
             r = -1;

@@ -67,6 +67,9 @@ enum nsp_op_kind {
     NSP_OP_PDEATHSIG,      /* arg = signal */
     NSP_OP_WRITE_FILE,     /* write data to the host file src (e.g. "0" to a cgroup.procs);
                               with NSP_F_UNLESS_PLACED skipped if born in the cgroup */
+    NSP_OP_NONDUMPABLE,    /* PR_SET_DUMPABLE 0: nothing in a container we join may
+                              ptrace us or open our /proc files */
+    NSP_OP_CTTY,           /* make fd 0 (a terminal) our controlling terminal */
     NSP_OP__COUNT
 };
 

@@ -313,6 +313,7 @@ class Cgroup:
         if v2_path is not None:
             self._fd = os.open(v2_path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         self.removed = False
+        self._borrowed = False
 
     # ------------------------------------------------------------ creation
     @classmethod
@@ -413,6 +414,32 @@ class Cgroup:
             cg._lock = None  # the caller releases it
             cg.remove()
             raise
+        return cg
+
+    @classmethod
+    def open(cls, name: str, parent: str = PARENT) -> Cgroup:
+        """An existing cgroup of nsprim's (e.g. a running container's, to exec
+        into it).  It is not owned: remove() on it is refused."""
+        lay = host_layout()
+        v2 = os.path.join(lay.v2, parent, name) if lay.v2 else None
+        if v2 is not None and not os.path.isdir(v2):
+            v2 = None
+        v1: dict[str, str] = {}
+        for ctrl, mnt in lay.v1.items():
+            d = os.path.join(mnt, parent, name)
+            if os.path.isdir(d):
+                v1[ctrl] = d
+        if v2 is None and not v1:
+            raise FileNotFoundError(errno.ENOENT, f"no cgroup {parent}/{name}", name)
+        served = frozenset(c for c in lay.v2_controllers
+                           if ("blkio" if c == "io" else c) not in v1)
+        cg = cls.__new__(cls)
+        cg.name, cg.v2_path, cg.v1_paths, cg.limits = name, v2, v1, Limits()
+        cg._lock, cg._v2_served, cg.removed = None, served, False
+        cg._fd = -1
+        if v2 is not None:
+            cg._fd = os.open(v2, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        cg._borrowed = True
         return cg
 
     @staticmethod
@@ -651,10 +678,18 @@ class Cgroup:
                 raise TimeoutError(f"cgroup {self.name} did not empty")
             time.sleep(0.002)
 
+    def close(self) -> None:
+        """Close the directory fd (what open() needs; remove() also does it)."""
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
     def remove(self, timeout: float = 10.0) -> None:
         """Kill what is left, wait for the cgroup to empty, remove it.  Idempotent."""
         if self.removed:
             return
+        if getattr(self, "_borrowed", False):
+            raise PermissionError(errno.EPERM, f"cgroup {self.name} belongs to another owner")
         if self.populated():
             self.kill()
             self.wait_empty(timeout)
@@ -716,6 +751,32 @@ class Cgroup:
             finally:
                 lock.release(unlink=True)
         return removed
+
+
+def remove_named(name: str, parent: str = PARENT) -> bool:
+    """Remove cgroup `name` wherever nsprim made it (killing what is left in
+    it), whoever created it: for a supervisor cleaning up after its container.
+    Returns whether there was anything to remove."""
+    lay = host_layout()
+    dirs = [os.path.join(m, parent, name) for m in {lay.v2, *lay.v1.values()} if m]
+    dirs = [d for d in dirs if os.path.isdir(d)]
+    if not dirs:
+        return False
+    for d in dirs:
+        if os.path.exists(os.path.join(d, "cgroup.kill")):
+            _write(os.path.join(d, "cgroup.kill"), "1")
+        for pid in (_read(os.path.join(d, "cgroup.procs")) or "").split():
+            try:
+                os.kill(int(pid), signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    _rmdirs(dirs, 10.0)
+    _remove_empty_parents(dirs)
+    try:
+        os.unlink(_lock_path(name))
+    except FileNotFoundError:
+        pass
+    return True
 
 
 def _remove_empty_parents(dirs: list[str]) -> None:

@@ -12,8 +12,10 @@ from __future__ import annotations
 import argparse
 import errno
 import os
+import re
 import signal
 import sys
+import time
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
@@ -137,10 +139,11 @@ def _int_arg(what: str) -> Any:
 def _collect_leftovers() -> None:
     """Remove what killed nsprim processes left behind (cgroups, overlays)."""
     from nsprim.cgroup import Cgroup
+    from nsprim.lifecycle import collect as collect_containers
     from nsprim.network import bridge
     from nsprim.rootfs import OverlayRootfs
 
-    for collect in (OverlayRootfs.collect, bridge.collect, Cgroup.collect):
+    for collect in (collect_containers, OverlayRootfs.collect, bridge.collect, Cgroup.collect):
         try:
             collect()
         except OSError:
@@ -161,8 +164,14 @@ def _build_parser() -> _Parser:
     r = sub.add_parser("run", help="run a command in a new container", add_help=False,
                        description="Run a command in a new container.")
     r.add_argument("--help", action="help", help="show this help message and exit")
-    r.add_argument("--rm", action="store_true", help="remove the container when it exits "
-                   "(the only mode until detached containers land)")
+    r.add_argument("--rm", action="store_true", help="remove the container when it exits")
+    r.add_argument("-d", "--detach", action="store_true", help="run in the background, print "
+                   "the container id")
+    r.add_argument("--name", help="the container's name")
+    r.add_argument("-t", "--tty", action="store_true", help="allocate a pseudo-terminal")
+    r.add_argument("--restart", default="no",
+                   help="restart policy: no, always, unless-stopped, on-failure[:N]")
+    r.add_argument("--init", action="store_true", help="(not supported yet)")
     r.add_argument("--rootfs", metavar="DIR",
                    help="root filesystem directory (instead of an IMAGE)")
     r.add_argument("--entrypoint", metavar="CMD", help="override the image's ENTRYPOINT")
@@ -202,6 +211,41 @@ def _build_parser() -> _Parser:
     g.add_argument("--device-write-bps", action="append", default=[], metavar="DEV:RATE")
     r.add_argument("cmd", nargs=argparse.REMAINDER, metavar="[IMAGE] CMD")
 
+    ps = sub.add_parser("ps", help="list containers")
+    ps.add_argument("-a", "--all", action="store_true")
+    ps.add_argument("-q", "--quiet", action="store_true")
+    ps.add_argument("--format", choices=["table", "json"], default="table")
+    lg = sub.add_parser("logs", help="show a container's output")
+    lg.add_argument("-f", "--follow", action="store_true")
+    lg.add_argument("-t", "--timestamps", action="store_true")
+    lg.add_argument("--tail", metavar="N")
+    lg.add_argument("container")
+    for cname, chelp in (("stop", "stop containers (stop signal, then SIGKILL)"),
+                         ("restart", "restart containers")):
+        sp = sub.add_parser(cname, help=chelp)
+        sp.add_argument("-t", "--time", type=float, default=10.0, metavar="SECONDS")
+        sp.add_argument("containers", nargs="+")
+    kl = sub.add_parser("kill", help="signal containers")
+    kl.add_argument("-s", "--signal", default="KILL")
+    kl.add_argument("containers", nargs="+")
+    for cname, chelp in (("start", "start stopped containers"),
+                         ("wait", "wait for containers, print their exit codes"),
+                         ("inspect", "show containers as JSON")):
+        sp = sub.add_parser(cname, help=chelp)
+        sp.add_argument("containers", nargs="+")
+    rmc = sub.add_parser("rm", help="remove containers")
+    rmc.add_argument("-f", "--force", action="store_true")
+    rmc.add_argument("containers", nargs="+")
+    ex = sub.add_parser("exec", help="run a command in a running container", add_help=False)
+    ex.add_argument("--help", action="help")
+    ex.add_argument("-i", "--interactive", action="store_true")
+    ex.add_argument("-t", "--tty", action="store_true")
+    ex.add_argument("-e", "--env", action="append", default=[])
+    ex.add_argument("-w", "--workdir")
+    ex.add_argument("-u", "--user")
+    ex.add_argument("container")
+    ex.add_argument("cmd", nargs=argparse.REMAINDER)
+
     pl = sub.add_parser("pull", help="pull an image from a registry")
     pl.add_argument("image", metavar="NAME[:TAG|@DIGEST]")
     pl.add_argument("-q", "--quiet", action="store_true")
@@ -228,9 +272,34 @@ def _build_parser() -> _Parser:
     return p
 
 
+_RESTART = re.compile(r"^(no|always|unless-stopped|on-failure(:\d+)?)$")
+
+
+def _run_config(a: argparse.Namespace, image: str | None, image_id: str | None,
+                cmd: list[str], nnp: bool) -> dict[str, Any]:
+    """What a container record keeps of `nsprim run`'s flags (JSON)."""
+    return {
+        "name": a.name, "image": image, "image_id": image_id, "rootfs": a.rootfs, "cmd": cmd,
+        "entrypoint": None if a.entrypoint is None else ([a.entrypoint] if a.entrypoint
+                                                         else []),
+        "hostname": a.hostname, "env": _env_list(a.env), "workdir": a.workdir, "user": a.user,
+        "network": a.network, "publish": a.publish, "publish_all": a.publish_all,
+        "network_bandwidth": a.network_bandwidth, "userns_map": a.userns_map,
+        "cap_add": a.cap_add, "cap_drop": a.cap_drop, "no_new_privileges": nnp,
+        "read_only": a.read_only, "volumes": a.volume, "tmpfs": a.tmpfs,
+        "memory": a.memory, "memory_swap": a.memory_swap, "cpus": a.cpus,
+        "cpu_shares": a.cpu_shares, "cpuset_cpus": a.cpuset_cpus,
+        "cpuset_mems": a.cpuset_mems, "pids_limit": a.pids_limit,
+        "device_read_bps": a.device_read_bps, "device_write_bps": a.device_write_bps,
+        "restart": a.restart, "auto_remove": a.rm, "tty": a.tty, "interactive": a.interactive,
+        "detach": a.detach,
+    }
+
+
 def cmd_run(a: argparse.Namespace) -> int:
-    from nsprim.container import DEVNULL, Container
-    from nsprim.errors import ConfigError, SpawnError
+    from nsprim.errors import ConfigError
+    from nsprim.lifecycle import check_name, new_record, remove_record
+    from nsprim.supervise import build_container
 
     cmd = a.cmd[1:] if a.cmd and a.cmd[0] == "--" else a.cmd
     image = None
@@ -250,39 +319,518 @@ def cmd_run(a: argparse.Namespace) -> int:
             nnp = False
         else:
             return _fail(f"run: unsupported --security-opt {opt!r}")
+    if a.init:
+        return _fail("run: --init is not supported yet")
+    if a.detach and a.tty:
+        return _fail("run: -t with -d is not supported (no terminal to attach later)")
+    if not _RESTART.match(a.restart):
+        return _fail(f"invalid restart policy {a.restart!r}: no, always, unless-stopped or "
+                     "on-failure[:N]")
+    if a.rm and a.restart != "no":
+        return _fail("conflicting options: --restart and --rm")
+    if a.rootfs is not None and not os.path.isdir(a.rootfs):
+        return _fail(f"invalid rootfs {a.rootfs!r}: not a directory")
+    rec = None
     try:
         from nsprim.network import NetworkMode
 
-        network = NetworkMode.parse(a.network, publish=a.publish, publish_all=a.publish_all,
-                                    bandwidth=a.network_bandwidth)
-        mounts = [_parse_volume(v) for v in a.volume] + [_parse_tmpfs(t) for t in a.tmpfs]
+        if a.name is not None:
+            check_name(a.name)
+        NetworkMode.parse(a.network, publish=a.publish, publish_all=a.publish_all,
+                          bandwidth=a.network_bandwidth)
+        for v in a.volume:
+            _parse_volume(v)
+        for t in a.tmpfs:
+            _parse_tmpfs(t)
         _collect_leftovers()
-        c = Container(
-            cmd or None, rootfs=a.rootfs, image=image,
-            entrypoint=None if a.entrypoint is None else ([a.entrypoint] if a.entrypoint
-                                                          else []),
-            hostname=a.hostname, env=_env_list(a.env), cwd=a.workdir,
-            user=a.user, network=network,
-            user_namespace=_parse_uidmap(a.userns_map) if a.userns_map else None,
-            cap_add=a.cap_add, cap_drop=a.cap_drop, no_new_privileges=nnp,
-            read_only=a.read_only, mounts=mounts,
-            memory=a.memory, memory_swap=a.memory_swap, cpus=a.cpus,
-            cpu_shares=a.cpu_shares, cpuset=a.cpuset_cpus, cpuset_mems=a.cpuset_mems,
-            pids=a.pids_limit, device_read_bps=a.device_read_bps,
-            device_write_bps=a.device_write_bps,
-            stdin=None if a.interactive else DEVNULL, die_with_parent=True,
-        )
+        image_id = None
+        if image is not None:
+            from nsprim.container import _find_image
+
+            image_id = _find_image(image).id
+        rec = new_record(_run_config(a, image, image_id, cmd, nnp))
+        from nsprim.container import DEVNULL
+
+        c = build_container(rec, die_with_parent=True, tty=a.tty,
+                            stdin=None if a.interactive or a.tty else DEVNULL)
     except ConfigError as e:
+        if rec is not None:
+            remove_record(rec)
         return _fail(str(e))
     except (LookupError, OSError, ValueError) as e:
+        if rec is not None:
+            remove_record(rec)
         return _fail(_oneline(e))
-    if a.rootfs is not None and not os.path.isdir(a.rootfs):
-        return _fail(f"invalid rootfs {a.rootfs!r}: not a directory")
+    if a.detach:
+        return _start_detached(rec)
+    return _run_foreground(a, rec, c, cmd or [image or ""])
+
+
+def _start_detached(rec: Any) -> int:
+    """Start the supervisor of `rec`; print the id once the container runs."""
+    import subprocess
+
+    from nsprim.lifecycle import remove_record
+
+    r, w = os.pipe()
+    rec.update_state(status="starting", starting_at=time.time())
+    subprocess.Popen([sys.executable, "-m", "nsprim.supervise", "start", rec.id, str(w)],
+                     pass_fds=[w], start_new_session=True, stdin=subprocess.DEVNULL,
+                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    os.close(w)
+    with os.fdopen(r) as f:
+        answer = f.readline().strip()
+    if answer == "ok":
+        print(rec.id)
+        return 0
+    msg = answer[4:] if answer.startswith("err ") else "the supervisor failed to start"
+    if rec.config.get("auto_remove"):
+        remove_record(rec)
+    return _fail(msg)
+
+
+def _run_foreground(a: argparse.Namespace, rec: Any, c: Any, cmd: list[str]) -> int:
+    from nsprim.errors import ConfigError, SpawnError
+    from nsprim.lifecycle import _proc_start, remove_record
 
     def forward(signum: int, _frame: Any) -> None:
         c.send_signal(signum)
 
-    old = {s: signal.signal(s, forward) for s in _FORWARDED}
+    old = {s: signal.signal(s, forward) for s in _FORWARDED if not (a.tty and s == signal.SIGWINCH)}
+    try:
+        try:
+            c.start()
+        except SpawnError as e:
+            rec.update_state(status="exited", exit_code=125, finished_at=time.time())
+            if a.rm:
+                remove_record(rec)
+            if e.step == "exec":
+                code = EXIT_NOT_FOUND if e.errno in (errno.ENOENT, errno.ENOTDIR) \
+                    else EXIT_CANNOT_EXEC
+                return _fail(f"{cmd[0]}: {os.strerror(e.errno or 0)}", code)
+            return _fail(str(e.strerror))
+        except (ConfigError, OSError, LookupError) as e:
+            rec.update_state(status="exited", exit_code=125, finished_at=time.time())
+            if a.rm:
+                remove_record(rec)
+            return _fail(_oneline(e))
+        me = os.getpid()
+        rec.update_state(status="running", pid=c.pid, pid_start=_proc_start(c.pid),
+                         supervisor_pid=me, supervisor_start=_proc_start(me),
+                         started_at=time.time(), ip=c.ip_address, ports=c.ports)
+        if a.tty:
+            _proxy_tty(c, interactive=a.interactive)
+        rc = c.wait()
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+    code = int(rc if rc >= 0 else 128 - rc)
+    rec.update_state(status="exited", exit_code=code, finished_at=time.time(),
+                     oom_killed=c.oom_killed)
+    if a.rm:
+        remove_record(rec)
+    return code
+
+
+def _proxy_tty(c: Any, interactive: bool) -> None:
+    """Copy between our terminal (raw) and the container's, until it ends."""
+    import fcntl
+    import select
+    import struct
+    import termios
+    import tty
+
+    master = c.pty_master
+    ours = sys.stdin.fileno() if interactive else -1
+    saved = None
+    if ours >= 0 and os.isatty(ours):
+        saved = termios.tcgetattr(ours)
+        tty.setraw(ours)
+
+    def winsize(*_: Any) -> None:
+        if ours >= 0 and os.isatty(ours):
+            size = fcntl.ioctl(ours, termios.TIOCGWINSZ, struct.pack("HHHH", 0, 0, 0, 0))
+            fcntl.ioctl(master, termios.TIOCSWINSZ, size)
+
+    old = signal.signal(signal.SIGWINCH, winsize)
+    winsize()
+    try:
+        while True:
+            fds = [master] + ([ours] if ours >= 0 else [])
+            ready, _, _ = select.select(fds, [], [], 0.2)
+            if master in ready:
+                try:
+                    data = os.read(master, 65536)
+                except OSError:
+                    data = b""
+                if not data:
+                    break
+                os.write(sys.stdout.fileno(), data)
+            if ours >= 0 and ours in ready:
+                data = os.read(ours, 65536)
+                if not data:
+                    ours = -1
+                else:
+                    os.write(master, data)
+            if c.poll() is not None and master not in ready:
+                break
+    finally:
+        signal.signal(signal.SIGWINCH, old)
+        if saved is not None:
+            termios.tcsetattr(sys.stdin.fileno(), termios.TCSADRAIN, saved)
+
+
+def _records_arg(names: list[str]) -> list[Any]:
+    from nsprim.lifecycle import find
+
+    return [find(n) for n in names]
+
+
+def _ago(t: float | None) -> str:
+    if not t:
+        return ""
+    d = max(0, time.time() - t)
+    for unit, secs in (("days", 86400), ("hours", 3600), ("minutes", 60)):
+        if d >= secs:
+            n = int(d // secs)
+            return f"{n} {unit if n > 1 else unit[:-1]}"
+    return f"{int(d)} seconds"
+
+
+def _status_text(rec: Any) -> str:
+    st = rec.state
+    s = rec.status
+    if s == "running":
+        return f"Up {_ago(st.get('started_at'))}"
+    if s == "restarting":
+        return f"Restarting ({st.get('exit_code')})"
+    if s == "exited":
+        return f"Exited ({st.get('exit_code')}) {_ago(st.get('finished_at'))} ago"
+    return str(s).capitalize()
+
+
+def _ports_text(ports: list[dict[str, Any]] | None) -> str:
+    return ", ".join(f"{p['host_ip'] or '0.0.0.0'}:{p['host_port']}->{p['container_port']}/"
+                     f"{p['proto']}" for p in ports or [])
+
+
+def cmd_ps(a: argparse.Namespace) -> int:
+    import json
+
+    from nsprim.lifecycle import collect, records
+
+    collect()
+    rows = []
+    for rec in sorted(records(), key=lambda r: -float(r.config.get("created", 0))):
+        cfg, st = rec.config, rec.state
+        if not a.all and rec.status not in ("running", "restarting"):
+            continue
+        cmd = " ".join(cfg.get("cmd") or [])
+        rows.append({"ID": rec.id[:12], "Image": cfg.get("image") or cfg.get("rootfs") or "",
+                     "Command": cmd, "CreatedAt": cfg.get("created"),
+                     "Status": _status_text(rec), "State": rec.status,
+                     "Ports": _ports_text(st.get("ports") if rec.status == "running" else None),
+                     "Names": cfg.get("name", "")})
+    if a.quiet:
+        for r in rows:
+            print(r["ID"])
+    elif a.format == "json":
+        for r in rows:
+            print(json.dumps(r))
+    else:
+        print(f"{'CONTAINER ID':14}{'IMAGE':28}{'COMMAND':24}{'STATUS':26}{'PORTS':28}NAMES")
+        for r in rows:
+            command = '"' + (r["Command"][:20] + ("…" if len(r["Command"]) > 20 else "")) + '"'
+            print(f"{r['ID']:14}{r['Image'][:27]:28}{command:24}{r['Status']:26}"
+                  f"{r['Ports'][:27]:28}{r['Names']}")
+    return 0
+
+
+def cmd_logs(a: argparse.Namespace) -> int:
+    import json
+
+    from nsprim.lifecycle import find
+
+    try:
+        rec = find(a.container)
+    except LookupError as e:
+        return _fail(_oneline(e))
+
+    def emit(line: str) -> None:
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            return
+        text = entry.get("log", "")
+        if a.timestamps:
+            text = f"{entry.get('time', '')} {text}"
+        out = sys.stderr if entry.get("stream") == "stderr" else sys.stdout
+        out.write(text)
+        out.flush()
+
+    try:
+        f = open(rec.log_path)
+    except FileNotFoundError:
+        return 0
+    with f:
+        lines = f.readlines()
+        if a.tail is not None and a.tail != "all":
+            lines = lines[-int(a.tail):] if int(a.tail) > 0 else []
+        for line in lines:
+            emit(line)
+        while a.follow:
+            line = f.readline()
+            if line:
+                emit(line)
+                continue
+            if not rec.running:
+                for line in f.readlines():
+                    emit(line)
+                break
+            time.sleep(0.05)
+    return 0
+
+
+def cmd_stop(a: argparse.Namespace) -> int:
+    from nsprim.lifecycle import stop
+
+    rc = 0
+    for name in a.containers:
+        try:
+            (rec,) = _records_arg([name])
+            stop(rec, timeout=a.time)
+            print(name)
+        except (LookupError, OSError) as e:
+            _fail(_oneline(e))
+            rc = 1
+    return rc
+
+
+def cmd_kill(a: argparse.Namespace) -> int:
+    from nsprim.errors import ConfigError
+    from nsprim.lifecycle import parse_signal, signal_container
+
+    try:
+        sig = parse_signal(a.signal)
+    except ConfigError as e:
+        return _fail(str(e))
+    rc = 0
+    for name in a.containers:
+        try:
+            (rec,) = _records_arg([name])
+            if sig in (signal.SIGKILL, signal.SIGTERM):
+                rec.update_state(stopping=True)
+            signal_container(rec, sig)
+            print(name)
+        except (LookupError, OSError) as e:
+            _fail(_oneline(e))
+            rc = 1
+    return rc
+
+
+def cmd_start(a: argparse.Namespace) -> int:
+    rc = 0
+    for name in a.containers:
+        try:
+            (rec,) = _records_arg([name])
+        except LookupError as e:
+            _fail(_oneline(e))
+            rc = 1
+            continue
+        if rec.running:
+            print(name)
+            continue
+        _collect_leftovers()
+        if _start_detached_quiet(rec) != 0:
+            rc = 1
+        else:
+            print(name)
+    return rc
+
+
+def _start_detached_quiet(rec: Any) -> int:
+    import contextlib
+    import io
+
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        return _start_detached(rec)
+
+
+def cmd_restart(a: argparse.Namespace) -> int:
+    from nsprim.lifecycle import stop
+
+    rc = 0
+    for name in a.containers:
+        try:
+            (rec,) = _records_arg([name])
+            stop(rec, timeout=a.time)
+            if _start_detached_quiet(rec) != 0:
+                rc = 1
+                continue
+            print(name)
+        except (LookupError, OSError) as e:
+            _fail(_oneline(e))
+            rc = 1
+    return rc
+
+
+def cmd_rm(a: argparse.Namespace) -> int:
+    from nsprim.lifecycle import remove_record, signal_container, wait_exited
+
+    rc = 0
+    for name in a.containers:
+        try:
+            (rec,) = _records_arg([name])
+            if rec.running:
+                if not a.force:
+                    _fail(f"cannot remove container {name}: it is running (stop it first, "
+                          "or use rm -f)")
+                    rc = 1
+                    continue
+                rec.update_state(stopping=True)
+                try:
+                    signal_container(rec, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                wait_exited(rec, 30)
+            remove_record(rec)
+            print(name)
+        except (LookupError, OSError) as e:
+            _fail(_oneline(e))
+            rc = 1
+    return rc
+
+
+def cmd_wait(a: argparse.Namespace) -> int:
+    from nsprim.lifecycle import wait_exited
+
+    rc = 0
+    for name in a.containers:
+        try:
+            (rec,) = _records_arg([name])
+            st = wait_exited(rec)
+            print(st.get("exit_code"))
+        except (LookupError, OSError) as e:
+            _fail(_oneline(e))
+            rc = 1
+    return rc
+
+
+def _iso(t: float | None) -> str | None:
+    if not t:
+        return None
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t % 1 * 1e9):09d}Z"
+
+
+def cmd_inspect(a: argparse.Namespace) -> int:
+    import json
+
+    out = []
+    rc = 0
+    for name in a.containers:
+        try:
+            (rec,) = _records_arg([name])
+        except LookupError as e:
+            _fail(_oneline(e))
+            rc = 1
+            continue
+        cfg, st = rec.config, rec.state
+        status = rec.status
+        out.append({
+            "Id": rec.id, "Name": "/" + cfg.get("name", ""), "Created": _iso(cfg.get("created")),
+            "Image": cfg.get("image_id") or "", "Path": (cfg.get("cmd") or [""])[0],
+            "Args": (cfg.get("cmd") or [])[1:],
+            "State": {"Status": status, "Running": status == "running",
+                      "Pid": st.get("pid") if status == "running" else 0,
+                      "ExitCode": st.get("exit_code") or 0, "OOMKilled": bool(st.get("oom_killed")),
+                      "StartedAt": _iso(st.get("started_at")),
+                      "FinishedAt": _iso(st.get("finished_at")), "Error": st.get("error") or "",
+                      "RestartCount": st.get("restart_count", 0)},
+            "Config": {"Image": cfg.get("image") or "", "Cmd": cfg.get("cmd"),
+                       "Entrypoint": cfg.get("entrypoint"), "Env": cfg.get("env"),
+                       "WorkingDir": cfg.get("workdir") or "", "User": cfg.get("user") or "",
+                       "Hostname": cfg.get("hostname") or rec.id[:12], "Tty": cfg.get("tty")},
+            "HostConfig": {"AutoRemove": cfg.get("auto_remove"),
+                           "RestartPolicy": {"Name": cfg.get("restart")},
+                           "NetworkMode": cfg.get("network"),
+                           "ReadonlyRootfs": cfg.get("read_only"),
+                           "Memory": cfg.get("memory"), "NanoCpus": cfg.get("cpus"),
+                           "PidsLimit": cfg.get("pids_limit"), "CapAdd": cfg.get("cap_add"),
+                           "CapDrop": cfg.get("cap_drop")},
+            "Mounts": [{"Spec": v} for v in cfg.get("volumes", [])] +
+                      [{"Type": "tmpfs", "Spec": t} for t in cfg.get("tmpfs", [])],
+            "NetworkSettings": {"IPAddress": st.get("ip") or "",
+                                "Ports": st.get("ports") or []},
+            "LogPath": rec.log_path,
+        })
+    print(json.dumps(out, indent=4))
+    return rc
+
+
+def cmd_exec(a: argparse.Namespace) -> int:
+    from nsprim.config import parse_user
+    from nsprim.container import DEVNULL, Container
+    from nsprim.errors import ConfigError, SpawnError
+    from nsprim.lifecycle import alive, find
+    from nsprim.namespace import Namespace, NamespaceKind
+    from nsprim.plan import resolve_user
+
+    cmd = a.cmd[1:] if a.cmd and a.cmd[0] == "--" else a.cmd
+    if not cmd:
+        return _fail("exec: no command given")
+    try:
+        rec = find(a.container)
+    except LookupError as e:
+        return _fail(_oneline(e))
+    st, cfg = rec.state, rec.config
+    pid = st.get("pid")
+    if not rec.running or not isinstance(pid, int) or not alive(pid, st.get("pid_start")):
+        return _fail(f"container {a.container} is not running")
+    try:
+        env: list[str] = []
+        image_user = image_cwd = None
+        if cfg.get("image_id"):
+            from nsprim.images.store import default_store
+
+            img = default_store().get(cfg["image_id"])
+            env, image_user, image_cwd = img.env, img.user, img.working_dir
+        env += cfg.get("env", []) + _env_list(a.env)
+        spec = a.user or cfg.get("user") or image_user
+        uid, gid, _groups, home = resolve_user(f"/proc/{pid}/root", parse_user(spec))
+        if not any(e.startswith("HOME=") for e in env):
+            env.append(f"HOME={home}")
+        kinds = ["mnt", "uts", "ipc", "net", "pid", "cgroup"]
+        mine = {k: os.stat(f"/proc/self/ns/{k}").st_ino for k in kinds + ["user"]}
+        namespaces: dict[NamespaceKind | str, bool | Namespace] = {}
+        for k in kinds + ["user"]:
+            ino = os.stat(f"/proc/{pid}/ns/{k}").st_ino
+            if ino != mine[k]:
+                namespaces[k] = Namespace.of(pid, k)
+            elif k != "user":
+                namespaces[k] = False
+        cg = None
+        try:
+            from nsprim.cgroup import Cgroup
+
+            cg = Cgroup.open(rec.id[:16])
+        except OSError:
+            pass
+        c = Container(cmd, namespaces=namespaces, cgroup=cg, env=env,
+                      cwd=a.workdir or cfg.get("workdir") or image_cwd or "/", user=(uid, gid),
+                      cap_add=cfg.get("cap_add", []), cap_drop=cfg.get("cap_drop", []),
+                      no_new_privileges=cfg.get("no_new_privileges", True),
+                      nondumpable=True, tty=a.tty, die_with_parent=True,
+                      stdin=None if a.interactive or a.tty else DEVNULL)
+    except ConfigError as e:
+        return _fail(str(e))
+    except (LookupError, OSError, ValueError) as e:
+        return _fail(_oneline(e))
+
+    def forward(signum: int, _frame: Any) -> None:
+        c.send_signal(signum)
+
+    old = {s: signal.signal(s, forward) for s in _FORWARDED if not (a.tty and s == signal.SIGWINCH)}
     try:
         try:
             c.start()
@@ -292,14 +840,16 @@ def cmd_run(a: argparse.Namespace) -> int:
                     else EXIT_CANNOT_EXEC
                 return _fail(f"{cmd[0]}: {os.strerror(e.errno or 0)}", code)
             return _fail(str(e.strerror))
-        except ConfigError as e:
-            return _fail(str(e))
         except OSError as e:
-            return _fail(str(e))
+            return _fail(_oneline(e))
+        if a.tty:
+            _proxy_tty(c, interactive=a.interactive)
         rc = c.wait()
     finally:
         for s, h in old.items():
             signal.signal(s, h)
+        if cg is not None:
+            cg.close()
     return rc if rc >= 0 else 128 - rc
 
 
@@ -431,7 +981,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if a.root:
         os.environ["NSPRIM_ROOT"] = os.path.abspath(a.root)
     commands = {"run": cmd_run, "pull": cmd_pull, "load": cmd_load, "images": cmd_images,
-                "rmi": cmd_rmi, "volume": cmd_volume}
+                "rmi": cmd_rmi, "volume": cmd_volume, "ps": cmd_ps, "logs": cmd_logs,
+                "stop": cmd_stop, "kill": cmd_kill, "start": cmd_start, "restart": cmd_restart,
+                "rm": cmd_rm, "wait": cmd_wait, "inspect": cmd_inspect, "exec": cmd_exec}
     if a.command in commands:
         return commands[a.command](a)
     parser.print_help(sys.stderr)

@@ -234,6 +234,8 @@ class ContainerConfig:
     pass_fds: tuple[int, ...] = ()
     new_session: bool = False
     die_with_parent: bool = False
+    tty: bool = False
+    nondumpable: bool = False
 
     def ns_setting(self, kind: NamespaceKind) -> NamespaceSetting:
         return self.namespaces.get(kind, False)
@@ -261,6 +263,8 @@ def make_config(
     pass_fds: Iterable[int] = (),
     new_session: bool = False,
     die_with_parent: bool = False,
+    tty: bool = False,
+    nondumpable: bool = False,
 ) -> ContainerConfig:
     """Validate keyword arguments into a ContainerConfig (raises ConfigError)."""
     if isinstance(argv, (str, bytes)):
@@ -332,4 +336,6 @@ def make_config(
         pass_fds=fds,
         new_session=bool(new_session),
         die_with_parent=bool(die_with_parent),
+        tty=bool(tty),
+        nondumpable=bool(nondumpable),
     )

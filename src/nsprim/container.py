@@ -122,6 +122,10 @@ class Container:
         pass_fds: Iterable[int] = (),
         new_session: bool = False,
         die_with_parent: bool = False,
+        tty: bool = False,
+        nondumpable: bool = False,
+        container_id: str | None = None,
+        keep_rootfs: bool = False,
         network: NetworkMode | str | None = None,
         cgroup: Cgroup | None = None,
         memory: str | int | None = None,
@@ -138,7 +142,9 @@ class Container:
         stdout: StdioSpec = None,
         stderr: StdioSpec = None,
     ) -> None:
-        self.id = os.urandom(32).hex()
+        self.id = container_id or os.urandom(32).hex()
+        self._keep_rootfs = keep_rootfs  # a named container: its layer outlives a run
+        self._record_dir = container_id is not None  # its directory is a lifecycle record
         if hostname is None and _uts_is_new(namespaces):
             hostname = self.id[:12]  # docker's default
         self.image: Image | None = None
@@ -154,7 +160,7 @@ class Container:
             env = self.image.env + list(validate_env(env))
             cwd = cwd or self.image.working_dir
             user = user if user is not None else self.image.user
-            rootfs = os.path.join(containers_dir(), self.id[:32], "merged")
+            rootfs = os.path.join(containers_dir(), self.id, "merged")
         elif argv is None:
             raise ConfigError("no command given")
         self._overlay: OverlayRootfs | None = None
@@ -175,8 +181,11 @@ class Container:
             cap_drop=cap_drop, no_new_privileges=no_new_privileges, read_only=read_only,
             mounts=mounts, masked_paths=masked_paths, readonly_paths=readonly_paths,
             mount_dev=mount_dev, mount_sys=mount_sys, pass_fds=pass_fds,
-            new_session=new_session, die_with_parent=die_with_parent,
+            new_session=new_session, die_with_parent=die_with_parent, tty=tty,
+            nondumpable=nondumpable,
         )
+        #: the terminal's master side when tty=True (the container has the slave)
+        self.pty_master = -1
         self.config: ContainerConfig = cfg
         limit_args = dict(memory=memory, memory_swap=memory_swap, cpus=cpus,
                           cpu_shares=cpu_shares, cpu_weight=cpu_weight, cpuset=cpuset,
@@ -208,6 +217,10 @@ class Container:
         """(fds for the child's 0, 1, 2; fds to close in the parent after spawn)"""
         child: list[int] = []
         close_after: list[int] = []
+        if self.config.tty:
+            master, slave = os.openpty()
+            self.pty_master = master
+            return [slave, slave, slave], [slave]
         for i, spec in enumerate(self._stdio_spec):
             if spec is None:
                 child.append(i)
@@ -250,7 +263,9 @@ class Container:
                 self.cgroup = Cgroup.create(self.id[:16], limits=self._limits)
                 self._owns_cgroup = True
             if self.image is not None:
-                self._overlay = OverlayRootfs(self.image.layers, id=self.id[:32]).mount()
+                self._overlay = OverlayRootfs(self.image.layers, id=self.id,
+                                              keep=self._keep_rootfs,
+                                              reuse=self._record_dir).mount()
             self._start(self._resolve_network(self._resolve_volumes()))
         except BaseException:
             self._release_resources()
@@ -447,6 +462,9 @@ class Container:
         for f in (self.stdin, self.stdout, self.stderr):
             if f is not None:
                 f.close()
+        if self.pty_master >= 0 and self.returncode is not None:
+            os.close(self.pty_master)
+            self.pty_master = -1
 
     # ------------------------------------------------------------ process
     @property

@@ -273,6 +273,10 @@ def build_plan(cfg: ContainerConfig, stdio: tuple[int, int, int],
         flags |= k.flag
     ops: list[Op] = []
     plan = Plan(ops=ops, clone_flags=flags)
+    if cfg.nondumpable:
+        # before anything of a container is joined: it may not ptrace us or
+        # reach the host binary through our /proc entries
+        ops.append(Op(lib.NSP_OP_NONDUMPABLE, "nondumpable"))
 
     if cgroup is not None:
         # Join the cgroup first, while our credentials are still the host's.
@@ -314,7 +318,7 @@ def build_plan(cfg: ContainerConfig, stdio: tuple[int, int, int],
         ops.append(Op(lib.NSP_OP_HOSTNAME, "sethostname", src=cfg.hostname, detail=cfg.hostname))
     if NamespaceKind.NET in new:
         ops.append(Op(lib.NSP_OP_LOOPBACK_UP, "loopback_up", detail="lo"))
-    if cfg.new_session:
+    if cfg.new_session or cfg.tty:
         ops.append(Op(lib.NSP_OP_SETSID, "setsid"))
     if cfg.die_with_parent:
         # SIGKILL when the thread that started us exits (prctl PR_SET_PDEATHSIG)
@@ -331,6 +335,8 @@ def build_plan(cfg: ContainerConfig, stdio: tuple[int, int, int],
         ops.append(Op(lib.NSP_OP_NO_NEW_PRIVS, "no_new_privs"))
     fds = tuple(stdio) + cfg.pass_fds
     ops.append(Op(lib.NSP_OP_FDS, "fds", ids=fds, detail="fds=" + ",".join(map(str, fds))))
+    if cfg.tty:
+        ops.append(Op(lib.NSP_OP_CTTY, "controlling_terminal", detail="fd 0"))
     cwd = cfg.cwd or ("/" if cfg.rootfs is not None else None)
     if cwd is not None:
         ops.append(Op(lib.NSP_OP_CHDIR, "chdir", dst=cwd, detail=cwd))
@@ -340,6 +346,8 @@ def build_plan(cfg: ContainerConfig, stdio: tuple[int, int, int],
     if cfg.hostname is not None:
         env["HOSTNAME"] = cfg.hostname
     env["HOME"] = home
+    if cfg.tty:
+        env["TERM"] = "xterm"
     for e in cfg.env:
         key, _, val = e.partition("=")
         env[key] = val

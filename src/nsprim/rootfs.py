@@ -37,7 +37,7 @@ class OverlayRootfs:
     """An overlay of `layers` (directories, lowest first) plus a writable layer."""
 
     def __init__(self, layers: Sequence[str | os.PathLike[str]], *, id: str | None = None,
-                 keep: bool = False, readonly: bool = False) -> None:
+                 keep: bool = False, readonly: bool = False, reuse: bool = False) -> None:
         if not layers:
             raise ValueError("an overlay needs at least one layer")
         self.layers = [os.fspath(x) for x in layers]
@@ -47,6 +47,7 @@ class OverlayRootfs:
         self.id = id or os.urandom(16).hex()
         self.keep = keep
         self.readonly = readonly
+        self.reuse = reuse  # mount over an existing container layer (a restart)
         self.dir = os.path.join(containers_dir(), self.id)
         self.upper = os.path.join(self.dir, "upper")
         self.work = os.path.join(self.dir, "work")
@@ -65,12 +66,15 @@ class OverlayRootfs:
         try:
             os.mkdir(self.dir, 0o711)
         except FileExistsError:
-            raise FileExistsError(errno.EEXIST, "container layer exists", self.dir) from None
+            if not self.reuse:
+                raise FileExistsError(errno.EEXIST, "container layer exists", self.dir) from None
         self._created = True
         try:
             self._lock = FileLock(os.path.join(self.dir, "lock"))
+            if self.keep:
+                open(os.path.join(self.dir, "keep"), "w").close()
             for d in (self.upper, self.work, self.path):
-                os.mkdir(d, 0o755)
+                os.makedirs(d, 0o755, exist_ok=self.reuse)
             self._mount()
             self.mounted = True
         except BaseException:
@@ -129,7 +133,11 @@ class OverlayRootfs:
         """Unmount and (unless kept) remove the container layer.  Idempotent."""
         self.unmount()
         if self._created and not self.keep:
-            shutil.rmtree(self.dir, ignore_errors=True)
+            if self.reuse:  # the directory is a container record's: remove only ours
+                for d in (self.upper, self.work, self.path, os.path.join(self.dir, "l")):
+                    shutil.rmtree(d, ignore_errors=True)
+            else:
+                shutil.rmtree(self.dir, ignore_errors=True)
             self._created = False
         if self._lock is not None:
             self._lock.release()

@@ -424,6 +424,29 @@ def _shape(veth: str, netns: Namespace, bps: int) -> None:
         raise box["e"]
 
 
+def release_container(container_id: str) -> bool:
+    """Release the lease of `container_id` (its supervisor cleaning up after
+    it; its namespace is gone, and the veth with it)."""
+    if not os.path.isdir(network_dir()):
+        return False
+    with _locked():
+        state = _read("leases.json")
+        leases = state.get("leases", {})
+        hit = [a for a, lease in leases.items() if lease.get("id") == container_id]
+        for address in hit:
+            lease = leases.pop(address)
+            _release(address, lease, delete_veth=False)
+            try:
+                os.unlink(lease.get("owner", ""))
+            except OSError:
+                pass
+        if hit:
+            _write("leases.json", {"leases": leases, "last": state.get("last")})
+            if not leases:
+                _teardown_host()
+    return bool(hit)
+
+
 def collect() -> list[str]:
     """Release the leases of containers whose owner is gone."""
     if not os.path.isdir(network_dir()):

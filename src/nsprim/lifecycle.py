@@ -1,0 +1,386 @@
+"""Named, detached containers without a daemon: records on disk, a small
+supervisor per running container, and the commands around them (ps, logs,
+stop, kill, start, restart, rm, inspect, wait, exec).
+
+A container's record lives in ``<state root>/containers/<id>/``:
+``config.json`` (what to run: written once), ``state.json`` (status, pid,
+times, exit code: written atomically), ``container.log`` (JSON lines), and --
+for image containers -- the overlay's upper/work/merged directories, kept
+between runs.  Names map to ids in ``<state root>/names.json``, changed under
+a file lock, so of several concurrent ``run --name x`` exactly one wins.
+
+Running a detached container (``run -d``, ``start``): the CLI checks the
+input, writes the record and starts ``python -m nsprim.supervise start ID``
+in its own session.  That supervisor starts the container (its child, with
+``die_with_parent``), reports back to the CLI, then execs ``nsprim-shim``
+(csrc/shim.c): a C loop that writes the logs and waits on the pidfd, then
+execs ``python -m nsprim.supervise finish ID`` to release the resources,
+record the exit and apply the restart policy.  The supervisor's lock files
+stay open across both execs: while it lives, nothing is collected; if it is
+killed, the container dies with it and the next nsprim command collects
+what was left (``collect()``).
+
+This module imports nothing heavy: ``nsprim ps`` starts fast.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import re
+import signal
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from nsprim.errors import ConfigError
+from nsprim.state import FileLock, atomic_write, state_root
+
+__all__ = ["Record", "records", "find", "reserve", "release_name", "collect",
+           "containers_dir", "NAME_RE"]
+
+NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$")
+
+
+def containers_dir() -> str:
+    return os.path.join(state_root(), "containers")
+
+
+@contextmanager
+def _names_locked() -> Iterator[dict[str, str]]:
+    os.makedirs(state_root(), mode=0o711, exist_ok=True)
+    lock = FileLock(os.path.join(state_root(), "names.lock"))
+    try:
+        path = os.path.join(state_root(), "names.json")
+        try:
+            with open(path) as f:
+                names: dict[str, str] = json.load(f)
+        except (OSError, ValueError):
+            names = {}
+        before = dict(names)
+        yield names
+        if names != before:
+            atomic_write(path, json.dumps(names, indent=1, sort_keys=True).encode(), 0o600)
+    finally:
+        lock.release()
+
+
+def check_name(name: str) -> str:
+    if not NAME_RE.match(name):
+        raise ConfigError(f"invalid container name {name!r}: letters, digits, '_', '.', '-', "
+                          "starting with a letter or digit")
+    return name
+
+
+def reserve(name: str, container_id: str) -> None:
+    """Give `name` to `container_id`, or fail if another container has it."""
+    check_name(name)
+    with _names_locked() as names:
+        other = names.get(name)
+        if other is not None and other != container_id and \
+                os.path.isdir(os.path.join(containers_dir(), other)):
+            raise ConfigError(f'the container name "/{name}" is already in use by container '
+                              f'"{other}"; remove (or rename) that container to reuse it')
+        names[name] = container_id
+
+
+def release_name(name: str, container_id: str) -> None:
+    with _names_locked() as names:
+        if names.get(name) == container_id:
+            del names[name]
+
+
+def _proc_start(pid: int) -> int | None:
+    """A process's start time (clock ticks since boot): pid + start time
+    names a process for good, a pid alone does not."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return int(f.read().rsplit(")", 1)[1].split()[19])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def alive(pid: int | None, start: int | None) -> bool:
+    return bool(pid) and start is not None and _proc_start(pid) == start  # type: ignore[arg-type]
+
+
+@dataclass
+class Record:
+    """One container's record on disk."""
+
+    id: str
+
+    @property
+    def dir(self) -> str:
+        return os.path.join(containers_dir(), self.id)
+
+    def _load(self, name: str) -> dict[str, Any]:
+        try:
+            with open(os.path.join(self.dir, name)) as f:
+                data = json.load(f)
+            return data if isinstance(data, dict) else {}
+        except (OSError, ValueError):
+            return {}
+
+    @property
+    def config(self) -> dict[str, Any]:
+        return self._load("config.json")
+
+    @property
+    def state(self) -> dict[str, Any]:
+        return self._load("state.json")
+
+    def write_config(self, cfg: dict[str, Any]) -> None:
+        atomic_write(os.path.join(self.dir, "config.json"), json.dumps(cfg, indent=1).encode(),
+                     0o600)
+
+    def update_state(self, **changes: Any) -> dict[str, Any]:
+        st = self.state
+        st.update(changes)
+        atomic_write(os.path.join(self.dir, "state.json"), json.dumps(st, indent=1).encode(),
+                     0o600)
+        return st
+
+    @property
+    def name(self) -> str:
+        return str(self.config.get("name", ""))
+
+    @property
+    def running(self) -> bool:
+        st = self.state
+        return st.get("status") in ("running", "restarting") and \
+            alive(st.get("supervisor_pid"), st.get("supervisor_start"))
+
+    @property
+    def status(self) -> str:
+        st = self.state
+        s = str(st.get("status", "created"))
+        if s in ("running", "restarting") and not self.running:
+            return "dead"
+        return s
+
+    @property
+    def log_path(self) -> str:
+        return os.path.join(self.dir, "container.log")
+
+
+def records() -> list[Record]:
+    try:
+        ids = os.listdir(containers_dir())
+    except FileNotFoundError:
+        return []
+    out = []
+    for i in ids:
+        if os.path.exists(os.path.join(containers_dir(), i, "config.json")):
+            out.append(Record(i))
+    return out
+
+
+def find(ref: str) -> Record:
+    """A container by name, full id, or unique id prefix."""
+    with _names_locked() as names:
+        cid = names.get(ref)
+    if cid and os.path.exists(os.path.join(containers_dir(), cid, "config.json")):
+        return Record(cid)
+    if len(ref) >= 3 and all(c in "0123456789abcdef" for c in ref):
+        matches = [r for r in records() if r.id.startswith(ref)]
+        if len(matches) == 1:
+            return matches[0]
+        if len(matches) > 1:
+            raise LookupError(f"multiple containers match {ref!r}: use more of the id")
+    raise LookupError(f"no such container: {ref}")
+
+
+# -------------------------------------------------------------- collection
+
+def release_resources(rec: Record, *, remove_rootfs: bool = False) -> None:
+    """Free what a container held on the host: its cgroup, its place on the
+    bridge, its overlay mount (and its container layer with remove_rootfs),
+    its /etc files.  Safe to repeat."""
+    from nsprim import mount as m
+    from nsprim.cgroup import remove_named
+    from nsprim.network import bridge
+    from nsprim.state import run_dir
+
+    cfg = rec.config
+    try:
+        remove_named(rec.id[:16])
+    except OSError:
+        pass
+    try:
+        bridge.release_container(rec.id)
+    except OSError:
+        pass
+    merged = os.path.join(rec.dir, "merged")
+    if os.path.ismount(merged):
+        try:
+            m.umount(merged, m.MNT_DETACH)
+        except OSError:
+            pass
+    import shutil
+
+    shutil.rmtree(os.path.join(run_dir(), "containers", rec.id), ignore_errors=True)
+    if remove_rootfs or cfg.get("auto_remove"):
+        for d in ("upper", "work", "merged", "l"):
+            shutil.rmtree(os.path.join(rec.dir, d), ignore_errors=True)
+
+
+def remove_record(rec: Record) -> None:
+    import shutil
+
+    release_resources(rec, remove_rootfs=True)
+    name = rec.name
+    shutil.rmtree(rec.dir, ignore_errors=True)
+    if name:
+        release_name(name, rec.id)
+
+
+def collect() -> list[str]:
+    """Records that say running but whose supervisor is gone (killed): mark
+    them exited and free their resources; --rm ones are removed."""
+    out = []
+    for rec in records():
+        st = rec.state
+        if st.get("status") not in ("running", "restarting", "starting"):
+            continue
+        if alive(st.get("supervisor_pid"), st.get("supervisor_start")):
+            continue
+        if st.get("status") == "starting" and time.time() - st.get("starting_at", 0) < 30:
+            continue  # a CLI that is still starting it
+        pid, start = st.get("pid"), st.get("pid_start")
+        if isinstance(pid, int) and alive(pid, start):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        release_resources(rec)
+        rec.update_state(status="exited", exit_code=st.get("exit_code", 137),
+                         finished_at=time.time(), error="supervisor was killed")
+        if rec.config.get("auto_remove"):
+            remove_record(rec)
+        out.append(rec.id)
+    return out
+
+
+def wait_exited(rec: Record, timeout: float | None = None) -> dict[str, Any]:
+    """Wait until the supervisor has recorded the exit (or is gone)."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    delay = 0.005
+    while True:
+        st = rec.state
+        if not os.path.isdir(rec.dir):
+            return st
+        if st.get("status") in ("exited", "created", "dead") or not rec.running:
+            if st.get("status") in ("running", "restarting"):
+                collect()
+                st = rec.state
+            return st
+        if deadline is not None and time.monotonic() > deadline:
+            raise TimeoutError(errno.ETIMEDOUT, "timed out waiting for the container")
+        time.sleep(delay)
+        delay = min(delay * 2, 0.1)
+
+
+def signal_container(rec: Record, sig: int) -> None:
+    st = rec.state
+    pid, start = st.get("pid"), st.get("pid_start")
+    if not rec.running or not isinstance(pid, int) or not alive(pid, start):
+        raise ProcessLookupError(errno.ESRCH, f"container {rec.name or rec.id[:12]} is not "
+                                 "running")
+    fd = os.pidfd_open(pid)
+    try:
+        if _proc_start(pid) != start:
+            raise ProcessLookupError(errno.ESRCH, "container is not running")
+        signal.pidfd_send_signal(fd, sig)
+    finally:
+        os.close(fd)
+
+
+def stop(rec: Record, timeout: float = 10.0, sig: int | None = None) -> None:
+    """docker stop: the stop signal (the image's, else SIGTERM), then SIGKILL
+    after `timeout` seconds; no restart afterwards."""
+    import select
+
+    if not rec.running:
+        return
+    rec.update_state(stopping=True)
+    st = rec.state
+    pid = st.get("pid")
+    stop_sig = sig or parse_signal(rec.config.get("stop_signal") or "SIGTERM")
+    if not isinstance(pid, int):
+        wait_exited(rec, 10)
+        return
+    try:
+        fd = os.pidfd_open(pid)
+    except OSError:
+        wait_exited(rec, 10)
+        return
+    try:
+        if _proc_start(pid) == st.get("pid_start"):
+            try:
+                signal.pidfd_send_signal(fd, stop_sig)
+            except ProcessLookupError:
+                pass
+            p = select.poll()
+            p.register(fd, select.POLLIN)
+            if not p.poll(timeout * 1000):
+                try:
+                    signal.pidfd_send_signal(fd, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+    finally:
+        os.close(fd)
+    wait_exited(rec, 30)
+
+
+def parse_signal(text: str | int) -> int:
+    if isinstance(text, int):
+        return text
+    t = text.strip().upper()
+    if t.isdigit():
+        n = int(t)
+    else:
+        if not t.startswith("SIG"):
+            t = "SIG" + t
+        try:
+            n = int(getattr(signal, t))
+        except AttributeError:
+            raise ConfigError(f"invalid signal {text!r}") from None
+    if not 1 <= n < signal.NSIG:
+        raise ConfigError(f"invalid signal {text!r}")
+    return n
+
+
+def new_record(cfg: dict[str, Any]) -> Record:
+    """Create a container's record (and reserve its name).  A missing name is
+    chosen, docker-like, from two words."""
+    cid = os.urandom(32).hex()
+    rec = Record(cid)
+    os.makedirs(containers_dir(), mode=0o711, exist_ok=True)
+    os.mkdir(rec.dir, 0o711)
+    name = cfg.get("name") or _random_name()
+    cfg = dict(cfg, id=cid, name=name, created=time.time())
+    try:
+        reserve(name, cid)
+        rec.write_config(cfg)
+        rec.update_state(status="created", restart_count=0)
+    except BaseException:
+        import shutil
+
+        shutil.rmtree(rec.dir, ignore_errors=True)
+        raise
+    return rec
+
+
+_ADJ = ("brave calm eager fancy gentle happy jolly keen lucid merry nimble proud quick "
+        "sharp tidy vivid witty zesty").split()
+_NOUN = ("turing hopper lovelace ritchie thompson torvalds knuth dijkstra hamilton "
+         "liskov lamport perlman").split()
+
+
+def _random_name() -> str:
+    b = os.urandom(3)
+    return f"{_ADJ[b[0] % len(_ADJ)]}_{_NOUN[b[1] % len(_NOUN)]}{b[2] % 100}"

@@ -1,0 +1,191 @@
+"""The supervisor of a detached container (see lifecycle.py).
+
+    python -m nsprim.supervise start ID READY_FD
+    python -m nsprim.supervise finish ID LOCK_FD,...
+
+``start`` runs in a session of its own: it starts the container as its
+child, records it as running, tells the CLI (a line on READY_FD: ``ok`` or
+``err MESSAGE``), then execs nsprim-shim with the container's pidfd, its
+stdout/stderr pipes and its lock files.  ``finish`` is what the shim execs
+when the container has ended: it releases the resources, records the exit,
+and either restarts the container (back to the shim) or ends.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from typing import Any
+
+from nsprim.lifecycle import Record, release_resources, remove_record
+
+SHIM = os.path.join(os.path.dirname(os.path.abspath(__file__)), "nsprim-shim")
+
+
+def build_container(rec: Record, **extra: Any) -> Any:
+    """The Container a record describes (its config.json holds the run flags)."""
+    from nsprim.cli import _parse_tmpfs, _parse_uidmap, _parse_volume
+    from nsprim.container import Container
+    from nsprim.network import NetworkMode
+
+    cfg = rec.config
+    net = cfg.get("network", "bridge")
+    if net.startswith("container:"):
+        from nsprim.lifecycle import find
+
+        other = find(net[len("container:"):]).state
+        if not isinstance(other.get("pid"), int):
+            raise LookupError(f"container {net[10:]} is not running")
+        network = NetworkMode.container(other["pid"])
+    else:
+        network = NetworkMode.parse(net, publish=cfg.get("publish", []),
+                                    publish_all=cfg.get("publish_all", False),
+                                    bandwidth=cfg.get("network_bandwidth"))
+    mounts = [_parse_volume(v) for v in cfg.get("volumes", [])] + \
+        [_parse_tmpfs(t) for t in cfg.get("tmpfs", [])]
+    ep = cfg.get("entrypoint")
+    return Container(
+        cfg.get("cmd") or None, rootfs=cfg.get("rootfs"), image=cfg.get("image_id") or None,
+        entrypoint=ep, hostname=cfg.get("hostname"), env=cfg.get("env", []),
+        cwd=cfg.get("workdir"), user=cfg.get("user"), network=network,
+        user_namespace=_parse_uidmap(cfg["userns_map"]) if cfg.get("userns_map") else None,
+        cap_add=cfg.get("cap_add", []), cap_drop=cfg.get("cap_drop", []),
+        no_new_privileges=cfg.get("no_new_privileges", True),
+        read_only=cfg.get("read_only", False), mounts=mounts,
+        memory=cfg.get("memory"), memory_swap=cfg.get("memory_swap"), cpus=cfg.get("cpus"),
+        cpu_shares=cfg.get("cpu_shares"), cpuset=cfg.get("cpuset_cpus"),
+        cpuset_mems=cfg.get("cpuset_mems"), pids=cfg.get("pids_limit"),
+        device_read_bps=cfg.get("device_read_bps", []),
+        device_write_bps=cfg.get("device_write_bps", []),
+        container_id=rec.id, keep_rootfs=not cfg.get("auto_remove", False), **extra)
+
+
+def _lock_fds(c: Any) -> list[int]:
+    fds = []
+    for holder in (c._overlay, c.cgroup, c.attachment):
+        lock = getattr(holder, "_lock", None)
+        if lock is not None and getattr(lock, "fd", -1) >= 0:
+            fds.append(lock.fd)
+    return fds
+
+
+def run_once(rec: Record, report: Any) -> None:
+    """Start the container, record it, report, exec the shim (no return)."""
+    import subprocess
+
+    c = build_container(rec, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                        stderr=subprocess.PIPE, die_with_parent=True)
+    try:
+        c.start()
+    except BaseException as e:
+        rec.update_state(status="exited", exit_code=125, error=" ".join(str(e).split()),
+                         finished_at=time.time())
+        report(f"err {' '.join(str(e).split())}")
+        raise SystemExit(125) from None
+    from nsprim.lifecycle import _proc_start
+
+    oom_before = c.cgroup.oom_kills() if c.cgroup is not None else 0
+    me = os.getpid()
+    try:
+        os.unlink(os.path.join(rec.dir, "exit"))
+    except FileNotFoundError:
+        pass
+    rec.update_state(status="running", pid=c.pid, pid_start=_proc_start(c.pid),
+                     supervisor_pid=me, supervisor_start=_proc_start(me),
+                     started_at=time.time(), finished_at=None, exit_code=None,
+                     oom_killed=False, oom_before=oom_before, ip=c.ip_address, ports=c.ports,
+                     stopping=False, error=None)
+    report("ok")
+    locks = _lock_fds(c)
+    keep = [c.pidfd, c.stdout.fileno(), c.stderr.fileno(), *locks]
+    for fd in keep:
+        os.set_inheritable(fd, True)
+    if c._netns is not None:
+        c._netns.close()  # the container holds its namespace
+    os.execv(SHIM, [SHIM, rec.dir, str(c.pidfd), str(c.stdout.fileno()),
+                    str(c.stderr.fileno()), "--", sys.executable, "-m", "nsprim.supervise",
+                    "finish", rec.id, ",".join(map(str, locks))])
+
+
+def start(container_id: str, ready_fd: int) -> int:
+    rec = Record(container_id)
+
+    def report(msg: str) -> None:
+        nonlocal ready_fd
+        if ready_fd >= 0:
+            try:
+                os.write(ready_fd, (msg + "\n").encode())
+            finally:
+                os.close(ready_fd)
+                ready_fd = -1
+
+    rec.update_state(restart_count=rec.state.get("restart_count", 0))
+    run_once(rec, report)
+    return 0
+
+
+def _restart_wanted(rec: Record, code: int) -> bool:
+    policy = str(rec.config.get("restart", "no"))
+    st = rec.state
+    if st.get("stopping") or policy in ("no", ""):
+        return False
+    if policy in ("always", "unless-stopped"):
+        return True
+    if policy.startswith("on-failure"):
+        if code == 0:
+            return False
+        _, _, n = policy.partition(":")
+        return not n or int(st.get("restart_count", 0)) < int(n)
+    return False
+
+
+def finish(container_id: str, lock_fds: str) -> int:
+    rec = Record(container_id)
+    try:
+        with open(os.path.join(rec.dir, "exit")) as f:
+            code_s, sig_s, t_s = f.read().split()
+        code, finished = int(code_s), int(t_s) / 1e9
+    except (OSError, ValueError):
+        code, finished = 255, time.time()
+    st = rec.state
+    oom = False
+    try:
+        from nsprim.cgroup import Cgroup
+
+        cg = Cgroup.open(rec.id[:16])
+        oom = cg.oom_kills() > int(st.get("oom_before", 0))
+        cg.close()
+    except OSError:
+        pass
+    restart = _restart_wanted(rec, code)
+    release_resources(rec, remove_rootfs=rec.config.get("auto_remove", False) and not restart)
+    for fd in filter(None, lock_fds.split(",")):
+        try:
+            os.close(int(fd))
+        except OSError:
+            pass
+    rec.update_state(status="restarting" if restart else "exited", exit_code=code,
+                     finished_at=finished, oom_killed=oom)
+    if restart:
+        n = int(rec.state.get("restart_count", 0))
+        time.sleep(min(0.1 * (2 ** min(n, 6)), 5.0))  # docker-like backoff
+        rec.update_state(restart_count=n + 1)
+        run_once(rec, lambda msg: None)
+    if rec.config.get("auto_remove"):
+        remove_record(rec)
+    return 0
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) == 3 and argv[0] == "start":
+        return start(argv[1], int(argv[2]))
+    if len(argv) == 3 and argv[0] == "finish":
+        return finish(argv[1], argv[2])
+    print("usage: python -m nsprim.supervise start ID READY_FD | finish ID LOCKS",
+          file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
