@@ -984,6 +984,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "rmi": cmd_rmi, "volume": cmd_volume, "ps": cmd_ps, "logs": cmd_logs,
                 "stop": cmd_stop, "kill": cmd_kill, "start": cmd_start, "restart": cmd_restart,
                 "rm": cmd_rm, "wait": cmd_wait, "inspect": cmd_inspect, "exec": cmd_exec}
+    if a.command in ("inspect", "logs", "wait", "stop", "start", "restart", "rm", "kill",
+                     "exec"):
+        from nsprim.lifecycle import collect
+
+        collect()  # the view stays true when a supervisor was killed
     if a.command in commands:
         return commands[a.command](a)
     parser.print_help(sys.stderr)

@@ -104,7 +104,15 @@ def _proc_start(pid: int) -> int | None:
 
 
 def alive(pid: int | None, start: int | None) -> bool:
-    return bool(pid) and start is not None and _proc_start(pid) == start  # type: ignore[arg-type]
+    """Is the process (pid, start) still running (a zombie is not)?"""
+    if not pid or start is None:
+        return False
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return fields[0] not in ("Z", "X") and int(fields[19]) == start
+    except (OSError, ValueError, IndexError):
+        return False
 
 
 @dataclass
