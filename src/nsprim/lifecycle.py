@@ -63,7 +63,8 @@ def _names_locked() -> Iterator[dict[str, str]]:
         before = dict(names)
         yield names
         if names != before:
-            atomic_write(path, json.dumps(names, indent=1, sort_keys=True).encode(), 0o600)
+            atomic_write(path, json.dumps(names, indent=1, sort_keys=True).encode(), 0o600,
+                         durable=False)
     finally:
         lock.release()
 
@@ -141,15 +142,18 @@ class Record:
     def state(self) -> dict[str, Any]:
         return self._load("state.json")
 
+    # Records are replaced atomically (rename) but not fsync'ed: a crash may lose
+    # the last update, which collect() repairs; an fsync per update would cost
+    # milliseconds on every start.
     def write_config(self, cfg: dict[str, Any]) -> None:
         atomic_write(os.path.join(self.dir, "config.json"), json.dumps(cfg, indent=1).encode(),
-                     0o600)
+                     0o600, durable=False)
 
     def update_state(self, **changes: Any) -> dict[str, Any]:
         st = self.state
         st.update(changes)
         atomic_write(os.path.join(self.dir, "state.json"), json.dumps(st, indent=1).encode(),
-                     0o600)
+                     0o600, durable=False)
         return st
 
     @property

@@ -35,7 +35,6 @@ from typing import IO, Any
 from nsprim.errors import ConfigError
 from nsprim.images.layer import HashingReader, LayerError, extract_layer, open_layer_stream
 from nsprim.images.reference import parse_reference
-from nsprim.images.registry import RegistryClient, host_platform
 from nsprim.state import FileLock, atomic_write, state_root
 
 __all__ = ["Image", "ImageStore", "ImageNotFound", "default_store"]
@@ -232,6 +231,9 @@ class ImageStore:
              platform: tuple[str, str, str | None] | None = None,
              insecure: bool | None = None) -> Image:
         """Pull `name` from its registry; a no-op when every layer is here."""
+        # imported here: http and ssl cost tens of milliseconds at start-up
+        from nsprim.images.registry import RegistryClient
+
         ref = parse_reference(name)
         client = RegistryClient(ref, insecure=insecure)
         manifest, named = client.resolve(platform)
@@ -426,6 +428,8 @@ class ImageStore:
         body = src.blob(desc["digest"])
         data = json.loads(body)
         if "manifests" in data:  # a nested index: pick this host's platform
+            from nsprim.images.registry import host_platform
+
             os_, arch, _ = host_platform()
             for d in data["manifests"]:
                 p = d.get("platform") or {}

@@ -1,11 +1,14 @@
-"""A small synchronous rtnetlink client: messages encoded and decoded by
-pyroute2's message classes, sent on a plain netlink socket of our own.
+"""A small synchronous rtnetlink client: the handful of messages container
+networking needs (a bridge, a veth pair with one end in another namespace,
+an address, a route, link state), encoded with struct and sent on a plain
+netlink socket.
 
-pyroute2's IPRoute drives every call through an asyncio loop (about half a
-millisecond each) and opens a socket in another network namespace by forking
-(about 9 ms); container start-up needs a few calls in a namespace that was
-just made, so this module creates its socket in the target namespace from a
-short-lived thread (setns is per thread) and talks to the kernel directly.
+pyroute2 does this too, but importing it costs about 100 ms (it loads the
+whole library) and each IPRoute call goes through an asyncio loop (about half
+a millisecond); container start-up needs a few calls.  pyroute2 stays the
+tool for traffic control (see bridge._shape), imported only there.  A socket
+in another network namespace is made by a short-lived thread (setns is per
+thread), not by forking as pyroute2 does.
 """
 
 from __future__ import annotations
@@ -17,23 +20,35 @@ import struct
 import threading
 from typing import Any
 
-from pyroute2.netlink import NLM_F_ACK, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REQUEST
-from pyroute2.netlink.rtnl import (
-    RTM_DELLINK,
-    RTM_NEWADDR,
-    RTM_NEWLINK,
-    RTM_NEWROUTE,
-)
-from pyroute2.netlink.rtnl.ifaddrmsg import ifaddrmsg
-from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
-from pyroute2.netlink.rtnl.rtmsg import rtmsg
-
 from nsprim.namespace import Namespace
 
 __all__ = ["Rtnl", "NetlinkError"]
 
 _IFF_UP = 0x1
 _NLMSG_ERROR = 2
+RTM_NEWLINK, RTM_DELLINK, RTM_GETLINK, RTM_NEWADDR, RTM_NEWROUTE = 16, 17, 18, 20, 24
+NLM_F_REQUEST, NLM_F_ACK, NLM_F_EXCL, NLM_F_CREATE = 0x1, 0x4, 0x200, 0x400
+IFLA_IFNAME, IFLA_MTU, IFLA_MASTER, IFLA_LINKINFO, IFLA_NET_NS_FD = 3, 4, 10, 18, 28
+IFLA_INFO_KIND, IFLA_INFO_DATA, VETH_INFO_PEER = 1, 2, 1
+IFA_ADDRESS, IFA_LOCAL = 1, 2
+RTA_GATEWAY, RTA_TABLE = 5, 15
+
+
+def _attr(kind: int, data: bytes) -> bytes:
+    n = 4 + len(data)
+    return struct.pack("=HH", n, kind) + data + b"\0" * ((4 - n % 4) % 4)
+
+
+def _str(kind: int, text: str) -> bytes:
+    return _attr(kind, text.encode() + b"\0")
+
+
+def _u32(kind: int, value: int) -> bytes:
+    return _attr(kind, struct.pack("=I", value))
+
+
+def _ifinfo(index: int = 0, flags: int = 0, change: int = 0) -> bytes:
+    return struct.pack("=BxHiII", socket.AF_UNSPEC, 0, index, flags, change)
 
 
 class NetlinkError(OSError):
@@ -95,14 +110,11 @@ class Rtnl:
         self.close()
 
     # ---------------------------------------------------------------- core
-    def _request(self, msg: Any, mtype: int, flags: int, what: str) -> None:
+    def _request(self, mtype: int, flags: int, payload: bytes, what: str) -> None:
         self.seq += 1
-        msg["header"]["type"] = mtype
-        msg["header"]["flags"] = NLM_F_REQUEST | NLM_F_ACK | flags
-        msg["header"]["sequence_number"] = self.seq
-        msg["header"]["pid"] = 0
-        msg.encode()
-        self.sock.send(msg.data)
+        hdr = struct.pack("=IHHII", 16 + len(payload), mtype,
+                          NLM_F_REQUEST | NLM_F_ACK | flags, self.seq, 0)
+        self.sock.send(hdr + payload)
         while True:
             data = self.sock.recv(65536)
             off = 0
@@ -113,104 +125,69 @@ class Rtnl:
                     if err:
                         raise NetlinkError(-err, f"{what} failed: {os.strerror(-err)}")
                     return
-                off += (length + 3) & ~3
                 if length == 0:
                     break
+                off += (length + 3) & ~3
 
     # ---------------------------------------------------------------- ops
     def link_index(self, name: str) -> int:
-        """The index of interface `name` (ENODEV if there is none)."""
-        try:
-            return socket.if_nametoindex(name) if self._in_caller_ns() else self._lookup(name)
-        except OSError:
-            raise OSError(errno.ENODEV, f"no network interface {name!r}") from None
-
-    def _in_caller_ns(self) -> bool:
-        return getattr(self, "_caller", False)
-
-    def _lookup(self, name: str) -> int:
-        # RTM_GETLINK by name, answered with one RTM_NEWLINK
+        """The index of interface `name` in this socket's namespace."""
         self.seq += 1
-        msg = ifinfmsg()
-        msg["attrs"] = [("IFLA_IFNAME", name)]
-        msg["header"]["type"] = 18  # RTM_GETLINK
-        msg["header"]["flags"] = NLM_F_REQUEST
-        msg["header"]["sequence_number"] = self.seq
-        msg.encode()
-        self.sock.send(msg.data)
+        payload = _ifinfo() + _str(IFLA_IFNAME, name)
+        self.sock.send(struct.pack("=IHHII", 16 + len(payload), RTM_GETLINK, NLM_F_REQUEST,
+                                   self.seq, 0) + payload)
         data = self.sock.recv(65536)
-        length, kind = struct.unpack_from("=IH", data, 0)
+        _length, kind = struct.unpack_from("=IH", data, 0)
         if kind == _NLMSG_ERROR:
             (err,) = struct.unpack_from("=i", data, 16)
-            raise OSError(-err, os.strerror(-err))
+            raise OSError(errno.ENODEV, f"no network interface {name!r}: {os.strerror(-err)}")
         (index,) = struct.unpack_from("=i", data, 16 + 4)
         return int(index)
 
     def add_bridge(self, name: str) -> None:
-        msg = ifinfmsg()
-        msg["attrs"] = [("IFLA_IFNAME", name),
-                        ("IFLA_LINKINFO", {"attrs": [("IFLA_INFO_KIND", "bridge")]})]
-        self._request(msg, RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL, f"creating bridge {name}")
+        payload = _ifinfo() + _str(IFLA_IFNAME, name) + \
+            _attr(IFLA_LINKINFO, _str(IFLA_INFO_KIND, "bridge"))
+        self._request(RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL, payload,
+                      f"creating bridge {name}")
 
     def add_veth(self, name: str, peer: str, peer_netns_fd: int, *, master: int | None = None,
                  peer_index: int = 0) -> None:
         """A veth pair: `name` here (up, in bridge `master`), `peer` in the
         namespace of `peer_netns_fd` (with interface index `peer_index`)."""
-        msg = ifinfmsg()
-        attrs: list[tuple[str, Any]] = [
-            ("IFLA_IFNAME", name),
-            ("IFLA_LINKINFO", {"attrs": [
-                ("IFLA_INFO_KIND", "veth"),
-                ("IFLA_INFO_DATA", {"attrs": [
-                    ("VETH_INFO_PEER", {"index": peer_index,
-                                        "attrs": [("IFLA_IFNAME", peer),
-                                                  ("IFLA_NET_NS_FD", peer_netns_fd)]}),
-                ]}),
-            ]}),
-        ]
+        peer_info = _ifinfo(peer_index) + _str(IFLA_IFNAME, peer) + \
+            _u32(IFLA_NET_NS_FD, peer_netns_fd)
+        linkinfo = _str(IFLA_INFO_KIND, "veth") + \
+            _attr(IFLA_INFO_DATA, _attr(VETH_INFO_PEER, peer_info))
+        up = _IFF_UP if master is not None else 0
+        payload = _ifinfo(0, up, up) + _str(IFLA_IFNAME, name) + _attr(IFLA_LINKINFO, linkinfo)
         if master is not None:
-            attrs.append(("IFLA_MASTER", master))
-            msg["change"] = _IFF_UP
-            msg["flags"] = _IFF_UP
-        msg["attrs"] = attrs
-        self._request(msg, RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL, f"creating veth {name}")
+            payload += _u32(IFLA_MASTER, master)
+        self._request(RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL, payload, f"creating veth {name}")
 
     def set_link(self, index: int, *, up: bool | None = None, master: int | None = None,
                  mtu: int | None = None) -> None:
-        msg = ifinfmsg()
-        msg["index"] = index
-        attrs: list[tuple[str, Any]] = []
+        change = _IFF_UP if up is not None else 0
+        payload = _ifinfo(index, _IFF_UP if up else 0, change)
         if master is not None:
-            attrs.append(("IFLA_MASTER", master))
+            payload += _u32(IFLA_MASTER, master)
         if mtu is not None:
-            attrs.append(("IFLA_MTU", mtu))
-        msg["attrs"] = attrs
-        if up is not None:
-            msg["change"] = _IFF_UP
-            msg["flags"] = _IFF_UP if up else 0
-        self._request(msg, RTM_NEWLINK, 0, f"configuring link {index}")
+            payload += _u32(IFLA_MTU, mtu)
+        self._request(RTM_NEWLINK, 0, payload, f"configuring link {index}")
 
     def del_link(self, name: str) -> None:
-        msg = ifinfmsg()
-        msg["attrs"] = [("IFLA_IFNAME", name)]
-        self._request(msg, RTM_DELLINK, 0, f"deleting link {name}")
+        self._request(RTM_DELLINK, 0, _ifinfo() + _str(IFLA_IFNAME, name),
+                      f"deleting link {name}")
 
     def add_addr(self, index: int, address: str, prefixlen: int) -> None:
-        msg = ifaddrmsg()
-        msg["family"] = socket.AF_INET
-        msg["prefixlen"] = prefixlen
-        msg["index"] = index
-        msg["attrs"] = [("IFA_LOCAL", address), ("IFA_ADDRESS", address)]
-        self._request(msg, RTM_NEWADDR, NLM_F_CREATE | NLM_F_EXCL,
+        a = socket.inet_aton(address)
+        payload = struct.pack("=BBBBI", socket.AF_INET, prefixlen, 0, 0, index) + \
+            _attr(IFA_LOCAL, a) + _attr(IFA_ADDRESS, a)
+        self._request(RTM_NEWADDR, NLM_F_CREATE | NLM_F_EXCL, payload,
                       f"adding address {address}/{prefixlen}")
 
     def add_default_route(self, gateway: str) -> None:
-        msg = rtmsg()
-        msg["family"] = socket.AF_INET
-        msg["table"] = 254  # main
-        msg["proto"] = 3  # boot
-        msg["scope"] = 0  # universe
-        msg["type"] = 1  # unicast
-        msg["attrs"] = [("RTA_GATEWAY", gateway), ("RTA_TABLE", 254)]
-        self._request(msg, RTM_NEWROUTE, NLM_F_CREATE | NLM_F_EXCL,
+        # family, dst_len, src_len, tos, table main, proto boot, scope universe, unicast
+        payload = struct.pack("=BBBBBBBBI", socket.AF_INET, 0, 0, 0, 254, 3, 0, 1, 0) + \
+            _attr(RTA_GATEWAY, socket.inet_aton(gateway)) + _u32(RTA_TABLE, 254)
+        self._request(RTM_NEWROUTE, NLM_F_CREATE | NLM_F_EXCL, payload,
                       f"adding default route via {gateway}")
