@@ -504,6 +504,63 @@ static int op_write_file(const struct nsp_op *op)
     return close_keep_errno(fd, n < 0 ? -1 : 0);
 }
 
+/* --init: a minimal PID 1.  The forked child returns (0) and goes on with
+ * the plan; this process closes every fd it has (the sync socket included:
+ * the parent's EOF must come from the child's exec), forwards every signal
+ * to the child, reaps every zombie (orphans are reparented to PID 1), and
+ * exits as the child did. */
+static void init_noop(int sig)
+{
+    (void)sig;
+}
+
+static int op_init(void)
+{
+    sigset_t all;
+    struct sigaction sa;
+    pid_t child;
+    int i;
+
+    /* a raw fork: libc's fork() would run atfork handlers of the copied process */
+    child = (pid_t)syscall(SYS_clone, (unsigned long)SIGCHLD, NULL, NULL, NULL, NULL);
+    if (child < 0)
+        return -1;
+    if (child == 0)
+        return 0;
+    if (nsp_close_range(0, ~0U, 0) < 0) {
+        for (i = 0; i < 1024; i++)
+            close(i);
+    }
+    sigfillset(&all);
+    sigprocmask(SIG_SETMASK, &all, NULL);
+    /* a PID 1 only gets the signals it handles: handle them all (they stay
+     * blocked and are taken with sigwaitinfo) */
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = init_noop;
+    for (i = 1; i < NSIG; i++) {
+        if (i != SIGKILL && i != SIGSTOP)
+            sigaction(i, &sa, NULL);
+    }
+    for (;;) {
+        siginfo_t si;
+        int sig = sigwaitinfo(&all, &si);
+        if (sig < 0)
+            continue;
+        if (sig != SIGCHLD) {
+            kill(child, sig);
+            continue;
+        }
+        for (;;) {
+            int st;
+            pid_t p = waitpid(-1, &st, WNOHANG);
+            if (p <= 0)
+                break;
+            if (p == child)
+                _exit(WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st));
+        }
+    }
+}
+
 struct child_start {
     const struct nsp_spawn_args *args;
     struct nsp_msg *report;   /* where a CLONE_VM child reports failure, or NULL */
@@ -617,6 +674,9 @@ static void child_main(const struct child_start *st)
             break;
         case NSP_OP_CTTY:
             r = ioctl(0, TIOCSCTTY, 0);
+            break;
+        case NSP_OP_INIT:
+            r = op_init();
             break;
 
         default:
@@ -780,7 +840,8 @@ static int plan_needs_parent(const struct nsp_spawn_args *a)
 {
     int i;
     for (i = 0; i < a->nops; i++) {
-        if (a->ops[i].kind == NSP_OP_SYNC)
+        /* SYNC waits for us; INIT never execs (a vfork parent would wait forever) */
+        if (a->ops[i].kind == NSP_OP_SYNC || a->ops[i].kind == NSP_OP_INIT)
             return 1;
     }
     return 0;

@@ -70,6 +70,8 @@ enum nsp_op_kind {
     NSP_OP_NONDUMPABLE,    /* PR_SET_DUMPABLE 0: nothing in a container we join may
                               ptrace us or open our /proc files */
     NSP_OP_CTTY,           /* make fd 0 (a terminal) our controlling terminal */
+    NSP_OP_INIT,           /* fork: the child goes on; we stay as PID 1, close our fds,
+                              forward signals to it, reap zombies, exit with its status */
     NSP_OP__COUNT
 };
 

@@ -153,3 +153,9 @@ def test_bad_resource_flags(rootfs: str, args: list[str], needle: str) -> None:
     assert r.returncode == 125
     one_line_error(r.stderr)
     assert needle in r.stderr
+
+
+def test_init_flag(rootfs: str) -> None:
+    r = nsprim_cli("run", "--rm", "--init", "--network", "none", "--rootfs", rootfs, "--",
+                   "sh", "-c", "cat /proc/1/cmdline | wc -c; exit 4")
+    assert r.returncode == 4 and r.stdout.strip() != "0", r.stderr

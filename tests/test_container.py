@@ -8,6 +8,7 @@ import os
 import signal
 import socket
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -296,3 +297,24 @@ def test_setup_failure_leaves_no_process(rootfs: str) -> None:
     for p in leftover:
         with open(f"/proc/{p}/status") as f:
             assert f"PPid:\t{os.getpid()}\n" not in f.read()
+
+
+def test_init_forwards_signals_and_reaps(rootfs: str) -> None:
+    # without --init, PID 1 (sleep) ignores SIGTERM from outside
+    with Container(["sleep", "30"], rootfs=rootfs) as c:
+        c.terminate()
+        with pytest.raises(subprocess.TimeoutExpired):
+            c.wait(timeout=0.5)
+    # with it, SIGTERM reaches sleep, and the exit status is docker's 128+N
+    with Container(["sleep", "30"], rootfs=rootfs, init=True) as c:
+        time.sleep(0.1)
+        c.terminate()
+        assert c.wait(timeout=10) == 128 + signal.SIGTERM
+    # an orphan is reaped by PID 1: no zombie remains
+    r = sh(rootfs, "(sleep 0.1 &); sleep 0.4; grep -l '^State:.*Z' /proc/[0-9]*/status | wc -l",
+           init=True)
+    assert r.stdout.strip() == b"0", r.stdout
+    # the exit code passes through, and PID 1 holds no fd of ours
+    assert run(["sh", "-c", "exit 9"], rootfs=rootfs, init=True).returncode == 9
+    with Container(["sleep", "30"], rootfs=rootfs, init=True) as c:
+        assert os.listdir(f"/proc/{c.pid}/fd") == []

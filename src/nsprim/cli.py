@@ -171,7 +171,8 @@ def _build_parser() -> _Parser:
     r.add_argument("-t", "--tty", action="store_true", help="allocate a pseudo-terminal")
     r.add_argument("--restart", default="no",
                    help="restart policy: no, always, unless-stopped, on-failure[:N]")
-    r.add_argument("--init", action="store_true", help="(not supported yet)")
+    r.add_argument("--init", action="store_true",
+                   help="run a minimal init as PID 1: forwards signals, reaps zombies")
     r.add_argument("--rootfs", metavar="DIR",
                    help="root filesystem directory (instead of an IMAGE)")
     r.add_argument("--entrypoint", metavar="CMD", help="override the image's ENTRYPOINT")
@@ -292,6 +293,7 @@ def _run_config(a: argparse.Namespace, image: str | None, image_id: str | None,
         "cpuset_mems": a.cpuset_mems, "pids_limit": a.pids_limit,
         "device_read_bps": a.device_read_bps, "device_write_bps": a.device_write_bps,
         "restart": a.restart, "auto_remove": a.rm, "tty": a.tty, "interactive": a.interactive,
+        "init": a.init,
         "detach": a.detach,
     }
 
@@ -319,8 +321,6 @@ def cmd_run(a: argparse.Namespace) -> int:
             nnp = False
         else:
             return _fail(f"run: unsupported --security-opt {opt!r}")
-    if a.init:
-        return _fail("run: --init is not supported yet")
     if a.detach and a.tty:
         return _fail("run: -t with -d is not supported (no terminal to attach later)")
     if not _RESTART.match(a.restart):

@@ -235,6 +235,7 @@ class ContainerConfig:
     new_session: bool = False
     die_with_parent: bool = False
     tty: bool = False
+    init: bool = False
     nondumpable: bool = False
 
     def ns_setting(self, kind: NamespaceKind) -> NamespaceSetting:
@@ -264,6 +265,7 @@ def make_config(
     new_session: bool = False,
     die_with_parent: bool = False,
     tty: bool = False,
+    init: bool = False,
     nondumpable: bool = False,
 ) -> ContainerConfig:
     """Validate keyword arguments into a ContainerConfig (raises ConfigError)."""
@@ -337,5 +339,6 @@ def make_config(
         new_session=bool(new_session),
         die_with_parent=bool(die_with_parent),
         tty=bool(tty),
+        init=bool(init),
         nondumpable=bool(nondumpable),
     )

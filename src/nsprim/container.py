@@ -123,6 +123,7 @@ class Container:
         new_session: bool = False,
         die_with_parent: bool = False,
         tty: bool = False,
+        init: bool = False,
         nondumpable: bool = False,
         container_id: str | None = None,
         keep_rootfs: bool = False,
@@ -181,7 +182,7 @@ class Container:
             cap_drop=cap_drop, no_new_privileges=no_new_privileges, read_only=read_only,
             mounts=mounts, masked_paths=masked_paths, readonly_paths=readonly_paths,
             mount_dev=mount_dev, mount_sys=mount_sys, pass_fds=pass_fds,
-            new_session=new_session, die_with_parent=die_with_parent, tty=tty,
+            new_session=new_session, die_with_parent=die_with_parent, tty=tty, init=init,
             nondumpable=nondumpable,
         )
         #: the terminal's master side when tty=True (the container has the slave)
@@ -379,7 +380,7 @@ class Container:
             args.ops = ops
             args.nops = len(plan.ops)
             res = ffi.new("struct nsp_spawn_result *")
-            if plan.sync or not _SHARES_MEMORY:
+            if plan.sync or self.config.init or not _SHARES_MEMORY:
                 # the child talks to us before exec: a socket for the handshake
                 parent_sock, child_sock = socket.socketpair(socket.AF_UNIX,
                                                             socket.SOCK_SEQPACKET)

@@ -333,6 +333,9 @@ def build_plan(cfg: ContainerConfig, stdio: tuple[int, int, int],
     ops.append(Op(lib.NSP_OP_CAPS, "capabilities", caps=caps, detail=caps_detail))
     if cfg.no_new_privileges:
         ops.append(Op(lib.NSP_OP_NO_NEW_PRIVS, "no_new_privs"))
+    if cfg.init:
+        # PID 1 stays here (with the container's credentials); the rest is its child's
+        ops.append(Op(lib.NSP_OP_INIT, "init", detail="--init"))
     fds = tuple(stdio) + cfg.pass_fds
     ops.append(Op(lib.NSP_OP_FDS, "fds", ids=fds, detail="fds=" + ",".join(map(str, fds))))
     if cfg.tty:

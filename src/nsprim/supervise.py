@@ -52,7 +52,7 @@ def build_container(rec: Record, **extra: Any) -> Any:
         user_namespace=_parse_uidmap(cfg["userns_map"]) if cfg.get("userns_map") else None,
         cap_add=cfg.get("cap_add", []), cap_drop=cfg.get("cap_drop", []),
         no_new_privileges=cfg.get("no_new_privileges", True),
-        read_only=cfg.get("read_only", False), mounts=mounts,
+        read_only=cfg.get("read_only", False), mounts=mounts, init=cfg.get("init", False),
         memory=cfg.get("memory"), memory_swap=cfg.get("memory_swap"), cpus=cfg.get("cpus"),
         cpu_shares=cfg.get("cpu_shares"), cpuset=cfg.get("cpuset_cpus"),
         cpuset_mems=cfg.get("cpuset_mems"), pids=cfg.get("pids_limit"),
