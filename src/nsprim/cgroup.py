@@ -734,23 +734,27 @@ class Cgroup:
             if lock is None:
                 continue  # a live owner holds it
             try:
-                dirs = [os.path.join(r, name) for r in roots
-                        if os.path.isdir(os.path.join(r, name))]
-                for d in dirs:
-                    if d.startswith(os.path.join(lay.v2 or "/nonexistent", "")) and \
-                            os.path.exists(os.path.join(d, "cgroup.kill")):
-                        _write(os.path.join(d, "cgroup.kill"), "1")
-                    for pid in (_read(os.path.join(d, "cgroup.procs")) or "").split():
-                        try:
-                            os.kill(int(pid), signal.SIGKILL)
-                        except ProcessLookupError:
-                            pass
-                _rmdirs(dirs, 10.0)
-                _remove_empty_parents(dirs)
+                _kill_and_remove([os.path.join(r, name) for r in roots
+                                  if os.path.isdir(os.path.join(r, name))])
                 removed.append(name)
             finally:
                 lock.release(unlink=True)
         return removed
+
+
+def _kill_and_remove(dirs: list[str]) -> None:
+    """SIGKILL what is in the cgroup directories `dirs`, remove them, and the
+    nsprim parents they leave empty."""
+    for d in dirs:
+        if os.path.exists(os.path.join(d, "cgroup.kill")):
+            _write(os.path.join(d, "cgroup.kill"), "1")
+        for pid in (_read(os.path.join(d, "cgroup.procs")) or "").split():
+            try:
+                os.kill(int(pid), signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    _rmdirs(dirs, 10.0)
+    _remove_empty_parents(dirs)
 
 
 def remove_named(name: str, parent: str = PARENT) -> bool:
@@ -762,16 +766,7 @@ def remove_named(name: str, parent: str = PARENT) -> bool:
     dirs = [d for d in dirs if os.path.isdir(d)]
     if not dirs:
         return False
-    for d in dirs:
-        if os.path.exists(os.path.join(d, "cgroup.kill")):
-            _write(os.path.join(d, "cgroup.kill"), "1")
-        for pid in (_read(os.path.join(d, "cgroup.procs")) or "").split():
-            try:
-                os.kill(int(pid), signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-    _rmdirs(dirs, 10.0)
-    _remove_empty_parents(dirs)
+    _kill_and_remove(dirs)
     try:
         os.unlink(_lock_path(name))
     except FileNotFoundError:

@@ -389,42 +389,64 @@ def _start_detached(rec: Any) -> int:
     return _fail(msg)
 
 
-def _run_foreground(a: argparse.Namespace, rec: Any, c: Any, cmd: list[str]) -> int:
+def _attach(c: Any, argv0: str, tty: bool, interactive: bool,
+            started: Any = None, failed: Any = None) -> int:
+    """Start `c` in the foreground: forward our signals to it, proxy the
+    terminal with `tty`, wait; the exit code in docker's terms.  `started()`
+    runs once it runs, `failed()` if it could not start."""
     from nsprim.errors import ConfigError, SpawnError
-    from nsprim.lifecycle import _proc_start, remove_record
 
     def forward(signum: int, _frame: Any) -> None:
         c.send_signal(signum)
 
-    old = {s: signal.signal(s, forward) for s in _FORWARDED if not (a.tty and s == signal.SIGWINCH)}
+    old = {s: signal.signal(s, forward) for s in _FORWARDED
+           if not (tty and s == signal.SIGWINCH)}
     try:
         try:
             c.start()
         except SpawnError as e:
-            rec.update_state(status="exited", exit_code=125, finished_at=time.time())
-            if a.rm:
-                remove_record(rec)
+            if failed is not None:
+                failed()
             if e.step == "exec":
                 code = EXIT_NOT_FOUND if e.errno in (errno.ENOENT, errno.ENOTDIR) \
                     else EXIT_CANNOT_EXEC
-                return _fail(f"{cmd[0]}: {os.strerror(e.errno or 0)}", code)
+                return _fail(f"{argv0}: {os.strerror(e.errno or 0)}", code)
             return _fail(str(e.strerror))
         except (ConfigError, OSError, LookupError) as e:
-            rec.update_state(status="exited", exit_code=125, finished_at=time.time())
-            if a.rm:
-                remove_record(rec)
+            if failed is not None:
+                failed()
             return _fail(_oneline(e))
-        me = os.getpid()
-        rec.update_state(status="running", pid=c.pid, pid_start=_proc_start(c.pid),
-                         supervisor_pid=me, supervisor_start=_proc_start(me),
-                         started_at=time.time(), ip=c.ip_address, ports=c.ports)
-        if a.tty:
-            _proxy_tty(c, interactive=a.interactive)
+        if started is not None:
+            started()
+        if tty:
+            _proxy_tty(c, interactive=interactive)
         rc = c.wait()
     finally:
         for s, h in old.items():
             signal.signal(s, h)
-    code = int(rc if rc >= 0 else 128 - rc)
+    return int(rc if rc >= 0 else 128 - rc)
+
+
+def _run_foreground(a: argparse.Namespace, rec: Any, c: Any, cmd: list[str]) -> int:
+    from nsprim.lifecycle import _proc_start, remove_record
+
+    def failed() -> None:
+        rec.update_state(status="exited", exit_code=125, finished_at=time.time())
+        if a.rm:
+            remove_record(rec)
+
+    ran: list[bool] = []
+
+    def started() -> None:
+        ran.append(True)
+        me = os.getpid()
+        rec.update_state(status="running", pid=c.pid, pid_start=_proc_start(c.pid),
+                         supervisor_pid=me, supervisor_start=_proc_start(me),
+                         started_at=time.time(), ip=c.ip_address, ports=c.ports)
+
+    code = _attach(c, cmd[0], a.tty, a.interactive, started, failed)
+    if not ran:
+        return code  # it never ran (failed() has recorded that)
     rec.update_state(status="exited", exit_code=code, finished_at=time.time(),
                      oom_killed=c.oom_killed)
     if a.rm:
@@ -478,6 +500,22 @@ def _proxy_tty(c: Any, interactive: bool) -> None:
         signal.signal(signal.SIGWINCH, old)
         if saved is not None:
             termios.tcsetattr(sys.stdin.fileno(), termios.TCSADRAIN, saved)
+
+
+def _for_each(names: list[str], action: Any) -> int:
+    """Run action(record, name) for each container named; errors are one line
+    each; the exit status is 1 if any failed (docker's behaviour)."""
+    from nsprim.lifecycle import find
+
+    rc = 0
+    for name in names:
+        try:
+            if action(find(name), name) is False:
+                rc = 1
+        except (LookupError, OSError) as e:
+            _fail(_oneline(e))
+            rc = 1
+    return rc
 
 
 def _records_arg(names: list[str]) -> list[Any]:
@@ -594,16 +632,11 @@ def cmd_logs(a: argparse.Namespace) -> int:
 def cmd_stop(a: argparse.Namespace) -> int:
     from nsprim.lifecycle import stop
 
-    rc = 0
-    for name in a.containers:
-        try:
-            (rec,) = _records_arg([name])
-            stop(rec, timeout=a.time)
-            print(name)
-        except (LookupError, OSError) as e:
-            _fail(_oneline(e))
-            rc = 1
-    return rc
+    def act(rec: Any, name: str) -> None:
+        stop(rec, timeout=a.time)
+        print(name)
+
+    return _for_each(a.containers, act)
 
 
 def cmd_kill(a: argparse.Namespace) -> int:
@@ -614,38 +647,26 @@ def cmd_kill(a: argparse.Namespace) -> int:
         sig = parse_signal(a.signal)
     except ConfigError as e:
         return _fail(str(e))
-    rc = 0
-    for name in a.containers:
-        try:
-            (rec,) = _records_arg([name])
-            if sig in (signal.SIGKILL, signal.SIGTERM):
-                rec.update_state(stopping=True)
-            signal_container(rec, sig)
-            print(name)
-        except (LookupError, OSError) as e:
-            _fail(_oneline(e))
-            rc = 1
-    return rc
+
+    def act(rec: Any, name: str) -> None:
+        if sig in (signal.SIGKILL, signal.SIGTERM):
+            rec.update_state(stopping=True)
+        signal_container(rec, sig)
+        print(name)
+
+    return _for_each(a.containers, act)
 
 
 def cmd_start(a: argparse.Namespace) -> int:
-    rc = 0
-    for name in a.containers:
-        try:
-            (rec,) = _records_arg([name])
-        except LookupError as e:
-            _fail(_oneline(e))
-            rc = 1
-            continue
-        if rec.running:
-            print(name)
-            continue
-        _collect_leftovers()
-        if _start_detached_quiet(rec) != 0:
-            rc = 1
-        else:
-            print(name)
-    return rc
+    def act(rec: Any, name: str) -> bool:
+        if not rec.running:
+            _collect_leftovers()
+            if _start_detached_quiet(rec) != 0:
+                return False
+        print(name)
+        return True
+
+    return _for_each(a.containers, act)
 
 
 def _start_detached_quiet(rec: Any) -> int:
@@ -660,61 +681,45 @@ def _start_detached_quiet(rec: Any) -> int:
 def cmd_restart(a: argparse.Namespace) -> int:
     from nsprim.lifecycle import stop
 
-    rc = 0
-    for name in a.containers:
-        try:
-            (rec,) = _records_arg([name])
-            stop(rec, timeout=a.time)
-            if _start_detached_quiet(rec) != 0:
-                rc = 1
-                continue
-            print(name)
-        except (LookupError, OSError) as e:
-            _fail(_oneline(e))
-            rc = 1
-    return rc
+    def act(rec: Any, name: str) -> bool:
+        stop(rec, timeout=a.time)
+        if _start_detached_quiet(rec) != 0:
+            return False
+        print(name)
+        return True
+
+    return _for_each(a.containers, act)
 
 
 def cmd_rm(a: argparse.Namespace) -> int:
     from nsprim.lifecycle import remove_record, signal_container, wait_exited
 
-    rc = 0
-    for name in a.containers:
-        try:
-            (rec,) = _records_arg([name])
-            if rec.running:
-                if not a.force:
-                    _fail(f"cannot remove container {name}: it is running (stop it first, "
-                          "or use rm -f)")
-                    rc = 1
-                    continue
-                rec.update_state(stopping=True)
-                try:
-                    signal_container(rec, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-                wait_exited(rec, 30)
-            remove_record(rec)
-            print(name)
-        except (LookupError, OSError) as e:
-            _fail(_oneline(e))
-            rc = 1
-    return rc
+    def act(rec: Any, name: str) -> bool:
+        if rec.running:
+            if not a.force:
+                _fail(f"cannot remove container {name}: it is running (stop it first, "
+                      "or use rm -f)")
+                return False
+            rec.update_state(stopping=True)
+            try:
+                signal_container(rec, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            wait_exited(rec, 30)
+        remove_record(rec)
+        print(name)
+        return True
+
+    return _for_each(a.containers, act)
 
 
 def cmd_wait(a: argparse.Namespace) -> int:
     from nsprim.lifecycle import wait_exited
 
-    rc = 0
-    for name in a.containers:
-        try:
-            (rec,) = _records_arg([name])
-            st = wait_exited(rec)
-            print(st.get("exit_code"))
-        except (LookupError, OSError) as e:
-            _fail(_oneline(e))
-            rc = 1
-    return rc
+    def act(rec: Any, name: str) -> None:
+        print(wait_exited(rec).get("exit_code"))
+
+    return _for_each(a.containers, act)
 
 
 def _iso(t: float | None) -> str | None:
@@ -771,7 +776,7 @@ def cmd_inspect(a: argparse.Namespace) -> int:
 def cmd_exec(a: argparse.Namespace) -> int:
     from nsprim.config import parse_user
     from nsprim.container import DEVNULL, Container
-    from nsprim.errors import ConfigError, SpawnError
+    from nsprim.errors import ConfigError
     from nsprim.lifecycle import alive, find
     from nsprim.namespace import Namespace, NamespaceKind
     from nsprim.plan import resolve_user
@@ -827,30 +832,11 @@ def cmd_exec(a: argparse.Namespace) -> int:
     except (LookupError, OSError, ValueError) as e:
         return _fail(_oneline(e))
 
-    def forward(signum: int, _frame: Any) -> None:
-        c.send_signal(signum)
-
-    old = {s: signal.signal(s, forward) for s in _FORWARDED if not (a.tty and s == signal.SIGWINCH)}
     try:
-        try:
-            c.start()
-        except SpawnError as e:
-            if e.step == "exec":
-                code = EXIT_NOT_FOUND if e.errno in (errno.ENOENT, errno.ENOTDIR) \
-                    else EXIT_CANNOT_EXEC
-                return _fail(f"{cmd[0]}: {os.strerror(e.errno or 0)}", code)
-            return _fail(str(e.strerror))
-        except OSError as e:
-            return _fail(_oneline(e))
-        if a.tty:
-            _proxy_tty(c, interactive=a.interactive)
-        rc = c.wait()
+        return _attach(c, cmd[0], a.tty, a.interactive)
     finally:
-        for s, h in old.items():
-            signal.signal(s, h)
         if cg is not None:
             cg.close()
-    return rc if rc >= 0 else 128 - rc
 
 
 def cmd_pull(a: argparse.Namespace) -> int:
