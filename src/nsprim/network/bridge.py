@@ -72,7 +72,7 @@ def _read(name: str) -> dict[str, Any]:
 
 def _write(name: str, data: dict[str, Any]) -> None:
     # the run dir is per boot: no fsync needed
-    atomic_write(os.path.join(network_dir(), name), json.dumps(data, indent=1).encode(), 0o600,
+    atomic_write(os.path.join(network_dir(), name), json.dumps(data).encode(), 0o600,
                  durable=False)
 
 
@@ -298,11 +298,12 @@ class Attachment:
         if self._lock is None:
             return
         with _locked():
-            leases = _read("leases.json").get("leases", {})
+            state = _read("leases.json")
+            leases = state.get("leases", {})
             lease = leases.pop(self.address, None)
             if lease is not None:
                 _release(self.address, lease, delete_veth=not netns_gone)
-            _write("leases.json", {"leases": leases, "last": _read("leases.json").get("last")})
+            _write("leases.json", {"leases": leases, "last": state.get("last")})
             if not leases:
                 _teardown_host()
         self._lock.release(unlink=True)
@@ -453,7 +454,8 @@ def collect() -> list[str]:
         return []
     out: list[str] = []
     with _locked():
-        leases = _read("leases.json").get("leases", {})
+        state = _read("leases.json")
+        leases = state.get("leases", {})
         if not leases:
             return out
         for address, lease in list(leases.items()):
@@ -464,7 +466,7 @@ def collect() -> list[str]:
             del leases[address]
             out.append(lease.get("id", address))
             lock.release(unlink=True)
-        _write("leases.json", {"leases": leases, "last": _read("leases.json").get("last")})
+        _write("leases.json", {"leases": leases, "last": state.get("last")})
         if not leases:
             _teardown_host()
     return out
