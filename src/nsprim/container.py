@@ -294,7 +294,7 @@ class Container:
             from nsprim.network import bridge
             from nsprim.network.rtnl import Rtnl
 
-            self._netns, inner = Rtnl.new_netns()
+            self._netns, inner = Rtnl.pooled_netns()
             publish = list(mode.publish)
             if mode.publish_all and self.image is not None:
                 for p in self.image.exposed_ports:

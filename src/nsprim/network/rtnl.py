@@ -51,6 +51,31 @@ def _ifinfo(index: int = 0, flags: int = 0, change: int = 0) -> bytes:
     return struct.pack("=BxHiII", socket.AF_UNSPEC, 0, index, flags, change)
 
 
+_pool: list[tuple[Namespace, Rtnl]] = []
+_pool_lock = threading.Lock()
+_refilling = False
+
+
+def _refill() -> None:
+    global _refilling
+    try:
+        # only the namespace: a spare veth would show on the host as a link
+        # that belongs to no container
+        spare = Rtnl.new_netns()
+        with _pool_lock:
+            if not _pool:
+                _pool.append(spare)
+                spare = None  # type: ignore[assignment]
+        if spare is not None:
+            spare[1].close()
+            spare[0].close()
+    except OSError:
+        pass
+    finally:
+        with _pool_lock:
+            _refilling = False
+
+
 class NetlinkError(OSError):
     pass
 
@@ -93,6 +118,20 @@ class Rtnl:
 
         ns = Namespace.create("net", then=make_socket)
         return ns, cls(sock=box["s"])
+
+    @classmethod
+    def pooled_netns(cls) -> tuple[Namespace, Rtnl]:
+        """Like new_netns, but from a spare made in the background: the next
+        one is prepared by a daemon thread while this one is used.  Nothing
+        can leak: an unused spare is only an fd of this process."""
+        with _pool_lock:
+            spare = _pool.pop() if _pool else None
+            global _refilling
+            start = not _refilling
+            _refilling = True
+        if start:
+            threading.Thread(target=_refill, name="nsprim-netns-pool", daemon=True).start()
+        return spare if spare is not None else cls.new_netns()
 
     @staticmethod
     def _socket() -> socket.socket:
