@@ -136,3 +136,8 @@ def test_join_needs_matching_kind(rootfs: str) -> None:
     with Namespace.current("uts") as uts:
         with pytest.raises(ConfigError, match="given a uts namespace"):
             run(["/bin/true"], rootfs=rootfs, namespaces={"net": uts})
+
+
+def test_create_time_namespace(root: None) -> None:
+    with Namespace.create("time") as ns, Namespace.current("time") as mine:
+        assert ns.kind is NK.TIME and ns != mine
