@@ -74,7 +74,7 @@ enum nsp_op_kind {
     NSP_OP_PIVOT_ROOT, NSP_OP_HOSTNAME, NSP_OP_DOMAINNAME, NSP_OP_LOOPBACK_UP,
     NSP_OP_CAP_BOUNDING, NSP_OP_SETGROUPS, NSP_OP_SETID, NSP_OP_CAPS,
     NSP_OP_NO_NEW_PRIVS, NSP_OP_FDS, NSP_OP_CHDIR, NSP_OP_EXEC, NSP_OP_SETSID,
-    NSP_OP_PDEATHSIG, NSP_OP_WRITE_FILE, NSP_OP_NONDUMPABLE, NSP_OP_CTTY, NSP_OP_INIT,
+    NSP_OP_PDEATHSIG, NSP_OP_WRITE_FILE, NSP_OP_NONDUMPABLE, NSP_OP_CTTY, NSP_OP_INIT, NSP_OP_PTY,
     NSP_OP__COUNT, ...
 };
 struct nsp_op {
@@ -96,7 +96,7 @@ struct nsp_op {
     char *const *envp;
     ...;
 };
-enum nsp_msg_type { NSP_MSG_READY, NSP_MSG_GO, NSP_MSG_ERROR, ... };
+enum nsp_msg_type { NSP_MSG_READY, NSP_MSG_GO, NSP_MSG_ERROR, NSP_MSG_PTY, ... };
 struct nsp_msg { int32_t type; int32_t err; int32_t index; int32_t kind; };
 struct nsp_spawn_args {
     uint64_t flags;

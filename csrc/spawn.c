@@ -28,6 +28,7 @@
 struct child_ctx {
     struct nsp_msg *report;  /* shared with the parent (CLONE_VM), or NULL */
     int placed;              /* born in the cgroup given to clone3 */
+    int pty_slave;           /* from NSP_OP_PTY: becomes 0, 1 and 2 in NSP_OP_FDS */
     int sync_fd;
     int root_fd;      /* the container's root directory (O_PATH), or -1 */
     const struct nsp_op *ops;
@@ -406,7 +407,8 @@ static int op_fds(struct child_ctx *c, const struct nsp_op *op)
         return -1;
     }
     for (i = 0; i < n; i++) {
-        tmp[i] = fcntl((int)op->ids[i], F_DUPFD_CLOEXEC, base);
+        int src = i < 3 && c->pty_slave >= 0 ? c->pty_slave : (int)op->ids[i];
+        tmp[i] = fcntl(src, F_DUPFD_CLOEXEC, base);
         if (tmp[i] < 0)
             return -1;
     }
@@ -485,6 +487,53 @@ static int op_exec(const struct nsp_op *op)
     }
     errno = seen_eacces ? EACCES : ENOENT;
     return -1;
+}
+
+/* a terminal of the container's own devpts: master to the parent, slave kept */
+static int op_pty(struct child_ctx *c)
+{
+    struct msghdr mh;
+    struct iovec iov;
+    struct nsp_msg m;
+    union {
+        char buf[CMSG_SPACE(sizeof(int))];
+        struct cmsghdr align;
+    } ctl;
+    struct cmsghdr *cm;
+    int unlock = 0, master, slave;
+    ssize_t n;
+
+    master = open("/dev/ptmx", O_RDWR | O_NOCTTY | O_CLOEXEC);
+    if (master < 0)
+        return -1;
+    if (ioctl(master, TIOCSPTLCK, &unlock) < 0)
+        return close_keep_errno(master, -1);
+    slave = ioctl(master, TIOCGPTPEER, O_RDWR | O_NOCTTY | O_CLOEXEC);
+    if (slave < 0)
+        return close_keep_errno(master, -1);
+    memset(&m, 0, sizeof m);
+    m.type = NSP_MSG_PTY;
+    memset(&mh, 0, sizeof mh);
+    memset(&ctl, 0, sizeof ctl);
+    iov.iov_base = &m;
+    iov.iov_len = sizeof m;
+    mh.msg_iov = &iov;
+    mh.msg_iovlen = 1;
+    mh.msg_control = ctl.buf;
+    mh.msg_controllen = sizeof ctl.buf;
+    cm = CMSG_FIRSTHDR(&mh);
+    cm->cmsg_level = SOL_SOCKET;
+    cm->cmsg_type = SCM_RIGHTS;
+    cm->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(cm), &master, sizeof(int));
+    do {
+        n = sendmsg(c->sync_fd, &mh, MSG_NOSIGNAL);
+    } while (n < 0 && errno == EINTR);
+    close(master);
+    if (n < 0)
+        return close_keep_errno(slave, -1);
+    c->pty_slave = slave;
+    return 0;
 }
 
 static int op_write_file(const struct nsp_op *op)
@@ -579,6 +628,7 @@ static void child_main(const struct child_start *st)
         close(a->parent_fd);
     c.report = st->report;
     c.placed = st->placed;
+    c.pty_slave = -1;
     c.sync_fd = a->sync_fd;
     c.root_fd = -1;
     c.ops = a->ops;
@@ -677,6 +727,9 @@ static void child_main(const struct child_start *st)
             break;
         case NSP_OP_INIT:
             r = op_init();
+            break;
+        case NSP_OP_PTY:
+            r = op_pty(&c);
             break;
 
         default:
@@ -840,8 +893,10 @@ static int plan_needs_parent(const struct nsp_spawn_args *a)
 {
     int i;
     for (i = 0; i < a->nops; i++) {
-        /* SYNC waits for us; INIT never execs (a vfork parent would wait forever) */
-        if (a->ops[i].kind == NSP_OP_SYNC || a->ops[i].kind == NSP_OP_INIT)
+        /* SYNC waits for us; INIT never execs (a vfork parent would wait
+         * forever); PTY sends a file descriptor over the socket */
+        if (a->ops[i].kind == NSP_OP_SYNC || a->ops[i].kind == NSP_OP_INIT ||
+            a->ops[i].kind == NSP_OP_PTY)
             return 1;
     }
     return 0;

@@ -72,6 +72,9 @@ enum nsp_op_kind {
     NSP_OP_CTTY,           /* make fd 0 (a terminal) our controlling terminal */
     NSP_OP_INIT,           /* fork: the child goes on; we stay as PID 1, close our fds,
                               forward signals to it, reap zombies, exit with its status */
+    NSP_OP_PTY,            /* open a terminal in our /dev/pts (after pivot_root), send its
+                              master to the parent ({NSP_MSG_PTY} + SCM_RIGHTS); the next
+                              NSP_OP_FDS puts the slave at 0, 1, 2 */
     NSP_OP__COUNT
 };
 
@@ -105,7 +108,8 @@ struct nsp_op {
 enum nsp_msg_type {
     NSP_MSG_READY = 1,
     NSP_MSG_GO,
-    NSP_MSG_ERROR
+    NSP_MSG_ERROR,
+    NSP_MSG_PTY
 };
 
 struct nsp_msg {

@@ -318,3 +318,19 @@ def test_init_forwards_signals_and_reaps(rootfs: str) -> None:
     assert run(["sh", "-c", "exit 9"], rootfs=rootfs, init=True).returncode == 9
     with Container(["sleep", "30"], rootfs=rootfs, init=True) as c:
         assert os.listdir(f"/proc/{c.pid}/fd") == []
+
+
+def test_tty_from_the_containers_own_devpts(rootfs: str) -> None:
+    c = Container(["sh", "-c", "tty; [ -t 0 ] && [ -t 1 ] && echo both"], rootfs=rootfs,
+                  tty=True).start()
+    out = b""
+    while True:
+        try:
+            chunk = os.read(c.pty_master, 4096)
+        except OSError:  # EIO once the slave side is gone
+            break
+        if not chunk:
+            break
+        out += chunk
+    assert c.wait(timeout=10) == 0
+    assert out.split() == [b"/dev/pts/0", b"both"]

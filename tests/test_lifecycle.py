@@ -246,9 +246,10 @@ def test_interactive_terminal(root: str, rootfs: str) -> None:
     read_until(b"\x1b[6n")
     os.write(fd, b"\x1b[1;3R")
     time.sleep(0.3)
-    os.write(fd, b"echo hello-$((40+2)); [ -t 0 ] && echo is-a-tty\n")
+    os.write(fd, b"echo hello-$((40+2)); [ -t 0 ] && echo is-a-tty; tty\n")
     read_until(b"hello-42")
     read_until(b"is-a-tty")
+    read_until(b"/dev/pts/0")  # a terminal of the container's own devpts
     os.write(fd, b"sleep 30\n")
     time.sleep(0.5)
     t = time.monotonic()

@@ -219,9 +219,9 @@ class Container:
         child: list[int] = []
         close_after: list[int] = []
         if self.config.tty:
-            master, slave = os.openpty()
-            self.pty_master = master
-            return [slave, slave, slave], [slave]
+            # the child opens the terminal in its own /dev/pts and sends us the
+            # master (NSP_OP_PTY); its slave becomes 0, 1 and 2
+            return [0, 1, 2], []
         for i, spec in enumerate(self._stdio_spec):
             if spec is None:
                 child.append(i)
@@ -380,7 +380,7 @@ class Container:
             args.ops = ops
             args.nops = len(plan.ops)
             res = ffi.new("struct nsp_spawn_result *")
-            if plan.sync or self.config.init or not _SHARES_MEMORY:
+            if plan.sync or self.config.init or self.config.tty or not _SHARES_MEMORY:
                 # the child talks to us before exec: a socket for the handshake
                 parent_sock, child_sock = socket.socketpair(socket.AF_UNIX,
                                                             socket.SOCK_SEQPACKET)
@@ -421,10 +421,16 @@ class Container:
 
     def _handshake(self, sock: socket.socket, plan: Plan) -> None:
         while True:
-            data = sock.recv(_MSG.size)
+            data, fds, _flags, _addr = socket.recv_fds(sock, _MSG.size, 1)
             if not data:
                 return  # the close-on-exec end closed: execve succeeded
             mtype, err, index, _kind = _MSG.unpack(data)
+            if mtype == lib.NSP_MSG_PTY and fds:
+                os.set_inheritable(fds[0], False)
+                self.pty_master = fds[0]
+                continue
+            for fd in fds:
+                os.close(fd)
             if mtype == lib.NSP_MSG_READY:
                 self._write_id_maps()
                 sock.send(_MSG.pack(lib.NSP_MSG_GO, 0, 0, 0))

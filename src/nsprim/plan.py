@@ -314,6 +314,9 @@ def build_plan(cfg: ContainerConfig, stdio: tuple[int, int, int],
         ops.append(Op(lib.NSP_OP_SETID, "setid", uid=0, gid=0, detail="uid=0 gid=0"))
     if cfg.rootfs is not None:
         ops.extend(_mounts(cfg, new))
+    if cfg.tty:
+        # a terminal of the container's own /dev/pts (its root and mounts are in place)
+        ops.append(Op(lib.NSP_OP_PTY, "terminal", detail="/dev/ptmx"))
     if cfg.hostname is not None:
         ops.append(Op(lib.NSP_OP_HOSTNAME, "sethostname", src=cfg.hostname, detail=cfg.hostname))
     if NamespaceKind.NET in new:
