@@ -85,6 +85,9 @@ def test_walk_through(root: str, images: dict[str, str]) -> None:
             "echo $X $FROM_IMAGE; hostname; echo kept > /data/f; echo layer > /layer")
     assert r.returncode == 0 and r.stdout.split() == ["1", "base", cid[:12]], r.stderr
     assert cli(root, "exec", "myapp", "sh", "-c", "exit 3").returncode == 3
+    # users and their supplementary groups come from the container's /etc
+    r = cli(root, "exec", "-u", "user", "myapp", "id")
+    assert "uid=1000" in r.stdout and "2000" in r.stdout, r.stdout + r.stderr
     assert cli(root, "exec", "myapp", "nope").returncode == 127
     # inspect
     st = state(root, "myapp")

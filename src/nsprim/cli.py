@@ -802,7 +802,8 @@ def cmd_exec(a: argparse.Namespace) -> int:
             env, image_user, image_cwd = img.env, img.user, img.working_dir
         env += cfg.get("env", []) + _env_list(a.env)
         spec = a.user or cfg.get("user") or image_user
-        uid, gid, _groups, home = resolve_user(f"/proc/{pid}/root", parse_user(spec))
+        user = parse_user(spec)
+        _uid, _gid, _groups, home = resolve_user(f"/proc/{pid}/root", user)
         if not any(e.startswith("HOME=") for e in env):
             env.append(f"HOME={home}")
         kinds = ["mnt", "uts", "ipc", "net", "pid", "cgroup"]
@@ -822,7 +823,8 @@ def cmd_exec(a: argparse.Namespace) -> int:
         except OSError:
             pass
         c = Container(cmd, namespaces=namespaces, cgroup=cg, env=env,
-                      cwd=a.workdir or cfg.get("workdir") or image_cwd or "/", user=(uid, gid),
+                      cwd=a.workdir or cfg.get("workdir") or image_cwd or "/", user=spec,
+                      user_root=f"/proc/{pid}/root",
                       cap_add=cfg.get("cap_add", []), cap_drop=cfg.get("cap_drop", []),
                       no_new_privileges=cfg.get("no_new_privileges", True),
                       nondumpable=True, tty=a.tty, die_with_parent=True,

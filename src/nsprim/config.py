@@ -237,6 +237,7 @@ class ContainerConfig:
     tty: bool = False
     init: bool = False
     nondumpable: bool = False
+    user_root: str | None = None  # where /etc/passwd and /etc/group are (default rootfs)
 
     def ns_setting(self, kind: NamespaceKind) -> NamespaceSetting:
         return self.namespaces.get(kind, False)
@@ -267,6 +268,7 @@ def make_config(
     tty: bool = False,
     init: bool = False,
     nondumpable: bool = False,
+    user_root: str | None = None,
 ) -> ContainerConfig:
     """Validate keyword arguments into a ContainerConfig (raises ConfigError)."""
     if isinstance(argv, (str, bytes)):
@@ -340,5 +342,6 @@ def make_config(
         die_with_parent=bool(die_with_parent),
         tty=bool(tty),
         init=bool(init),
+        user_root=None if user_root is None else validate_abs_path(user_root, "user root"),
         nondumpable=bool(nondumpable),
     )

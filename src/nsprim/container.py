@@ -125,6 +125,7 @@ class Container:
         tty: bool = False,
         init: bool = False,
         nondumpable: bool = False,
+        user_root: str | None = None,
         container_id: str | None = None,
         keep_rootfs: bool = False,
         network: NetworkMode | str | None = None,
@@ -183,7 +184,7 @@ class Container:
             mounts=mounts, masked_paths=masked_paths, readonly_paths=readonly_paths,
             mount_dev=mount_dev, mount_sys=mount_sys, pass_fds=pass_fds,
             new_session=new_session, die_with_parent=die_with_parent, tty=tty, init=init,
-            nondumpable=nondumpable,
+            nondumpable=nondumpable, user_root=user_root,
         )
         #: the terminal's master side when tty=True (the container has the slave)
         self.pty_master = -1

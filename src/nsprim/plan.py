@@ -305,7 +305,7 @@ def build_plan(cfg: ContainerConfig, stdio: tuple[int, int, int],
     if NamespaceKind.TIME in joined:
         plan.timens_fd = joined[NamespaceKind.TIME].fd
 
-    uid, gid, groups, home = resolve_user(cfg.rootfs, cfg.user)
+    uid, gid, groups, home = resolve_user(cfg.user_root or cfg.rootfs, cfg.user)
     plan.uid, plan.gid = uid, gid
     if NamespaceKind.USER in new:
         plan.sync = True
