@@ -552,8 +552,24 @@ def _ports_text(ports: list[dict[str, Any]] | None) -> str:
                      f"{p['proto']}" for p in ports or [])
 
 
-def cmd_ps(a: argparse.Namespace) -> int:
+def _print_rows(a: argparse.Namespace, rows: list[dict[str, Any]], header: str,
+                line: Any) -> None:
+    """docker's listing conventions: -q ids, --format json a line each, else a table."""
     import json
+
+    if a.quiet:
+        for r in rows:
+            print(r["ID"])
+    elif a.format == "json":
+        for r in rows:
+            print(json.dumps(r))
+    else:
+        print(header)
+        for r in rows:
+            print(line(r))
+
+
+def cmd_ps(a: argparse.Namespace) -> int:
 
     from nsprim.lifecycle import collect, records
 
@@ -569,18 +585,14 @@ def cmd_ps(a: argparse.Namespace) -> int:
                      "Status": _status_text(rec), "State": rec.status,
                      "Ports": _ports_text(st.get("ports") if rec.status == "running" else None),
                      "Names": cfg.get("name", "")})
-    if a.quiet:
-        for r in rows:
-            print(r["ID"])
-    elif a.format == "json":
-        for r in rows:
-            print(json.dumps(r))
-    else:
-        print(f"{'CONTAINER ID':14}{'IMAGE':28}{'COMMAND':24}{'STATUS':26}{'PORTS':28}NAMES")
-        for r in rows:
-            command = '"' + (r["Command"][:20] + ("…" if len(r["Command"]) > 20 else "")) + '"'
-            print(f"{r['ID']:14}{r['Image'][:27]:28}{command:24}{r['Status']:26}"
-                  f"{r['Ports'][:27]:28}{r['Names']}")
+    def line(r: dict[str, Any]) -> str:
+        command = '"' + (r["Command"][:20] + ("…" if len(r["Command"]) > 20 else "")) + '"'
+        return (f"{r['ID']:14}{r['Image'][:27]:28}{command:24}{r['Status']:26}"
+                f"{r['Ports'][:27]:28}{r['Names']}")
+
+    _print_rows(a, rows,
+                f"{'CONTAINER ID':14}{'IMAGE':28}{'COMMAND':24}{'STATUS':26}{'PORTS':28}NAMES",
+                line)
     return 0
 
 
@@ -878,7 +890,6 @@ def _human(n: int) -> str:
 
 
 def cmd_images(a: argparse.Namespace) -> int:
-    import json
 
     from nsprim.images.reference import parse_reference
     from nsprim.images.store import default_store
@@ -893,16 +904,8 @@ def cmd_images(a: argparse.Namespace) -> int:
                 repo, _, tag = fam.rpartition(":")
             rows.append({"Repository": repo, "Tag": tag, "ID": img.id[7:19],
                          "Size": _human(img.size), "Layers": len(img.layers)})
-    if a.quiet:
-        for r in rows:
-            print(r["ID"])
-    elif a.format == "json":
-        for r in rows:
-            print(json.dumps(r))
-    else:
-        print(f"{'REPOSITORY':40} {'TAG':16} {'IMAGE ID':14} {'SIZE':>8}")
-        for r in rows:
-            print(f"{r['Repository']:40} {r['Tag']:16} {r['ID']:14} {r['Size']:>8}")
+    _print_rows(a, rows, f"{'REPOSITORY':40} {'TAG':16} {'IMAGE ID':14} {'SIZE':>8}",
+                lambda r: f"{r['Repository']:40} {r['Tag']:16} {r['ID']:14} {r['Size']:>8}")
     return 0
 
 

@@ -94,26 +94,29 @@ def release_name(name: str, container_id: str) -> None:
             del names[name]
 
 
+def _stat(pid: int) -> tuple[str, int] | None:
+    """(state, start time) of a process from /proc/PID/stat."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return fields[0], int(fields[19])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def _proc_start(pid: int) -> int | None:
     """A process's start time (clock ticks since boot): pid + start time
     names a process for good, a pid alone does not."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return int(f.read().rsplit(")", 1)[1].split()[19])
-    except (OSError, ValueError, IndexError):
-        return None
+    st = _stat(pid)
+    return None if st is None else st[1]
 
 
 def alive(pid: int | None, start: int | None) -> bool:
     """Is the process (pid, start) still running (a zombie is not)?"""
     if not pid or start is None:
         return False
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return fields[0] not in ("Z", "X") and int(fields[19]) == start
-    except (OSError, ValueError, IndexError):
-        return False
+    st = _stat(pid)
+    return st is not None and st[0] not in ("Z", "X") and st[1] == start
 
 
 @dataclass

@@ -15,12 +15,13 @@ import socket
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 from nsprim._native import check, ffi, lib
 
 __all__ = ["NamespaceKind", "Namespace"]
 
+T = TypeVar("T")
 _NS_GET_NSTYPE = 0xB703  # _IO(0xb7, 0x3) from linux/nsfs.h
 
 
@@ -243,6 +244,26 @@ class Namespace:
                 check(lib.nsp_setns(saved, k.flag), f"setns back ({k.value})")
         finally:
             os.close(saved)
+
+    def run_in(self, fn: Callable[[], T]) -> T:
+        """Call `fn` in a short-lived thread that is inside this namespace (the
+        caller's thread never moves); its result is returned, its exception
+        raised here.  Sockets made by `fn` stay in this namespace."""
+        box: dict[str, Any] = {}
+
+        def work() -> None:
+            try:
+                with self.enter():
+                    box["r"] = fn()
+            except BaseException as e:  # carried to the caller
+                box["e"] = e
+
+        t = threading.Thread(target=work, name=f"nsprim-in-{self.kind.value}-ns")
+        t.start()
+        t.join()
+        if "e" in box:
+            raise box["e"]
+        return box["r"]  # type: ignore[no-any-return]
 
     def persist(self, path: str | os.PathLike[str]) -> None:
         """Keep the namespace alive at `path` (a bind mount of its nsfs file,

@@ -403,26 +403,11 @@ def _shape(veth: str, netns: Namespace, bps: int) -> None:
         idx = ipr.link_lookup(ifname=veth)[0]
         ipr.tc("add", "tbf", index=idx, handle="1:", rate=f"{bps}bit", burst=burst,
                latency="50ms")
-    box: dict[str, Any] = {}
-
-    def inner() -> None:
-        try:
-            with netns.enter():
-                s = socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, 0)
-            with IPRoute(fileno=s.detach()) as ip2:
-                i2 = ip2.link_lookup(ifname="eth0")[0]
-                ip2.tc("add", "tbf", index=i2, handle="1:", rate=f"{bps}bit", burst=burst,
-                       latency="50ms")
-        except BaseException as e:
-            box["e"] = e
-
-    import threading
-
-    t = threading.Thread(target=inner)
-    t.start()
-    t.join()
-    if "e" in box:
-        raise box["e"]
+    sock = netns.run_in(lambda: socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, 0))
+    with IPRoute(fileno=sock.detach()) as ip2:
+        i2 = ip2.link_lookup(ifname="eth0")[0]
+        ip2.tc("add", "tbf", index=i2, handle="1:", rate=f"{bps}bit", burst=burst,
+               latency="50ms")
 
 
 def release_container(container_id: str) -> bool:

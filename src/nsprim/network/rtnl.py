@@ -18,7 +18,6 @@ import os
 import socket
 import struct
 import threading
-from typing import Any
 
 from nsprim.namespace import Namespace
 
@@ -91,21 +90,7 @@ class Rtnl:
         elif netns is None:
             self.sock = self._socket()
         else:
-            box: dict[str, Any] = {}
-
-            def make() -> None:
-                try:
-                    with netns.enter():
-                        box["s"] = self._socket()
-                except BaseException as e:  # carried to the caller
-                    box["e"] = e
-
-            t = threading.Thread(target=make)
-            t.start()
-            t.join()
-            if "e" in box:
-                raise box["e"]
-            self.sock = box["s"]
+            self.sock = netns.run_in(self._socket)
         self.seq = 0
 
     @classmethod
