@@ -83,6 +83,25 @@ _PER_THREAD = frozenset({NamespaceKind.NET, NamespaceKind.UTS, NamespaceKind.IPC
                          NamespaceKind.CGROUP})
 
 
+def _in_thread(fn: Callable[[], T], name: str) -> T:
+    """Run `fn` in a thread of its own (namespace changes are per thread) and
+    return its result, or raise its exception, here."""
+    box: dict[str, Any] = {}
+
+    def work() -> None:
+        try:
+            box["r"] = fn()
+        except BaseException as e:  # carried to the caller
+            box["e"] = e
+
+    t = threading.Thread(target=work, name=name)
+    t.start()
+    t.join()
+    if "e" in box:
+        raise box["e"]
+    return box["r"]  # type: ignore[no-any-return]
+
+
 class Namespace:
     """One namespace, held open by a file descriptor (close-on-exec).
 
@@ -171,26 +190,18 @@ class Namespace:
     @classmethod
     def _create_in_thread(cls, k: NamespaceKind, then: Callable[[], object] | None
                           ) -> Namespace:
-        box: dict[str, Any] = {}
-
-        def work() -> None:
+        def work() -> int:
+            check(lib.nsp_unshare(k.flag), f"unshare ({k.value})")
+            fd = os.open(f"/proc/thread-self/ns/{k.value}", os.O_RDONLY | os.O_CLOEXEC)
             try:
-                check(lib.nsp_unshare(k.flag), f"unshare ({k.value})")
-                box["fd"] = os.open(f"/proc/thread-self/ns/{k.value}",
-                                    os.O_RDONLY | os.O_CLOEXEC)
                 if then is not None:
                     then()
-            except BaseException as e:  # carried to the caller
-                box["e"] = e
+            except BaseException:
+                os.close(fd)
+                raise
+            return fd
 
-        t = threading.Thread(target=work, name=f"nsprim-new-{k.value}-ns")
-        t.start()
-        t.join()
-        if "e" in box:
-            if "fd" in box:
-                os.close(box["fd"])
-            raise box["e"]
-        return cls(box["fd"], k)
+        return cls(_in_thread(work, f"nsprim-new-{k.value}-ns"), k)
 
     # --- properties
     @property
@@ -249,21 +260,11 @@ class Namespace:
         """Call `fn` in a short-lived thread that is inside this namespace (the
         caller's thread never moves); its result is returned, its exception
         raised here.  Sockets made by `fn` stay in this namespace."""
-        box: dict[str, Any] = {}
+        def work() -> T:
+            with self.enter():
+                return fn()
 
-        def work() -> None:
-            try:
-                with self.enter():
-                    box["r"] = fn()
-            except BaseException as e:  # carried to the caller
-                box["e"] = e
-
-        t = threading.Thread(target=work, name=f"nsprim-in-{self.kind.value}-ns")
-        t.start()
-        t.join()
-        if "e" in box:
-            raise box["e"]
-        return box["r"]  # type: ignore[no-any-return]
+        return _in_thread(work, f"nsprim-in-{self.kind.value}-ns")
 
     def persist(self, path: str | os.PathLike[str]) -> None:
         """Keep the namespace alive at `path` (a bind mount of its nsfs file,
