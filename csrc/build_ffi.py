@@ -39,6 +39,7 @@ _CONSTANTS = (
     "CLOSE_RANGE_CLOEXEC RESOLVE_IN_ROOT RESOLVE_NO_MAGICLINKS O_PATH "
     # the spawn engine
     "NSP_F_OPTIONAL NSP_F_MKDIR NSP_F_MKFILE NSP_F_REC NSP_F_RDONLY NSP_F_UNLESS_PLACED "
+    "NSP_F_NODEV "
     "NSP_EXIT_SETUP"
 ).split() + [f"CAP_{c}" for c in _CAPS]
 
@@ -65,6 +66,7 @@ int nsp_pidfd_open(int pid, unsigned int flags);
 int nsp_pidfd_send_signal(int pidfd, int sig, unsigned int flags);
 int nsp_close_range(unsigned int first, unsigned int last, unsigned int flags);
 int nsp_sethostname(const char *name, size_t len);
+int nsp_bpf(int cmd, void *attr, unsigned int size);
 """
 
 CDEF_SPAWN = """
@@ -74,7 +76,8 @@ enum nsp_op_kind {
     NSP_OP_PIVOT_ROOT, NSP_OP_HOSTNAME, NSP_OP_DOMAINNAME, NSP_OP_LOOPBACK_UP,
     NSP_OP_CAP_BOUNDING, NSP_OP_SETGROUPS, NSP_OP_SETID, NSP_OP_CAPS,
     NSP_OP_NO_NEW_PRIVS, NSP_OP_FDS, NSP_OP_CHDIR, NSP_OP_EXEC, NSP_OP_SETSID,
-    NSP_OP_PDEATHSIG, NSP_OP_WRITE_FILE, NSP_OP_NONDUMPABLE, NSP_OP_CTTY, NSP_OP_INIT, NSP_OP_PTY,
+    NSP_OP_PDEATHSIG, NSP_OP_WRITE_FILE, NSP_OP_NONDUMPABLE, NSP_OP_CTTY, NSP_OP_PTY,
+    NSP_OP_SECCOMP, NSP_OP_SESSION_KEYRING,
     NSP_OP__COUNT, ...
 };
 struct nsp_op {
@@ -105,6 +108,7 @@ struct nsp_spawn_args {
     int parent_fd;
     int pidns_fd;
     int timens_fd;
+    int exec_fd;
     int nops;
     const struct nsp_op *ops;
     ...;

@@ -17,6 +17,9 @@
 #include <sys/wait.h>
 #include <sys/stat.h>
 #include <linux/capability.h>
+#include <linux/filter.h>
+#include <linux/keyctl.h>
+#include <linux/seccomp.h>
 
 #ifndef PR_CAP_AMBIENT
 #define PR_CAP_AMBIENT 47
@@ -30,6 +33,7 @@ struct child_ctx {
     int placed;              /* born in the cgroup given to clone3 */
     int pty_slave;           /* from NSP_OP_PTY: becomes 0, 1 and 2 in NSP_OP_FDS */
     int sync_fd;
+    int exec_fd;      /* the sealed exec helper (nsprim-init), or -1 */
     int root_fd;      /* the container's root directory (O_PATH), or -1 */
     const struct nsp_op *ops;
     int nops;
@@ -198,9 +202,10 @@ static int bind_tree(int dfd, const char *path, int target_fd, int flags)
     tree = nsp_open_tree(dfd, path, otflags);
     if (tree < 0)
         return -1;
-    if (flags & NSP_F_RDONLY) {
-        r = nsp_mount_setattr(tree, "", AT_EMPTY_PATH | AT_RECURSIVE,
-                              MOUNT_ATTR_RDONLY, 0, 0, 0);
+    if (flags & (NSP_F_RDONLY | NSP_F_NODEV)) {
+        uint64_t attr = ((flags & NSP_F_RDONLY) ? MOUNT_ATTR_RDONLY : 0) |
+                        ((flags & NSP_F_NODEV) ? MOUNT_ATTR_NODEV : 0);
+        r = nsp_mount_setattr(tree, "", AT_EMPTY_PATH | AT_RECURSIVE, attr, 0, 0, 0);
         if (r < 0)
             goto out;
     }
@@ -238,7 +243,13 @@ static int op_root(struct child_ctx *c, const struct nsp_op *op)
     if (nsp_mount(op->src, op->src, NULL, MS_BIND | MS_REC, NULL) < 0)
         return -1;
     c->root_fd = open(op->src, O_PATH | O_DIRECTORY | O_CLOEXEC);
-    return c->root_fd < 0 ? -1 : 0;
+    if (c->root_fd < 0)
+        return -1;
+    /* device nodes in the image (or made by the container) open nowhere in it */
+    if (op->flags & NSP_F_NODEV)
+        return nsp_mount_setattr(c->root_fd, "", AT_EMPTY_PATH | AT_RECURSIVE,
+                                 MOUNT_ATTR_NODEV, 0, 0, 0);
+    return 0;
 }
 
 static int op_mount(struct child_ctx *c, const struct nsp_op *op)
@@ -275,7 +286,7 @@ static int op_mask(struct child_ctx *c, const struct nsp_op *op)
     if (fstat(fd, &st) < 0)
         return close_keep_errno(fd, -1);
     if (S_ISDIR(st.st_mode))
-        r = mount_on_fd("tmpfs", fd, "tmpfs", MS_RDONLY, NULL);
+        r = mount_on_fd("tmpfs", fd, "tmpfs", MS_RDONLY | MS_NODEV | MS_NOSUID, NULL);
     else
         r = mount_on_fd("/dev/null", fd, NULL, MS_BIND, NULL);
     return close_keep_errno(fd, r);
@@ -396,12 +407,17 @@ static int op_setid(const struct nsp_op *op)
 
 static int op_fds(struct child_ctx *c, const struct nsp_op *op)
 {
-    /* Move every source out of the way first (so that no dup2 clobbers a
-     * source still needed), then dup2 into place.  dup2 clears
-     * close-on-exec on the target; everything else is marked close-on-exec,
-     * including the sync socket, which closes only when execve succeeds. */
+    /* Move every source (and the sync socket and the exec helper) above the
+     * targets first, so that no dup2 clobbers a source still needed; then
+     * the sources become 0..n-1, the sync socket n, the exec helper next,
+     * and every other fd is closed -- not just marked close-on-exec: from
+     * here on nothing the child holds points outside the container, so the
+     * working directory and the command are resolved with no way back to
+     * the host through /proc/self/fd.  The sync socket stays open across
+     * the helper's exec (it marks it close-on-exec itself); without the
+     * helper it closes on our execve. */
     int tmp[256];
-    int i, n = op->nids, base = n + 3;
+    int i, n = op->nids, base = n + 2, next = n, sync = -1, exe = -1;
     if (n > 256) {
         errno = EMFILE;
         return -1;
@@ -412,33 +428,75 @@ static int op_fds(struct child_ctx *c, const struct nsp_op *op)
         if (tmp[i] < 0)
             return -1;
     }
-    if (c->sync_fd >= 0 && c->sync_fd < base) {
-        int s = fcntl(c->sync_fd, F_DUPFD_CLOEXEC, base);
-        if (s < 0)
-            return -1;
-        c->sync_fd = s;
-    }
+    if (c->sync_fd >= 0 && (sync = fcntl(c->sync_fd, F_DUPFD_CLOEXEC, base)) < 0)
+        return -1;
+    if (c->exec_fd >= 0 && (exe = fcntl(c->exec_fd, F_DUPFD_CLOEXEC, base)) < 0)
+        return -1;
     for (i = 0; i < n; i++) {
         if (dup2(tmp[i], i) < 0)
             return -1;
     }
-    for (i = 0; i < n; i++) {
-        if (tmp[i] != c->sync_fd)
-            close(tmp[i]);
+    if (sync >= 0) {
+        if (dup3(sync, next, c->exec_fd >= 0 ? 0 : O_CLOEXEC) < 0)
+            return -1;
+        c->sync_fd = next++;
     }
-    if (nsp_close_range((unsigned int)n, ~0U, CLOSE_RANGE_CLOEXEC) < 0) {
-        /* kernels before 5.11: mark them one by one */
+    if (exe >= 0) {
+        if (dup3(exe, next, O_CLOEXEC) < 0)
+            return -1;
+        c->exec_fd = next++;
+    }
+    if (nsp_close_range((unsigned int)next, ~0U, 0) < 0) {
+        /* kernels before 5.9 */
         int fd;
-        for (fd = n; fd < 65536; fd++) {
-            int fl = fcntl(fd, F_GETFD);
-            if (fl >= 0)
-                fcntl(fd, F_SETFD, fl | FD_CLOEXEC);
-        }
+        for (fd = next; fd < 65536; fd++)
+            close(fd);
     }
+    c->pty_slave = -1;
+    c->root_fd = -1;
     return 0;
 }
 
-static int op_exec(const struct nsp_op *op)
+/* The working directory, resolved inside the container's root (as if it were
+ * "/"): neither "..", nor a symlink, nor a magic link such as
+ * /proc/self/fd/N or /proc/1/cwd can lead out of it. */
+static int op_chdir(const struct nsp_op *op)
+{
+    const char *rel = op->dst;
+    int root, fd, r;
+    while (*rel == '/')
+        rel++;
+    if (*rel == '\0')
+        rel = ".";
+    root = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (root < 0)
+        return -1;
+    fd = nsp_openat2(root, rel, O_PATH | O_DIRECTORY | O_CLOEXEC, 0,
+                     RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS);
+    close_keep_errno(root, 0);
+    if (fd < 0)
+        return -1;
+    r = fchdir(fd);
+    return close_keep_errno(fd, r);
+}
+
+static int op_seccomp(const struct nsp_op *op)
+{
+    struct sock_fprog prog;
+    prog.len = (unsigned short)op->arg;
+    prog.filter = (struct sock_filter *)(uintptr_t)op->data;
+    return (int)syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog);
+}
+
+static int op_session_keyring(void)
+{
+    /* a new, empty session keyring: no key of the host's session is reachable */
+    if (syscall(SYS_keyctl, KEYCTL_JOIN_SESSION_KEYRING, NULL) < 0 && errno != ENOSYS)
+        return -1;
+    return 0;
+}
+
+static int op_exec(struct child_ctx *c, const struct nsp_op *op)
 {
     const char *file = op->argv[0];
     const char *p;
@@ -446,6 +504,11 @@ static int op_exec(const struct nsp_op *op)
     int seen_eacces = 0;
     sigset_t all;
 
+    if (c->exec_fd >= 0) {
+        /* the sealed helper execs the command (argv is the helper's) */
+        syscall(SYS_execveat, c->exec_fd, "", op->argv, op->envp, AT_EMPTY_PATH);
+        return -1;
+    }
     sigemptyset(&all);
     sigprocmask(SIG_SETMASK, &all, NULL);
 
@@ -553,63 +616,6 @@ static int op_write_file(const struct nsp_op *op)
     return close_keep_errno(fd, n < 0 ? -1 : 0);
 }
 
-/* --init: a minimal PID 1.  The forked child returns (0) and goes on with
- * the plan; this process closes every fd it has (the sync socket included:
- * the parent's EOF must come from the child's exec), forwards every signal
- * to the child, reaps every zombie (orphans are reparented to PID 1), and
- * exits as the child did. */
-static void init_noop(int sig)
-{
-    (void)sig;
-}
-
-static int op_init(void)
-{
-    sigset_t all;
-    struct sigaction sa;
-    pid_t child;
-    int i;
-
-    /* a raw fork: libc's fork() would run atfork handlers of the copied process */
-    child = (pid_t)syscall(SYS_clone, (unsigned long)SIGCHLD, NULL, NULL, NULL, NULL);
-    if (child < 0)
-        return -1;
-    if (child == 0)
-        return 0;
-    if (nsp_close_range(0, ~0U, 0) < 0) {
-        for (i = 0; i < 1024; i++)
-            close(i);
-    }
-    sigfillset(&all);
-    sigprocmask(SIG_SETMASK, &all, NULL);
-    /* a PID 1 only gets the signals it handles: handle them all (they stay
-     * blocked and are taken with sigwaitinfo) */
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = init_noop;
-    for (i = 1; i < NSIG; i++) {
-        if (i != SIGKILL && i != SIGSTOP)
-            sigaction(i, &sa, NULL);
-    }
-    for (;;) {
-        siginfo_t si;
-        int sig = sigwaitinfo(&all, &si);
-        if (sig < 0)
-            continue;
-        if (sig != SIGCHLD) {
-            kill(child, sig);
-            continue;
-        }
-        for (;;) {
-            int st;
-            pid_t p = waitpid(-1, &st, WNOHANG);
-            if (p <= 0)
-                break;
-            if (p == child)
-                _exit(WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st));
-        }
-    }
-}
-
 struct child_start {
     const struct nsp_spawn_args *args;
     struct nsp_msg *report;   /* where a CLONE_VM child reports failure, or NULL */
@@ -630,6 +636,7 @@ static void child_main(const struct child_start *st)
     c.placed = st->placed;
     c.pty_slave = -1;
     c.sync_fd = a->sync_fd;
+    c.exec_fd = a->exec_fd;
     c.root_fd = -1;
     c.ops = a->ops;
     c.nops = a->nops;
@@ -705,10 +712,10 @@ static void child_main(const struct child_start *st)
             r = op_fds(&c, op);
             break;
         case NSP_OP_CHDIR:
-            r = chdir(op->dst);
+            r = op_chdir(op);
             break;
         case NSP_OP_EXEC:
-            r = op_exec(op);
+            r = op_exec(&c, op);
             break;
         case NSP_OP_SETSID:
             r = setsid() < 0 ? -1 : 0;
@@ -725,8 +732,11 @@ static void child_main(const struct child_start *st)
         case NSP_OP_CTTY:
             r = ioctl(0, TIOCSCTTY, 0);
             break;
-        case NSP_OP_INIT:
-            r = op_init();
+        case NSP_OP_SECCOMP:
+            r = op_seccomp(op);
+            break;
+        case NSP_OP_SESSION_KEYRING:
+            r = op_session_keyring();
             break;
         case NSP_OP_PTY:
             r = op_pty(&c);
@@ -893,10 +903,8 @@ static int plan_needs_parent(const struct nsp_spawn_args *a)
 {
     int i;
     for (i = 0; i < a->nops; i++) {
-        /* SYNC waits for us; INIT never execs (a vfork parent would wait
-         * forever); PTY sends a file descriptor over the socket */
-        if (a->ops[i].kind == NSP_OP_SYNC || a->ops[i].kind == NSP_OP_INIT ||
-            a->ops[i].kind == NSP_OP_PTY)
+        /* SYNC waits for us; PTY sends a file descriptor over the socket */
+        if (a->ops[i].kind == NSP_OP_SYNC || a->ops[i].kind == NSP_OP_PTY)
             return 1;
     }
     return 0;

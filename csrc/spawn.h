@@ -2,37 +2,49 @@
  *
  * Python turns a container's configuration into an array of `struct nsp_op`
  * (see src/nsprim/plan.py).  nsp_spawn() clones the child with the requested
- * namespace flags; the child runs nsp_child_exec_plan(), which executes the ops
- * one by one using only async-signal-safe system calls (no malloc, no stdio,
- * no Python), then execve()s.  Every string the ops point to lives in the
- * parent's memory, which the child has a private copy of.
+ * namespace flags; the child runs child_main(), which executes the ops one by
+ * one using only async-signal-safe system calls (no malloc, no stdio, no
+ * Python), then execs.  Every string the ops point to lives in the parent's
+ * memory: the child either shares it (CLONE_VM, below) or has a copy.
  *
- * Parent <-> child protocol, over one SOCK_SEQPACKET socketpair whose child
- * end is close-on-exec (messages are fixed-size `struct nsp_msg`):
+ * The child never execs the container's command itself: NSP_OP_EXEC execs
+ * the sealed helper nsprim-init (csrc/init.c, args->exec_fd) from a memfd,
+ * and the helper execs the command, so /proc/self/exe is never the host's
+ * interpreter in the container.
+ *
+ * Parent <-> child protocol, over one SOCK_SEQPACKET socketpair (messages are
+ * fixed-size `struct nsp_msg`):
  *
  *      parent (Python)                         child (C only)
  *      ---------------                         --------------
  *      socketpair(), build plan
- *      nsp_spawn() --- clone3 ---------------> born in its namespaces
- *      close(child end)                        ops[0..] ...
- *                                              NSP_OP_SYNC:
+ *      nsp_spawn() --- clone3 ---------------> born in its namespaces (and,
+ *      close(child end)                        with CLONE_INTO_CGROUP, its cgroup)
+ *                                              ops[0..]: cgroup.procs (v1 and
+ *                                              the fallback), setns ...
+ *                                              NSP_OP_SYNC (user namespace):
  *             <------------- {NSP_MSG_READY} --
- *      write uid_map / gid_map,
- *      cgroup.procs (if not born in it)
+ *      write uid_map / gid_map
  *             -- {NSP_MSG_GO} --------------->
- *                                              ops ... (mounts, pivot_root,
- *                                              ids, caps, fds, chdir)
+ *                                              ops ... (mounts, pivot_root)
+ *                                              NSP_OP_PTY (-t):
+ *             <-- {NSP_MSG_PTY} + SCM_RIGHTS(master) --
+ *                                              ops ... (ids, caps, seccomp,
+ *                                              fds: the socket becomes fd n)
  *                                              on failure:
  *             <------ {NSP_MSG_ERROR, errno, op index} -- _exit(NSP_EXIT_SETUP)
- *                                              execve(): the child end closes
- *      read() == 0 (EOF): exec succeeded
+ *                                              execveat(exec_fd): nsprim-init
+ *                                              marks the socket close-on-exec,
+ *                                              execve(command); on failure:
+ *             <------ {NSP_MSG_ERROR, errno, -1, NSP_OP_EXEC} -- exit 126/127
+ *      read() == 0 (EOF): the command was exec'd
  *
  * If the parent goes away or answers anything but GO, the child exits.
  *
- * A plan without NSP_OP_SYNC may run in a child that shares the parent's
- * memory (CLONE_VM | CLONE_VFORK, see nsp_spawn_shares_memory): the parent
- * sleeps until the child has exec'd or exited, and a failure is written to
- * res->report instead of (or as well as) the socket.
+ * A plan without NSP_OP_SYNC and NSP_OP_PTY may run in a child that shares
+ * the parent's memory (CLONE_VM | CLONE_VFORK, see nsp_spawn_shares_memory):
+ * the parent sleeps until the child has exec'd (the helper) or exited, and a
+ * failure before that is also written to res->report.
  */
 #ifndef NSPRIM_SPAWN_H
 #define NSPRIM_SPAWN_H
@@ -44,9 +56,11 @@ enum nsp_op_kind {
     NSP_OP_UNSHARE,        /* arg = CLONE_* flags */
     NSP_OP_SYNC,           /* tell the parent we are ready, wait for GO */
     NSP_OP_MOUNT_PROPAGATION, /* mflags = MS_PRIVATE|MS_SLAVE (applied with MS_REC to "/") */
-    NSP_OP_ROOT,           /* src = rootfs on the host: rbind it onto itself, open it */
+    NSP_OP_ROOT,           /* src = rootfs on the host: rbind it onto itself, open it
+                              (NSP_F_NODEV: nodev on the whole tree) */
     NSP_OP_MOUNT,          /* fstype, src, data, mflags, dst inside the root */
-    NSP_OP_BIND,           /* src on the host -> dst inside the root (flags: REC, RDONLY) */
+    NSP_OP_BIND,           /* src on the host -> dst inside the root (flags: REC, RDONLY,
+                              NODEV) */
     NSP_OP_MASK,           /* dst inside the root: hide (/dev/null over files, ro tmpfs over dirs) */
     NSP_OP_READONLY,       /* dst inside the root: read-only; with NSP_F_REC a recursive
                               bind of the path, else the mount at dst itself */
@@ -60,9 +74,11 @@ enum nsp_op_kind {
     NSP_OP_SETID,          /* uid, gid: setresgid + setresuid, keeping capabilities */
     NSP_OP_CAPS,           /* caps: effective = permitted = caps, inheritable = ambient = 0 */
     NSP_OP_NO_NEW_PRIVS,
-    NSP_OP_FDS,            /* ids[i] = fd to become fd i (i < nids); others are closed on exec */
-    NSP_OP_CHDIR,          /* dst */
-    NSP_OP_EXEC,           /* argv, envp; src = PATH to search when argv[0] has no '/' */
+    NSP_OP_FDS,            /* ids[i] = fd to become fd i (i < nids), the sync socket nids,
+                              the exec helper next; every other fd is closed */
+    NSP_OP_CHDIR,          /* dst, resolved inside the root (no magic links) */
+    NSP_OP_EXEC,           /* argv, envp: with an exec helper, its argv (see csrc/init.c);
+                              without, src = PATH to search when argv[0] has no '/' */
     NSP_OP_SETSID,
     NSP_OP_PDEATHSIG,      /* arg = signal */
     NSP_OP_WRITE_FILE,     /* write data to the host file src (e.g. "0" to a cgroup.procs);
@@ -70,11 +86,11 @@ enum nsp_op_kind {
     NSP_OP_NONDUMPABLE,    /* PR_SET_DUMPABLE 0: nothing in a container we join may
                               ptrace us or open our /proc files */
     NSP_OP_CTTY,           /* make fd 0 (a terminal) our controlling terminal */
-    NSP_OP_INIT,           /* fork: the child goes on; we stay as PID 1, close our fds,
-                              forward signals to it, reap zombies, exit with its status */
     NSP_OP_PTY,            /* open a terminal in our /dev/pts (after pivot_root), send its
                               master to the parent ({NSP_MSG_PTY} + SCM_RIGHTS); the next
                               NSP_OP_FDS puts the slave at 0, 1, 2 */
+    NSP_OP_SECCOMP,        /* data = struct sock_filter[arg]: seccomp(SET_MODE_FILTER) */
+    NSP_OP_SESSION_KEYRING, /* join a new anonymous session keyring */
     NSP_OP__COUNT
 };
 
@@ -85,6 +101,7 @@ enum nsp_op_kind {
 #define NSP_F_REC      0x8   /* recursive bind */
 #define NSP_F_RDONLY   0x10  /* read-only bind */
 #define NSP_F_UNLESS_PLACED 0x20 /* skip if clone3 placed us with CLONE_INTO_CGROUP */
+#define NSP_F_NODEV    0x40  /* nodev on the mounted tree (ROOT, BIND) */
 
 struct nsp_op {
     int kind;
@@ -129,6 +146,7 @@ struct nsp_spawn_args {
     int parent_fd;        /* the parent's end: the child closes it first, or -1 */
     int pidns_fd;         /* pid namespace to join (the child is born in it), or -1 */
     int timens_fd;        /* time namespace to join, or -1 */
+    int exec_fd;          /* the sealed exec helper NSP_OP_EXEC execs (needs sync_fd), or -1 */
     int nops;
     const struct nsp_op *ops;
 };

@@ -165,4 +165,10 @@ static inline int nsp_setdomainname(const char *name, size_t len)
     return (int)syscall(SYS_setdomainname, name, len);
 }
 
+/* bpf(2) with a raw union bpf_attr buffer (nsprim.devices fills it) */
+static inline int nsp_bpf(int cmd, void *attr, unsigned int size)
+{
+    return (int)syscall(SYS_bpf, cmd, attr, size);
+}
+
 #endif

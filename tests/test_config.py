@@ -131,25 +131,43 @@ paths = st.lists(st.from_regex(r"\A[a-z]{1,8}\Z"), min_size=1, max_size=3).map(
     binds=st.lists(st.tuples(paths, paths, st.booleans()), max_size=3),
     tmpfs=st.lists(paths, max_size=2),
     argv=st.lists(st.text(alphabet=string.ascii_letters, min_size=1), min_size=1, max_size=4),
+    nnp=st.booleans(),
+    init=st.booleans(),
 )
 def test_plan_shape(hostname: str | None, net: bool, ro: bool,
                     binds: list[tuple[str, str, bool]], tmpfs: list[str],
-                    argv: list[str]) -> None:
+                    argv: list[str], nnp: bool, init: bool) -> None:
     mounts = [Bind(s, d, r) for s, d, r in binds] + [Tmpfs(t) for t in tmpfs]
     cfg = make_config(argv, rootfs="/srv/root", hostname=hostname, namespaces={"net": net},
-                      read_only=ro, mounts=mounts, user="0:0")
+                      read_only=ro, mounts=mounts, user="0:0", no_new_privileges=nnp,
+                      init=init)
     plan = build_plan(cfg, (0, 1, 2))
     kinds = [op.kind for op in plan.ops]
-    # executes, last; pivots after every mount; drops privileges after pivot
+    # executes, last, through the sealed helper: [name, mode, sync fd, PATH, argv...]
     assert kinds[-1] == lib.NSP_OP_EXEC and kinds.count(lib.NSP_OP_EXEC) == 1
-    assert plan.ops[-1].argv == tuple(argv)
+    assert plan.exec_fd >= 0 and plan.sync
+    assert plan.ops[-1].argv[1:3] == ("i" if init else "x", "3")
+    assert plan.ops[-1].argv[4:] == tuple(argv)
+    # nothing of the host is open when the working directory is resolved
+    assert kinds.index(lib.NSP_OP_FDS) < kinds.index(lib.NSP_OP_CHDIR)
+    # a fresh keyring before seccomp (which refuses keyctl); seccomp last
+    # with no_new_privs, else while CAP_SYS_ADMIN is still there
+    sec = kinds.index(lib.NSP_OP_SECCOMP)
+    assert kinds.index(lib.NSP_OP_SESSION_KEYRING) < sec
+    if nnp:
+        assert sec == len(kinds) - 2 and kinds.index(lib.NSP_OP_NO_NEW_PRIVS) < sec
+    else:
+        assert lib.NSP_OP_NO_NEW_PRIVS not in kinds
+        assert sec < kinds.index(lib.NSP_OP_CAP_BOUNDING)
+    # nodev on the root and on every user bind
+    assert plan.ops[kinds.index(lib.NSP_OP_ROOT)].flags & lib.NSP_F_NODEV
+    assert all(op.flags & lib.NSP_F_NODEV for op in plan.ops if op.step == "bind_mount")
     pivot = kinds.index(lib.NSP_OP_PIVOT_ROOT)
     mount_kinds = {lib.NSP_OP_ROOT, lib.NSP_OP_MOUNT, lib.NSP_OP_BIND, lib.NSP_OP_MASK,
                    lib.NSP_OP_READONLY, lib.NSP_OP_SYMLINK}
     assert all(k not in mount_kinds for k in kinds[pivot:])
     assert kinds.index(lib.NSP_OP_ROOT) < pivot
-    for k in (lib.NSP_OP_CAP_BOUNDING, lib.NSP_OP_SETID, lib.NSP_OP_CAPS,
-              lib.NSP_OP_NO_NEW_PRIVS, lib.NSP_OP_FDS):
+    for k in (lib.NSP_OP_CAP_BOUNDING, lib.NSP_OP_SETID, lib.NSP_OP_CAPS, lib.NSP_OP_FDS):
         assert pivot < kinds.index(k) < len(kinds) - 1
     assert kinds.index(lib.NSP_OP_CAP_BOUNDING) < kinds.index(lib.NSP_OP_CAPS)
     assert (lib.NSP_OP_LOOPBACK_UP in kinds) == net

@@ -211,7 +211,9 @@ def test_default_capabilities_are_dockers(rootfs: str) -> None:
         assert int(status_field(st, f), 16) == want, f
     assert int(status_field(st, "CapInh"), 16) == 0
     assert int(status_field(st, "CapAmb"), 16) == 0
-    assert status_field(st, "NoNewPrivs") == "1"
+    # docker's defaults: no_new_privs off (setuid binaries work), seccomp on
+    assert status_field(st, "NoNewPrivs") == "0"
+    assert status_field(st, "Seccomp") == "2"
 
 
 def test_cap_add_and_drop(rootfs: str) -> None:

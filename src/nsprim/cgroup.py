@@ -353,7 +353,9 @@ class Cgroup:
         if "cpu" in v1_needed and "cpuacct" in lay.v1:
             v1_needed.add("cpuacct")
         if driver == "v1" or lay.v2 is None:
-            v1_needed.update(c for c in ("freezer",) if c in lay.v1)
+            # no v2 cgroup to attach a device program to: the v1 devices
+            # controller holds the rules (nsprim.devices)
+            v1_needed.update(c for c in ("freezer", "devices") if c in lay.v1)
         if driver == "v2" and lay.v2 is None:
             raise OSError(errno.ENOTSUP, "no cgroup v2 hierarchy is mounted on this host")
 

@@ -197,7 +197,11 @@ def _build_parser() -> _Parser:
     r.add_argument("--userns-map", metavar="HOSTUID[:SIZE]",
                    help="new user namespace: container uid 0 is HOSTUID")
     r.add_argument("--security-opt", action="append", default=[], metavar="OPT",
-                   help="no-new-privileges[=true|false]")
+                   help="no-new-privileges[=true|false], seccomp=unconfined|PROFILE.json")
+    r.add_argument("--privileged", action="store_true",
+                   help="every capability and host device, no seccomp, no masked paths")
+    r.add_argument("--device", action="append", default=[],
+                   metavar="HOST[:CONTAINER[:rwm]]", help="add a host device")
     g = r.add_argument_group("resources (a cgroup of the container's own)")
     g.add_argument("-m", "--memory", metavar="SIZE", help="memory limit, e.g. 256m")
     g.add_argument("--memory-swap", metavar="SIZE", help="memory + swap limit; -1 unlimited")
@@ -277,7 +281,7 @@ _RESTART = re.compile(r"^(no|always|unless-stopped|on-failure(:\d+)?)$")
 
 
 def _run_config(a: argparse.Namespace, image: str | None, image_id: str | None,
-                cmd: list[str], nnp: bool) -> dict[str, Any]:
+                cmd: list[str], security: dict[str, Any]) -> dict[str, Any]:
     """What a container record keeps of `nsprim run`'s flags (JSON)."""
     return {
         "name": a.name, "image": image, "image_id": image_id, "rootfs": a.rootfs, "cmd": cmd,
@@ -286,7 +290,8 @@ def _run_config(a: argparse.Namespace, image: str | None, image_id: str | None,
         "hostname": a.hostname, "env": _env_list(a.env), "workdir": a.workdir, "user": a.user,
         "network": a.network, "publish": a.publish, "publish_all": a.publish_all,
         "network_bandwidth": a.network_bandwidth, "userns_map": a.userns_map,
-        "cap_add": a.cap_add, "cap_drop": a.cap_drop, "no_new_privileges": nnp,
+        "cap_add": a.cap_add, "cap_drop": a.cap_drop, **security,
+        "privileged": a.privileged, "devices": a.device,
         "read_only": a.read_only, "volumes": a.volume, "tmpfs": a.tmpfs,
         "memory": a.memory, "memory_swap": a.memory_swap, "cpus": a.cpus,
         "cpu_shares": a.cpu_shares, "cpuset_cpus": a.cpuset_cpus,
@@ -298,7 +303,32 @@ def _run_config(a: argparse.Namespace, image: str | None, image_id: str | None,
     }
 
 
+def _security_opts(opts: list[str]) -> dict[str, Any]:
+    """--security-opt values -> the record's security fields (docker's
+    spellings: ``key=value`` or ``key:value``).  A seccomp profile file is
+    read now and kept in the record, as docker does."""
+    from nsprim.seccomp import load_profile
+
+    out: dict[str, Any] = {"no_new_privileges": False, "seccomp": "default"}
+    for opt in opts:
+        key, sep, val = opt.partition("=")
+        if not sep:
+            key, sep, val = opt.partition(":")
+        if key == "no-new-privileges" and val in ("", "true", "false"):
+            out["no_new_privileges"] = val != "false"
+        elif key == "seccomp" and val in ("unconfined", "default"):
+            out["seccomp"] = val
+        elif key == "seccomp" and val:
+            out["seccomp"] = dict(load_profile(val).data)
+        elif key in ("apparmor", "label") and val in ("unconfined", "disable"):
+            pass  # no AppArmor or SELinux confinement is applied here to lift
+        else:
+            raise ValueError(f"invalid --security-opt: {opt!r}")
+    return out
+
+
 def cmd_run(a: argparse.Namespace) -> int:
+    from nsprim.devices import parse_device
     from nsprim.errors import ConfigError
     from nsprim.lifecycle import check_name, new_record, remove_record
     from nsprim.supervise import build_container
@@ -313,14 +343,10 @@ def cmd_run(a: argparse.Namespace) -> int:
             cmd = cmd[1:]
     elif not cmd:
         return _fail("run: no command given")
-    nnp = True
-    for opt in a.security_opt:
-        if opt in ("no-new-privileges", "no-new-privileges=true", "no-new-privileges:true"):
-            nnp = True
-        elif opt in ("no-new-privileges=false", "no-new-privileges:false"):
-            nnp = False
-        else:
-            return _fail(f"run: unsupported --security-opt {opt!r}")
+    try:
+        security = _security_opts(a.security_opt)
+    except ValueError as e:
+        return _fail(str(e))
     if a.detach and a.tty:
         return _fail("run: -t with -d is not supported (no terminal to attach later)")
     if not _RESTART.match(a.restart):
@@ -348,7 +374,9 @@ def cmd_run(a: argparse.Namespace) -> int:
             from nsprim.container import _find_image
 
             image_id = _find_image(image).id
-        rec = new_record(_run_config(a, image, image_id, cmd, nnp))
+        for d in a.device:
+            parse_device(d)
+        rec = new_record(_run_config(a, image, image_id, cmd, security))
         from nsprim.container import DEVNULL
 
         c = build_container(rec, die_with_parent=True, tty=a.tty,
@@ -838,7 +866,9 @@ def cmd_exec(a: argparse.Namespace) -> int:
                       cwd=a.workdir or cfg.get("workdir") or image_cwd or "/", user=spec,
                       user_root=f"/proc/{pid}/root",
                       cap_add=cfg.get("cap_add", []), cap_drop=cfg.get("cap_drop", []),
-                      no_new_privileges=cfg.get("no_new_privileges", True),
+                      no_new_privileges=cfg.get("no_new_privileges", False),
+                      seccomp=cfg.get("seccomp", "default"),
+                      privileged=cfg.get("privileged", False),
                       nondumpable=True, tty=a.tty, die_with_parent=True,
                       stdin=None if a.interactive or a.tty else DEVNULL)
     except ConfigError as e:

@@ -11,9 +11,12 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from nsprim import seccomp as seccomp_mod
 from nsprim.caps import resolve_caps
+from nsprim.devices import Device, parse_device
 from nsprim.errors import ConfigError
 from nsprim.namespace import Namespace, NamespaceKind
+from nsprim.seccomp import SeccompProfile
 from nsprim.volumes import Volume
 
 __all__ = [
@@ -224,7 +227,11 @@ class ContainerConfig:
     namespaces: Mapping[NamespaceKind, NamespaceSetting] = field(default_factory=dict)
     user_namespace: IdMap | None = None
     capabilities: frozenset[str] = field(default_factory=lambda: resolve_caps())
-    no_new_privileges: bool = True
+    no_new_privileges: bool = False  # docker's default: setuid binaries work
+    #: docker's default profile unless told otherwise; None: unconfined
+    seccomp: SeccompProfile | None = field(default_factory=lambda: seccomp_mod.DEFAULT())
+    privileged: bool = False
+    devices: tuple[Device, ...] = ()
     read_only: bool = False
     mounts: tuple[MountSpec, ...] = ()
     masked_paths: tuple[str, ...] = DEFAULT_MASKED_PATHS
@@ -255,7 +262,10 @@ def make_config(
     user_namespace: IdMap | None = None,
     cap_add: Iterable[str] = (),
     cap_drop: Iterable[str] = (),
-    no_new_privileges: bool = True,
+    no_new_privileges: bool = False,
+    seccomp: str | os.PathLike[str] | Mapping[str, object] | SeccompProfile | None = "default",
+    privileged: bool = False,
+    devices: Iterable[str | Device] = (),
     read_only: bool = False,
     mounts: Iterable[MountSpec] = (),
     masked_paths: Iterable[str] | None = None,
@@ -313,6 +323,27 @@ def make_config(
     if mspecs and root is None:
         raise ConfigError("mounts need a rootfs")
 
+    privileged = bool(privileged)
+    devs = tuple(parse_device(d) for d in devices)
+    if privileged or seccomp is None or seccomp == "unconfined":
+        profile = None
+    elif seccomp == "default":
+        profile = seccomp_mod.DEFAULT()
+    elif isinstance(seccomp, SeccompProfile):
+        profile = seccomp
+    elif isinstance(seccomp, (str, os.PathLike, Mapping)):
+        profile = seccomp_mod.load_profile(seccomp)
+    else:
+        raise ConfigError(f"invalid seccomp {seccomp!r}: 'default', 'unconfined', a JSON "
+                          "file or a dict")
+    if privileged:
+        # docker --privileged: every capability, every device, no masks
+        cap_add = list(cap_add) + ["ALL"]
+        if masked_paths is None:
+            masked_paths = ()
+        if readonly_paths is None:
+            readonly_paths = ()
+
     fds = tuple(pass_fds)
     for fd in fds:
         if isinstance(fd, bool) or not isinstance(fd, int) or fd < 0:
@@ -329,6 +360,9 @@ def make_config(
         user_namespace=user_namespace,
         capabilities=resolve_caps(cap_add, cap_drop),
         no_new_privileges=bool(no_new_privileges),
+        seccomp=profile,
+        privileged=privileged,
+        devices=devs,
         read_only=bool(read_only),
         mounts=mspecs,
         masked_paths=DEFAULT_MASKED_PATHS if masked_paths is None else tuple(

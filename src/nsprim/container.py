@@ -19,7 +19,7 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import IO, Any, NoReturn
 
-from nsprim import volumes
+from nsprim import devices, volumes
 from nsprim._native import ffi, lib, raise_errno
 from nsprim.cgroup import Cgroup, Limits, make_limits
 from nsprim.config import Bind, ContainerConfig, IdMap, MountSpec, make_config, validate_env
@@ -42,7 +42,6 @@ STDOUT = subprocess.STDOUT
 StdioSpec = None | int | IO[Any]
 
 _MSG = struct.Struct("=iiii")
-_SHARES_MEMORY = bool(lib.nsp_spawn_shares_memory())
 
 
 class CompletedContainer(subprocess.CompletedProcess):  # type: ignore[type-arg]
@@ -112,7 +111,10 @@ class Container:
         user_namespace: IdMap | None = None,
         cap_add: Iterable[str] = (),
         cap_drop: Iterable[str] = (),
-        no_new_privileges: bool = True,
+        no_new_privileges: bool = False,
+        seccomp: str | os.PathLike[str] | Mapping[str, object] | None = "default",
+        privileged: bool = False,
+        devices: Iterable[str] = (),
         read_only: bool = False,
         mounts: Iterable[MountSpec] = (),
         masked_paths: Iterable[str] | None = None,
@@ -180,7 +182,8 @@ class Container:
         cfg = make_config(
             argv, rootfs=rootfs, hostname=hostname, env=env, cwd=cwd, user=user,
             namespaces=namespaces, user_namespace=user_namespace, cap_add=cap_add,
-            cap_drop=cap_drop, no_new_privileges=no_new_privileges, read_only=read_only,
+            cap_drop=cap_drop, no_new_privileges=no_new_privileges, seccomp=seccomp,
+            privileged=privileged, devices=devices, read_only=read_only,
             mounts=mounts, masked_paths=masked_paths, readonly_paths=readonly_paths,
             mount_dev=mount_dev, mount_sys=mount_sys, pass_fds=pass_fds,
             new_session=new_session, die_with_parent=die_with_parent, tty=tty, init=init,
@@ -264,6 +267,10 @@ class Container:
             if self._limits is not None and self.cgroup is None:
                 self.cgroup = Cgroup.create(self.id[:16], limits=self._limits)
                 self._owns_cgroup = True
+                if not self.config.privileged:
+                    # docker's device rules (nodev holds without a cgroup too)
+                    devices.apply(self.cgroup.fd, self.cgroup.v1_paths.get("devices"),
+                                  devices.rules_for(self.config.devices))
             if self.image is not None:
                 self._overlay = OverlayRootfs(self.image.layers, id=self.id,
                                               keep=self._keep_rootfs,
@@ -375,24 +382,20 @@ class Container:
             args = ffi.new("struct nsp_spawn_args *")
             args.flags = plan.clone_flags
             args.cgroup_fd = plan.cgroup_fd
-            args.sync_fd = args.parent_fd = -1
             args.pidns_fd = plan.pidns_fd
             args.timens_fd = plan.timens_fd
+            args.exec_fd = plan.exec_fd
             args.ops = ops
             args.nops = len(plan.ops)
             res = ffi.new("struct nsp_spawn_result *")
-            if plan.sync or self.config.init or self.config.tty or not _SHARES_MEMORY:
-                # the child talks to us before exec: a socket for the handshake
-                parent_sock, child_sock = socket.socketpair(socket.AF_UNIX,
-                                                            socket.SOCK_SEQPACKET)
-                with child_sock:
-                    args.sync_fd = child_sock.fileno()
-                    args.parent_fd = parent_sock.fileno()
-                    ret = lib.nsp_spawn(args, res)
-                    err = ffi.errno
-            else:
-                # the child shares our memory and we sleep until it has exec'd
-                # or failed: its report is in res when nsp_spawn returns
+            # one socket for the whole handshake: id maps, the terminal, and
+            # the helper's exec (its EOF) or failure.  Without SYNC and PTY
+            # ops the child shares our memory (we sleep until it has exec'd
+            # the helper or failed; a failure is also in res.report)
+            parent_sock, child_sock = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+            with child_sock:
+                args.sync_fd = child_sock.fileno()
+                args.parent_fd = parent_sock.fileno()
                 ret = lib.nsp_spawn(args, res)
                 err = ffi.errno
             del keep
@@ -408,12 +411,11 @@ class Container:
         finally:
             for fd in close_after:
                 os.close(fd)
-        if parent_sock is None:
+        assert parent_sock is not None
+        with parent_sock:
             if res.report.type == lib.NSP_MSG_ERROR:
                 self._close_pipes()
                 self._child_failed(plan, res.report.err, res.report.index)
-            return
-        with parent_sock:
             try:
                 self._handshake(parent_sock, plan)
             except BaseException:
@@ -441,7 +443,8 @@ class Container:
     def _child_failed(self, plan: Plan, err: int, index: int) -> NoReturn:
         """Reap the child that failed at op `index` and raise its error."""
         self.wait()
-        op = plan.ops[index] if 0 <= index < len(plan.ops) else None
+        # index -1: the helper's exec of the command (the plan's last op)
+        op = plan.ops[index] if -1 <= index < len(plan.ops) and plan.ops else None
         if op is None:
             raise spawn_error(err, "unknown")
         raise spawn_error(err, op.step, op.detail)

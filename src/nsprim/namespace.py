@@ -172,6 +172,7 @@ class Namespace:
             args.parent_fd = parent.fileno()
             args.pidns_fd = -1
             args.timens_fd = -1
+            args.exec_fd = -1
             args.ops = ops
             args.nops = 1
             res = ffi.new("struct nsp_spawn_result *")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import signal
+import stat
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, Protocol
@@ -17,7 +18,9 @@ from nsprim._native import ffi, lib
 from nsprim.caps import cap_mask
 from nsprim.config import DEFAULT_PATH, Bind, ContainerConfig, Tmpfs
 from nsprim.errors import ConfigError
+from nsprim.exe import helper_fd
 from nsprim.namespace import Namespace, NamespaceKind
+from nsprim.seccomp import compile_bpf
 
 __all__ = ["Op", "Plan", "build_plan", "compile_plan", "resolve_user", "STEP_NAMES"]
 
@@ -42,6 +45,7 @@ class Op:
     ids: tuple[int, ...] = ()
     argv: tuple[str, ...] = ()
     env: tuple[str, ...] = ()
+    blob: bytes | None = None  # binary data (a seccomp program), as `data`
     detail: str = ""
 
 
@@ -68,6 +72,7 @@ class Plan:
     cgroup_fd: int = -1
     pidns_fd: int = -1
     timens_fd: int = -1
+    exec_fd: int = -1  # the sealed helper that execs the command (nsprim.exe)
     sync: bool = False
     uid: int = 0
     gid: int = 0
@@ -186,22 +191,40 @@ _DEV_LINKS = (
 )
 
 
+def _host_devices() -> list[str]:
+    """--privileged: every device node at the top of the host's /dev."""
+    out = []
+    for e in os.scandir("/dev"):
+        try:
+            mode = e.stat(follow_symlinks=False).st_mode
+        except OSError:
+            continue
+        if (stat.S_ISCHR(mode) or stat.S_ISBLK(mode)) and e.name not in ("ptmx", "console"):
+            out.append(e.name)
+    return sorted(out)
+
+
 def _mounts(cfg: ContainerConfig, new: set[NamespaceKind]) -> list[Op]:
     assert cfg.rootfs is not None
     rootfs = cfg.rootfs
     userns = NamespaceKind.USER in new
+    # nodev on everything but the device nodes bound from the host (see
+    # nsprim.devices); --privileged: the host's devices, as docker
+    nodev = 0 if cfg.privileged else lib.NSP_F_NODEV
     ops = [
         Op(lib.NSP_OP_MOUNT_PROPAGATION, "mount_propagation", mflags=lib.MS_PRIVATE,
            detail="/ rprivate"),
-        Op(lib.NSP_OP_ROOT, "rootfs", src=rootfs, detail=f"rootfs={rootfs}"),
+        Op(lib.NSP_OP_ROOT, "rootfs", src=rootfs, flags=nodev, detail=f"rootfs={rootfs}"),
         Op(lib.NSP_OP_MOUNT, "mount_proc", src="proc", dst="/proc", fstype="proc",
            mflags=_NOSUID_NODEV_NOEXEC, flags=lib.NSP_F_MKDIR, detail=f"{rootfs}/proc"),
     ]
     if cfg.mount_dev:
         ops.append(Op(lib.NSP_OP_MOUNT, "mount_dev", src="tmpfs", dst="/dev", fstype="tmpfs",
-                      mflags=lib.MS_NOSUID | lib.MS_STRICTATIME, data="mode=755,size=65536k",
-                      flags=lib.NSP_F_MKDIR, detail=f"{rootfs}/dev"))
-        for node in _DEV_NODES:
+                      mflags=lib.MS_NOSUID | (0 if cfg.privileged else lib.MS_NODEV)
+                      | lib.MS_STRICTATIME,
+                      data="mode=755,size=65536k", flags=lib.NSP_F_MKDIR,
+                      detail=f"{rootfs}/dev"))
+        for node in _host_devices() if cfg.privileged else _DEV_NODES:
             ops.append(Op(lib.NSP_OP_BIND, "bind_device", src=f"/dev/{node}", dst=f"/dev/{node}",
                           flags=lib.NSP_F_MKFILE, detail=f"/dev/{node}"))
         pts_data = "newinstance,ptmxmode=0666,mode=0620"
@@ -222,8 +245,9 @@ def _mounts(cfg: ContainerConfig, new: set[NamespaceKind]) -> list[Op]:
                           detail="/dev/mqueue"))
     if cfg.mount_sys:
         if NamespaceKind.NET in new or not userns:
+            ro = 0 if cfg.privileged else lib.MS_RDONLY  # --privileged: /sys read-write
             ops.append(Op(lib.NSP_OP_MOUNT, "mount_sys", src="sysfs", dst="/sys", fstype="sysfs",
-                          mflags=_NOSUID_NODEV_NOEXEC | lib.MS_RDONLY, flags=lib.NSP_F_MKDIR,
+                          mflags=_NOSUID_NODEV_NOEXEC | ro, flags=lib.NSP_F_MKDIR,
                           detail=f"{rootfs}/sys"))
         else:  # sysfs of a network namespace we do not own: bind the host's
             ops.append(Op(lib.NSP_OP_BIND, "bind_sys", src="/sys", dst="/sys",
@@ -235,9 +259,12 @@ def _mounts(cfg: ContainerConfig, new: set[NamespaceKind]) -> list[Op]:
     for path in cfg.readonly_paths:
         ops.append(Op(lib.NSP_OP_READONLY, "readonly_path", dst=path,
                       flags=lib.NSP_F_OPTIONAL | lib.NSP_F_REC, detail=path))
+    for d in cfg.devices:
+        ops.append(Op(lib.NSP_OP_BIND, "bind_device", src=d.host, dst=d.container,
+                      flags=lib.NSP_F_MKFILE, detail=f"{d.host}:{d.container}"))
     for m in cfg.mounts:
         if isinstance(m, Bind):
-            fl = lib.NSP_F_MKDIR | lib.NSP_F_MKFILE | lib.NSP_F_REC
+            fl = lib.NSP_F_MKDIR | lib.NSP_F_MKFILE | lib.NSP_F_REC | nodev
             if m.readonly:
                 fl |= lib.NSP_F_RDONLY
             ops.append(Op(lib.NSP_OP_BIND, "bind_mount", src=m.source, dst=m.target, flags=fl,
@@ -326,6 +353,18 @@ def build_plan(cfg: ContainerConfig, stdio: tuple[int, int, int],
     if cfg.die_with_parent:
         # SIGKILL when the thread that started us exits (prctl PR_SET_PDEATHSIG)
         ops.append(Op(lib.NSP_OP_PDEATHSIG, "pdeathsig", arg=int(signal.SIGKILL)))
+    # a session keyring of its own: no key of the host's session is reachable
+    ops.append(Op(lib.NSP_OP_SESSION_KEYRING, "session_keyring"))
+    seccomp_op = None
+    if cfg.seccomp is not None:
+        prog = compile_bpf(cfg.seccomp, cfg.capabilities)
+        seccomp_op = Op(lib.NSP_OP_SECCOMP, "seccomp", blob=prog, arg=len(prog) // 8,
+                        detail=f"profile={cfg.seccomp.name}")
+        if not cfg.no_new_privileges:
+            # without no_new_privs, seccomp(2) needs CAP_SYS_ADMIN: install it
+            # while we still have it; what follows (capability and id
+            # changes, fds, chdir, exec) is allowed by docker's profile
+            ops.append(seccomp_op)
     caps = cap_mask(cfg.capabilities)
     caps_detail = _caps_detail(cfg.capabilities)
     ops.append(Op(lib.NSP_OP_CAP_BOUNDING, "capabilities_bounding", caps=caps,
@@ -336,16 +375,16 @@ def build_plan(cfg: ContainerConfig, stdio: tuple[int, int, int],
     ops.append(Op(lib.NSP_OP_CAPS, "capabilities", caps=caps, detail=caps_detail))
     if cfg.no_new_privileges:
         ops.append(Op(lib.NSP_OP_NO_NEW_PRIVS, "no_new_privs"))
-    if cfg.init:
-        # PID 1 stays here (with the container's credentials); the rest is its child's
-        ops.append(Op(lib.NSP_OP_INIT, "init", detail="--init"))
     fds = tuple(stdio) + cfg.pass_fds
+    # fds closes everything else: the sync socket becomes fd len(fds)
     ops.append(Op(lib.NSP_OP_FDS, "fds", ids=fds, detail="fds=" + ",".join(map(str, fds))))
     if cfg.tty:
         ops.append(Op(lib.NSP_OP_CTTY, "controlling_terminal", detail="fd 0"))
     cwd = cfg.cwd or ("/" if cfg.rootfs is not None else None)
     if cwd is not None:
         ops.append(Op(lib.NSP_OP_CHDIR, "chdir", dst=cwd, detail=cwd))
+    if seccomp_op is not None and cfg.no_new_privileges:
+        ops.append(seccomp_op)  # the last step before exec
 
     env: dict[str, str] = {}
     env["PATH"] = DEFAULT_PATH
@@ -358,7 +397,13 @@ def build_plan(cfg: ContainerConfig, stdio: tuple[int, int, int],
         key, _, val = e.partition("=")
         env[key] = val
     plan.env = tuple(f"{k}={v}" for k, v in env.items())
-    ops.append(Op(lib.NSP_OP_EXEC, "exec", src=env["PATH"], argv=cfg.argv, env=plan.env,
+    # the command is exec'd by the sealed helper (nsprim.exe, csrc/init.c),
+    # which also is PID 1 for --init: argv = [name, mode, sync fd, PATH, command...]
+    plan.exec_fd = helper_fd()
+    plan.sync = True
+    helper_argv = ("nsprim-init", "i" if cfg.init else "x", str(len(fds)), env["PATH"],
+                   *cfg.argv)
+    ops.append(Op(lib.NSP_OP_EXEC, "exec", argv=helper_argv, env=plan.env,
                   detail=cfg.argv[0]))
     return plan
 
@@ -423,6 +468,10 @@ def compile_plan(ops: list[Op]) -> tuple[Any, list[Any]]:
             c.fstype = s(op.fstype)
         if op.data is not None:
             c.data = s(op.data)
+        elif op.blob is not None:
+            buf = ffi.from_buffer(op.blob)
+            keep.append(buf)
+            c.data = ffi.cast("const char *", buf)
         if op.kind == lib.NSP_OP_EXEC:
             c.argv = strv(op.argv)
             c.envp = strv(op.env)
