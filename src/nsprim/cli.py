@@ -31,6 +31,14 @@ class UsageError(Exception):
     pass
 
 
+class _Interrupted(BaseException):
+    """A signal that came before the container ran: it is nsprim's own."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         raise UsageError(message)
@@ -397,6 +405,12 @@ def _attach(c: Any, argv0: str, tty: bool, interactive: bool,
     from nsprim.errors import ConfigError, SpawnError
 
     def forward(signum: int, _frame: Any) -> None:
+        if c.pid is None:
+            # nothing runs yet to pass it to: ^C (or a TERM) stops nsprim
+            # itself, wherever start() is; it releases what it holds
+            if signum != signal.SIGWINCH:
+                raise _Interrupted(signum)
+            return
         c.send_signal(signum)
 
     old = {s: signal.signal(s, forward) for s in _FORWARDED
@@ -404,6 +418,11 @@ def _attach(c: Any, argv0: str, tty: bool, interactive: bool,
     try:
         try:
             c.start()
+        except _Interrupted as e:
+            if failed is not None:
+                failed()
+            return _fail(f"interrupted by {signal.Signals(e.signum).name} before the "
+                         "container started", 128 + e.signum)
         except SpawnError as e:
             if failed is not None:
                 failed()
