@@ -175,3 +175,155 @@ def test_exec_with_a_fifo_passwd_fails_fast(userns_rootfs: str) -> None:
         _one_line_125(r, "FIFO")
     finally:
         _cli("rm", "-f", name)
+
+
+# ------------------------------------------ item 15: bad flags, bad keywords
+
+ARABIC_19001 = "\u0661\u0669\u0660\u0660\u0661"  # "19001" in Arabic-Indic digits
+
+
+def _state() -> dict[str, list[str]]:
+    """What a run may leave in the state root: records, run files, volumes,
+    and mounts under it."""
+    root = Path(os.environ["NSPRIM_ROOT"])
+    out = {d: sorted(os.listdir(root / d)) if (root / d).is_dir() else []
+           for d in ("containers", "run", "volumes")}
+    with open("/proc/self/mountinfo") as f:
+        out["mounts"] = [ln.split()[4] for ln in f if ln.split()[4].startswith(str(root))]
+    return out
+
+
+@pytest.fixture
+def host_dir(tmp_path: Path) -> str:
+    d = tmp_path / "hostdir"
+    d.mkdir()
+    (d / "secret").write_text("host\n")
+    return str(d)
+
+
+BAD_RUN_FLAGS: list[tuple[list[str], str]] = [
+    # ports: other scripts' digits, an empty protocol, sloppy addresses and ranges
+    (["-p", f"{ARABIC_19001}:80"], ARABIC_19001),
+    (["-p", f"80:{ARABIC_19001}"], ARABIC_19001),
+    (["-p", "19001:80/"], "19001:80/"),
+    (["-p", "19001:80/ "], "19001:80/ "),
+    (["-p", "19001-1900\u0662:80-81"], "1900\u0662"),
+    (["-p", "[127.0.0.1]:19001:80"], "[127.0.0.1]"),
+    (["-p", "127.0.0.\u0661:19001:80"], "127.0.0.\u0661"),
+    (["-p", " 19001:80"], "' 19001:80'"),
+    (["-p", "19001\n:80"], "19001\\n:80"),
+    # sizes, CPUs, ids and counts with other scripts' digits
+    (["-m", "\u0661\u0660\u0660m"], "\u0661\u0660\u0660m"),
+    (["--memory-swap", "\u0661g", "-m", "1g"], "\u0661g"),
+    (["--cpus", "\u0660.\u0665"], "\u0660.\u0665"),
+    (["--cpuset-cpus", "\u0660"], "\u0660"),
+    (["--pids-limit", "\u0661\u0660"], "\u0661\u0660"),
+    (["--cpu-shares", "\u0665\u0661\u0662"], "\u0665\u0661\u0662"),
+    (["-u", "\u0661\u0660\u0660\u0660"], "\u0661\u0660\u0660\u0660"),
+    (["-u", "1000:\u0661\u0660\u0660\u0660"], "\u0661\u0660\u0660\u0660"),
+    (["--userns-map", "\u0661\u0660\u0660\u0660\u0660\u0660"], "\u0661\u0660\u0660\u0660"),
+    (["--restart", "on-failure:\u0663"], "on-failure:\u0663"),
+    (["--tmpfs", "/x:size=\u0661m"], "size=\u0661m"),
+    (["--tmpfs", "/x:mode=\u0667\u0667\u0667"], "mode=\u0667\u0667\u0667"),
+    (["-m", "9" * 30 + "p"], "9" * 30),
+    # mounts onto the container's /proc, onto its root, through '..'
+    (["--tmpfs", "/proc"], "/proc"),
+    (["--tmpfs", "/proc/sys"], "/proc/sys"),
+    (["--tmpfs", "//proc/./"], "//proc/./"),
+    (["--tmpfs", "/"], "'/'"),
+    (["--tmpfs", "/tmp/../proc"], "/tmp/../proc"),
+    (["-v", "{host}:/proc"], ":/proc"),
+    (["-v", "{host}:/proc/sys/kernel"], "/proc/sys/kernel"),
+    (["-v", "{host}:/proc/1/root:ro"], "/proc/1/root"),
+    (["-v", "secinputvol:/proc/sys"], "secinputvol:/proc/sys"),
+    (["-v", "{host}:/"], ":/'"),
+    (["-v", "{host}:/./"], ":/./"),
+    (["-v", "secinputvol:/"], "secinputvol:/"),
+    (["-v", "{host}:/data/../etc"], "/data/../etc"),
+    # environment names that forge lines, or are empty
+    (["-e", "A\nB=1"], "A\\nB"),
+    (["-e", "LD_PRELOAD\n"], "LD_PRELOAD\\n"),
+    (["-e", "A\rB=1"], "A\\rB"),
+    (["-e", "A B=1"], "A B"),
+    (["-e", "A\tB"], "A\\tB"),
+    (["-e", "=1"], "''"),
+]
+
+
+@pytest.mark.parametrize("args,needle", BAD_RUN_FLAGS,
+                         ids=[repr(a)[1:40] for a, _ in BAD_RUN_FLAGS])
+def test_bad_run_flags_are_refused_before_anything(rootfs: str, host_dir: str,
+                                                   args: list[str], needle: str) -> None:
+    args = [a.replace("{host}", host_dir) for a in args]
+    before = _state()
+    r = _cli("run", "--rm", "--rootfs", rootfs, *args, "--", "cat", "/proc/1/root/secret")
+    _one_line_125(r, needle.replace("{host}", host_dir))
+    assert _state() == before
+    assert os.listdir(host_dir) == ["secret"]
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["-e", "A\nB=1"], "A\\nB"),
+    (["-e", "=1"], "''"),
+    (["-u", "\u0661\u0660\u0660\u0660"], "\u0661\u0660\u0660\u0660"),
+])
+def test_bad_exec_flags_are_refused(args: list[str], needle: str) -> None:
+    # refused before the container is even looked up
+    r = _cli("exec", *args, "no-such-container", "true")
+    _one_line_125(r, needle)
+
+
+def test_bind_over_procs_lxcfs_files_still_allowed(rootfs: str, tmp_path: Path) -> None:
+    meminfo = tmp_path / "meminfo"
+    meminfo.write_text("MemTotal: 42 kB\n")
+    r = _cli("run", "--rm", "--network", "none", "--rootfs", rootfs, "-v",
+             f"{meminfo}:/proc/meminfo:ro", "--", "cat", "/proc/meminfo")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == "MemTotal: 42 kB\n"
+
+
+def _api_cases(host: str) -> list[tuple[dict[str, object], str]]:
+    from nsprim import Bind, Tmpfs, Volume
+    from nsprim.network import NetworkMode
+
+    return [
+        ({"env": {"A\nB": "1"}}, "A\\\\nB"),
+        ({"env": ["A\nB=1"]}, "A\\\\nB"),
+        ({"env": {"": "1"}}, "empty"),
+        ({"user": "\u0661\u0660\u0660\u0660"}, "ASCII"),
+        ({"memory": "\u0661\u0660\u0660m"}, "memory"),
+        ({"cpus": "\u0661"}, "cpus"),
+        ({"cpuset": "\u0660"}, "cpuset"),
+        ({"mounts": [Volume("secinputvol", "/proc/sys")]}, "/proc"),
+        ({"mounts": [Volume("secinputvol", "/")]}, "root"),
+    ] + [
+        # refused already when the spec objects are made
+        ({"mounts": lambda: [Tmpfs("/proc")]}, "/proc"),
+        ({"mounts": lambda: [Bind(host, "/proc/sys")]}, "/proc"),
+        ({"mounts": lambda: [Bind(host, "/")]}, "root"),
+        ({"mounts": lambda: [Bind(host, "/a/../proc")]}, r"\.\."),
+        ({"network": lambda: NetworkMode.bridge(publish=[f"{ARABIC_19001}:80"])}, "port"),
+        ({"network": lambda: NetworkMode.bridge(publish=["19001:80/"])}, "protocol"),
+    ]
+
+
+@pytest.mark.parametrize("case", range(15))
+def test_bad_api_keywords_are_config_errors(rootfs: str, host_dir: str, case: int) -> None:
+    from nsprim import Container
+
+    cases = _api_cases(host_dir)
+    assert len(cases) == 15
+    kwargs, needle = cases[case]
+    before = _state()
+    with pytest.raises(ConfigError, match=needle):
+        kw = {k: v() if callable(v) else v for k, v in kwargs.items()}
+        Container(["true"], rootfs=rootfs, **kw).start()  # type: ignore[arg-type]
+    assert _state() == before
+
+
+def test_api_mount_targets_are_cleaned() -> None:
+    from nsprim import Bind, Tmpfs
+
+    assert Bind("/srv", "//data/./x/").target == "/data/x"
+    assert Tmpfs("/run/").target == "/run"
+    assert Bind("/srv/meminfo", "/proc/meminfo").target == "/proc/meminfo"
