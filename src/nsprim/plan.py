@@ -216,7 +216,7 @@ def resolve_user(
 
 def _db_id(text: str) -> int | None:
     """A uid or gid field of a user database: ASCII digits in range, else None."""
-    if text.isascii() and text.isdigit() and int(text) <= _ID_MAX:
+    if text.isascii() and text.isdigit() and len(text) <= 10 and int(text) <= _ID_MAX:
         return int(text)
     return None
 
