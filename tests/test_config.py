@@ -43,7 +43,11 @@ def test_hostname_rejections_name_the_value(name: str) -> None:
         assert not any(p.startswith("-") or p.endswith("-") or not p for p in name.split("."))
 
 
-keys = st.text(alphabet=st.characters(blacklist_characters="=\x00"), min_size=1, max_size=10)
+# names: no '=', no whitespace or control characters (a newline would forge a line)
+keys = st.text(alphabet=st.characters(blacklist_characters="=",
+                                      blacklist_categories=("Cc", "Cf", "Cs", "Co", "Cn",
+                                                            "Zs", "Zl", "Zp")),
+               min_size=1, max_size=10)
 values = st.text(alphabet=st.characters(blacklist_characters="\x00"), max_size=20)
 
 
@@ -60,7 +64,8 @@ def test_env_later_wins(k: str, v1: str, v2: str) -> None:
     assert validate_env([f"{k}={v1}", f"{k}={v2}"]) == (f"{k}={v2}",)
 
 
-@pytest.mark.parametrize("bad", [["NOEQUALS"], ["=v"], ["A=\x00"], {"": "x"}, {"A=B": "x"}])
+@pytest.mark.parametrize("bad", [["NOEQUALS"], ["=v"], ["A=\x00"], {"": "x"}, {"A=B": "x"},
+                                 ["A\nB=1"], {"A\n": "x"}, {"A B": "x"}, {"A\x1b": "x"}])
 def test_env_rejections(bad: object) -> None:
     with pytest.raises(ConfigError):
         validate_env(bad)  # type: ignore[arg-type]
@@ -81,7 +86,8 @@ def test_out_of_range_uid_rejected(uid: int) -> None:
         parse_user(f"{abs(uid)}:{abs(uid) + 2**32}")
 
 
-@pytest.mark.parametrize("bad", ["", ":", "a:b:c", "a:", ":b"])
+@pytest.mark.parametrize("bad", ["", ":", "a:b:c", "a:", ":b", "\u0661\u0660\u0660\u0660",
+                                 "1000:\u0661", "\u00b9", "a\n", "1" * 5000])
 def test_bad_user_strings(bad: str) -> None:
     with pytest.raises(ConfigError):
         parse_user(bad)
@@ -201,3 +207,40 @@ def test_config_rejections(kwargs: dict[str, object], needle: str | None) -> Non
 def test_bad_argv(argv: object) -> None:
     with pytest.raises(ConfigError):
         make_config(argv)  # type: ignore[arg-type]
+
+
+@given(st.text(max_size=30))
+def test_env_keys_valid_or_config_error(key: str) -> None:
+    try:
+        out = validate_env({key: "v"})
+    except ConfigError as e:
+        assert repr(key) in str(e)
+        assert not key or "=" in key or not key.isprintable() or \
+            any(c.isspace() for c in key)
+        return
+    assert out == (f"{key}=v",)
+    assert "\n" not in key and "=" not in key and key
+
+
+@given(st.text(max_size=30))
+def test_user_specs_valid_or_config_error(spec: str) -> None:
+    try:
+        user, group = parse_user(spec) or ("", None)
+    except ConfigError:
+        return
+    for part in (user, group):
+        if part is not None and any(c.isdigit() for c in part) and part.isdigit():
+            assert part.isascii() and int(part) <= 2**32 - 2
+        assert part is None or "\n" not in part
+
+
+@given(st.text(alphabet="/.abproc", max_size=20))
+def test_mount_targets_clean_or_refused(target: str) -> None:
+    try:
+        t = Tmpfs(target)
+    except ConfigError:
+        return
+    parts = t.target.split("/")
+    assert t.target.startswith("/") and t.target != "/"
+    assert ".." not in parts and "." not in parts and "" not in parts[1:]
+    assert parts[1] != "proc"

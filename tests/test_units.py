@@ -13,7 +13,13 @@ from nsprim import ConfigError
 from nsprim.lifecycle import parse_signal
 from nsprim.network import parse_bandwidth
 from nsprim.network.ports import MAX_RANGE, parse_publish
-from nsprim.units import format_cpuset, parse_cpuset, parse_size
+from nsprim.units import MAX_SIZE, format_cpuset, parse_cpus, parse_cpuset, parse_size
+
+#: a digit of some other script: str.isdigit(), int() and \\d take these
+other_digit = st.characters(whitelist_categories=("Nd",)).filter(lambda c: not c.isascii())
+# text that looks like the parsers' input, with room for sloppiness
+spec_text = st.text(alphabet=st.sampled_from("0123456789:-./ tcpudkmgbiKMG[]\n_+e") |
+                    other_digit, max_size=24)
 
 UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
 
@@ -86,3 +92,66 @@ def test_cli_version_and_ps_skip_the_heavy_imports() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout
     assert out.splitlines()[-1] == "[]"
+
+
+@given(st.one_of(st.text(max_size=30), spec_text))
+def test_parse_size_value_or_config_error(text: str) -> None:
+    try:
+        n = parse_size(text)
+    except ConfigError as e:
+        assert repr(text) in str(e)
+        return
+    assert 0 <= n <= MAX_SIZE
+    assert all(c.isascii() for c in text if c.isdigit())
+
+
+@given(st.one_of(st.text(max_size=30), spec_text))
+def test_parse_publish_value_or_config_error(text: str) -> None:
+    try:
+        specs = parse_publish(text)
+    except ConfigError as e:
+        assert repr(text) in str(e)
+        return
+    assert text.isascii() and text == text.strip() and not text.endswith("/")
+    assert 1 <= len(specs) <= MAX_RANGE
+    for p in specs:
+        assert 1 <= p.container_port <= 65535 and 0 <= p.host_port <= 65535
+        assert p.proto in ("tcp", "udp")
+
+
+@given(st.one_of(st.text(max_size=30), spec_text))
+def test_parse_cpus_and_cpuset_value_or_config_error(text: str) -> None:
+    for parse in (lambda t: parse_cpus(t, 4), parse_cpuset):
+        try:
+            parse(text)
+        except ConfigError as e:
+            assert repr(text) in str(e)
+            continue
+        assert all(c.isascii() for c in text if c.isdigit())
+
+
+@given(spec_text, other_digit, spec_text)
+def test_no_other_script_digit_is_ever_accepted(before: str, digit: str, after: str) -> None:
+    text = before + digit + after
+    for parse in (parse_size, parse_publish, lambda t: parse_cpus(t, 1 << 20), parse_cpuset):
+        with pytest.raises(ConfigError):
+            parse(text)
+
+
+@pytest.mark.parametrize("text", ["\u0661\u0669\u0660\u0660\u0661:80", "19001:80/", "19001:80/ ",
+                                  "[127.0.0.1]:1:80", "80\n", " 80", "1.2.3.4.5:1:80"])
+def test_sloppy_port_specs_refused(text: str) -> None:
+    with pytest.raises(ConfigError, match="invalid port specification"):
+        parse_publish(text)
+
+
+@pytest.mark.parametrize("text", ["\u0661\u0660m", "1\n", "9" * 25, "1e3", "inf", "1_0"])
+def test_sloppy_sizes_refused(text: str) -> None:
+    with pytest.raises(ConfigError):
+        parse_size(text)
+
+
+@pytest.mark.parametrize("text", ["\u0661", "inf", "nan", "1e0", "1_0", "\u0660.5"])
+def test_sloppy_cpus_refused(text: str) -> None:
+    with pytest.raises(ConfigError):
+        parse_cpus(text, 4)

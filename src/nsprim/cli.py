@@ -31,6 +31,14 @@ class UsageError(Exception):
     pass
 
 
+class _Interrupted(BaseException):
+    """A signal that came before the container ran: it is nsprim's own."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         raise UsageError(message)
@@ -44,7 +52,7 @@ def _fail(msg: str, code: int = EXIT_NSPRIM) -> int:
 def _parse_volume(spec: str) -> Any:
     """``-v /host:/ctr[:ro]`` (a bind: the host path must exist) or
     ``-v NAME:/ctr[:ro]`` (a named volume, created on first use)."""
-    from nsprim.config import Bind
+    from nsprim.config import Bind, validate_mount_target
     from nsprim.errors import ConfigError
     from nsprim.volumes import Volume
 
@@ -57,6 +65,10 @@ def _parse_volume(spec: str) -> Any:
     if not parts[1].startswith("/"):
         raise ConfigError(f"invalid volume specification {spec!r}: the container path "
                           "must be absolute")
+    try:
+        validate_mount_target(parts[1], "volume target", proc_files=parts[0].startswith("/"))
+    except ConfigError as e:
+        raise ConfigError(f"invalid volume specification {spec!r}: {e}") from None
     if not parts[0].startswith("/"):
         if "/" in parts[0] or parts[0].startswith("."):
             raise ConfigError(f"invalid volume specification {spec!r}: a host path must be "
@@ -67,9 +79,15 @@ def _parse_volume(spec: str) -> Any:
     return Bind(parts[0], parts[1], readonly=mode == "ro")
 
 
+_OCTAL_MODE = re.compile(r"[0-7]{1,4}", re.ASCII)
+_INT = re.compile(r"-?[0-9]{1,18}", re.ASCII)
+_SECONDS = re.compile(r"[0-9]{1,9}(?:\.[0-9]{1,9})?", re.ASCII)
+
+
 def _parse_tmpfs(spec: str) -> Any:
     from nsprim.config import Tmpfs
     from nsprim.errors import ConfigError
+    from nsprim.units import parse_size
 
     target, _, opts = spec.partition(":")
     size = None
@@ -79,8 +97,8 @@ def _parse_tmpfs(spec: str) -> Any:
         k, _, v = o.partition("=")
         try:
             if k == "size":
-                size = _parse_size(v)
-            elif k == "mode":
+                size = parse_size(v, "tmpfs size")
+            elif k == "mode" and _OCTAL_MODE.fullmatch(v):
                 mode = int(v, 8)
             elif k in ("ro", "rw"):
                 ro = k == "ro"
@@ -91,24 +109,13 @@ def _parse_tmpfs(spec: str) -> Any:
     return Tmpfs(target, size=size, mode=mode, readonly=ro)
 
 
-def _parse_size(v: str) -> int:
-    units = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
-    v = v.strip().lower()
-    num = v.rstrip("bkmg")
-    unit = v[len(num):]
-    if unit not in units or not num.isdigit():
-        raise ValueError(v)
-    return int(num) * units[unit]
-
-
 def _parse_uidmap(spec: str) -> Any:
     from nsprim.config import IdMap
     from nsprim.errors import ConfigError
 
-    try:
-        parts = [int(p) for p in spec.split(":")]
-    except ValueError:
-        raise ConfigError(f"invalid --userns-map {spec!r}: expected HOSTUID[:SIZE]") from None
+    if not all(re.fullmatch(r"[0-9]{1,10}", p, re.ASCII) for p in spec.split(":")):
+        raise ConfigError(f"invalid --userns-map {spec!r}: expected HOSTUID[:SIZE]")
+    parts = [int(p) for p in spec.split(":")]
     if len(parts) == 1:
         return IdMap(parts[0])
     if len(parts) == 2:
@@ -117,8 +124,13 @@ def _parse_uidmap(spec: str) -> Any:
 
 
 def _env_list(values: list[str]) -> list[str]:
+    """``-e`` values as KEY=VALUE; every name is checked, also one that is
+    not set here (docker's ``-e NAME`` takes the caller's value)."""
+    from nsprim.config import validate_env_key
+
     out = []
     for v in values:
+        validate_env_key(v.partition("=")[0])
         if "=" in v:
             out.append(v)
         elif v in os.environ:  # docker: -e NAME takes the value from the caller
@@ -128,12 +140,16 @@ def _env_list(values: list[str]) -> list[str]:
 
 def _int_arg(what: str) -> Any:
     def conv(v: str) -> int:
-        try:
-            return int(v)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"invalid {what} {v!r}: expected an integer") \
-                from None
+        if not _INT.fullmatch(v):  # int() also takes " 1", "1_0" and other scripts' digits
+            raise argparse.ArgumentTypeError(f"invalid {what} {v!r}: expected an integer")
+        return int(v)
     return conv
+
+
+def _seconds_arg(v: str) -> float:
+    if not _SECONDS.fullmatch(v):
+        raise argparse.ArgumentTypeError(f"invalid time {v!r}: expected seconds, e.g. 10")
+    return float(v)
 
 
 def _collect_leftovers() -> None:
@@ -228,7 +244,7 @@ def _build_parser() -> _Parser:
     for cname, chelp in (("stop", "stop containers (stop signal, then SIGKILL)"),
                          ("restart", "restart containers")):
         sp = sub.add_parser(cname, help=chelp)
-        sp.add_argument("-t", "--time", type=float, default=10.0, metavar="SECONDS")
+        sp.add_argument("-t", "--time", type=_seconds_arg, default=10.0, metavar="SECONDS")
         sp.add_argument("containers", nargs="+")
     kl = sub.add_parser("kill", help="signal containers")
     kl.add_argument("-s", "--signal", default="KILL")
@@ -277,7 +293,7 @@ def _build_parser() -> _Parser:
     return p
 
 
-_RESTART = re.compile(r"^(no|always|unless-stopped|on-failure(:\d+)?)$")
+_RESTART = re.compile(r"no|always|unless-stopped|on-failure(:[0-9]{1,9})?", re.ASCII)
 
 
 def _run_config(a: argparse.Namespace, image: str | None, image_id: str | None,
@@ -349,7 +365,7 @@ def cmd_run(a: argparse.Namespace) -> int:
         return _fail(str(e))
     if a.detach and a.tty:
         return _fail("run: -t with -d is not supported (no terminal to attach later)")
-    if not _RESTART.match(a.restart):
+    if not _RESTART.fullmatch(a.restart):
         return _fail(f"invalid restart policy {a.restart!r}: no, always, unless-stopped or "
                      "on-failure[:N]")
     if a.rm and a.restart != "no":
@@ -362,6 +378,10 @@ def cmd_run(a: argparse.Namespace) -> int:
 
         if a.name is not None:
             check_name(a.name)
+        from nsprim.config import parse_user, validate_env
+
+        validate_env(_env_list(a.env))
+        parse_user(a.user)
         NetworkMode.parse(a.network, publish=a.publish, publish_all=a.publish_all,
                           bandwidth=a.network_bandwidth)
         for v in a.volume:
@@ -425,6 +445,12 @@ def _attach(c: Any, argv0: str, tty: bool, interactive: bool,
     from nsprim.errors import ConfigError, SpawnError
 
     def forward(signum: int, _frame: Any) -> None:
+        if c.pid is None:
+            # nothing runs yet to pass it to: ^C (or a TERM) stops nsprim
+            # itself, wherever start() is; it releases what it holds
+            if signum != signal.SIGWINCH:
+                raise _Interrupted(signum)
+            return
         c.send_signal(signum)
 
     old = {s: signal.signal(s, forward) for s in _FORWARDED
@@ -432,6 +458,11 @@ def _attach(c: Any, argv0: str, tty: bool, interactive: bool,
     try:
         try:
             c.start()
+        except _Interrupted as e:
+            if failed is not None:
+                failed()
+            return _fail(f"interrupted by {signal.Signals(e.signum).name} before the "
+                         "container started", 128 + e.signum)
         except SpawnError as e:
             if failed is not None:
                 failed()
@@ -629,6 +660,8 @@ def cmd_logs(a: argparse.Namespace) -> int:
 
     from nsprim.lifecycle import find
 
+    if a.tail not in (None, "all") and not _INT.fullmatch(a.tail):
+        return _fail(f"invalid --tail {a.tail!r}: a number of lines, or all")
     try:
         rec = find(a.container)
     except LookupError as e:
@@ -824,6 +857,11 @@ def cmd_exec(a: argparse.Namespace) -> int:
     cmd = a.cmd[1:] if a.cmd and a.cmd[0] == "--" else a.cmd
     if not cmd:
         return _fail("exec: no command given")
+    try:  # the flags first: bad input is refused before anything is looked at
+        _env_list(a.env)
+        parse_user(a.user)
+    except ConfigError as e:
+        return _fail(str(e))
     try:
         rec = find(a.container)
     except LookupError as e:

@@ -6,6 +6,7 @@ Every check here runs before anything touches the kernel, and a failure is a
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -22,7 +23,8 @@ from nsprim.volumes import Volume
 __all__ = [
     "IdMap", "Bind", "Tmpfs", "MountSpec", "ContainerConfig", "DEFAULT_PATH",
     "DEFAULT_NAMESPACES", "DEFAULT_MASKED_PATHS", "DEFAULT_READONLY_PATHS",
-    "validate_hostname", "validate_env", "validate_abs_path", "parse_user",
+    "validate_hostname", "validate_env", "validate_env_key", "validate_abs_path",
+    "validate_mount_target", "parse_user",
 ]
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -47,8 +49,8 @@ DEFAULT_READONLY_PATHS = (
 
 _MAX_ID = 2**32 - 2  # (uid_t)-1 is "no change"
 _LABEL = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?$")
-_ENV_KEY = re.compile(r"^[^=\x00]+$")
-_USER = re.compile(r"^([^:\x00]+)(?::([^:\x00]+))?$")
+_USER = re.compile(r"([^:\x00]+)(?::([^:\x00]+))?")
+_ID = re.compile(r"[0-9]+", re.ASCII)
 
 
 def validate_hostname(name: str) -> str:
@@ -63,6 +65,20 @@ def validate_hostname(name: str) -> str:
             "not starting or ending with '-'"
         )
     return name
+
+
+def validate_env_key(key: str) -> str:
+    """An environment variable name: not empty, no '=', no whitespace or
+    control characters (a newline would forge a second variable in
+    ``env``-style listings and in docker's own files)."""
+    if not isinstance(key, str) or not key:
+        raise ConfigError(f"invalid environment variable name {key!r}: empty")
+    if "=" in key:
+        raise ConfigError(f"invalid environment variable name {key!r}: contains '='")
+    if not key.isprintable() or any(c.isspace() for c in key):
+        raise ConfigError(f"invalid environment variable name {key!r}: contains whitespace "
+                          "or control characters")
+    return key
 
 
 def validate_env(env: Mapping[str, str] | Iterable[str] | None) -> tuple[str, ...]:
@@ -82,8 +98,7 @@ def validate_env(env: Mapping[str, str] | Iterable[str] | None) -> tuple[str, ..
         items = pairs
     out: dict[str, str] = {}
     for k, v in items:
-        if not isinstance(k, str) or not _ENV_KEY.match(k):
-            raise ConfigError(f"invalid environment variable name {k!r}")
+        validate_env_key(k)
         if not isinstance(v, str) or "\x00" in v:
             raise ConfigError(f"invalid value for environment variable {k!r}: {v!r}")
         out[k] = v
@@ -95,6 +110,34 @@ def validate_abs_path(path: str | os.PathLike[str], what: str) -> str:
     if not isinstance(p, str) or not p.startswith("/") or "\x00" in p:
         raise ConfigError(f"invalid {what} {p!r}: must be an absolute path")
     return p
+
+
+#: what runc lets a bind cover under /proc (lxcfs's files), as docker does
+_PROC_BINDABLE = frozenset({
+    "/proc/cpuinfo", "/proc/diskstats", "/proc/meminfo", "/proc/stat", "/proc/swaps",
+    "/proc/uptime", "/proc/loadavg", "/proc/slabinfo", "/proc/net/dev",
+    "/proc/sys/kernel/ns_last_pid",
+})
+
+
+def validate_mount_target(path: str | os.PathLike[str], what: str,
+                          proc_files: bool = False) -> str:
+    """A mount's place in the container, cleaned (``//a/./b/`` -> ``/a/b``).
+
+    Refused: relative paths, ``..`` components, the container's root itself,
+    and /proc or anything under it (a mount there would hide or replace the
+    container's procfs and its masks); `proc_files` allows the files runc
+    allows binds over (lxcfs's)."""
+    p = validate_abs_path(path, what)
+    parts = [c for c in p.split("/") if c not in ("", ".")]
+    if ".." in parts:
+        raise ConfigError(f"invalid {what} {p!r}: '..' is not allowed in a mount target")
+    if not parts:
+        raise ConfigError(f"invalid {what} {p!r}: cannot mount over the container's root '/'")
+    clean = "/" + "/".join(parts)
+    if parts[0] == "proc" and not (proc_files and clean in _PROC_BINDABLE):
+        raise ConfigError(f"invalid {what} {p!r}: cannot be mounted at /proc or under it")
+    return clean
 
 
 def _check_id(value: int, what: str) -> int:
@@ -118,14 +161,23 @@ def parse_user(spec: str | int | tuple[int, int] | None) -> tuple[str, str | Non
         return str(_check_id(spec, "uid")), None
     if not isinstance(spec, str):
         raise ConfigError(f"invalid user {spec!r}")
-    m = _USER.match(spec)
+    m = _USER.fullmatch(spec)
     if not m:
         raise ConfigError(f"invalid user {spec!r}: expected UID[:GID] or NAME[:GROUP]")
     user, group = m.group(1), m.group(2)
-    if user.isdigit():
-        _check_id(int(user), "uid")
-    if group is not None and group.isdigit():
-        _check_id(int(group), "gid")
+    for part in (user, group):
+        if part is None:
+            continue
+        if not part.isprintable() or any(c.isspace() for c in part):
+            raise ConfigError(f"invalid user {spec!r}: whitespace or control characters")
+        if part.isdigit() and not _ID.fullmatch(part):
+            raise ConfigError(f"invalid user {spec!r}: ids are ASCII digits")
+    for part, what in ((user, "uid"), (group, "gid")):
+        if part is not None and _ID.fullmatch(part):
+            if len(part.lstrip("0")) > 10:
+                raise ConfigError(f"invalid {what} {part!r}: must be an integer from 0 to "
+                                  f"{_MAX_ID}")
+            _check_id(int(part), what)
     return user, group
 
 
@@ -183,7 +235,8 @@ class Bind:
 
     def __post_init__(self) -> None:
         validate_abs_path(self.source, "bind mount source")
-        validate_abs_path(self.target, "bind mount target")
+        object.__setattr__(self, "target", validate_mount_target(
+            self.target, "bind mount target", proc_files=True))
 
 
 @dataclass(frozen=True)
@@ -196,10 +249,12 @@ class Tmpfs:
     readonly: bool = False
 
     def __post_init__(self) -> None:
-        validate_abs_path(self.target, "tmpfs target")
-        if self.size is not None and (not isinstance(self.size, int) or self.size <= 0):
+        object.__setattr__(self, "target", validate_mount_target(self.target, "tmpfs target"))
+        if self.size is not None and (isinstance(self.size, bool) or
+                                      not isinstance(self.size, int) or self.size <= 0):
             raise ConfigError(f"invalid tmpfs size {self.size!r}")
-        if not isinstance(self.mode, int) or not 0 <= self.mode <= 0o7777:
+        if isinstance(self.mode, bool) or not isinstance(self.mode, int) or \
+                not 0 <= self.mode <= 0o7777:
             raise ConfigError(f"invalid tmpfs mode {self.mode!r}")
 
     def data(self) -> str:
@@ -320,6 +375,10 @@ def make_config(
     for m in mspecs:
         if not isinstance(m, (Bind, Tmpfs, Volume)):
             raise ConfigError(f"invalid mount {m!r}: expected Bind, Tmpfs or Volume")
+    # Bind and Tmpfs check (and clean) their targets when made; a Volume's here
+    mspecs = tuple(
+        dataclasses.replace(m, target=validate_mount_target(m.target, "volume target"))
+        if isinstance(m, Volume) else m for m in mspecs)
     if mspecs and root is None:
         raise ConfigError("mounts need a rootfs")
 

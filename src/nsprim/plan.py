@@ -81,45 +81,106 @@ class Plan:
 
 
 # ------------------------------------------------------------------ users
+#
+# /etc/passwd and /etc/group come from the image (or a running container's
+# root): hostile input.  They are opened without following them anywhere
+# special: symlinks resolve inside the root, the file found is first held as
+# an O_PATH fd (opening a FIFO or a device this way runs no driver code and
+# cannot block), and it is read only if it is a regular file of bounded size.
 
-def _open_in_root(rootfs: str, rel: str) -> int:
-    """Open rootfs/rel for reading, resolving symlinks inside the rootfs."""
+_ID_MAX = 2**32 - 2  # (uid_t)-1 means "no change"
+
+#: the largest user database read (docker's images have a few KiB)
+USER_DB_MAX = 1 << 20
+
+_DB_FILES = ("/etc/passwd", "/etc/group")
+_FILE_KINDS = ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
+               (stat.S_ISBLK, "a block device"), (stat.S_ISDIR, "a directory"),
+               (stat.S_ISSOCK, "a socket"), (stat.S_ISLNK, "a symbolic link"))
+
+
+def _open_in_root(root_fd: int, rel: str) -> int:
+    """An O_PATH fd of `rel` under the directory `root_fd`, symlinks resolved
+    inside it (of the host path `rel` when `root_fd` is -1); -1 when there is none."""
+    if root_fd < 0:
+        try:
+            return os.open(rel, os.O_PATH | os.O_CLOEXEC)
+        except OSError:
+            return -1
+    return int(lib.nsp_openat2(root_fd, os.fsencode(rel.lstrip("/")), os.O_PATH | os.O_CLOEXEC,
+                               0, lib.RESOLVE_IN_ROOT | lib.RESOLVE_NO_MAGICLINKS))
+
+
+def _where(rootfs: str | None, path: str) -> str:
+    return path if rootfs is None else f"{path} of the container ({rootfs})"
+
+
+def _check_db(rootfs: str | None, path: str, st: os.stat_result) -> None:
+    """A user database is a regular file of at most USER_DB_MAX bytes."""
+    if not stat.S_ISREG(st.st_mode):
+        kind = next((k for test, k in _FILE_KINDS if test(st.st_mode)), "a special file")
+        raise ConfigError(f"cannot read {_where(rootfs, path)}: it is {kind}, "
+                          "not a regular file")
+    if st.st_size > USER_DB_MAX:
+        raise ConfigError(f"cannot read {_where(rootfs, path)}: larger than "
+                          f"{USER_DB_MAX} bytes")
+
+
+def _open_db(root_fd: int, rootfs: str | None, path: str
+             ) -> tuple[int, os.stat_result] | None:
+    """The O_PATH fd and status of a user database, checked; None if absent."""
+    fd = _open_in_root(root_fd, path)
+    if fd < 0:
+        return None
     try:
-        fd = os.open(rootfs, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
-    except OSError:
-        return -1
+        st = os.fstat(fd)
+        _check_db(rootfs, path, st)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd, st
+
+
+def _read_db(rootfs: str | None, path: str, held: tuple[int, os.stat_result] | None
+             ) -> list[list[str]]:
+    """The entries of a user database held by `held` (from _open_db)."""
+    if held is None:
+        return []
+    pfd, st = held
+    # reopen the very inode the O_PATH fd holds (no second lookup to race);
+    # O_NONBLOCK and O_NOCTTY in case it is not what fstat said
+    fd = os.open(f"/proc/self/fd/{pfd}",
+                 os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOCTTY)
     try:
-        return int(lib.nsp_openat2(fd, os.fsencode(rel.lstrip("/")), os.O_RDONLY | os.O_CLOEXEC,
-                                   0, lib.RESOLVE_IN_ROOT | lib.RESOLVE_NO_MAGICLINKS))
+        st2 = os.fstat(fd)
+        _check_db(rootfs, path, st2)
+        if (st2.st_dev, st2.st_ino) != (st.st_dev, st.st_ino):
+            raise ConfigError(f"cannot read {_where(rootfs, path)}: it changed while read")
+        chunks: list[bytes] = []
+        size = 0
+        while size <= USER_DB_MAX:
+            b = os.read(fd, USER_DB_MAX + 1 - size)
+            if not b:
+                break
+            chunks.append(b)
+            size += len(b)
     finally:
         os.close(fd)
-
-
-def _read_db(rootfs: str | None, path: str) -> list[list[str]]:
-    if rootfs is None:
-        try:
-            with open(path, encoding="utf-8", errors="replace") as f:
-                text = f.read()
-        except OSError:
-            return []
-    else:
-        fd = _open_in_root(rootfs, path)
-        if fd < 0:
-            return []
-        with os.fdopen(fd, encoding="utf-8", errors="replace") as f:
-            text = f.read(1 << 20)
+    if size > USER_DB_MAX:
+        raise ConfigError(f"cannot read {_where(rootfs, path)}: larger than "
+                          f"{USER_DB_MAX} bytes")
+    text = b"".join(chunks).decode("utf-8", errors="replace")
     return [line.split(":") for line in text.splitlines() if line and not line.startswith("#")]
 
 
 _user_cache: dict[tuple[Any, ...], tuple[int, int, tuple[int, ...], str]] = {}
 
 
-def _db_stamp(rootfs: str | None, path: str) -> tuple[int, int, int] | None:
-    try:
-        st = os.stat(path if rootfs is None else rootfs + path)
-    except OSError:
+def _stamp(held: tuple[int, os.stat_result] | None) -> tuple[int, ...] | None:
+    if held is None:
         return None
-    return st.st_ino, st.st_mtime_ns, st.st_size
+    st = held[1]
+    return st.st_dev, st.st_ino, st.st_mtime_ns, st.st_ctime_ns, st.st_size
 
 
 def resolve_user(
@@ -127,44 +188,71 @@ def resolve_user(
 ) -> tuple[int, int, tuple[int, ...], str]:
     """(uid, gid, supplementary groups, home) for a user spec, looked up in the
     container's /etc/passwd and /etc/group as docker does.  Answers are cached
-    until either file changes."""
-    key = (rootfs, user, _db_stamp(rootfs, "/etc/passwd"), _db_stamp(rootfs, "/etc/group"))
-    hit = _user_cache.get(key)
-    if hit is None:
-        hit = _resolve_user(rootfs, user)
-        if len(_user_cache) > 256:
-            _user_cache.clear()
-        _user_cache[key] = hit
+    until either file changes.  A database that is not a regular file, or is
+    larger than USER_DB_MAX, is a ConfigError (never a wait)."""
+    held: list[tuple[int, os.stat_result] | None] = [None, None]
+    root_fd = -1
+    try:
+        if rootfs is not None:
+            try:
+                root_fd = os.open(rootfs, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+            except OSError:
+                pass  # no root: no databases, as when they are missing
+        if rootfs is None or root_fd >= 0:
+            for i, path in enumerate(_DB_FILES):
+                held[i] = _open_db(root_fd, rootfs, path)
+        key = (rootfs, user, _stamp(held[0]), _stamp(held[1]))
+        hit = _user_cache.get(key)
+        if hit is None:
+            hit = _resolve_user(user, _read_db(rootfs, _DB_FILES[0], held[0]),
+                                _read_db(rootfs, _DB_FILES[1], held[1]))
+            if len(_user_cache) > 256:
+                _user_cache.clear()
+            _user_cache[key] = hit
+    finally:
+        for h in held:
+            if h is not None:
+                os.close(h[0])
+        if root_fd >= 0:
+            os.close(root_fd)
     return hit
 
 
+def _db_id(text: str) -> int | None:
+    """A uid or gid field of a user database: ASCII digits in range, else None."""
+    if text.isascii() and text.isdigit() and len(text) <= 10 and int(text) <= _ID_MAX:
+        return int(text)
+    return None
+
+
 def _resolve_user(
-    rootfs: str | None, user: tuple[str, str | None] | None
+    user: tuple[str, str | None] | None, passwd: list[list[str]],
+    groups_db: list[list[str]],
 ) -> tuple[int, int, tuple[int, ...], str]:
     if user is None:
         user = ("0", None)
     name, group = user
-    passwd = _read_db(rootfs, "/etc/passwd")
+    numeric = _db_id(name)
     entry = None
     for f in passwd:
-        if len(f) >= 6 and (f[0] == name or (name.isdigit() and f[2] == name)):
+        if len(f) >= 6 and (f[0] == name or (numeric is not None and f[2] == name)):
             entry = f
             break
-    if name.isdigit():
-        uid = int(name)
-    elif entry is not None and entry[2].isdigit():
+    if numeric is not None:
+        uid = numeric
+    elif entry is not None and _db_id(entry[2]) is not None:
         uid = int(entry[2])
     else:
         raise ConfigError(f"unable to find user {name!r}: no matching entries in passwd file")
-    gid = int(entry[3]) if entry is not None and entry[3].isdigit() else 0
+    gid = (_db_id(entry[3]) if entry is not None else None) or 0
     home = entry[5] if entry is not None and len(entry) >= 6 and entry[5] else "/"
-    groups_db = _read_db(rootfs, "/etc/group")
     if group is not None:
-        if group.isdigit():
-            gid = int(group)
+        gnum = _db_id(group)
+        if gnum is not None:
+            gid = gnum
         else:
             for g in groups_db:
-                if len(g) >= 3 and g[0] == group and g[2].isdigit():
+                if len(g) >= 3 and g[0] == group and _db_id(g[2]) is not None:
                     gid = int(g[2])
                     break
             else:
@@ -173,10 +261,9 @@ def _resolve_user(
     extra: list[int] = []
     if entry is not None:
         for g in groups_db:
-            if len(g) >= 4 and entry[0] in g[3].split(",") and g[2].isdigit():
-                gi = int(g[2])
-                if gi != gid and gi not in extra:
-                    extra.append(gi)
+            gi = _db_id(g[2]) if len(g) >= 4 else None
+            if gi is not None and entry[0] in g[3].split(",") and gi != gid and gi not in extra:
+                extra.append(gi)
     return uid, gid, tuple(extra), home
 
 

@@ -11,7 +11,9 @@ from nsprim.errors import ConfigError
 __all__ = ["PortSpec", "parse_publish", "MAX_RANGE"]
 
 MAX_RANGE = 1024  # ports one spec may publish
-_PORTS = re.compile(r"^\d{1,5}(?:-\d{1,5})?$")
+# ASCII digits only: str.isdigit(), int() and \d also take other scripts' digits
+_PORTS = re.compile(r"[0-9]{1,5}(?:-[0-9]{1,5})?", re.ASCII)
+_IPV4 = re.compile(r"[0-9]{1,3}(?:\.[0-9]{1,3}){3}", re.ASCII)
 
 
 @dataclass(frozen=True)
@@ -44,10 +46,11 @@ def _range(text: str, spec: str, what: str) -> tuple[int, int]:
 
 def parse_publish(spec: str) -> list[PortSpec]:
     """``[IP:][HOSTPORT[-END]:]CTRPORT[-END][/tcp|/udp]`` -> one PortSpec per port."""
-    if not isinstance(spec, str) or not spec.strip():
+    if not isinstance(spec, str) or not spec:
         raise ConfigError(f"invalid port specification {spec!r}")
-    body, _, proto = spec.strip().partition("/")
-    proto = proto or "tcp"
+    body, slash, proto = spec.partition("/")
+    if not slash:
+        proto = "tcp"
     if proto not in ("tcp", "udp"):
         raise ConfigError(f"invalid port specification {spec!r}: protocol {proto!r} is not "
                           "tcp or udp")
@@ -56,18 +59,18 @@ def parse_publish(spec: str) -> list[PortSpec]:
         raise ConfigError(f"invalid port specification {spec!r}: expected "
                           "[IP:][HOSTPORT:]CONTAINERPORT[/tcp|/udp]")
     ip, host, ctr = ([""] * (3 - len(parts)) + parts)
-    if not _PORTS.match(ctr) or (host and not _PORTS.match(host)):
+    if not _PORTS.fullmatch(ctr) or (host and not _PORTS.fullmatch(host)):
         raise ConfigError(f"invalid port specification {spec!r}: ports are numbers or "
                           "ranges like 8000-8010")
     if ip:
+        if not _IPV4.fullmatch(ip):
+            raise ConfigError(f"invalid port specification {spec!r}: bad address {ip!r} "
+                              "(an IPv4 address such as 127.0.0.1)")
         try:
-            addr = ipaddress.ip_address(ip.strip("[]"))
+            addr = ipaddress.IPv4Address(ip)
         except ValueError:
             raise ConfigError(f"invalid port specification {spec!r}: bad address {ip!r}") \
                 from None
-        if addr.version != 4:
-            raise ConfigError(f"invalid port specification {spec!r}: only IPv4 host addresses "
-                              "are supported")
         ip = "" if addr.is_unspecified else str(addr)
     clo, chi = _range(ctr, spec, "container")
     if not host:
