@@ -17,12 +17,16 @@ import shutil
 import stat
 import subprocess
 import tempfile
+import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from nsprim import run, volumes
+from nsprim import Cgroup, Container, run, volumes
+from nsprim.cgroup import iter_nsprim_cgroups
+from nsprim.network import NetworkMode, bridge
 from nsprim.rootfs import OverlayRootfs
 from nsprim.state import run_dir, state_root
 from nsprim.volumes import Volume
@@ -124,3 +128,91 @@ def test_a_root_owned_by_another_user_is_refused(public_dir: Path,
     monkeypatch.setenv("NSPRIM_ROOT", str(root))
     with pytest.raises(PermissionError, match="owned by uid 65534"):
         state_root()
+
+
+# --------------------------------------------------------- two state roots
+
+
+def _cgroup_dirs(c: Container) -> list[str]:
+    assert c.cgroup is not None
+    return [*c.cgroup.v1_paths.values(), *([c.cgroup.v2_path] if c.cgroup.v2_path else [])]
+
+
+def _nft_tables() -> str:
+    return subprocess.run(["nft", "list", "tables"], capture_output=True, text=True).stdout
+
+
+def _http_get(url: str) -> bytes:
+    with urllib.request.urlopen(url, timeout=5) as r:
+        return bytes(r.read())
+
+
+def _wait_http(url: str, timeout: float = 10) -> bytes:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return _http_get(url)
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
+
+
+def test_second_root_never_kills_or_unplugs_the_first_roots_containers(
+        rootfs: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    need(os.geteuid() == 0, "needs root")
+    need(shutil.which("nft") is not None, "needs nftables")
+    root_a, root_b = str(tmp_path / "root-a"), str(tmp_path / "root-b")
+    monkeypatch.setenv("NSPRIM_ROOT", root_a)
+    a: list[Container] = []
+    dirs_b: set[str] = set()
+    addrs_b: set[str | None] = set()
+    try:
+        for i in range(3):
+            c = Container(["httpd", "-f", "-p", "80", "-h", "/etc"], rootfs=rootfs,
+                          hostname=f"a{i}", memory="64m", pids=64,
+                          network=NetworkMode.bridge())
+            a.append(c)
+            c.start()
+        dirs_a = {d for c in a for d in _cgroup_dirs(c)}
+        addrs_a = {c.ip_address for c in a}
+        for c in a:
+            assert _wait_http(f"http://{c.ip_address}/hostname").startswith(b"a")
+
+        # root B: runs, collects and loses its last container again and again
+        monkeypatch.setenv("NSPRIM_ROOT", root_b)
+        for _ in range(8):
+            with Container(["sleep", "30"], rootfs=rootfs, memory="64m", pids=64,
+                           network=NetworkMode.bridge()) as b:
+                dirs_b.update(_cgroup_dirs(b))
+                addrs_b.add(b.ip_address)
+                Cgroup.collect()
+                bridge.collect()
+            r = run(["true"], rootfs=rootfs, memory="64m", network=NetworkMode.bridge())
+            assert r.returncode == 0
+            Cgroup.collect()  # what every nsprim command of root B does first
+            bridge.collect()
+
+        # root A's containers live, in their cgroups, on their bridge and table
+        assert [c.poll() for c in a] == [None] * len(a)
+        assert all(os.path.isdir(d) for d in dirs_a), dirs_a
+        assert os.path.isdir(f"/sys/class/net/{bridge.BRIDGE}")
+        assert f"table ip {bridge.TABLE}" in _nft_tables()
+        for i, c in enumerate(a):
+            assert _http_get(f"http://{c.ip_address}/hostname") == f"a{i}\n".encode()
+        assert not list(iter_nsprim_cgroups())  # root B left nothing of its own
+        # every cgroup is named nsprim's and its root's
+        from nsprim.cgroup import leaf_name
+
+        assert all(os.path.basename(d).startswith(leaf_name("")) for d in dirs_b)
+        assert all("/nsprim/" in d for d in dirs_a | dirs_b)
+        assert not addrs_a & addrs_b  # one bridge: no address handed out twice
+    finally:
+        monkeypatch.setenv("NSPRIM_ROOT", root_a)
+        for c in a:
+            c.__exit__(None, None, None)
+    # the last container of each root took its cgroups with it
+    assert not [d for d in dirs_a | dirs_b if os.path.exists(d)]
+    assert not list(iter_nsprim_cgroups())
+    monkeypatch.setenv("NSPRIM_ROOT", root_b)
+    assert not list(iter_nsprim_cgroups())
