@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import stat
+import struct
 import subprocess
 import tempfile
 import time
@@ -26,6 +28,7 @@ import pytest
 
 from nsprim import Cgroup, Container, run, volumes
 from nsprim.cgroup import iter_nsprim_cgroups
+from nsprim.namespace import Namespace
 from nsprim.network import NetworkMode, bridge
 from nsprim.rootfs import OverlayRootfs
 from nsprim.state import run_dir, state_root
@@ -216,3 +219,73 @@ def test_second_root_never_kills_or_unplugs_the_first_roots_containers(
     assert not list(iter_nsprim_cgroups())
     monkeypatch.setenv("NSPRIM_ROOT", root_b)
     assert not list(iter_nsprim_cgroups())
+
+
+# ------------------------------------------------------ loopback from the bridge
+
+_SIOCGIFHWADDR = 0x8927
+
+
+def _checksum(data: bytes) -> int:
+    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return ~total & 0xFFFF
+
+
+def _udp_frame(src_mac: bytes, dst_mac: bytes, src: str, dst: str, dport: int,
+               payload: bytes) -> bytes:
+    udp = struct.pack("!HHHH", 40000, dport, 8 + len(payload), 0) + payload
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 0, 0x4000, 64,
+                     socket.IPPROTO_UDP, 0, socket.inet_aton(src), socket.inet_aton(dst))
+    ip = ip[:10] + struct.pack("!H", _checksum(ip)) + ip[12:]
+    return dst_mac + src_mac + b"\x08\x00" + ip + udp
+
+
+def _send_raw_from(c: Container, dst: str, dport: int, payload: bytes) -> None:
+    """What a container with CAP_NET_RAW (docker's default) can do: a
+    hand-made frame out of its eth0, addressed to the gateway's MAC."""
+    with open(f"/sys/class/net/{bridge.BRIDGE}/address") as f:
+        gw_mac = bytes.fromhex(f.read().strip().replace(":", ""))
+    assert c.ip_address is not None and c.pid is not None
+    src = c.ip_address
+
+    def send() -> None:
+        with socket.socket(socket.AF_PACKET, socket.SOCK_RAW) as s:
+            s.bind(("eth0", 0))
+            import fcntl
+            mac = fcntl.ioctl(s.fileno(), _SIOCGIFHWADDR, struct.pack("256s", b"eth0"))[18:24]
+            s.send(_udp_frame(mac, gw_mac, src, dst, dport, payload))
+
+    with Namespace.of(c.pid, "net") as ns:
+        ns.run_in(send)
+
+
+def test_container_cannot_reach_host_loopback_but_published_loopback_port_works(
+        rootfs: str) -> None:
+    need(os.geteuid() == 0, "needs root")
+    need(shutil.which("nft") is not None, "needs nftables")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as host_lo, \
+            Container(["httpd", "-f", "-p", "80", "-h", "/etc"], rootfs=rootfs, hostname="web",
+                      network=NetworkMode.bridge([f"127.0.0.1:{port}:80"])) as c:
+        host_lo.bind(("127.0.0.1", 0))  # a host service only loopback should reach
+        host_lo.settimeout(1.0)
+        assert c.ip_address is not None
+        assert c.attachment is not None
+        gateway = c.attachment.gateway
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as on_gw:
+            # the same hand-made frame to the gateway's own address arrives: the
+            # attack is well formed, only its target is refused
+            on_gw.bind((gateway, 0))
+            on_gw.settimeout(5.0)
+            _send_raw_from(c, gateway, on_gw.getsockname()[1], b"control")
+            assert on_gw.recvfrom(100)[0] == b"control"
+        for _ in range(3):
+            _send_raw_from(c, "127.0.0.1", host_lo.getsockname()[1], b"attack")
+        with pytest.raises(TimeoutError):
+            print(host_lo.recvfrom(100))
+        # a port published on 127.0.0.1 still reaches the container (DNAT)
+        assert _wait_http(f"http://127.0.0.1:{port}/hostname") == b"web\n"

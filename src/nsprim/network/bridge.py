@@ -15,6 +15,11 @@ that has leases, naming its network dir) makes them shared with counts every
 root sees: a root that loses its last lease removes the bridge and the table
 only when no other root has a live container on them, and addresses and
 published ports are handed out clear of every root's leases.
+
+``route_localnet`` is on for the bridge (so that ports published on
+127.0.0.1 reach containers); the table's ``input`` chain drops what a
+container sends to 127.0.0.0/8 unless it belongs to a published port's DNAT
+(the CVE-2020-8558 class: a raw frame to a host service on loopback).
 """
 
 from __future__ import annotations
@@ -271,8 +276,31 @@ table ip {TABLE} {{
     iifname "{BRIDGE}" accept
     oifname "{BRIDGE}" accept
   }}
+  chain input {{
+    {_INPUT_HOOK}
+    {_LOOPBACK_GUARD}
+  }}
 }}
 """
+
+
+# route_localnet lets the bridge deliver to 127.0.0.0/8: only what a published
+# port's DNAT made (a reply to a host client of a 127.0.0.1 port) may arrive
+# there from a container; a raw frame a container sends to a host service on
+# loopback is dropped (CVE-2020-8558).  `& dnat == 0`: the bit, not the value.
+_INPUT_HOOK = "type filter hook input priority filter; policy accept;"
+_LOOPBACK_GUARD = f'iifname "{BRIDGE}" ip daddr 127.0.0.0/8 ct status & dnat == 0 drop'
+
+
+def _ensure_rules(net: ipaddress.IPv4Network) -> None:
+    """The table, or (a table another root or an older nsprim made) at least
+    the loopback guard in it."""
+    if f"table ip {TABLE}" not in nft().run("list tables ip"):
+        nft().run(_ruleset(net))
+        return
+    nft().run(f"add chain ip {TABLE} input {{ {_INPUT_HOOK} }}\n"
+              f"flush chain ip {TABLE} input\n"
+              f"add rule ip {TABLE} input {_LOOPBACK_GUARD}\n")
 
 
 def _ensure_host(rt: Rtnl) -> ipaddress.IPv4Network:
@@ -287,6 +315,8 @@ def _ensure_host(rt: Rtnl) -> ipaddress.IPv4Network:
     if have and net is None:
         net = _bridge_subnet()  # made under another state root: adopt it
         if net is not None:
+            _ensure_rules(net)
+            _sysctl(f"net/ipv4/conf/{BRIDGE}/route_localnet", "1")
             _write("config.json", {"subnet": str(net)})
     if have and net is not None:
         return net  # set up by an earlier container (and removed with the last)
@@ -299,10 +329,9 @@ def _ensure_host(rt: Rtnl) -> ipaddress.IPv4Network:
         rt.set_link(idx, up=True)
         _write("config.json", {"subnet": str(net)})
     assert net is not None
+    _ensure_rules(net)  # the loopback guard before route_localnet
     _sysctl("net/ipv4/ip_forward", "1")
     _sysctl(f"net/ipv4/conf/{BRIDGE}/route_localnet", "1")
-    if f"table ip {TABLE}" not in nft().run("list tables ip"):
-        nft().run(_ruleset(net))
     return net
 
 
