@@ -15,7 +15,7 @@ from collections.abc import Iterator
 import pytest
 
 from nsprim import Cgroup, ConfigError, Container, run
-from nsprim.cgroup import host_layout, iter_nsprim_cgroups
+from nsprim.cgroup import host_layout, iter_nsprim_cgroups, leaf_name
 
 from .conftest import need
 
@@ -24,7 +24,7 @@ from .conftest import need
 def cg_name(request: pytest.FixtureRequest) -> Iterator[str]:
     name = "t-" + request.node.name[:40].replace("[", "-").replace("]", "")
     yield name
-    assert not [p for p in iter_nsprim_cgroups() if os.path.basename(p) == name]
+    assert not [p for p in iter_nsprim_cgroups() if os.path.basename(p) == leaf_name(name)]
 
 
 def test_create_applies_limits_and_removes(root: None, cg_name: str) -> None:
@@ -35,10 +35,10 @@ def test_create_applies_limits_and_removes(root: None, cg_name: str) -> None:
         assert st.pids_limit == 64
         assert cg.procs() == []
         paths = list(iter_nsprim_cgroups())
-        assert any(p.endswith("/" + cg_name) for p in paths)
+        assert any(p.endswith("/" + leaf_name(cg_name)) for p in paths)
     assert cg.removed
     cg.remove()  # idempotent
-    assert not any(p.endswith("/" + cg_name) for p in iter_nsprim_cgroups())
+    assert not any(p.endswith("/" + leaf_name(cg_name)) for p in iter_nsprim_cgroups())
 
 
 def test_cgroup_namespace_root_inside(rootfs: str, cg_name: str) -> None:
@@ -146,9 +146,9 @@ def test_collect_after_owner_killed(rootfs: str, cg_name: str) -> None:
     assert cg_name not in Cgroup.collect()
     p.kill()
     p.wait()
-    assert any(x.endswith("/" + cg_name) for x in iter_nsprim_cgroups())
+    assert any(x.endswith("/" + leaf_name(cg_name)) for x in iter_nsprim_cgroups())
     assert cg_name in Cgroup.collect()
-    assert not any(x.endswith("/" + cg_name) for x in iter_nsprim_cgroups())
+    assert not any(x.endswith("/" + leaf_name(cg_name)) for x in iter_nsprim_cgroups())
     deadline = time.monotonic() + 10
     while os.path.exists(f"/proc/{pid}") and time.monotonic() < deadline:
         try:
@@ -202,7 +202,7 @@ def test_forced_driver_without_controller(root: None) -> None:
         forced = "v1"
     with pytest.raises(OSError, match="memory"):
         Cgroup.create("t-forced", driver=forced, memory="64m")
-    assert not any(p.endswith("/t-forced") for p in iter_nsprim_cgroups())
+    assert not any(p.endswith("/" + leaf_name("t-forced")) for p in iter_nsprim_cgroups())
 
 
 def test_expected_layout(root: None, cg_name: str) -> None:

@@ -38,15 +38,23 @@ def _nothing_left() -> Iterator[None]:
     need(os.geteuid() == 0, "needs root")
     need(subprocess.run(["nft", "--version"], capture_output=True).returncode == 0,
          "needs nftables (apt-get install nftables)")
+    # other state roots (other test runs on this host) may have containers on
+    # the bridge: what was there before the test must stay, nothing new may
+    before = {n for n in host_links() if n.startswith(("nsp", BRIDGE))}
+    table_before = f"table ip {TABLE}" in nft_tables()
     yield
+
+    def ours() -> list[str]:
+        return [n for n in host_links() if n.startswith(("nsp", BRIDGE)) and n not in before]
+
     # veths of ended containers go with their namespaces, which the kernel
     # tears down in the background: give it a moment
     deadline = time.monotonic() + 5
-    while [n for n in host_links() if n.startswith(("nsp", BRIDGE))] and \
-            time.monotonic() < deadline:
+    while ours() and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert not [name for name in host_links() if name.startswith(("nsp", BRIDGE))]
-    assert f"table ip {TABLE}" not in nft_tables()
+    assert not ours()
+    if not table_before:
+        assert f"table ip {TABLE}" not in nft_tables()
 
 
 def http_get(url: str, timeout: float = 5) -> bytes:

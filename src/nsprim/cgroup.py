@@ -1,14 +1,15 @@
 """cgroups: one Cgroup object per container, on cgroup v2, v1 and hybrid hosts.
 
-Layout on the host (every name carries nsprim's):
+Layout on the host (every name carries nsprim's, and its state root's id:
+``<root id>-<name>``, see ``nsprim.state.root_id``):
 
 - v2 (where a cgroup2 hierarchy is mounted, pure or hybrid):
-  ``<cgroup2 mount>/nsprim/<name>``; the container is born in it with clone3
+  ``<cgroup2 mount>/nsprim/<root id>-<name>``; the container is born in it with clone3
   ``CLONE_INTO_CGROUP`` (no cgroup.procs write, no race).  It gives
   membership, cgroup.kill, cgroup.freeze, cpu.stat, and every limit whose
   controller the v2 hierarchy has.
 - v1 (limit controllers mounted as v1, as on this project's hybrid machines):
-  ``<mount of controller>/nsprim/<name>``; the child joins them itself, by
+  ``<mount of controller>/nsprim/<root id>-<name>``; the child joins them itself, by
   writing to their cgroup.procs before it runs anything.
 
 The driver is detected per controller ("auto": v2 if the v2 hierarchy has the
@@ -18,7 +19,12 @@ removes its own children.
 
 A Cgroup holds a lock file (under the run dir) while it lives, so that
 ``Cgroup.collect()`` -- called by the next nsprim command and by the test
-suite -- removes only the cgroups whose owner has gone.
+suite -- removes only the cgroups whose owner has gone.  It looks only at
+its own root's cgroups (those with its root id): the lock files of one run
+dir say nothing about another root's, so another root's live containers are
+never touched.  The root id is a prefix, not a parent of its own, so that a
+container start makes no more cgroup directories than before; the shared
+``nsprim`` parent goes with the last child of any root.
 """
 
 from __future__ import annotations
@@ -35,11 +41,11 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 
 from nsprim.errors import ConfigError
-from nsprim.state import FileLock, run_dir
+from nsprim.state import FileLock, root_id, run_dir
 from nsprim.units import format_cpuset, parse_cpus, parse_cpuset, parse_size
 
 __all__ = ["Cgroup", "CgroupStats", "Limits", "Layout", "host_layout", "make_limits",
-           "PARENT"]
+           "PARENT", "leaf_name"]
 
 PARENT = "nsprim"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
@@ -290,6 +296,11 @@ def _write(path: str, value: str) -> None:
 
 # --------------------------------------------------------------------- Cgroup
 
+def leaf_name(name: str) -> str:
+    """The directory name of this root's cgroup `name`: ``<root id>-<name>``."""
+    return f"{root_id()}-{name}"
+
+
 def _lock_path(name: str) -> str:
     return os.path.join(run_dir(), "cgroups", name + ".lock")
 
@@ -361,7 +372,8 @@ class Cgroup:
 
         lock = FileLock.try_acquire(_lock_path(name))
         if lock is None:
-            raise FileExistsError(errno.EEXIST, f"cgroup {parent}/{name} is in use", name)
+            raise FileExistsError(errno.EEXIST, f"cgroup {parent}/{leaf_name(name)} is in use",
+                                  name)
         for attempt in range(5):
             try:
                 return cls._create(name, parent, driver, limits, lay, v2_served, v1_needed,
@@ -380,12 +392,13 @@ class Cgroup:
     def _create(cls, name: str, parent: str, driver: str, limits: Limits, lay: Layout,
                 v2_served: set[str], v1_needed: set[str], lock: FileLock) -> Cgroup:
         created: list[str] = []
+        leaf = leaf_name(name)
         try:
             v2_path = None
             if lay.v2 is not None and driver != "v1":
-                v2_path = os.path.join(lay.v2, parent, name)
+                v2_path = os.path.join(lay.v2, parent, leaf)
                 cls._mkdir_v2(lay.v2, parent, v2_served, created)
-                cls._mkdir(v2_path, created, name)
+                cls._mkdir(v2_path, created, leaf)
             v1_paths: dict[str, str] = {}
             by_mount: dict[str, str] = {}
             for ctrl in sorted(v1_needed):
@@ -393,11 +406,11 @@ class Cgroup:
                 if mnt not in by_mount:
                     base = os.path.join(mnt, parent)
                     if not os.path.isdir(base):
-                        cls._mkdir(base, [], name)
+                        cls._mkdir(base, [], "")
                     if ctrl == "cpuset":
                         cls._init_cpuset(mnt, base)
-                    path = os.path.join(base, name)
-                    cls._mkdir(path, created, name)
+                    path = os.path.join(base, leaf)
+                    cls._mkdir(path, created, leaf)
                     if ctrl == "cpuset":
                         cls._init_cpuset(base, path)
                     by_mount[mnt] = path
@@ -423,16 +436,17 @@ class Cgroup:
         """An existing cgroup of nsprim's (e.g. a running container's, to exec
         into it).  It is not owned: remove() on it is refused."""
         lay = host_layout()
-        v2 = os.path.join(lay.v2, parent, name) if lay.v2 else None
+        leaf = leaf_name(name)
+        v2 = os.path.join(lay.v2, parent, leaf) if lay.v2 else None
         if v2 is not None and not os.path.isdir(v2):
             v2 = None
         v1: dict[str, str] = {}
         for ctrl, mnt in lay.v1.items():
-            d = os.path.join(mnt, parent, name)
+            d = os.path.join(mnt, parent, leaf)
             if os.path.isdir(d):
                 v1[ctrl] = d
         if v2 is None and not v1:
-            raise FileNotFoundError(errno.ENOENT, f"no cgroup {parent}/{name}", name)
+            raise FileNotFoundError(errno.ENOENT, f"no cgroup {parent}/{leaf}", name)
         served = frozenset(c for c in lay.v2_controllers
                            if ("blkio" if c == "io" else c) not in v1)
         cg = cls.__new__(cls)
@@ -720,14 +734,17 @@ class Cgroup:
     # ----------------------------------------------------------- collection
     @staticmethod
     def collect(parent: str = PARENT) -> list[str]:
-        """Remove nsprim cgroups whose owner is gone (their lock is free):
-        kill what is in them, wait, rmdir.  Returns the names removed."""
+        """Remove this state root's cgroups whose owner is gone (their lock
+        is free): kill what is in them, wait, rmdir.  Returns the names
+        removed.  Other roots' cgroups are never looked at."""
         lay = host_layout()
         roots = [os.path.join(m, parent) for m in {lay.v2, *lay.v1.values()} if m]
+        mine = leaf_name("")
         names: set[str] = set()
         for r in roots:
             try:
-                names.update(e.name for e in os.scandir(r) if e.is_dir())
+                names.update(e.name[len(mine):] for e in os.scandir(r)
+                             if e.name.startswith(mine) and e.is_dir())
             except OSError:
                 continue
         removed = []
@@ -736,8 +753,9 @@ class Cgroup:
             if lock is None:
                 continue  # a live owner holds it
             try:
-                _kill_and_remove([os.path.join(r, name) for r in roots
-                                  if os.path.isdir(os.path.join(r, name))])
+                leaf = mine + name
+                _kill_and_remove([os.path.join(r, leaf) for r in roots
+                                  if os.path.isdir(os.path.join(r, leaf))])
                 removed.append(name)
             finally:
                 lock.release(unlink=True)
@@ -760,11 +778,12 @@ def _kill_and_remove(dirs: list[str]) -> None:
 
 
 def remove_named(name: str, parent: str = PARENT) -> bool:
-    """Remove cgroup `name` wherever nsprim made it (killing what is left in
-    it), whoever created it: for a supervisor cleaning up after its container.
-    Returns whether there was anything to remove."""
+    """Remove this root's cgroup `name` wherever nsprim made it (killing what
+    is left in it), whoever created it: for a supervisor cleaning up after its
+    container.  Returns whether there was anything to remove."""
     lay = host_layout()
-    dirs = [os.path.join(m, parent, name) for m in {lay.v2, *lay.v1.values()} if m]
+    leaf = leaf_name(name)
+    dirs = [os.path.join(m, parent, leaf) for m in {lay.v2, *lay.v1.values()} if m]
     dirs = [d for d in dirs if os.path.isdir(d)]
     if not dirs:
         return False
@@ -813,16 +832,18 @@ def _rmdirs(dirs: list[str], timeout: float) -> None:
                 delay = min(delay * 2, 0.05)
 
 
-def iter_nsprim_cgroups(parent: str = PARENT) -> Iterator[str]:
-    """Paths of every cgroup under nsprim's parents (for checks and tests)."""
+def iter_nsprim_cgroups(parent: str = PARENT, *, all_roots: bool = False) -> Iterator[str]:
+    """Paths of this state root's cgroups under nsprim's parents, or of every
+    root's (`all_roots`), for checks and tests."""
     lay = host_layout()
+    mine = "" if all_roots else leaf_name("")
     for m in {lay.v2, *lay.v1.values()}:
         if not m:
             continue
         base = os.path.join(m, parent)
         try:
             for e in os.scandir(base):
-                if e.is_dir():
+                if e.name.startswith(mine) and e.is_dir():
                     yield e.path
         except OSError:
             continue

@@ -62,9 +62,11 @@ class OverlayRootfs:
     def mount(self) -> OverlayRootfs:
         if self.mounted:
             return self
-        os.makedirs(containers_dir(), mode=0o711, exist_ok=True)
+        # private: the state root is 0700 (see nsprim.state); the container's
+        # own files (upper, merged) keep the modes the container sees
+        os.makedirs(containers_dir(), mode=0o700, exist_ok=True)
         try:
-            os.mkdir(self.dir, 0o711)
+            os.mkdir(self.dir, 0o700)
         except FileExistsError:
             if not self.reuse:
                 raise FileExistsError(errno.EEXIST, "container layer exists", self.dir) from None

@@ -3,26 +3,92 @@
 - state root (persistent): ``NSPRIM_ROOT``, default /var/lib/nsprim
 - run dir (runtime: locks, per-boot state): ``NSPRIM_RUN``, default
   /run/nsprim, or ``$NSPRIM_ROOT/run`` when only NSPRIM_ROOT is set
+
+Both are private to their owner (mode 0700, like docker's /var/lib/docker
+0710): container roots, volume data, image layers and logs below them are
+unreachable to other host users, so no one else can read a container's files
+or run a setuid binary that a container wrote into its own filesystem.  The
+mode is enforced on first use in each process, also on a root an older
+version made 0711/0755; a root owned by another user is refused.
+
+``root_id()`` is a short stable id of the state root: host objects that all
+roots share a namespace for (cgroups) carry it, so that one root only ever
+collects its own.
 """
 
 from __future__ import annotations
 
+import errno
 import fcntl
+import functools
+import hashlib
 import os
+import stat
 
-__all__ = ["state_root", "run_dir", "FileLock", "atomic_write"]
+__all__ = ["state_root", "run_dir", "root_id", "private_dir", "FileLock", "atomic_write"]
+
+_private: set[str] = set()  # directories already made private by this process
 
 
-def state_root() -> str:
+def private_dir(path: str) -> str:
+    """Create `path` (mode 0700) or make an existing one 0700; refuse one that
+    another user owns when running as root.  Checked once per process."""
+    if path in _private:
+        return path
+    parent = os.path.dirname(path.rstrip("/"))
+    if parent and not os.path.isdir(parent):
+        os.makedirs(parent, 0o755, exist_ok=True)
+    try:
+        os.mkdir(path, 0o700)
+    except FileExistsError:
+        pass
+    st = os.stat(path)
+    if not stat.S_ISDIR(st.st_mode):
+        raise NotADirectoryError(errno.ENOTDIR, "nsprim state path is not a directory", path)
+    if st.st_uid != os.geteuid():
+        if os.geteuid() == 0:
+            raise PermissionError(errno.EPERM, f"nsprim state directory is owned by uid "
+                                  f"{st.st_uid}, not root: refusing to use it", path)
+    elif stat.S_IMODE(st.st_mode) & 0o077:
+        os.chmod(path, stat.S_IMODE(st.st_mode) & 0o700)
+    _private.add(path)
+    return path
+
+
+def _root_path() -> str:
     return os.environ.get("NSPRIM_ROOT") or "/var/lib/nsprim"
 
 
-def run_dir() -> str:
+def _run_path() -> str:
     run = os.environ.get("NSPRIM_RUN")
     if run:
         return run
     root = os.environ.get("NSPRIM_ROOT")
     return os.path.join(root, "run") if root else "/run/nsprim"
+
+
+def state_root() -> str:
+    """The state root, created private (0700) if need be."""
+    return private_dir(_root_path())
+
+
+def run_dir() -> str:
+    """The run dir, created private (0700) if need be."""
+    run = _run_path()
+    if os.environ.get("NSPRIM_ROOT") and not os.environ.get("NSPRIM_RUN"):
+        state_root()
+    return private_dir(run)
+
+
+def root_id() -> str:
+    """12 hex digits naming this state root (and run dir) on the host."""
+    return _root_id(_root_path(), _run_path())
+
+
+@functools.lru_cache(maxsize=8)
+def _root_id(root: str, run: str) -> str:
+    key = f"{os.path.realpath(root)}\0{os.path.realpath(run)}"
+    return hashlib.sha256(key.encode()).hexdigest()[:12]
 
 
 class FileLock:

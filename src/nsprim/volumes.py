@@ -61,7 +61,7 @@ def volumes_dir() -> str:
 
 
 def _lock() -> FileLock:
-    os.makedirs(volumes_dir(), mode=0o711, exist_ok=True)
+    os.makedirs(volumes_dir(), mode=0o700, exist_ok=True)
     return FileLock(os.path.join(volumes_dir(), ".lock"))
 
 
@@ -85,6 +85,9 @@ def create(name: str) -> tuple[VolumeInfo, bool]:
         except LookupError:
             pass
         d = os.path.join(volumes_dir(), name)
+        # _data keeps 0755 (what the container sees); the state root above it
+        # is private to root, so other host users never reach the data
+        os.makedirs(d, mode=0o700, exist_ok=True)
         os.makedirs(os.path.join(d, "_data"), mode=0o755, exist_ok=True)
         meta = {"Name": name, "CreatedAt": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
         atomic_write(os.path.join(d, "volume.json"), json.dumps(meta).encode(), 0o600)

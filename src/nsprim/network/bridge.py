@@ -7,12 +7,25 @@ rules live there; nothing is written to other tables).  State under the run
 dir ``network/``: ``config.json`` (the subnet) and ``leases.json`` (address ->
 container, veth, ports), changed under a file lock.  A lease names its
 owner's lock file: when the owner dies, ``collect()`` removes its veth, ports
-and address.  The bridge and the table are removed with the last lease.
+and address.
+
+The bridge and the table are host objects that every state root shares.  A
+host-wide registry under ``/run/nsprim-host`` (a lock and one file per root
+that has leases, naming its network dir) makes them shared with counts every
+root sees: a root that loses its last lease removes the bridge and the table
+only when no other root has a live container on them, and addresses and
+published ports are handed out clear of every root's leases.
+
+``route_localnet`` is on for the bridge (so that ports published on
+127.0.0.1 reach containers); the table's ``input`` chain drops what a
+container sends to 127.0.0.0/8 unless it belongs to a published port's DNAT
+(the CVE-2020-8558 class: a raw frame to a host service on loopback).
 """
 
 from __future__ import annotations
 
 import errno
+import fcntl
 import ipaddress
 import json
 import os
@@ -27,13 +40,14 @@ from nsprim.namespace import Namespace
 from nsprim.network.nft import Nft
 from nsprim.network.ports import PortSpec
 from nsprim.network.rtnl import Rtnl
-from nsprim.state import FileLock, atomic_write, run_dir
+from nsprim.state import FileLock, atomic_write, private_dir, root_id, run_dir
 
 __all__ = ["BRIDGE", "TABLE", "Attachment", "attach", "collect", "network_dir",
            "DEFAULT_SUBNETS"]
 
 BRIDGE = "nsprim0"
 TABLE = "nsprim"
+HOST_DIR = "/run/nsprim-host"  # shared by every state root on the host
 DEFAULT_SUBNETS = ("10.88.0.0/16", "10.89.0.0/16", "172.29.0.0/16", "10.199.0.0/16")
 _EPHEMERAL = (32768, 60999)
 _LO, _ETH0 = 1, 2  # interface indexes in a container's new network namespace
@@ -61,9 +75,9 @@ def _locked() -> Iterator[None]:
         lock.release()
 
 
-def _read(name: str) -> dict[str, Any]:
+def _read(name: str, directory: str | None = None) -> dict[str, Any]:
     try:
-        with open(os.path.join(network_dir(), name)) as f:
+        with open(os.path.join(directory or network_dir(), name)) as f:
             data = json.load(f)
         return data if isinstance(data, dict) else {}
     except (OSError, ValueError):
@@ -74,6 +88,111 @@ def _write(name: str, data: dict[str, Any]) -> None:
     # the run dir is per boot: no fsync needed
     atomic_write(os.path.join(network_dir(), name), json.dumps(data).encode(), 0o600,
                  durable=False)
+
+
+# ------------------------------------------------- host-wide registry of users
+
+@contextmanager
+def _host_locked() -> Iterator[None]:
+    """The host-wide lock over the bridge, the table and the registry (taken
+    after a root's own network lock, never before)."""
+    lock = FileLock(os.path.join(private_dir(HOST_DIR), "bridge.lock"))
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def _users_dir() -> str:
+    return os.path.join(HOST_DIR, "bridge-users")
+
+
+def _register() -> None:
+    """Note this root as a user of the bridge (under the host lock)."""
+    path = os.path.join(_users_dir(), root_id())
+    if not os.path.exists(path):
+        os.makedirs(_users_dir(), 0o700, exist_ok=True)
+        atomic_write(path, network_dir().encode(), 0o600, durable=False)
+
+
+def _other_roots() -> list[tuple[str, str]]:
+    """(registry file, network dir) of every other root using the bridge."""
+    try:
+        names = os.listdir(_users_dir())
+    except FileNotFoundError:
+        return []
+    out = []
+    me = root_id()
+    for name in names:
+        if name == me or ".tmp." in name:
+            continue
+        path = os.path.join(_users_dir(), name)
+        try:
+            with open(path) as f:
+                out.append((path, f.read()))
+        except OSError:
+            continue
+    return out
+
+
+def _held(path: str) -> bool:
+    """Whether someone holds the lock file `path` (created by nobody here)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
+
+
+def _foreign_leases() -> dict[str, Any]:
+    """The leases of the other roots on the bridge (address -> lease)."""
+    out: dict[str, Any] = {}
+    for _, ndir in _other_roots():
+        leases = _read("leases.json", ndir).get("leases", {})
+        if isinstance(leases, dict):
+            out.update(leases)
+    return out
+
+
+def _others_attached() -> bool:
+    """Whether another root has a live container on the bridge; the
+    registrations of roots with none are dropped."""
+    attached = False
+    for path, ndir in _other_roots():
+        leases = _read("leases.json", ndir).get("leases", {})
+        if isinstance(leases, dict) and any(
+                isinstance(lease, dict) and _held(str(lease.get("owner", "")))
+                for lease in leases.values()):
+            attached = True
+            continue
+        try:
+            os.unlink(path)  # no live container: its root re-registers on attach
+        except FileNotFoundError:
+            pass
+    return attached
+
+
+def _leave_host() -> None:
+    """This root has no lease left: remove the bridge and the table unless
+    another root still has containers on them (call under the root's lock)."""
+    with _host_locked():
+        try:
+            os.unlink(os.path.join(_users_dir(), root_id()))
+        except FileNotFoundError:
+            pass
+        if not _others_attached():
+            _teardown_host()
+            return
+    try:
+        os.unlink(os.path.join(network_dir(), "config.json"))  # re-read on next attach
+    except FileNotFoundError:
+        pass
 
 
 # ------------------------------------------------------------------ subnet
@@ -157,8 +276,31 @@ table ip {TABLE} {{
     iifname "{BRIDGE}" accept
     oifname "{BRIDGE}" accept
   }}
+  chain input {{
+    {_INPUT_HOOK}
+    {_LOOPBACK_GUARD}
+  }}
 }}
 """
+
+
+# route_localnet lets the bridge deliver to 127.0.0.0/8: only what a published
+# port's DNAT made (a reply to a host client of a 127.0.0.1 port) may arrive
+# there from a container; a raw frame a container sends to a host service on
+# loopback is dropped (CVE-2020-8558).  `& dnat == 0`: the bit, not the value.
+_INPUT_HOOK = "type filter hook input priority filter; policy accept;"
+_LOOPBACK_GUARD = f'iifname "{BRIDGE}" ip daddr 127.0.0.0/8 ct status & dnat == 0 drop'
+
+
+def _ensure_rules(net: ipaddress.IPv4Network) -> None:
+    """The table, or (a table another root or an older nsprim made) at least
+    the loopback guard in it."""
+    if f"table ip {TABLE}" not in nft().run("list tables ip"):
+        nft().run(_ruleset(net))
+        return
+    nft().run(f"add chain ip {TABLE} input {{ {_INPUT_HOOK} }}\n"
+              f"flush chain ip {TABLE} input\n"
+              f"add rule ip {TABLE} input {_LOOPBACK_GUARD}\n")
 
 
 def _ensure_host(rt: Rtnl) -> ipaddress.IPv4Network:
@@ -173,6 +315,8 @@ def _ensure_host(rt: Rtnl) -> ipaddress.IPv4Network:
     if have and net is None:
         net = _bridge_subnet()  # made under another state root: adopt it
         if net is not None:
+            _ensure_rules(net)
+            _sysctl(f"net/ipv4/conf/{BRIDGE}/route_localnet", "1")
             _write("config.json", {"subnet": str(net)})
     if have and net is not None:
         return net  # set up by an earlier container (and removed with the last)
@@ -185,10 +329,9 @@ def _ensure_host(rt: Rtnl) -> ipaddress.IPv4Network:
         rt.set_link(idx, up=True)
         _write("config.json", {"subnet": str(net)})
     assert net is not None
+    _ensure_rules(net)  # the loopback guard before route_localnet
     _sysctl("net/ipv4/ip_forward", "1")
     _sysctl(f"net/ipv4/conf/{BRIDGE}/route_localnet", "1")
-    if f"table ip {TABLE}" not in nft().run("list tables ip"):
-        nft().run(_ruleset(net))
     return net
 
 
@@ -305,7 +448,7 @@ class Attachment:
                 _release(self.address, lease, delete_veth=not netns_gone)
             _write("leases.json", {"leases": leases, "last": state.get("last")})
             if not leases:
-                _teardown_host()
+                _leave_host()
         self._lock.release(unlink=True)
         self._lock = None
 
@@ -334,15 +477,20 @@ def attach(container_id: str, netns: Namespace, *, inner: Rtnl | None = None,
     veth = "nsp" + container_id[:12]
     try:
         with _locked(), Rtnl() as rt:
-            net = _ensure_host(rt)
-            state = _read("leases.json")
-            leases = state.get("leases", {})
-            gateway = net.network_address + 1
-            address = _next_free(net, leases, state.get("last"))
-            ports = _assign_ports(list(publish), leases)
-            leases[address] = {"id": container_id, "veth": veth, "ports": ports,
-                               "owner": owner.path}
-            _write("leases.json", {"leases": leases, "last": address})
+            with _host_locked():
+                # once the lease is written (its owner lock held), no other
+                # root removes the bridge or the table under this container
+                net = _ensure_host(rt)
+                _register()
+                state = _read("leases.json")
+                leases = state.get("leases", {})
+                gateway = net.network_address + 1
+                taken = {**_foreign_leases(), **leases}
+                address = _next_free(net, taken, state.get("last"))
+                ports = _assign_ports(list(publish), taken)
+                leases[address] = {"id": container_id, "veth": veth, "ports": ports,
+                                   "owner": owner.path}
+                _write("leases.json", {"leases": leases, "last": address})
             try:
                 # eth0 gets index 2 in the new namespace (lo is 1): no lookups
                 rt.add_veth(veth, "eth0", netns.fd, master=socket.if_nametoindex(BRIDGE),
@@ -360,7 +508,7 @@ def attach(container_id: str, netns: Namespace, *, inner: Rtnl | None = None,
                 _release(address, lease)
                 _write("leases.json", {"leases": leases, "last": address})
                 if not leases:
-                    _teardown_host()
+                    _leave_host()
                 raise
     except BaseException:
         owner.release(unlink=True)
@@ -429,7 +577,7 @@ def release_container(container_id: str) -> bool:
         if hit:
             _write("leases.json", {"leases": leases, "last": state.get("last")})
             if not leases:
-                _teardown_host()
+                _leave_host()
     return bool(hit)
 
 
@@ -453,7 +601,7 @@ def collect() -> list[str]:
             lock.release(unlink=True)
         _write("leases.json", {"leases": leases, "last": state.get("last")})
         if not leases:
-            _teardown_host()
+            _leave_host()
     return out
 
 
