@@ -11,9 +11,10 @@ import socket
 import subprocess
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from nsprim.testing import busybox_rootfs
 
@@ -219,3 +220,131 @@ def docker_config(tmp: Path, host: str, user: str, password: str) -> Iterator[No
             os.environ.pop("DOCKER_CONFIG", None)
         else:
             os.environ["DOCKER_CONFIG"] = old
+
+
+# ------------------------------------------------------------------ loopback
+# A registry of the test's own, in a thread: stdlib http.server on 127.0.0.1.
+# It serves what a test puts in `routes`, records every request (and the
+# Authorization header it carried), and can play a hostile host.
+
+Handler = Callable[[Any], None]  # given the http.server request handler
+
+
+class LoopbackServer:
+    """http.server on 127.0.0.1 in a daemon thread.  `routes` maps a path
+    (without the query) to a function that answers the request; unknown
+    paths get 404.  `seen` lists (path, Authorization header or None)."""
+
+    def __init__(self) -> None:
+        import http.server
+        import threading
+
+        self.routes: dict[str, Handler] = {}
+        self.seen: list[tuple[str, str | None]] = []
+        server = self
+
+        class H(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+                path = self.path.split("?", 1)[0]
+                server.seen.append((self.path, self.headers.get("Authorization")))
+                route = server.routes.get(path)
+                if route is None:
+                    send(self, 404, b'{"errors": []}')
+                    return
+                route(self)
+
+            do_HEAD = do_GET  # noqa: N815
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+        self.httpd.daemon_threads = True
+        self.port = self.httpd.server_address[1]
+        self.host = f"127.0.0.1:{self.port}"
+        self.url = f"http://{self.host}"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def auths(self) -> list[str]:
+        return [a for _p, a in self.seen if a]
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self.thread.join(10)
+
+    def __enter__(self) -> LoopbackServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def send(h: Any, code: int, body: bytes = b"", headers: dict[str, str] | None = None) -> None:
+    h.send_response(code)
+    for k, v in (headers or {}).items():
+        h.send_header(k, v)
+    h.send_header("Content-Length", str(len(body)))
+    h.end_headers()
+    if h.command != "HEAD":
+        h.wfile.write(body)
+
+
+def sha(data: bytes) -> str:
+    import hashlib
+
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def tar_of(files: dict[str, bytes]) -> bytes:
+    import io
+    import tarfile
+
+    b = io.BytesIO()
+    with tarfile.open(fileobj=b, mode="w", format=tarfile.PAX_FORMAT) as t:
+        for name, data in files.items():
+            ti = tarfile.TarInfo(name)
+            ti.size, ti.mode, ti.mtime = len(data), 0o644, 1_700_000_000
+            t.addfile(ti, io.BytesIO(data))
+    return b.getvalue()
+
+
+class FakeRegistry(LoopbackServer):
+    """A registry API on loopback: add_image() puts a manifest, its config
+    and its layer blobs under /v2/REPO/."""
+
+    def add_image(self, repo: str, layers: list[tuple[bytes, bytes]], tag: str = "latest",
+                  *, sizes: list[int] | None = None, config: dict[str, Any] | None = None
+                  ) -> dict[str, Any]:
+        """`layers`: (blob as served, uncompressed tar) pairs.  `sizes`
+        overrides the descriptor sizes.  Returns the manifest."""
+        cfg = {"architecture": "amd64", "os": "linux", "config": {"Cmd": ["sh"]},
+               "rootfs": {"type": "layers", "diff_ids": [sha(t) for _b, t in layers]}}
+        cfg.update(config or {})
+        cfg_bytes = json.dumps(cfg).encode()
+        self.blob(repo, cfg_bytes)
+        descs = []
+        for i, (blob, _t) in enumerate(layers):
+            self.blob(repo, blob)
+            descs.append({"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+                          "digest": sha(blob), "size": sizes[i] if sizes else len(blob)})
+        manifest = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                    "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                               "digest": sha(cfg_bytes), "size": len(cfg_bytes)},
+                    "layers": descs}
+        self.manifest(repo, tag, json.dumps(manifest).encode())
+        return manifest
+
+    def manifest(self, repo: str, tag: str, body: bytes) -> None:
+        def answer(h: Any) -> None:
+            send(h, 200, body, {"Content-Type": "application/vnd.oci.image.manifest.v1+json"})
+        self.routes[f"/v2/{repo}/manifests/{tag}"] = answer
+        self.routes[f"/v2/{repo}/manifests/{sha(body)}"] = answer
+
+    def blob(self, repo: str, data: bytes, digest: str | None = None) -> str:
+        d = digest or sha(data)
+        self.routes[f"/v2/{repo}/blobs/{d}"] = lambda h: send(h, 200, data)
+        return d

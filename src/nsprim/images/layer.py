@@ -31,11 +31,14 @@ from typing import IO, Any
 
 from nsprim._native import lib
 
-__all__ = ["extract_layer", "HashingReader", "LayerError", "decompressor_for"]
+__all__ = ["extract_layer", "HashingReader", "LayerError", "decompressor_for", "Bounded"]
 
 _RESOLVE = 0x10 | 0x02  # RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS (checked below)
 _WH = ".wh."
 _OPAQUE = ".wh..wh..opq"
+
+
+Readable = IO[bytes] | io.RawIOBase  # what the readers here read from
 
 
 class LayerError(ValueError):
@@ -45,7 +48,7 @@ class LayerError(ValueError):
 class HashingReader(io.RawIOBase):
     """Read through, hashing (sha256) and counting what passes."""
 
-    def __init__(self, raw: IO[bytes], progress: Callable[[int], None] | None = None) -> None:
+    def __init__(self, raw: Readable, progress: Callable[[int], None] | None = None) -> None:
         self.raw = raw
         self.hash = hashlib.sha256()
         self.count = 0
@@ -73,54 +76,106 @@ class HashingReader(io.RawIOBase):
 
 
 class _Inflate(io.RawIOBase):
-    """Streaming decompression (gzip through zlib, zstd through zstandard)."""
+    """Streaming decompression (gzip through zlib, zstd through zstandard).
+
+    Output is produced at most _OUT bytes at a time, whatever the input's
+    ratio: a small compressed chunk never becomes a huge buffer."""
+
+    _OUT = 1 << 20
 
     def __init__(self, raw: IO[bytes], kind: str) -> None:
         self.raw = raw
         self.kind = kind
         self.buf = b""
         self.eof = False
+        self.pending = b""      # input left over after a gzip member ended
+        self.started = False    # the current gzip member has had input
+        self.z: Any = None
+        self.reader: Any = None
         if kind == "gzip":
-            self.z: Any = zlib.decompressobj(16 + zlib.MAX_WBITS)
+            self.z = zlib.decompressobj(16 + zlib.MAX_WBITS)
         elif kind == "zstd":
             try:
                 import zstandard
             except ImportError:
                 raise LayerError("zstd layers need the 'zstandard' package "
                                  "(pip install nsprim[zstd])") from None
-            self.z = zstandard.ZstdDecompressor().decompressobj()
-        else:
-            self.z = None
+            self.reader = zstandard.ZstdDecompressor().stream_reader(
+                raw, read_size=1 << 16, read_across_frames=True)
+
+    def readable(self) -> bool:
+        return True
+
+    def _gzip_more(self) -> bytes:
+        """The next piece of gzip output (b"" at the end of the input)."""
+        while True:
+            data = self.z.unconsumed_tail or self.pending or self.raw.read(1 << 16)
+            self.pending = b""
+            if not data:
+                if self.started and not self.z.eof:
+                    raise LayerError("corrupt gzip layer: the stream ends early")
+                return b""
+            self.started = True
+            try:
+                out: bytes = self.z.decompress(data, self._OUT)
+            except zlib.error as e:
+                raise LayerError(f"corrupt gzip layer: {e}") from None
+            if self.z.eof:
+                # concatenated gzip members: the rest starts a new one
+                self.pending = self.z.unused_data
+                self.z = zlib.decompressobj(16 + zlib.MAX_WBITS)
+                self.started = False
+            if out:
+                return out
+
+    def readinto(self, b: Any) -> int:
+        if self.reader is not None:
+            try:
+                data = self.reader.read(min(len(b), self._OUT))
+            except Exception as e:  # zstd.ZstdError
+                raise LayerError(f"corrupt zstd layer: {e}") from None
+            b[:len(data)] = data
+            return len(data)
+        while not self.buf and not self.eof:
+            if self.z is None:
+                self.buf = self.raw.read(1 << 16)
+            else:
+                self.buf = self._gzip_more()
+            if not self.buf:
+                self.eof = True
+        n = min(len(b), len(self.buf))
+        b[:n] = self.buf[:n]
+        self.buf = self.buf[n:]
+        return n
+
+
+class Bounded(io.RawIOBase):
+    """Read through, raising LayerError once more than `limit` bytes passed
+    (`what()` says what), and telling `account` of every byte (it may raise
+    too: a budget shared by the layers of one image)."""
+
+    def __init__(self, raw: Readable, limit: int, what: Callable[[int], str],
+                 account: Callable[[int], None] | None = None) -> None:
+        self.raw = raw
+        self.limit = limit
+        self.what = what
+        self.account = account
+        self.count = 0
 
     def readable(self) -> bool:
         return True
 
     def readinto(self, b: Any) -> int:
-        while not self.buf and not self.eof:
-            chunk = self.raw.read(1 << 16)
-            if not chunk:
-                self.eof = True
-                if self.kind == "gzip":
-                    self.buf = self.z.flush()
-                break
-            if self.z is None:
-                self.buf = chunk
-                continue
-            try:
-                self.buf = self.z.decompress(chunk)
-            except Exception as e:  # zlib.error, zstd.ZstdError
-                raise LayerError(f"corrupt {self.kind} layer: {e}") from None
-            if self.kind == "gzip" and self.z.eof and self.z.unused_data:
-                # concatenated gzip members
-                rest = self.z.unused_data
-                self.z = zlib.decompressobj(16 + zlib.MAX_WBITS)
-                try:
-                    self.buf += self.z.decompress(rest)
-                except zlib.error as e:
-                    raise LayerError(f"corrupt gzip layer: {e}") from None
-        n = min(len(b), len(self.buf))
-        b[:n] = self.buf[:n]
-        self.buf = self.buf[n:]
+        # never ask for more than one byte past the limit
+        want = max(1, min(len(b), self.limit + 1 - self.count))
+        data = self.raw.read(want)
+        n = len(data)
+        self.count += n
+        if self.count > self.limit:
+            raise LayerError(self.what(self.limit))
+        if self.account is not None and n:
+            self.account(n)
+        b[:n] = data
         return n
 
 
@@ -178,8 +233,18 @@ def clean_name(name: str) -> str:
     return p.lstrip("/") if p != "/" else ""
 
 
+def _component(base: str, what: str) -> str:
+    """`base` if it is one plain name a directory can hold, else LayerError:
+    ``..`` relative to a directory fd is its parent, ``.`` the directory itself."""
+    if base in ("", ".", "..") or "/" in base or "\0" in base:
+        raise LayerError(f"invalid {what} name {base!r} in layer")
+    return base
+
+
 def _remove(pfd: int, base: str) -> None:
-    """Remove `base` (any type, recursively) inside directory fd `pfd`."""
+    """Remove `base` (any type, recursively) inside directory fd `pfd`.
+    `base` is one name: never ``..`` or a path, whatever the caller passes."""
+    _component(base, "entry")
     try:
         st = os.stat(base, dir_fd=pfd, follow_symlinks=False)
     except FileNotFoundError:
@@ -222,18 +287,22 @@ def _apply_meta(pfd: int, base: str, m: tarfile.TarInfo, is_link: bool, fd: int 
                 os.close(target)
 
 
-def extract_layer(stream: IO[bytes], dest: str, *, whiteouts: bool = True) -> tuple[str, int]:
+def extract_layer(stream: Readable, dest: str, *, whiteouts: bool = True) -> tuple[str, int]:
     """Extract the uncompressed tar `stream` into `dest`.
 
     Returns (diff_id, size): the sha256 of the tar and its length.  Raises
     LayerError for a corrupt archive.
     """
+    from nsprim.images.targuard import GuardedReader, TarGuard
+
     hashed = HashingReader(stream)
+    # every header is checked on the raw bytes before tarfile parses it
+    guarded = GuardedReader(hashed, TarGuard("layer"))
     root = _Root(dest)
     dirs: list[tuple[str, tarfile.TarInfo]] = []
     try:
         try:
-            tar = tarfile.open(fileobj=io.BufferedReader(hashed, 1 << 16), mode="r|")
+            tar = tarfile.open(fileobj=io.BufferedReader(guarded, 1 << 16), mode="r|")
         except tarfile.TarError as e:
             raise LayerError(f"not a tar archive: {e}") from None
         with tar:
@@ -273,10 +342,12 @@ def _extract_member(tar: tarfile.TarFile, m: tarfile.TarInfo, root: _Root,
         if whiteouts and base == _OPAQUE:
             os.setxattr(f"/proc/self/fd/{pfd}", "trusted.overlay.opaque", b"y")
             return
+        if whiteouts and base.startswith(_WH + _WH):
+            return  # other aufs metadata (.wh..wh.plnk, ...): skipped, as docker does
         if whiteouts and base.startswith(_WH):
-            name = base[len(_WH):]
-            if not name or "/" in name:
-                return
+            # the target gets the confinement of every other name: one
+            # component inside the directory pfd, never "." or ".."
+            name = _component(base[len(_WH):], "whiteout")
             _remove(pfd, name)
             os.mknod(name, stat.S_IFCHR | 0o000, os.makedev(0, 0), dir_fd=pfd)
             return

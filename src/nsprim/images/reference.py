@@ -17,12 +17,13 @@ DEFAULT_DOMAIN = "docker.io"
 _COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
 _DOMAIN_LABEL = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
 _DOMAIN = rf"(?:{_DOMAIN_LABEL}(?:\.{_DOMAIN_LABEL})*|\[[0-9a-fA-F:]+\])(?::[0-9]+)?"
-_TAG = r"[\w][\w.-]{0,127}"
+_TAG = r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}"
 _DIGEST = r"[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}"
-_PATH_RE = re.compile(rf"^{_COMPONENT}(?:/{_COMPONENT})*$")
-_DOMAIN_RE = re.compile(rf"^{_DOMAIN}$")
-_TAG_RE = re.compile(rf"^{_TAG}$")
-_DIGEST_RE = re.compile(rf"^{_DIGEST}$")
+# fullmatch, ASCII only: names end up in URLs, paths and HTTP headers
+_PATH_RE = re.compile(rf"{_COMPONENT}(?:/{_COMPONENT})*", re.ASCII)
+_DOMAIN_RE = re.compile(_DOMAIN, re.ASCII)
+_TAG_RE = re.compile(_TAG, re.ASCII)
+_DIGEST_RE = re.compile(_DIGEST, re.ASCII)
 
 
 @dataclass(frozen=True)
@@ -77,11 +78,14 @@ def parse_reference(text: str) -> Reference:
     if not isinstance(text, str) or not text:
         raise ConfigError(f"invalid reference format {text!r}: empty")
     if len(text) > 512 or any(c.isspace() for c in text):
-        raise ConfigError(f"invalid reference format {text!r}")
+        raise ConfigError(f"invalid reference format {text[:520]!r}")
+    if not text.isascii() or not text.isprintable():
+        raise ConfigError(f"invalid reference format {text!r}: only printable ASCII "
+                          "characters are allowed")
     rest, digest = text, None
     if "@" in rest:
         rest, _, digest = rest.partition("@")
-        if not _DIGEST_RE.match(digest):
+        if not _DIGEST_RE.fullmatch(digest):
             raise ConfigError(f"invalid reference format {text!r}: bad digest {digest!r}")
         algo, _, hexpart = digest.partition(":")
         if algo == "sha256" and len(hexpart) != 64:
@@ -93,21 +97,21 @@ def parse_reference(text: str) -> Reference:
     colon = rest.rfind(":")
     if colon > slash:
         rest, tag = rest[:colon], rest[colon + 1:]
-        if not _TAG_RE.match(tag):
+        if not _TAG_RE.fullmatch(tag):
             raise ConfigError(f"invalid reference format {text!r}: bad tag {tag!r}")
     first, sep, remainder = rest.partition("/")
     if sep and ("." in first or ":" in first or first == "localhost" or first.startswith("[")):
         domain, path = first, remainder
-        if not _DOMAIN_RE.match(domain):
+        if not _DOMAIN_RE.fullmatch(domain):
             raise ConfigError(f"invalid reference format {text!r}: bad registry {domain!r}")
     else:
         domain, path = DEFAULT_DOMAIN, rest
     if domain == "index.docker.io":
         domain = DEFAULT_DOMAIN
-    if path != path.lower() and _PATH_RE.match(path.lower()):
+    if path != path.lower() and _PATH_RE.fullmatch(path.lower()):
         raise ConfigError(f"invalid reference format {text!r}: repository name must be "
                           "lowercase")
-    if not path or not _PATH_RE.match(path):
+    if not path or not _PATH_RE.fullmatch(path):
         raise ConfigError(f"invalid reference format {text!r}")
     if domain == DEFAULT_DOMAIN and "/" not in path:
         path = "library/" + path

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import IO, Any
 
 from nsprim.images.reference import Reference
+from nsprim.images.schema import index_entries, manifest_parts, parse_object
 
 __all__ = ["RegistryClient", "RegistryError", "Manifest", "MEDIA_TYPES", "host_platform"]
 
@@ -76,21 +77,43 @@ def _is_loopback(host: str) -> bool:
 
 
 def _docker_auth(host: str) -> tuple[str, str] | None:
+    """The login the docker config holds for registry `host` (exactly that
+    host, as docker matches it), or None."""
     cfg_dir = os.environ.get("DOCKER_CONFIG") or os.path.expanduser("~/.docker")
     try:
-        with open(os.path.join(cfg_dir, "config.json")) as f:
-            auths = json.load(f).get("auths", {})
-    except (OSError, ValueError):
+        with open(os.path.join(cfg_dir, "config.json"), "rb") as f:
+            cfg = json.loads(f.read(1 << 20))
+    except (OSError, ValueError, RecursionError):
         return None
-    keys = [host, f"https://{host}", f"http://{host}"]
+    auths = cfg.get("auths") if isinstance(cfg, dict) else None
+    if not isinstance(auths, dict):
+        return None
+    keys = [host, f"https://{host}", f"http://{host}", f"https://{host}/v1/",
+            f"https://{host}/v2/"]
     if host == "registry-1.docker.io":
         keys += ["https://index.docker.io/v1/", "index.docker.io", "docker.io"]
     for k in keys:
         entry = auths.get(k)
-        if isinstance(entry, dict) and entry.get("auth"):
-            user, _, pw = base64.b64decode(entry["auth"]).decode().partition(":")
+        if isinstance(entry, dict) and isinstance(entry.get("auth"), str) and entry["auth"]:
+            try:
+                text = base64.b64decode(entry["auth"], validate=True).decode()
+            except ValueError:
+                raise RegistryError(f"docker config: the login for {k!r} is not valid "
+                                    "base64 of USER:PASSWORD") from None
+            user, _, pw = text.partition(":")
             return user, pw
     return None
+
+
+def _netloc(url: str) -> str:
+    return urllib.parse.urlsplit(url).netloc.lower()
+
+
+_TOKEN_RE = re.compile(r"[\x21-\x7e]{1,16384}", re.ASCII)  # no space, no control char
+
+
+def _oneline(e: BaseException) -> str:
+    return " ".join(str(getattr(e, "reason", None) or e).split())[:300]
 
 
 def _parse_challenge(header: str) -> tuple[str, dict[str, str]]:
@@ -100,17 +123,35 @@ def _parse_challenge(header: str) -> tuple[str, dict[str, str]]:
 
 
 class _NoRedirectAuth(urllib.request.HTTPRedirectHandler):
-    """Follow redirects, dropping Authorization when the host changes (blob
-    storage behind a registry must not see our token)."""
+    """Follow redirects to http(s) only, dropping Authorization when the
+    scheme or host changes (blob storage behind a registry must not see our
+    token or login)."""
 
     def redirect_request(self, req: Any, fp: Any, code: int, msg: str, headers: Any,
                          newurl: str) -> Any:
+        to = urllib.parse.urlsplit(newurl)
+        if to.scheme.lower() not in ("http", "https"):
+            raise urllib.error.HTTPError(newurl, code, f"redirect to {newurl!r} refused "
+                                         "(not http or https)", headers, fp)
         new = super().redirect_request(req, fp, code, msg, headers, newurl)
-        if new is not None and urllib.parse.urlsplit(newurl).netloc != \
-                urllib.parse.urlsplit(req.full_url).netloc:
+        here = urllib.parse.urlsplit(req.full_url)
+        if new is not None and (to.netloc.lower(), to.scheme.lower()) != \
+                (here.netloc.lower(), here.scheme.lower()):
             new.headers.pop("Authorization", None)
             new.unredirected_hdrs.pop("Authorization", None)
         return new
+
+
+def _http_opener() -> urllib.request.OpenerDirector:
+    """An opener that speaks http and https only: no file:, ftp: or data:
+    handler, whatever URL a registry's answer names."""
+    opener = urllib.request.OpenerDirector()
+    for h in (urllib.request.ProxyHandler(), urllib.request.HTTPHandler(),
+              urllib.request.HTTPSHandler(), urllib.request.HTTPDefaultErrorHandler(),
+              _NoRedirectAuth(), urllib.request.HTTPErrorProcessor(),
+              urllib.request.UnknownHandler()):
+        opener.add_handler(h)
+    return opener
 
 
 class RegistryClient:
@@ -128,7 +169,7 @@ class RegistryClient:
         self._token: str | None = None
         self._basic = _docker_auth(self.host)
         self._use_basic = False
-        self._opener = urllib.request.build_opener(_NoRedirectAuth())
+        self._opener = _http_opener()
 
     # -------------------------------------------------------------- http
     def _open(self, path: str, accept: str | None = None, method: str = "GET") -> Any:
@@ -146,6 +187,15 @@ class RegistryClient:
             try:
                 return self._opener.open(req, timeout=_TIMEOUT)
             except urllib.error.HTTPError as e:
+                answered = _netloc(e.geturl() or url)
+                if e.code == 401 and answered != self.host.lower():
+                    # a redirect target (blob storage) wants a login: what we
+                    # hold belongs to self.host only, and its challenge (realm)
+                    # is not the registry's to follow
+                    e.close()
+                    raise RegistryError(f"registry {self.host}: {path} redirected to "
+                                        f"{answered}, which asks for credentials; nsprim "
+                                        f"sends {self.host}'s only to {self.host}") from None
                 if e.code == 401 and attempt == 0:
                     self._authenticate(e.headers.get("WWW-Authenticate", ""))
                     e.close()
@@ -161,10 +211,15 @@ class RegistryClient:
 
     def _describe(self, code: int, body: str, path: str) -> str:
         try:
-            errs = json.loads(body).get("errors", [])
-            detail = "; ".join(f"{e.get('code')}: {e.get('message')}" for e in errs)
-        except ValueError:
+            data = json.loads(body)
+        except (ValueError, RecursionError):
+            data = None
+        errs = data.get("errors") if isinstance(data, dict) else None
+        if isinstance(errs, list) and all(isinstance(e, dict) for e in errs):
+            detail = "; ".join(f"{e.get('code')}: {e.get('message')}" for e in errs)[:300]
+        else:
             detail = body.strip()[:200]
+        detail = " ".join(detail.split())
         what = {401: "unauthorized", 403: "denied", 404: "not found"}.get(code, f"HTTP {code}")
         return f"registry {self.host}: {what} ({self.ref.path}: {detail or path})"
 
@@ -180,22 +235,46 @@ class RegistryClient:
         if scheme != "bearer" or "realm" not in params:
             raise RegistryError(f"registry {self.host}: unsupported auth challenge "
                                 f"{challenge!r}")
+        realm = params["realm"]
+        parts = urllib.parse.urlsplit(realm)
+        # a realm is a web service: never file:, ftp: or anything urllib
+        # could also open; https unless the registry itself is plain http
+        allowed = ("https",) if self.scheme == "https" else ("https", "http")
+        if parts.scheme.lower() not in allowed or not parts.hostname:
+            raise RegistryError(f"registry {self.host}: refusing token realm {realm!r} "
+                                f"(must be an {' or '.join(allowed)} URL)")
         q = {"service": params.get("service", ""),
              "scope": params.get("scope") or f"repository:{self.ref.path}:pull"}
-        url = params["realm"] + "?" + urllib.parse.urlencode({k: v for k, v in q.items() if v})
+        url = realm + ("&" if parts.query else "?") + \
+            urllib.parse.urlencode({k: v for k, v in q.items() if v})
         req = urllib.request.Request(url)
         if self._basic is not None:
+            # the realm this registry named gets the registry's login (docker
+            # does the same); the opener drops it if the realm redirects away
             u, p = self._basic
             req.add_header("Authorization",
                            "Basic " + base64.b64encode(f"{u}:{p}".encode()).decode())
         try:
             with self._opener.open(req, timeout=_TIMEOUT) as r:
-                data = json.load(r)
+                if urllib.parse.urlsplit(r.geturl()).scheme.lower() not in allowed:
+                    raise RegistryError(f"registry {self.host}: token realm {realm!r} "
+                                        "redirected off http(s)")
+                body = r.read(1 << 20)
+        except urllib.error.HTTPError as e:
+            e.close()
+            raise RegistryError(f"registry {self.host}: token request to {realm!r} failed: "
+                                f"HTTP {e.code}") from None
         except (urllib.error.URLError, OSError, ValueError) as e:
-            raise RegistryError(f"registry {self.host}: token request failed: {e}") from None
+            raise RegistryError(f"registry {self.host}: token request to {realm!r} failed: "
+                                f"{_oneline(e)}") from None
+        data = parse_object(body, f"registry {self.host}: the token answer from {realm!r}",
+                            RegistryError)
         token = data.get("token") or data.get("access_token")
         if not token:
             raise RegistryError(f"registry {self.host}: token service returned no token")
+        if not isinstance(token, str) or not _TOKEN_RE.fullmatch(token):
+            raise RegistryError(f"registry {self.host}: the token from {realm!r} is not a "
+                                "printable ASCII string")
         self._token = token
 
     # --------------------------------------------------------- manifests
@@ -213,15 +292,19 @@ class RegistryClient:
         if header_digest and header_digest.startswith("sha256:") and header_digest != digest:
             raise RegistryError(f"manifest digest mismatch for {self.ref}: the registry says "
                                 f"{header_digest}, the content is {digest}")
-        try:
-            data = json.loads(body)
-        except ValueError:
-            raise RegistryError(f"registry {self.host}: manifest of {self.ref} is not JSON") \
-                from None
-        media = data.get("mediaType") or ctype
+        what = f"registry {self.host}: the manifest of {self.ref}"
+        data = parse_object(body, what, RegistryError)
         if data.get("schemaVersion") == 1:
             raise RegistryError(f"{self.ref}: schema 1 manifests are not supported")
-        return Manifest(digest, media, body, data)
+        media = data.get("mediaType") or ctype
+        if not isinstance(media, str):
+            raise RegistryError(f"{what}: 'mediaType' is not a string")
+        m = Manifest(digest, media, body, data)
+        if m.is_index:
+            index_entries(data, what, RegistryError)
+        else:
+            manifest_parts(data, what, RegistryError)
+        return m
 
     def resolve(self, want: tuple[str, str, str | None] | None = None) -> tuple[Manifest, str]:
         """The image manifest for this reference on platform `want` (default:
@@ -232,19 +315,22 @@ class RegistryClient:
             return top, top.digest
         os_, arch, variant = want or host_platform()
         candidates = []
-        for d in top.data.get("manifests", []):
-            p = d.get("platform", {})
+        entries = index_entries(top.data, f"the index of {self.ref}", RegistryError)
+        for d in entries:
+            p = d.get("platform") or {}
             if p.get("os") == os_ and p.get("architecture") == arch:
                 candidates.append(d)
         if variant and len(candidates) > 1:
-            exact = [d for d in candidates if d.get("platform", {}).get("variant") == variant]
+            exact = [d for d in candidates if (d.get("platform") or {}).get("variant") == variant]
             candidates = exact or candidates
         if not candidates:
-            have = ", ".join(f"{d.get('platform', {}).get('os')}/"
-                             f"{d.get('platform', {}).get('architecture')}"
-                             for d in top.data.get("manifests", []))
+            have = ", ".join(f"{(d.get('platform') or {}).get('os')}/"
+                             f"{(d.get('platform') or {}).get('architecture')}"
+                             for d in entries)
             raise RegistryError(f"{self.ref}: no image for {os_}/{arch} (has: {have})")
         m = self.manifest(candidates[0]["digest"])
+        if m.is_index:
+            raise RegistryError(f"{self.ref}: an index inside an index is not supported")
         return m, top.digest
 
     # ------------------------------------------------------------- blobs

@@ -7,8 +7,19 @@ Layout under ``<state root>/images``::
     layers/<hex>/             an extracted layer, by its diff_id (uncompressed digest)
     images/<hex>.json         an image: config digest (its id), layers, manifest
     repositories.json         name -> image id
-    tmp/                      work in progress (removed on failure, collected later)
+    tmp/<pull>.lock           held (flock) by a pull or load while it runs; lists
+                              the layers it relies on, which rmi then keeps
+    tmp/<pull>.<n>/           a layer being extracted by that pull
     lock                      held while names, images or layers change
+
+Anything under tmp/ whose pull is no longer running (killed, crashed) is
+removed by the next ImageStore of any command.
+
+Untrusted blobs are bounded while they stream: a layer stops as soon as it
+is longer than its descriptor says, or expands to more than
+``NSPRIM_LAYER_MAX_RATIO`` (default 100) times its compressed size (counted
+as at least 1 MiB), or the image to more than ``NSPRIM_IMAGE_MAX_SIZE``
+(default 64g) uncompressed; ImageStore(max_ratio=, max_size=) overrides both.
 
 A layer shared by two images is downloaded and extracted once; ``remove``
 (rmi) frees only layers no image uses and no mounted overlay reads.
@@ -18,13 +29,14 @@ the config.  A failed pull leaves nothing of itself behind.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
+import secrets
 import shutil
 import sys
 import tarfile
-import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -33,13 +45,102 @@ from dataclasses import dataclass, field
 from typing import IO, Any
 
 from nsprim.errors import ConfigError
-from nsprim.images.layer import HashingReader, LayerError, extract_layer, open_layer_stream
+from nsprim.images.layer import Bounded, HashingReader, LayerError, extract_layer, open_layer_stream
 from nsprim.images.reference import parse_reference
+from nsprim.images.schema import (
+    config_diff_ids,
+    docker_manifest_entries,
+    index_entries,
+    manifest_parts,
+    parse_object,
+)
 from nsprim.state import FileLock, atomic_write, state_root
 
 __all__ = ["Image", "ImageStore", "ImageNotFound", "default_store"]
 
 Progress = Callable[[str, str], None]  # (layer short id, status)
+
+DEFAULT_MAX_RATIO = 100
+DEFAULT_MAX_SIZE = 64 << 30
+_MIN_COMPRESSED = 1 << 20   # the ratio applies to at least this many compressed bytes
+_MAX_JSON = 32 << 20        # manifests, configs, index.json, manifest.json
+
+
+def _setting(value: int | str | None, env: str, default: int, what: str) -> int:
+    from nsprim.units import parse_size
+
+    if value is None:
+        value = os.environ.get(env) or default
+    n = parse_size(value, f"{what} ({env})")
+    if n <= 0:
+        raise ConfigError(f"invalid {what} ({env}) {value!r}: must be positive")
+    return n
+
+
+# (image id, config, diff_ids, layer descriptors, names, manifest): a checked
+# image of a load, not stored yet
+_Plan = tuple[str, bytes, list[str], list[dict[str, Any]], list[str], "bytes | None"]
+
+
+class _Budget:
+    """Uncompressed bytes one pull or load may write, shared by its layers."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+        self.lock = threading.Lock()
+
+    def add(self, n: int) -> None:
+        with self.lock:
+            self.used += n
+            if self.used > self.limit:
+                raise LayerError(f"image larger than {self.limit} bytes uncompressed "
+                                 "(NSPRIM_IMAGE_MAX_SIZE)")
+
+
+class _PullLock:
+    """tmp/<name>.lock, flocked for as long as the pull runs; its content is
+    the layers (hex diff_ids) the pull relies on."""
+
+    def __init__(self, tmpdir: str) -> None:
+        while True:
+            self.name = "pull-" + secrets.token_hex(8)
+            self.path = os.path.join(tmpdir, self.name + ".lock")
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                same = os.stat(self.path).st_ino == os.fstat(fd).st_ino
+            except FileNotFoundError:
+                same = False  # a collector took the name before we locked it
+            if same:
+                self.fd = fd
+                break
+            os.close(fd)
+        self.tmpdir = tmpdir
+        self._n = 0
+        self._mu = threading.Lock()
+
+    def new_dir(self) -> str:
+        with self._mu:
+            self._n += 1
+            path = os.path.join(self.tmpdir, f"{self.name}.{self._n}")
+        os.mkdir(path, 0o700)
+        return path
+
+    def protect(self, diff_id: str) -> None:
+        with self._mu:
+            os.write(self.fd, (_hex(diff_id) + "\n").encode())
+
+    def release(self) -> None:
+        for entry in os.listdir(self.tmpdir):
+            if entry.startswith(self.name + "."):
+                if entry != self.name + ".lock":
+                    shutil.rmtree(os.path.join(self.tmpdir, entry), ignore_errors=True)
+        try:
+            os.unlink(self.path)
+        except FileNotFoundError:
+            pass
+        os.close(self.fd)
 
 
 class ImageNotFound(LookupError):
@@ -47,6 +148,8 @@ class ImageNotFound(LookupError):
 
 
 def _hex(digest: str) -> str:
+    if not isinstance(digest, str):
+        raise LayerError(f"malformed digest {digest!r}")
     algo, _, h = digest.partition(":")
     if algo != "sha256" or len(h) != 64 or any(c not in "0123456789abcdef" for c in h):
         raise LayerError(f"unsupported or malformed digest {digest!r}")
@@ -115,12 +218,100 @@ class Image:
 
 
 class ImageStore:
-    def __init__(self, root: str | None = None) -> None:
+    def __init__(self, root: str | None = None, *, max_ratio: int | str | None = None,
+                 max_size: int | str | None = None) -> None:
         self.root = root or os.path.join(state_root(), "images")
+        self.max_ratio = _setting(max_ratio, "NSPRIM_LAYER_MAX_RATIO", DEFAULT_MAX_RATIO,
+                                  "layer expansion ratio")
+        self.max_size = _setting(max_size, "NSPRIM_IMAGE_MAX_SIZE", DEFAULT_MAX_SIZE,
+                                 "image size")
         for d in ("blobs/sha256", "layers", "images", "tmp"):
             os.makedirs(os.path.join(self.root, d), mode=0o700, exist_ok=True)
         os.chmod(os.path.join(self.root, "layers"), 0o755)
         os.chmod(self.root, 0o711)
+        self.collect_tmp()
+
+    # ---------------------------------------------------------- tmp/
+    def _tmp(self) -> str:
+        return os.path.join(self.root, "tmp")
+
+    def collect_tmp(self) -> list[str]:
+        """Remove what pulls and loads that no longer run left in tmp/ (a
+        pull killed with -9); those still running keep theirs.  Returns the
+        names removed."""
+        tmp = self._tmp()
+        removed = []
+        try:
+            entries = os.listdir(tmp)
+        except FileNotFoundError:
+            return []
+        live_or_dead = {e[:-len(".lock")] for e in entries if e.endswith(".lock")}
+        for owner in sorted(live_or_dead):
+            path = os.path.join(tmp, owner + ".lock")
+            try:
+                fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            except FileNotFoundError:
+                continue
+            try:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    continue  # its pull runs
+                try:
+                    if os.stat(path).st_ino != os.fstat(fd).st_ino:
+                        continue  # another collector had it
+                except FileNotFoundError:
+                    continue
+                for e in entries:
+                    if e.startswith(owner + ".") and e != owner + ".lock":
+                        shutil.rmtree(os.path.join(tmp, e), ignore_errors=True)
+                        removed.append(e)
+                os.unlink(path)
+                removed.append(owner + ".lock")
+            finally:
+                os.close(fd)
+        for e in entries:
+            if e.endswith(".lock") or e.split(".", 1)[0] in live_or_dead:
+                continue
+            # a directory whose lock is gone: its pull is gone too (the lock
+            # is made before its directories and removed after them)
+            if not os.path.exists(os.path.join(tmp, e.split(".", 1)[0] + ".lock")):
+                p = os.path.join(tmp, e)
+                if os.path.isdir(p) and not os.path.islink(p):
+                    shutil.rmtree(p, ignore_errors=True)
+                else:
+                    try:
+                        os.unlink(p)
+                    except OSError:
+                        pass
+                removed.append(e)
+        return removed
+
+    def _pulling(self, exclude: str | None = None) -> set[str]:
+        """Layer directories that running pulls rely on (their lock files)."""
+        tmp = self._tmp()
+        out: set[str] = set()
+        for e in os.listdir(tmp):
+            if not e.endswith(".lock") or e == exclude:
+                continue
+            path = os.path.join(tmp, e)
+            try:
+                fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            except FileNotFoundError:
+                continue
+            try:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+                    continue  # nobody holds it: not a running pull
+                except BlockingIOError:
+                    pass
+                data = os.read(fd, 1 << 20).decode("ascii", "replace")
+            finally:
+                os.close(fd)
+            for line in data.split():
+                if len(line) == 64:
+                    out.add(os.path.join(self.root, "layers", line))
+        return out
 
     # -------------------------------------------------------------- paths
     def layer_dir(self, diff_id: str) -> str:
@@ -232,17 +423,17 @@ class ImageStore:
              insecure: bool | None = None) -> Image:
         """Pull `name` from its registry; a no-op when every layer is here."""
         # imported here: http and ssl cost tens of milliseconds at start-up
-        from nsprim.images.registry import RegistryClient
+        from nsprim.images.registry import RegistryClient, RegistryError
 
         ref = parse_reference(name)
         client = RegistryClient(ref, insecure=insecure)
         manifest, named = client.resolve(platform)
-        cfg_desc = manifest.data.get("config") or {}
-        image_id = cfg_desc.get("digest", "")
-        _hex(image_id)
-        layer_descs = [d for d in manifest.data.get("layers", [])
-                       if "nondistributable" not in d.get("mediaType", "")
-                       and "foreign" not in d.get("mediaType", "")]
+        cfg_desc, all_layers = manifest_parts(manifest.data, f"the manifest of {ref}",
+                                              RegistryError)
+        image_id = cfg_desc["digest"]
+        layer_descs = [d for d in all_layers
+                       if "nondistributable" not in (d.get("mediaType") or "")
+                       and "foreign" not in (d.get("mediaType") or "")]
         repo_digest = f"{ref.repository}@{named}"
         existing = self._existing(image_id)
         if existing is not None:
@@ -252,8 +443,8 @@ class ImageStore:
                 self._tag(str(ref) if ref.tag else None, image_id)
             return self.get(image_id)
         config_bytes = client.blob_bytes(image_id)
-        config = json.loads(config_bytes)
-        diff_ids = list((config.get("rootfs") or {}).get("diff_ids") or [])
+        config = parse_object(config_bytes, f"the image config of {ref}", LayerError)
+        diff_ids = config_diff_ids(config, f"the image config of {ref}", LayerError)
         if len(diff_ids) != len(layer_descs):
             raise LayerError(f"{ref}: the config lists {len(diff_ids)} layers, the manifest "
                              f"{len(layer_descs)}")
@@ -261,11 +452,30 @@ class ImageStore:
         def fetch(desc: dict[str, Any], diff_id: str) -> IO[bytes]:
             return client.blob(desc["digest"])
 
-        size = self._import_layers(layer_descs, diff_ids, fetch, progress)
-        with self._locked():
-            self._write_image(image_id, config_bytes, diff_ids, manifest.body, repo_digest, size)
-            self._tag(str(ref) if ref.tag else None, image_id)
+        with self._pull_lock() as pl:
+            size = self._import_layers(pl, layer_descs, diff_ids, fetch, progress)
+            with self._locked():
+                self._check_layers(diff_ids)
+                self._write_image(image_id, config_bytes, diff_ids, manifest.body,
+                                  repo_digest, size)
+                self._tag(str(ref) if ref.tag else None, image_id)
         return self.get(image_id)
+
+    @contextmanager
+    def _pull_lock(self) -> Iterator[_PullLock]:
+        pl = _PullLock(self._tmp())
+        try:
+            yield pl
+        finally:
+            pl.release()
+
+    def _check_layers(self, diff_ids: list[str]) -> None:
+        """Under the store lock, before an image record is written: its layers
+        are all here (nothing removed them meanwhile)."""
+        for d in diff_ids:
+            if not os.path.isdir(self.layer_dir(d)):
+                raise LayerError(f"layer {d} was removed while the image was being stored; "
+                                 "try again")
 
     def _existing(self, image_id: str) -> Image | None:
         try:
@@ -287,20 +497,35 @@ class ImageStore:
         repos[name] = image_id
         self._save_repos(repos)
 
-    def _import_layers(self, descs: list[dict[str, Any]], diff_ids: list[str],
+    def _check_sizes(self, descs: list[dict[str, Any]]) -> None:
+        for d in descs:
+            size = d["size"]
+            if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+                raise LayerError(f"layer {d.get('digest', '')}: invalid size {size!r}")
+            if size > self.max_size:
+                raise LayerError(f"layer {d.get('digest') or d.get('path')}: its size {size} "
+                                 f"is more than an image may have ({self.max_size} bytes, "
+                                 "NSPRIM_IMAGE_MAX_SIZE)")
+
+    def _import_layers(self, pl: _PullLock, descs: list[dict[str, Any]], diff_ids: list[str],
                        opener: Callable[[dict[str, Any], str], IO[bytes]],
                        progress: Progress | None) -> int:
         """Fetch, verify and extract the layers not yet here (concurrently).
-        On any failure, the layers this call added are removed again."""
+        Each desc has a "size": the compressed bytes it may have.  On any
+        failure, the layers this call added are removed again."""
+        self._check_sizes(descs)
         added: list[str] = []
         added_lock = threading.Lock()
         sizes = [0] * len(descs)
+        budget = _Budget(self.max_size)
+        for d in diff_ids:
+            pl.protect(d)  # before looking: rmi keeps what a running pull uses
 
         def one(i: int) -> None:
             desc, diff_id = descs[i], diff_ids[i]
             final = self.layer_dir(diff_id)
-            short = _hex(desc.get("digest", diff_id))[:12] if desc.get("digest") else \
-                _hex(diff_id)[:12]
+            digest = desc.get("digest")
+            short = _hex(digest)[:12] if digest else _hex(diff_id)[:12]
             if os.path.isdir(final):
                 if progress:
                     progress(short, "Already exists")
@@ -308,22 +533,32 @@ class ImageStore:
                 return
             if progress:
                 progress(short, "Pulling fs layer")
-            tmp = tempfile.mkdtemp(prefix="layer-", dir=os.path.join(self.root, "tmp"))
+            name = digest or desc.get("path") or diff_id
+            declared = int(desc["size"])
+            expand = self.max_ratio * max(declared, _MIN_COMPRESSED)
+            tmp = pl.new_dir()
             try:
                 os.chmod(tmp, 0o755)
                 with opener(desc, diff_id) as raw:
-                    blob = HashingReader(raw)
+                    # the blob may not be longer than its descriptor says
+                    limited = Bounded(raw, declared, lambda n: f"layer {name}: longer than the "
+                                      f"{n} bytes its descriptor gives")
+                    blob = HashingReader(limited)
                     try:
-                        inner, _ = open_layer_stream(
+                        inner, kind = open_layer_stream(
                             blob, desc.get("mediaType"))  # type: ignore[arg-type]
-                        got_diff, _n = extract_layer(inner, tmp)
+                        # nor expand beyond the ratio and the image's budget
+                        bounded = Bounded(
+                            inner, expand if kind != "none" else declared,
+                            lambda n: f"layer {name}: expands to more than {n} bytes, "
+                            f"{self.max_ratio} times its compressed size "
+                            "(NSPRIM_LAYER_MAX_RATIO)", budget.add)
+                        got_diff, _n = extract_layer(bounded, tmp)
                         blob.drain()
                     except (EOFError, tarfile.TarError) as e:
-                        raise LayerError(f"corrupt layer {desc.get('digest', '')}: {e}") \
-                            from None
-                want_blob = desc.get("digest")
-                if want_blob and blob.digest() != want_blob:
-                    raise LayerError(f"layer digest mismatch: expected {want_blob}, "
+                        raise LayerError(f"corrupt layer {name}: {e}") from None
+                if digest and blob.digest() != digest:
+                    raise LayerError(f"layer digest mismatch: expected {digest}, "
                                      f"got {blob.digest()}")
                 if got_diff != diff_id:
                     raise LayerError(f"layer diff_id mismatch: expected {diff_id}, "
@@ -349,7 +584,7 @@ class ImageStore:
                     f.result()
         except BaseException:
             with self._locked():
-                used = self._used_layers()
+                used = self._used_layers() | self._pulling(exclude=os.path.basename(pl.path))
                 for d in added:
                     if d not in used:
                         shutil.rmtree(d, ignore_errors=True)
@@ -359,8 +594,9 @@ class ImageStore:
     # --------------------------------------------------------------- load
     def load(self, path: str, *, progress: Progress | None = None) -> list[Image]:
         """Load a ``docker save`` archive or an OCI image layout (a directory
-        or a tar of one).  Returns the images loaded."""
-        src = _Source(path)
+        or a tar of one).  Returns the images loaded.  Every name, manifest
+        and config is checked before any layer is stored."""
+        src = _Source(path, max_bytes=self.max_size)
         try:
             if src.exists("manifest.json") and not src.exists("index.json"):
                 return self._load_docker(src, progress)
@@ -368,7 +604,7 @@ class ImageStore:
                 if src.exists("manifest.json"):
                     try:
                         return self._load_docker(src, progress)
-                    except (LayerError, KeyError):
+                    except LayerError:
                         pass
                 return self._load_oci(src, progress)
             raise LayerError(f"{path}: neither a docker save archive nor an OCI image layout")
@@ -376,65 +612,89 @@ class ImageStore:
             src.close()
 
     def _load_docker(self, src: _Source, progress: Progress | None) -> list[Image]:
-        entries = json.loads(src.read("manifest.json"))
-        out = []
-        for e in entries:
-            config_bytes = src.read(e["Config"])
+        what = f"{src.path}: manifest.json"
+        entries = docker_manifest_entries(src.read("manifest.json", _MAX_JSON), what,
+                                          LayerError)
+        plans: list[_Plan] = []
+        for i, e in enumerate(entries):
+            where = f"{what}: image {i}"
+            config_bytes = src.read(e["Config"], _MAX_JSON)
             image_id = "sha256:" + hashlib.sha256(config_bytes).hexdigest()
-            config = json.loads(config_bytes)
-            diff_ids = list(config["rootfs"]["diff_ids"])
-            descs = [{"path": p} for p in e["Layers"]]
-            if len(descs) != len(diff_ids):
-                raise LayerError("manifest.json and the config disagree on the layers")
-            size = self._import_layers(descs, diff_ids, lambda d, _i: src.open(d["path"]),
-                                       progress)
-            with self._locked():
-                self._write_image(image_id, config_bytes, diff_ids, None, None, size)
-                for tag in e.get("RepoTags") or []:
-                    self._tag(str(parse_reference(tag)), image_id)
+            config = parse_object(config_bytes, f"{where}: config {e['Config']!r}", LayerError)
+            diff_ids = config_diff_ids(config, f"{where}: config", LayerError)
+            if len(e["Layers"]) != len(diff_ids):
+                raise LayerError(f"{where}: manifest.json and the config disagree on the "
+                                 "layers")
+            descs = [{"path": p, "size": src.size(p)} for p in e["Layers"]]
+            tags = [self._load_name(t, where) for t in e.get("RepoTags") or []]
+            plans.append((image_id, config_bytes, diff_ids, descs, tags, None))
+        return self._store_loaded(src, plans, progress)
+
+    @staticmethod
+    def _load_name(tag: str, where: str) -> str:
+        try:
+            return str(parse_reference(tag))
+        except ConfigError as e:
+            raise ConfigError(f"{where}: {e}") from None
+
+    def _store_loaded(self, src: _Source,
+                      plans: list[_Plan],
+                      progress: Progress | None) -> list[Image]:
+        """Store what was checked: layers, then the image records and names."""
+        out = []
+        for image_id, config_bytes, diff_ids, descs, tags, body in plans:
+            with self._pull_lock() as pl:
+                size = self._import_layers(pl, descs, diff_ids, lambda d, _i: src.open(d["path"]),
+                                           progress)
+                with self._locked():
+                    self._check_layers(diff_ids)
+                    self._write_image(image_id, config_bytes, diff_ids, body, None, size)
+                    for tag in tags:
+                        self._tag(tag, image_id)
             out.append(self.get(image_id))
         return out
 
     def _load_oci(self, src: _Source, progress: Progress | None) -> list[Image]:
-        index = json.loads(src.read("index.json"))
-        out = []
-        for desc in index.get("manifests", []):
+        what = f"{src.path}: index.json"
+        index = parse_object(src.read("index.json", _MAX_JSON), what, LayerError)
+        plans: list[_Plan] = []
+        for i, desc in enumerate(index_entries(index, what, LayerError)):
+            where = f"{what}: manifest {i}"
             name = (desc.get("annotations") or {}).get("org.opencontainers.image.ref.name")
-            manifest = self._oci_manifest(src, desc)
+            tags = []
+            if name is not None:
+                if not isinstance(name, str):
+                    raise LayerError(f"{where}: the ref.name annotation is not a string")
+                tag = name if ":" in name or "/" in name else f"localhost/load:{name}"
+                tags.append(self._load_name(tag, where))
+            manifest = self._oci_manifest(src, desc, where)
             if manifest is None:
                 continue
             body, data = manifest
-            cfg_digest = data["config"]["digest"]
-            config_bytes = src.blob(cfg_digest)
-            config = json.loads(config_bytes)
-            diff_ids = list(config["rootfs"]["diff_ids"])
-            descs = data.get("layers", [])
-            size = self._import_layers(
-                descs, diff_ids, lambda d, _i: src.open("blobs/sha256/" + _hex(d["digest"])),
-                progress)
-            with self._locked():
-                self._write_image(cfg_digest, config_bytes, diff_ids, body, None, size)
-                if name:
-                    tag = name if ":" in name or "/" in name else f"localhost/load:{name}"
-                    try:
-                        self._tag(str(parse_reference(tag)), cfg_digest)
-                    except ConfigError:
-                        pass
-            out.append(self.get(cfg_digest))
-        return out
+            cfg, layers = manifest_parts(data, where, LayerError)
+            config_bytes = src.blob(cfg["digest"])
+            config = parse_object(config_bytes, f"{where}: config", LayerError)
+            diff_ids = config_diff_ids(config, f"{where}: config", LayerError)
+            if len(layers) != len(diff_ids):
+                raise LayerError(f"{where}: the manifest and the config disagree on the layers")
+            descs = [dict(d, path="blobs/sha256/" + _hex(d["digest"])) for d in layers]
+            plans.append((cfg["digest"], config_bytes, diff_ids, descs, tags, body))
+        return self._store_loaded(src, plans, progress)
 
-    def _oci_manifest(self, src: _Source, desc: dict[str, Any]
+    def _oci_manifest(self, src: _Source, desc: dict[str, Any], where: str, depth: int = 0
                       ) -> tuple[bytes, dict[str, Any]] | None:
+        if depth > 4:
+            raise LayerError(f"{where}: indexes nested too deep")
         body = src.blob(desc["digest"])
-        data = json.loads(body)
+        data = parse_object(body, f"{where}: {desc['digest']}", LayerError)
         if "manifests" in data:  # a nested index: pick this host's platform
             from nsprim.images.registry import host_platform
 
             os_, arch, _ = host_platform()
-            for d in data["manifests"]:
+            for d in index_entries(data, f"{where}: {desc['digest']}", LayerError):
                 p = d.get("platform") or {}
                 if p.get("os", os_) == os_ and p.get("architecture", arch) == arch:
-                    return self._oci_manifest(src, d)
+                    return self._oci_manifest(src, d, where, depth + 1)
             return None
         return body, data
 
@@ -477,11 +737,13 @@ class ImageStore:
 
     def _gc(self) -> list[str]:
         """Remove layers and blobs no image uses (and no mount reads)."""
-        used = self._used_layers()
+        layers_dir = os.path.join(self.root, "layers")
+        names = os.listdir(layers_dir)
+        # after listing: a layer a running pull renamed in is in its lock file
+        used = self._used_layers() | self._pulling()
         mounted = _mount_options()
         out = []
-        layers_dir = os.path.join(self.root, "layers")
-        for name in os.listdir(layers_dir):
+        for name in names:
             d = os.path.join(layers_dir, name)
             if d not in used and d not in mounted:
                 shutil.rmtree(d, ignore_errors=True)
@@ -493,8 +755,7 @@ class ImageStore:
                 p = os.path.join(self.root, "blobs", "sha256", name)
                 if not self._blob_in_use(name):
                     os.unlink(p)
-        shutil.rmtree(os.path.join(self.root, "tmp"), ignore_errors=True)
-        os.makedirs(os.path.join(self.root, "tmp"), mode=0o700, exist_ok=True)
+        self.collect_tmp()  # only what dead pulls left: running ones keep theirs
         return out
 
     def _blob_in_use(self, hexname: str) -> bool:
@@ -518,19 +779,54 @@ def _mount_options() -> str:
         return ""
 
 
-class _Source:
-    """Files of a docker-save archive or OCI layout, from a directory or a tar."""
+_MAX_ARCHIVE_MEMBERS = 100_000
 
-    def __init__(self, path: str) -> None:
+
+class _Source:
+    """Files of a docker-save archive or OCI layout, from a directory or a tar.
+
+    A tar's headers are all checked (targuard) before tarfile indexes it:
+    bounded extended headers, at most _MAX_ARCHIVE_MEMBERS members, and, if
+    it is compressed, at most `max_bytes` once uncompressed."""
+
+    def __init__(self, path: str, max_bytes: int | None = None) -> None:
         self.path = path
         self.tar: tarfile.TarFile | None = None
+        self.file: IO[bytes] | None = None
         if os.path.isdir(path):
             return
+        from nsprim.images.targuard import check_archive
+
         try:
-            self.tar = tarfile.open(path, "r:*")
-        except (OSError, tarfile.TarError) as e:
+            self.file = open(path, "rb")
+            head = self.file.read(6)
+            self.file.seek(0)
+            plain: Any
+            if head.startswith(b"\x1f\x8b"):
+                import gzip
+
+                plain = gzip.GzipFile(fileobj=self.file, mode="rb")
+            elif head.startswith(b"BZh"):
+                import bz2
+
+                plain = bz2.BZ2File(self.file)
+            elif head.startswith(b"\xfd7zXZ\x00"):
+                import lzma
+
+                plain = lzma.LZMAFile(self.file)
+            else:
+                plain = self.file
+            check_archive(plain, path, max_members=_MAX_ARCHIVE_MEMBERS,
+                          max_bytes=max_bytes)
+            self.file.seek(0)
+            self.tar = tarfile.open(fileobj=self.file, mode="r:*")
+            self.names = {os.path.normpath(n): n for n in self.tar.getnames()}
+        except LayerError:
+            self.close()
+            raise
+        except (OSError, EOFError, tarfile.TarError) as e:
+            self.close()
             raise LayerError(f"cannot read {path}: {e}") from None
-        self.names = {os.path.normpath(n): n for n in self.tar.getnames()}
 
     def _member(self, name: str) -> str | None:
         n = os.path.normpath(name)
@@ -538,28 +834,52 @@ class _Source:
             raise LayerError(f"path {name!r} leaves the archive")
         return self.names.get(n)
 
+    def _local(self, name: str) -> str:
+        n = os.path.normpath(name)
+        if n.startswith("..") or os.path.isabs(n):
+            raise LayerError(f"path {name!r} leaves the layout")
+        return os.path.join(self.path, n)
+
     def exists(self, name: str) -> bool:
         if self.tar is None:
-            return os.path.exists(os.path.join(self.path, name))
+            return os.path.exists(self._local(name))
         return self._member(name) is not None
 
-    def open(self, name: str) -> IO[bytes]:
+    def size(self, name: str) -> int:
+        """How many bytes `name` has (a layer may be no longer)."""
         if self.tar is None:
-            n = os.path.normpath(name)
-            if n.startswith("..") or os.path.isabs(n):
-                raise LayerError(f"path {name!r} leaves the layout")
-            return open(os.path.join(self.path, n), "rb")
+            try:
+                return os.stat(self._local(name)).st_size
+            except OSError as e:
+                raise LayerError(f"{self.path}: cannot read {name}: {e.strerror}") from None
         m = self._member(name)
         if m is None:
             raise LayerError(f"{self.path}: missing {name}")
-        f = self.tar.extractfile(m)
+        return self.tar.getmember(m).size
+
+    def open(self, name: str) -> IO[bytes]:
+        if self.tar is None:
+            try:
+                return open(self._local(name), "rb")
+            except OSError as e:
+                raise LayerError(f"{self.path}: cannot read {name}: {e.strerror}") from None
+        m = self._member(name)
+        if m is None:
+            raise LayerError(f"{self.path}: missing {name}")
+        try:
+            f = self.tar.extractfile(m)
+        except (KeyError, tarfile.TarError) as e:
+            raise LayerError(f"{self.path}: cannot read {name}: {e}") from None
         if f is None:
             raise LayerError(f"{self.path}: {name} is not a file")
         return f
 
-    def read(self, name: str) -> bytes:
+    def read(self, name: str, limit: int = _MAX_JSON) -> bytes:
         with self.open(name) as f:
-            return f.read()
+            data = f.read(limit + 1)
+        if len(data) > limit:
+            raise LayerError(f"{self.path}: {name} is larger than {limit} bytes")
+        return data
 
     def blob(self, digest: str) -> bytes:
         data = self.read("blobs/sha256/" + _hex(digest))
@@ -570,6 +890,10 @@ class _Source:
     def close(self) -> None:
         if self.tar is not None:
             self.tar.close()
+            self.tar = None
+        if self.file is not None:
+            self.file.close()
+            self.file = None
 
 
 _default: ImageStore | None = None
