@@ -305,6 +305,19 @@ class ContainerConfig:
         return self.namespaces.get(kind, False)
 
 
+def _own_caps(caps: frozenset[str]) -> frozenset[str]:
+    """`caps` less those this process cannot give (its bounding set): --privileged
+    means every capability the caller has, as docker's is every one dockerd has."""
+    from nsprim.caps import ALL_CAPS
+
+    try:
+        with open("/proc/self/status") as f:
+            bnd = next(int(line.split()[1], 16) for line in f if line.startswith("CapBnd:"))
+    except (OSError, StopIteration, ValueError):
+        return caps
+    return frozenset(c for c in caps if bnd >> ALL_CAPS[c] & 1)
+
+
 def make_config(
     argv: Sequence[str],
     *,
@@ -417,7 +430,8 @@ def make_config(
         user=parse_user(user),
         namespaces=ns,
         user_namespace=user_namespace,
-        capabilities=resolve_caps(cap_add, cap_drop),
+        capabilities=_own_caps(resolve_caps(cap_add, cap_drop)) if privileged
+        else resolve_caps(cap_add, cap_drop),
         no_new_privileges=bool(no_new_privileges),
         seccomp=profile,
         privileged=privileged,

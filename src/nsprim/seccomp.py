@@ -213,7 +213,7 @@ def _check(data: object, where: str) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise _fail(where, "expected a JSON object")
     act = data.get("defaultAction")
-    if act not in _ACTIONS:
+    if not isinstance(act, str) or act not in _ACTIONS:
         raise _fail(where, f"unknown defaultAction {act!r}")
     for k in ("defaultErrnoRet",):
         if k in data and data[k] is not None and (
@@ -237,7 +237,7 @@ def _check(data: object, where: str) -> dict[str, Any]:
             names.append(c["name"])
         if not names:
             raise _fail(where, f"{w} names no syscall")
-        if c.get("action") not in _ACTIONS:
+        if not isinstance(c.get("action"), str) or c["action"] not in _ACTIONS:
             raise _fail(where, f"{w} has unknown action {c.get('action')!r}")
         er = c.get("errnoRet")
         if er is not None and (not isinstance(er, int) or isinstance(er, bool)
@@ -247,7 +247,8 @@ def _check(data: object, where: str) -> dict[str, Any]:
         if not isinstance(args, list):
             raise _fail(where, f"{w}.args must be a list")
         for a in args:
-            if (not isinstance(a, dict) or a.get("op") not in _OPS
+            if (not isinstance(a, dict) or not isinstance(a.get("op"), str)
+                    or a["op"] not in _OPS
                     or not isinstance(a.get("index"), int) or not 0 <= a["index"] <= 5
                     or not isinstance(a.get("value", 0), int)
                     or not isinstance(a.get("valueTwo", 0), int)):
