@@ -479,9 +479,9 @@ _X32_BIT = 0x40000000
 # as multiplexed pseudo-calls (negative numbers) but also filters directly
 _I386_DIRECT = dict(zip(
     "socket socketpair bind connect listen accept4 getsockopt setsockopt getsockname "
-    "getpeername sendto sendmsg recvfrom recvmsg shutdown".split(), range(359, 374)))
+    "getpeername sendto sendmsg recvfrom recvmsg shutdown".split(), range(359, 374), strict=True))
 _I386_DIRECT.update(zip("semget semctl shmget shmctl shmat shmdt msgget msgsnd msgrcv "
-                        "msgctl".split(), range(393, 403)))
+                        "msgctl".split(), range(393, 403), strict=True))
 _I386_DIRECT.update(recvmmsg=337, sendmmsg=345)
 _RESTRICTIVE = {_SCMP_ACT_KILL_PROCESS: 7, _SCMP_ACT_KILL_THREAD: 6, _SCMP_ACT_TRAP: 5,
                 _SCMP_ACT_ERRNO: 4, _SCMP_ACT_TRACE: 3, _SCMP_ACT_LOG: 2, _SCMP_ACT_ALLOW: 1}
