@@ -13,6 +13,11 @@ command -v ipcmk >/dev/null || need_apt+=(util-linux)
 command -v unshare >/dev/null || need_apt+=(util-linux)
 command -v bwrap >/dev/null || need_apt+=(bubblewrap)
 command -v file >/dev/null || need_apt+=(file)
+# seccomp: libseccomp names each architecture's syscalls (nsprim lays out the
+# program itself); losetup makes the loop device the device tests attack
+dpkg-query -W -f='${Status}' libseccomp2 2>/dev/null | grep -q "ok installed" \
+    || need_apt+=(libseccomp2)
+command -v losetup >/dev/null || need_apt+=(mount)
 # a real registry and independent image tools for the image tests
 command -v docker-registry >/dev/null || need_apt+=(docker-registry)
 command -v skopeo >/dev/null || need_apt+=(skopeo)
