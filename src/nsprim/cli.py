@@ -166,6 +166,24 @@ def _collect_leftovers() -> None:
             pass
 
 
+def _collect_image_tmp() -> None:
+    """What a killed pull or load left in images/tmp goes with the next
+    command of any kind; one listdir when there is nothing."""
+    from nsprim.state import state_root
+
+    try:
+        if not os.listdir(os.path.join(state_root(), "images", "tmp")):
+            return
+    except OSError:
+        return
+    from nsprim.images.store import default_store
+
+    try:
+        default_store()  # opening the store collects tmp/ (pulls still running stay)
+    except OSError:
+        pass
+
+
 def _oneline(e: BaseException) -> str:
     text = str(e.args[0]) if isinstance(e, LookupError) and e.args else str(e)
     return " ".join(text.split())
@@ -1048,6 +1066,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from nsprim.lifecycle import collect
 
         collect()  # the view stays true when a supervisor was killed
+    _collect_image_tmp()
     if a.command in commands:
         return commands[a.command](a)
     parser.print_help(sys.stderr)

@@ -301,7 +301,8 @@ def test_killed_pull_is_collected_and_running_pulls_are_kept(reg: FakeRegistry,
     reg.routes[f"/v2/slow/blobs/{manifest['layers'][0]['digest']}"] = stall
     small, st_ = small_layer(b"other\n")
     reg.add_image("other", [(small, st_)])
-    root = tmp_path / "images"
+    state = tmp_path / "state"
+    root = state / "images"
     store = ImageStore(str(root))
     store.pull(f"{reg.host}/other")
     code = ("import sys; from nsprim.images import ImageStore; "
@@ -334,7 +335,8 @@ def test_killed_pull_is_collected_and_running_pulls_are_kept(reg: FakeRegistry,
         if p.stderr:
             p.stderr.close()
     assert os.listdir(tmp) != []  # left by the kill
-    ImageStore(str(root))           # the next command, of any kind
+    r = nsprim_cli("--root", str(state), "ps")  # the next command, of any kind
+    assert r.returncode == 0, r.stderr
     assert os.listdir(tmp) == []
     assert os.listdir(root / "layers") == []
 
