@@ -14,9 +14,12 @@
  *
  * argv: [name, MODE, SYNC_FD, PATH, command...]
  *   MODE     "x": exec the command
- *            "i": --init: fork; the child execs the command; this process
- *                 stays PID 1, closes every fd, forwards signals to the child,
- *                 reaps zombies and exits as the child did.
+ *            "i": fork; the child execs the command; this process stays its
+ *                 parent: closes every fd, forwards signals to the child,
+ *                 reaps zombies and exits as the child did.  It is PID 1 for
+ *                 --init, and the process that stays outside a joined pid
+ *                 namespace (exec into a running container: the command is
+ *                 born in it, set up; the child dies with us, PDEATHSIG).
  *   SYNC_FD  the spawn engine's socket (decimal), "-" for none: made
  *            close-on-exec, so its EOF tells the parent that the command was
  *            exec'd; a failure is reported on it as a struct nsp_msg
@@ -29,6 +32,7 @@
 #include <stdint.h>
 #include <asm/unistd.h>
 #include <linux/errno.h>
+#include <linux/prctl.h>
 #include <linux/fcntl.h>
 #include <linux/signal.h>
 #include <linux/wait.h>
@@ -206,11 +210,23 @@ static __attribute__((noreturn)) void init(char **argv, char **envp, const char 
     struct ksiginfo si;
     long child;
 
+    long parent = sys3(__NR_getpid, 0, 0, 0);
+
     child = sys6(__NR_clone, SIGCHLD, 0, 0, 0, 0, 0);
     if (child < 0)
         fail(sync_fd, -child);
-    if (child == 0)
+    if (child == 0) {
+        /* SIGKILL cannot be forwarded: die with us.  (A PID 1's children die
+         * with its pid namespace anyway.)  getppid() is 0 across a pid
+         * namespace boundary, so check only a parent we can see. */
+        sys3(__NR_prctl, PR_SET_PDEATHSIG, SIGKILL, 0);
+        if (parent != 1) {
+            long pp = sys3(__NR_getppid, 0, 0, 0);
+            if (pp != 0 && pp != parent)
+                sys_exit(137);
+        }
         run(argv, envp, path, sync_fd);
+    }
     /* PID 1: nothing of ours stays open (the socket's EOF must come from the
      * child's exec).  Every signal stays blocked and is taken with
      * rt_sigtimedwait: blocked signals are queued even for a PID 1 without

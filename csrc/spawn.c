@@ -252,11 +252,41 @@ static int op_root(struct child_ctx *c, const struct nsp_op *op)
     return 0;
 }
 
+/* /proc of another pid namespace (op->fd) than ours: procfs's "pidns"
+ * parameter (Linux 6.15+) through the new mount API.  Used when the child
+ * joins a running container's pid namespace only for its children (see
+ * plan.py), so /proc shows the container's processes, not the host's. */
+static int mount_proc_of(int target, const struct nsp_op *op)
+{
+    unsigned int attr = 0;
+    int fs, mnt, r;
+    fs = nsp_fsopen("proc", FSOPEN_CLOEXEC);
+    if (fs < 0)
+        return -1;
+    if (nsp_fsconfig(fs, FSCONFIG_SET_FD, "pidns", NULL, op->fd) < 0 ||
+        nsp_fsconfig(fs, FSCONFIG_CMD_CREATE, NULL, NULL, 0) < 0)
+        return close_keep_errno(fs, -1);
+    if (op->mflags & MS_NOSUID)
+        attr |= MOUNT_ATTR_NOSUID;
+    if (op->mflags & MS_NODEV)
+        attr |= MOUNT_ATTR_NODEV;
+    if (op->mflags & MS_NOEXEC)
+        attr |= MOUNT_ATTR_NOEXEC;
+    mnt = nsp_fsmount(fs, FSMOUNT_CLOEXEC, attr);
+    close_keep_errno(fs, 0);
+    if (mnt < 0)
+        return -1;
+    r = nsp_move_mount(mnt, "", target, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH);
+    return close_keep_errno(mnt, r);
+}
+
 static int op_mount(struct child_ctx *c, const struct nsp_op *op)
 {
     int fd = open_in_root(c, op->dst, op->flags);
     if (fd < 0)
         return -1;
+    if (op->fd >= 0)
+        return close_keep_errno(fd, mount_proc_of(fd, op));
     return close_keep_errno(fd, mount_on_fd(op->src, fd, op->fstype, op->mflags, op->data));
 }
 

@@ -382,7 +382,7 @@ class Container:
             args = ffi.new("struct nsp_spawn_args *")
             args.flags = plan.clone_flags
             args.cgroup_fd = plan.cgroup_fd
-            args.pidns_fd = plan.pidns_fd
+            args.pidns_fd = -1  # a joined pid namespace is joined for the helper's fork
             args.timens_fd = plan.timens_fd
             args.exec_fd = plan.exec_fd
             args.ops = ops

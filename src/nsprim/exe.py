@@ -52,11 +52,22 @@ def _make() -> int:
 
 
 def helper_fd() -> int:
-    """A close-on-exec fd of the sealed helper (owned by this module; do not close)."""
+    """A close-on-exec fd of the sealed helper (owned by this module; do not close).
+
+    The seals stop every write, but not chmod/chown: root in a container can
+    change the mode through /proc/1/exe (of an --init), which would make the
+    next container's exec fail.  So the mode is checked (one fstat) and put
+    back before every use."""
     global _fd, _pid
-    if _fd >= 0 and _pid == os.getpid():
-        return _fd
     with _lock:
         if _fd < 0 or _pid != os.getpid():
             _fd, _pid = _make(), os.getpid()
+        st = os.fstat(_fd)
+        uid, gid = os.geteuid(), os.getegid()
+        if st.st_mode & 0o7777 != 0o555 or st.st_uid != uid or st.st_gid != gid:
+            try:
+                os.fchown(_fd, uid, gid)
+                os.fchmod(_fd, 0o555)
+            except OSError:  # not ours to fix (not root): a new one
+                _fd = _make()
         return _fd

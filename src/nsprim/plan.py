@@ -70,7 +70,6 @@ class Plan:
     ops: list[Op]
     clone_flags: int
     cgroup_fd: int = -1
-    pidns_fd: int = -1
     timens_fd: int = -1
     exec_fd: int = -1  # the sealed helper that execs the command (nsprim.exe)
     sync: bool = False
@@ -291,7 +290,9 @@ def _host_devices() -> list[str]:
     return sorted(out)
 
 
-def _mounts(cfg: ContainerConfig, new: set[NamespaceKind]) -> list[Op]:
+def _mounts(cfg: ContainerConfig, new: set[NamespaceKind], pidns_fd: int = -1) -> list[Op]:
+    """The root's mounts.  `pidns_fd`: a joined pid namespace, which /proc
+    must show (we are not in it ourselves: see build_plan)."""
     assert cfg.rootfs is not None
     rootfs = cfg.rootfs
     userns = NamespaceKind.USER in new
@@ -303,7 +304,8 @@ def _mounts(cfg: ContainerConfig, new: set[NamespaceKind]) -> list[Op]:
            detail="/ rprivate"),
         Op(lib.NSP_OP_ROOT, "rootfs", src=rootfs, flags=nodev, detail=f"rootfs={rootfs}"),
         Op(lib.NSP_OP_MOUNT, "mount_proc", src="proc", dst="/proc", fstype="proc",
-           mflags=_NOSUID_NODEV_NOEXEC, flags=lib.NSP_F_MKDIR, detail=f"{rootfs}/proc"),
+           mflags=_NOSUID_NODEV_NOEXEC, flags=lib.NSP_F_MKDIR, fd=pidns_fd,
+           detail=f"{rootfs}/proc"),
     ]
     if cfg.mount_dev:
         ops.append(Op(lib.NSP_OP_MOUNT, "mount_dev", src="tmpfs", dst="/dev", fstype="tmpfs",
@@ -409,13 +411,18 @@ def build_plan(cfg: ContainerConfig, stdio: tuple[int, int, int],
             ops.append(Op(lib.NSP_OP_UNSHARE, "unshare_cgroup", arg=lib.CLONE_NEWCGROUP,
                           detail="cgroup namespace"))
 
-    # join existing namespaces: user first (it grants the rights for the rest)
-    for kind in _JOIN_ORDER if joined else ():
+    # join existing namespaces: user first (it grants the rights for the rest).
+    # A pid namespace last, and only for our children: the process that sets
+    # up stays out of the container's sight (in a pid namespace it cannot
+    # see) until the helper forks the command into it, ready -- so nothing in
+    # the container (with CAP_SYS_PTRACE, say) can open /proc/PID/root, /mem
+    # or the fds of a process that is half in the host.  A /proc of our own
+    # then shows that namespace through procfs's pidns parameter.
+    for kind in (*_JOIN_ORDER, NamespaceKind.PID) if joined else ():
         if kind in joined:
             ops.append(Op(lib.NSP_OP_SETNS, "setns", fd=joined[kind].fd, arg=kind.flag,
                           detail=f"{kind.value}:[{joined[kind].inode}]"))
-    if NamespaceKind.PID in joined:
-        plan.pidns_fd = joined[NamespaceKind.PID].fd
+    pid_by_fork = NamespaceKind.PID in joined
     if NamespaceKind.TIME in joined:
         plan.timens_fd = joined[NamespaceKind.TIME].fd
 
@@ -427,7 +434,7 @@ def build_plan(cfg: ContainerConfig, stdio: tuple[int, int, int],
         # become the container's root so that files we create are mapped
         ops.append(Op(lib.NSP_OP_SETID, "setid", uid=0, gid=0, detail="uid=0 gid=0"))
     if cfg.rootfs is not None:
-        ops.extend(_mounts(cfg, new))
+        ops.extend(_mounts(cfg, new, joined[NamespaceKind.PID].fd if pid_by_fork else -1))
     if cfg.tty:
         # a terminal of the container's own /dev/pts (its root and mounts are in place)
         ops.append(Op(lib.NSP_OP_PTY, "terminal", detail="/dev/ptmx"))
@@ -435,8 +442,10 @@ def build_plan(cfg: ContainerConfig, stdio: tuple[int, int, int],
         ops.append(Op(lib.NSP_OP_HOSTNAME, "sethostname", src=cfg.hostname, detail=cfg.hostname))
     if NamespaceKind.NET in new:
         ops.append(Op(lib.NSP_OP_LOOPBACK_UP, "loopback_up", detail="lo"))
-    if cfg.new_session or cfg.tty:
-        ops.append(Op(lib.NSP_OP_SETSID, "setsid"))
+    # always a session of its own, as runc: the caller's terminal (inherited
+    # stdio) is not the container's controlling terminal, so nothing in it
+    # can push input into the caller's shell (TIOCSTI) or be stopped by it
+    ops.append(Op(lib.NSP_OP_SETSID, "setsid"))
     if cfg.die_with_parent:
         # SIGKILL when the thread that started us exits (prctl PR_SET_PDEATHSIG)
         ops.append(Op(lib.NSP_OP_PDEATHSIG, "pdeathsig", arg=int(signal.SIGKILL)))
@@ -488,7 +497,10 @@ def build_plan(cfg: ContainerConfig, stdio: tuple[int, int, int],
     # which also is PID 1 for --init: argv = [name, mode, sync fd, PATH, command...]
     plan.exec_fd = helper_fd()
     plan.sync = True
-    helper_argv = ("nsprim-init", "i" if cfg.init else "x", str(len(fds)), env["PATH"],
+    # mode "i": fork the command and stay its parent (PID 1 for --init, or
+    # the reaper outside a joined pid namespace); "x": exec it
+    fork = cfg.init or pid_by_fork
+    helper_argv = ("nsprim-init", "i" if fork else "x", str(len(fds)), env["PATH"],
                    *cfg.argv)
     ops.append(Op(lib.NSP_OP_EXEC, "exec", argv=helper_argv, env=plan.env,
                   detail=cfg.argv[0]))

@@ -733,6 +733,11 @@ def _program(profile: SeccompProfile, caps: frozenset[str]) -> bytes:
         return _compile_libseccomp(profile, caps)
 
 
+#: changes with the code generator, so that a cached program of an older
+#: layout is never reused
+_LAYOUT = "nsprim-bpf-2"
+
+
 def _disk_cache_path(key: str) -> str:
     from nsprim.state import run_dir
 
@@ -752,7 +757,7 @@ def compile_bpf(profile: SeccompProfile, caps: Iterable[str]) -> bytes:
         if prog is not None:
             return prog
         # the disk cache: one file per (profile, capabilities, host)
-        ident = "\0".join([profile.key, *sorted(capset), platform.machine(),
+        ident = "\0".join([_LAYOUT, profile.key, *sorted(capset), platform.machine(),
                            platform.release()])
         path = _disk_cache_path(hashlib.sha256(ident.encode()).hexdigest()[:40])
         try:

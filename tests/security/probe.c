@@ -8,7 +8,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
+#include <sys/ioctl.h>
 #include <sys/personality.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -97,6 +99,41 @@ int main(int argc, char **argv)
                 printf("%d %s\n", fd, t);
             }
         }
+        return 0;
+    }
+    if (!strcmp(m, "sti")) { /* push a character into the terminal on fd 1's input */
+        char c = '#';
+        return report(ioctl(1, TIOCSTI, &c));
+    }
+    if (!strcmp(m, "race-root")) {
+        /* argv[2]: seconds; argv[3]: a path relative to / that only the host
+         * has.  Spin on the next pid of our pid namespace: a process that
+         * joins it before it is inside the container's root would show the
+         * host's / through /proc/PID/root. */
+        time_t end = time(NULL) + atoi(argv[2]);
+        int n = getpid() + 1;
+        char p[64];
+        while (time(NULL) < end) {
+            int fd, f;
+            snprintf(p, sizeof p, "/proc/%d/root", n);
+            fd = open(p, O_PATH | O_DIRECTORY);
+            if (fd >= 0) {
+                f = openat(fd, argv[3], O_RDONLY);
+                if (f >= 0) {
+                    printf("ESCAPED through pid %d\n", n);
+                    return 0;
+                }
+                close(fd);
+                n++;
+                continue;
+            }
+            if (errno == ENOENT) {
+                snprintf(p, sizeof p, "/proc/%d", n + 1);
+                if (access(p, F_OK) == 0)
+                    n++;
+            }
+        }
+        printf("done at pid %d\n", n);
         return 0;
     }
     fprintf(stderr, "probe: unknown mode %s\n", m);

@@ -111,22 +111,43 @@ def test_cli_workdir_escape_in_run_detached_and_exec(hostile_rootfs: str) -> Non
 # ------------------------------------- 2. /proc/self/exe is not the host's
 
 def _python_ran(out: bytes) -> bool:
-    return b"PYTHON-RAN" in out
+    return b"Python 3" in out
 
 
-_PY = ["-c", "print('PYTHON-RAN')"]
+# `-V` prints the version before Python looks for its standard library: with
+# the loader and libraries copied in (below), the host interpreter would run
+_PY = ["-V"]
 
 
-def test_proc_self_exe_as_the_command(hostile_rootfs: str) -> None:
-    r = run(["/proc/self/exe", *_PY], rootfs=hostile_rootfs, capture_output=True, timeout=30)
-    assert not _python_ran(r.stdout + r.stderr)
-    assert r.returncode != 0
+@pytest.fixture
+def exe_rootfs(hostile_rootfs: str) -> str:
+    """The rootfs plus the dynamic loader and libraries of the host's
+    interpreter, so that running the host binary in it would succeed."""
+    import shutil
+
+    real = os.path.realpath(sys.executable)
+    out = subprocess.run(["ldd", real], capture_output=True, text=True).stdout
+    for word in out.split():
+        if word.startswith("/") and os.path.exists(word):
+            dest = Path(hostile_rootfs + word)
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(word, dest)
+    return hostile_rootfs
 
 
-def test_proc_self_exe_through_symlink_and_shebang(hostile_rootfs: str) -> None:
+def test_proc_self_exe_as_the_command(exe_rootfs: str) -> None:
+    for kw in ({}, {"memory": "64m"}, {"init": True}):
+        r = run(["/proc/self/exe", *_PY], rootfs=exe_rootfs, capture_output=True,
+                timeout=30, **kw)  # type: ignore[arg-type]
+        assert not _python_ran(r.stdout + r.stderr), (kw, r)
+        assert r.returncode != 0
+
+
+def test_proc_self_exe_through_symlink_and_shebang(exe_rootfs: str) -> None:
+    hostile_rootfs = exe_rootfs
     os.symlink("/proc/self/exe", os.path.join(hostile_rootfs, "bin", "evil"))
     script = Path(hostile_rootfs, "evil.sh")
-    script.write_text("#!/proc/self/exe\nprint('PYTHON-RAN')\n")
+    script.write_text("#!/proc/self/exe -V\n")
     script.chmod(0o755)
     for argv in (["evil", *_PY], ["/evil.sh"]):
         for kw in ({}, {"init": True}, {"memory": "64m"}):
@@ -156,8 +177,8 @@ def test_proc_self_exe_cannot_be_rewritten(hostile_rootfs: str) -> None:
     assert os.pread(helper_fd(), 1 << 20, 0) == sealed
 
 
-def test_exec_into_a_container_does_not_run_the_host_interpreter(hostile_rootfs: str
-                                                                 ) -> None:
+def test_exec_into_a_container_does_not_run_the_host_interpreter(exe_rootfs: str) -> None:
+    hostile_rootfs = exe_rootfs
     name = f"exe-{uuid.uuid4().hex[:6]}"
     r = nsprim_cli("run", "-d", "--name", name, "--network", "none", "--rootfs",
                    hostile_rootfs, "sleep", "60")
@@ -172,20 +193,111 @@ def test_exec_into_a_container_does_not_run_the_host_interpreter(hostile_rootfs:
         nsprim_cli("rm", "-f", name)
 
 
+def test_exec_is_never_seen_half_in_the_host(hostile_rootfs: str) -> None:
+    """A container with CAP_SYS_PTRACE spins on the next pid of its pid
+    namespace, opening /proc/PID/root: a joining `exec` that shows up there
+    before it is inside the container's root would hand it the host's /.
+    (Reproduced on the first versions: won within a few execs.)"""
+    name = f"race-{uuid.uuid4().hex[:6]}"
+    marker = HOST_MARKER.lstrip("/")
+    r = nsprim_cli("run", "-d", "--name", name, "--network", "none", "--cap-add",
+                   "SYS_PTRACE", "--rootfs", hostile_rootfs, "sh", "-c",
+                   f"/probe race-root 25 {marker} > /tmp/race.out; sleep 60")
+    assert r.returncode == 0, r.stderr
+    try:
+        for _ in range(40):
+            r = nsprim_cli("exec", name, "/bin/true")
+            assert r.returncode == 0, r.stderr
+        time.sleep(26)
+        out = Path(hostile_rootfs, "tmp", "race.out").read_text()
+    finally:
+        nsprim_cli("rm", "-f", name)
+    assert out.startswith("done"), out
+
+
+def test_api_join_of_a_pid_namespace_is_never_seen_half_in_the_host(
+        hostile_rootfs: str) -> None:
+    """The same through the Python API, joining every namespace of a running
+    container (exec's way) and with a root of its own joining only its pid
+    namespace."""
+    from nsprim import Namespace
+
+    marker = HOST_MARKER.lstrip("/")
+    with Container(["/probe", "race-root", "8", marker], rootfs=hostile_rootfs,
+                   cap_add=["SYS_PTRACE"], stdout=subprocess.PIPE) as x:
+        assert x.pid is not None and x.stdout is not None
+        ns = {k: Namespace.of(x.pid, k) for k in ("pid", "mnt", "net", "uts", "ipc")}
+        deadline = time.monotonic() + 5  # the probe runs 7 to 8 s
+        while time.monotonic() < deadline:
+            run(["/bin/true"], namespaces=ns, cwd="/")  # type: ignore[arg-type]
+            run(["/bin/true"], rootfs=hostile_rootfs, namespaces={"pid": ns["pid"]})
+        out = x.stdout.read().decode()
+    assert out.startswith("done"), out
+
+
+def _in_a_terminal_session(argv: list[str]) -> str:
+    """Run `argv` as the leader of a session whose controlling terminal is a
+    new pty (an admin at a shell); return what was written to the terminal."""
+    import fcntl
+    import termios
+
+    master, slave = os.openpty()
+    try:
+        p = subprocess.run(argv, stdin=slave, stdout=slave, stderr=slave, timeout=60,
+                           start_new_session=True,
+                           preexec_fn=lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0))
+        os.close(slave)
+        slave = -1
+        out = b""
+        while True:
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:  # EIO: no writer left
+                break
+            if not chunk:
+                break
+            out += chunk
+        assert p.returncode is not None
+        return out.decode(errors="replace")
+    finally:
+        os.close(master)
+        if slave >= 0:
+            os.close(slave)
+
+
+def test_no_input_injected_into_the_callers_terminal(hostile_rootfs: str) -> None:
+    """Without -t the container writes to the caller's terminal, but it is in
+    a session of its own: the terminal is not its controlling one, so TIOCSTI
+    (typing commands into the admin's shell) is refused."""
+    cli = [sys.executable, "-m", "nsprim"]
+    out = _in_a_terminal_session([*cli, "run", "--rm", "--network", "none", "--rootfs",
+                                  hostile_rootfs, "/probe", "sti"])
+    assert "errno=1" in out and "ok" not in out, out
+    name = f"sti-{uuid.uuid4().hex[:6]}"
+    r = nsprim_cli("run", "-d", "--name", name, "--network", "none", "--rootfs",
+                   hostile_rootfs, "sleep", "60")
+    assert r.returncode == 0, r.stderr
+    try:
+        out = _in_a_terminal_session([*cli, "exec", "-i", name, "/probe", "sti"])
+        assert "errno=1" in out and "ok" not in out, out
+    finally:
+        nsprim_cli("rm", "-f", name)
+
+
 # ------------------------------------------ 3. --init shows nothing of the host
 
 def test_init_is_a_real_program_with_nothing_of_the_host(hostile_rootfs: str) -> None:
-    secret = f"HOSTSECRET{uuid.uuid4().hex}"
-    os.environ["NSPRIM_TEST_SECRET"] = secret
-    try:
-        r = _sh(hostile_rootfs, "tr '\\0' '\\n' </proc/1/environ; echo ---; "
-                "readlink /proc/1/exe; echo ---; cat /proc/1/maps; echo ---; "
-                "grep -E '^(Uid|CapEff)' /proc/1/status", init=True, env={"A": "1"})
-    finally:
-        del os.environ["NSPRIM_TEST_SECRET"]
+    # what /proc/PID/environ of this (calling) process shows: its initial
+    # environment, which a fork of it would show as well
+    ours = [e for e in Path("/proc/self/environ").read_bytes().decode(errors="replace")
+            .split("\0") if "=" in e and not e.startswith(("PATH=", "HOME="))]
+    assert ours
+    r = _sh(hostile_rootfs, "tr '\\0' '\\n' </proc/1/environ; echo ---; "
+            "readlink /proc/1/exe; echo ---; cat /proc/1/maps; echo ---; "
+            "grep -E '^(Uid|CapEff)' /proc/1/status", init=True, env={"A": "1"})
     out = r.stdout.decode()
     environ, exe, maps, status = out.split("---\n")
-    assert secret not in out
+    assert not [e for e in ours if e in environ.split("\n")], environ
     assert "A=1" in environ.split()
     assert exe.strip() == "/memfd:nsprim-init (deleted)"
     # no host interpreter, library or heap mapped in PID 1
