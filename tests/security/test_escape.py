@@ -175,6 +175,10 @@ def test_proc_self_exe_cannot_be_rewritten(hostile_rootfs: str) -> None:
     assert b"memfd:nsprim-init" in r.stdout and b"w=0" not in r.stdout, r.stdout
     assert hashlib.sha256(Path(HELPER_PATH).read_bytes()).hexdigest() == before
     assert os.pread(helper_fd(), 1 << 20, 0) == sealed
+    # the seals do not cover the mode: a chmod through /proc/1/exe must not
+    # stop the next container of this process from starting
+    _sh(hostile_rootfs, "chmod 0 /proc/1/exe; chmod u+s /proc/1/exe", init=True)
+    assert _sh(hostile_rootfs, "echo still-starts").stdout == b"still-starts\n"
 
 
 def test_exec_into_a_container_does_not_run_the_host_interpreter(exe_rootfs: str) -> None:
