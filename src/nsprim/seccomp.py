@@ -747,11 +747,12 @@ def _disk_cache_path(key: str) -> str:
 def compile_bpf(profile: SeccompProfile, caps: Iterable[str]) -> bytes:
     """The BPF program (``struct sock_filter[]``) of `profile` for a container
     with capabilities `caps` (names without ``CAP_``), on this host."""
-    capset = frozenset("CAP_" + c.upper().removeprefix("CAP_") for c in caps)
-    key = (profile.key, capset)
+    given = caps if isinstance(caps, frozenset) else frozenset(caps)
+    key = (profile.key, given)
     prog = _cache.get(key)
     if prog is not None:
         return prog
+    capset = frozenset("CAP_" + c.upper().removeprefix("CAP_") for c in given)
     with _lib_lock:
         prog = _cache.get(key)
         if prog is not None:
