@@ -33,7 +33,7 @@ cd "$PWD"
 grep cgroup /proc/self/mountinfo > "$out/mounts.txt"
 export NSPRIM_TESTS_MUST_RUN=1 NSPRIM_EXPECT_CGROUP=v2 PYTHONDONTWRITEBYTECODE=1
 "$PYABS" -m pytest -q -p no:cacheprovider tests/test_cgroup.py \
-    tests/security/test_devices.py -k "test_cgroup or bpf or cgroup_enforces" \
+    tests/security/test_devices.py -k "test_cgroup or bpf or container_cgroup_enforces" \
     > "$out/pytest.log" 2>&1
 echo \$? > "$out/rc"
 GUEST
