@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-PY=${PYTHON:-python3}
+PY=$PWD/.venv/bin/python  # made by scripts/setup.sh
 root=$(mktemp -d /tmp/nsprim-demo.XXXXXX)
 chmod 755 "$root"
 trap 'rm -rf "$root"' EXIT

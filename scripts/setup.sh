@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what nsprim and its tests need on a fresh Debian machine (as root):
 # a C compiler, busybox-static (test rootfs), the peers used by tests and
-# benchmarks, and the package itself with its test extras.
+# benchmarks, and the package itself with its test extras in .venv (the
+# `nsprim` command is then .venv/bin/nsprim).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -34,5 +35,19 @@ if [ ${#need_apt[@]} -gt 0 ]; then
     apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
 fi
 
-PY=${PYTHON:-python3}
-"$PY" -m pip install -q --disable-pip-version-check ".[test,dev]"
+# nsprim and its test tools go into a virtual environment in the checkout,
+# built from whatever python3 is first on PATH: Debian's own refuses `pip
+# install` into itself (PEP 668, "externally managed").  PYTHON=... picks
+# another interpreter to build it from.
+BASE=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+    if ! "$BASE" -m venv .venv 2>/dev/null; then
+        # Debian's python3 without ensurepip
+        rm -rf .venv
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get update -qq
+        apt-get install -y -qq --no-install-recommends python3-venv >/dev/null
+        "$BASE" -m venv .venv
+    fi
+fi
+.venv/bin/python -m pip install -q --disable-pip-version-check ".[test,dev]"

@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-PY=${PYTHON:-python3}
+PY=$PWD/.venv/bin/python  # made by scripts/setup.sh
 # run from outside the checkout so the installed package (with its compiled
 # core) is what gets tested, not the source tree
 NSPRIM_TESTS_MUST_RUN=1 "$PY" -m pytest -q -p no:cacheprovider --rootdir=. tests "$@"
