@@ -117,11 +117,20 @@ def test_unknown_flag_is_125() -> None:
 def test_read_only_and_volume(rootfs: str, tmp_path: Path) -> None:
     d = tmp_path / "vol"
     d.mkdir()
+    # each write on its own line with its own status: the volume and the tmpfs
+    # are writable, the read-only root is not, and /run/ok really is in /run
     r = nsprim_cli("run", "--rm", "--rootfs", rootfs, "--read-only", "-v", f"{d}:/data",
                    "--tmpfs", "/run:size=1m", "--", "sh", "-c",
-                   "echo hi > /data/f && touch /run/ok && touch /nope; echo rc=$?")
+                   "echo hi > /data/f; echo data=$?; touch /run/ok; echo run=$?; "
+                   "touch /nope; echo nope=$?; ls /run; grep ' /run ' /proc/self/mounts")
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[:4] == ["data=0", "run=0", "nope=1", "ok"], r.stdout
+    assert lines[4].split()[:3] == ["tmpfs", "/run", "tmpfs"], r.stdout
+    assert "/nope" in r.stderr and "Read-only file system" in r.stderr, r.stderr
     assert (d / "f").read_text() == "hi\n"
-    assert "rc=1" in r.stdout
+    assert not os.path.exists(os.path.join(rootfs, "nope"))
+    assert not os.path.exists(os.path.join(rootfs, "run", "ok"))  # it went to the tmpfs
 
 
 def test_memory_limit_oom_is_137(rootfs: str) -> None:
@@ -130,12 +139,74 @@ def test_memory_limit_oom_is_137(rootfs: str) -> None:
     assert r.returncode == 137
 
 
+def _cgroup_file(pid: int, controller: str, v1_name: str, v2_name: str) -> str:
+    """The host path of `pid`'s cgroup file for `controller`: `v1_name` in a
+    v1 hierarchy of that controller, else `v2_name` in the unified one."""
+    from nsprim.cgroup import host_layout
+
+    lay = host_layout()
+    v2_path = None
+    for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines():
+        _, ctrls, path = line.split(":", 2)
+        if controller in ctrls.split(",") and controller in lay.v1:
+            return os.path.join(lay.v1[controller] + path, v1_name)
+        if ctrls == "":
+            v2_path = path
+    assert lay.v2 is not None and v2_path is not None and controller in lay.v2_controllers, \
+        f"no {controller} controller for pid {pid}"
+    return os.path.join(lay.v2 + v2_path, v2_name)
+
+
+def _read(path: str) -> str:
+    return Path(path).read_text().strip()
+
+
 def test_resource_flags_together(rootfs: str) -> None:
-    r = nsprim_cli("run", "--rm", "--rootfs", rootfs, "-m", "256m", "--memory-swap", "256m",
-                   "--cpus", "0.5", "--cpu-shares", "512", "--cpuset-cpus", "0",
-                   "--pids-limit", "64", "--", "cat", "/proc/self/cgroup")
-    assert r.returncode == 0, r.stderr
-    assert "0::/" in r.stdout.split()
+    # the limits are read, while the container runs, from the cgroup files
+    # its process is in (as the host sees them: v1 or v2, whichever is here)
+    p = subprocess.Popen([sys.executable, "-m", "nsprim", "run", "--rm", "--rootfs", rootfs,
+                          "-m", "256m", "--memory-swap", "256m", "--cpus", "0.5",
+                          "--cpu-shares", "512", "--cpuset-cpus", "0", "--pids-limit", "64",
+                          "--", "sh", "-c", "echo up; exec sleep 30"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert p.stdout is not None
+        assert p.stdout.readline() == "up\n"
+        children = Path(f"/proc/{p.pid}/task/{p.pid}/children").read_text().split()
+        assert len(children) == 1
+        pid = int(children[0])
+        from nsprim.cgroup import host_layout, shares_to_weight
+
+        v1 = host_layout().v1
+        mem = _cgroup_file(pid, "memory", "memory.limit_in_bytes", "memory.max")
+        assert int(_read(mem)) == 256 << 20
+        if "memory" in v1:
+            swap = os.path.join(os.path.dirname(mem), "memory.memsw.limit_in_bytes")
+            if os.path.exists(swap):  # swap accounting on: memory + swap = 256m
+                assert int(_read(swap)) == 256 << 20
+        else:
+            swap = os.path.join(os.path.dirname(mem), "memory.swap.max")
+            if os.path.exists(swap):  # v2 counts swap alone: none
+                assert _read(swap) == "0"
+        pids = _cgroup_file(pid, "pids", "pids.max", "pids.max")
+        assert _read(pids) == "64"
+        cpus = _cgroup_file(pid, "cpuset", "cpuset.cpus", "cpuset.cpus")
+        assert _read(cpus) == "0"
+        if "cpu" in v1:
+            d = os.path.dirname(_cgroup_file(pid, "cpu", "cpu.shares", "cpu.weight"))
+            quota, period = _read(f"{d}/cpu.cfs_quota_us"), _read(f"{d}/cpu.cfs_period_us")
+            assert int(quota) * 2 == int(period), (quota, period)  # 0.5 CPU
+            assert _read(f"{d}/cpu.shares") == "512"
+        else:
+            d = os.path.dirname(_cgroup_file(pid, "cpu", "cpu.shares", "cpu.weight"))
+            quota, period = _read(f"{d}/cpu.max").split()
+            assert int(quota) * 2 == int(period), (quota, period)
+            assert _read(f"{d}/cpu.weight") == str(shares_to_weight(512))
+        os.kill(pid, signal.SIGKILL)
+        assert p.wait(timeout=30) == 128 + signal.SIGKILL
+    finally:
+        p.kill()
+        p.wait()
 
 
 @pytest.mark.parametrize("args,needle", [
@@ -156,6 +227,15 @@ def test_bad_resource_flags(rootfs: str, args: list[str], needle: str) -> None:
 
 
 def test_init_flag(rootfs: str) -> None:
+    # what --init changes: PID 1 is the sealed nsprim-init (a memfd), which
+    # forks the command as PID 2 and passes its exit code through
+    script = "readlink /proc/1/exe; echo $$; exit 4"
     r = nsprim_cli("run", "--rm", "--init", "--network", "none", "--rootfs", rootfs, "--",
-                   "sh", "-c", "cat /proc/1/cmdline | wc -c; exit 4")
-    assert r.returncode == 4 and r.stdout.strip() != "0", r.stderr
+                   "sh", "-c", script)
+    assert r.returncode == 4, r.stderr
+    assert r.stdout.splitlines() == ["/memfd:nsprim-init (deleted)", "2"], r.stdout
+    # without it the command itself is PID 1 (sh is busybox here)
+    r = nsprim_cli("run", "--rm", "--network", "none", "--rootfs", rootfs, "--",
+                   "sh", "-c", script)
+    assert r.returncode == 4, r.stderr
+    assert r.stdout.splitlines() == ["/bin/busybox", "1"], r.stdout
