@@ -189,12 +189,50 @@ def _oneline(e: BaseException) -> str:
     return " ".join(text.split())
 
 
-def _build_parser() -> _Parser:
+class _Null:
+    """Stands for the parser of a subcommand that was not chosen: building
+    every subcommand's arguments costs more than the container work."""
+
+    def __getattr__(self, name: str) -> Any:
+        return lambda *a, **k: self
+
+
+class _OnlyOne:
+    """add_subparsers' result, building only the chosen subcommand."""
+
+    def __init__(self, sub: Any, only: str) -> None:
+        self._sub, self._only = sub, only
+
+    def add_parser(self, name: str, **kw: Any) -> Any:
+        return self._sub.add_parser(name, **kw) if name == self._only else _Null()
+
+
+_COMMANDS = frozenset({"run", "ps", "logs", "stop", "start", "restart", "wait", "kill", "rm",
+                       "exec", "pull", "load", "images", "rmi", "volume", "inspect"})
+
+
+def _chosen(argv: Sequence[str]) -> str | None:
+    """The subcommand of `argv`, if plain to see (else the whole parser is built)."""
+    i = 0
+    while i < len(argv):
+        a = argv[i]
+        if a == "--root":
+            i += 2
+        elif a.startswith("--root="):
+            i += 1
+        else:
+            return a if a in _COMMANDS else None
+    return None
+
+
+def _build_parser(only: str | None = None) -> _Parser:
     p = _Parser(prog="nsprim", description="Container primitives: run commands in containers.")
     p.add_argument("--version", action="store_true", help="print the version and exit")
     p.add_argument("--root", metavar="DIR", help="state root (default /var/lib/nsprim; "
                    "NSPRIM_ROOT)")
-    sub = p.add_subparsers(dest="command", parser_class=_Parser)
+    sub: Any = p.add_subparsers(dest="command", parser_class=_Parser)
+    if only is not None:
+        sub = _OnlyOne(sub, only)
     r = sub.add_parser("run", help="run a command in a new container", add_help=False,
                        description="Run a command in a new container.")
     r.add_argument("--help", action="help", help="show this help message and exit")
@@ -1045,9 +1083,10 @@ def cmd_volume(a: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = _build_parser()
+    args = sys.argv[1:] if argv is None else list(argv)
+    parser = _build_parser(_chosen(args))
     try:
-        a = parser.parse_args(argv)
+        a = parser.parse_args(args)
     except UsageError as e:
         return _fail(str(e))
     if a.version:

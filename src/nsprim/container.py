@@ -17,21 +17,23 @@ import struct
 import subprocess
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from typing import IO, Any, NoReturn
+from typing import IO, TYPE_CHECKING, Any, NoReturn
 
 from nsprim import devices, volumes
 from nsprim._native import ffi, lib, raise_errno
 from nsprim.cgroup import Cgroup, Limits, make_limits
 from nsprim.config import Bind, ContainerConfig, IdMap, MountSpec, make_config, validate_env
 from nsprim.errors import ConfigError, spawn_error
-from nsprim.images.store import Image, ImageNotFound, default_store, print_progress
 from nsprim.namespace import Namespace, NamespaceKind
 from nsprim.network import NetworkMode, PortSpec
-from nsprim.network.bridge import Attachment
 from nsprim.plan import Plan, build_plan, compile_plan
 from nsprim.rootfs import OverlayRootfs, containers_dir
 from nsprim.state import run_dir
 from nsprim.volumes import Volume
+
+if TYPE_CHECKING:  # imported where used: a --rootfs container needs neither
+    from nsprim.images.store import Image
+    from nsprim.network.bridge import Attachment
 
 __all__ = ["Container", "CompletedContainer", "run", "PIPE", "DEVNULL", "STDOUT"]
 
@@ -64,6 +66,8 @@ class CompletedContainer(subprocess.CompletedProcess):  # type: ignore[type-arg]
 
 def _find_image(name: str) -> Image:
     """An image from the store, pulled first if it is not there (docker run)."""
+    from nsprim.images.store import ImageNotFound, default_store, print_progress
+
     store = default_store()
     try:
         return store.get(name)
@@ -155,6 +159,8 @@ class Container:
         if image is not None:
             if rootfs is not None:
                 raise ConfigError("give an image or a rootfs, not both")
+            from nsprim.images.store import Image
+
             self.image = image if isinstance(image, Image) else _find_image(image)
             argv = self.image.argv(list(argv) if argv else None,
                                    list(entrypoint) if entrypoint is not None else None)
