@@ -51,6 +51,11 @@
 
 #include <stdint.h>
 
+/* Everything between cdef-begin and cdef-end is also the cffi declaration of
+ * the spawn engine: csrc/build_ffi.py reads it at build time (comments
+ * dropped, enum values and struct layouts taken from the compiler, `#define
+ * NAME value` exported as a constant).  Keep it to plain declarations. */
+/* cdef-begin */
 enum nsp_op_kind {
     NSP_OP_SETNS = 1,      /* fd, arg = nstype: join a namespace */
     NSP_OP_UNSHARE,        /* arg = CLONE_* flags */
@@ -168,5 +173,6 @@ int nsp_spawn_shares_memory(void);
 
 /* Clone a child that executes `ops`.  Returns the pid, or -1 with errno. */
 int nsp_spawn(const struct nsp_spawn_args *args, struct nsp_spawn_result *res);
+/* cdef-end */
 
 #endif

@@ -70,6 +70,9 @@ static inline long nsp_clone3(struct clone_args *args, size_t size)
     return syscall(SYS_clone3, args, size);
 }
 
+/* cdef-begin: csrc/build_ffi.py declares every wrapper from here to cdef-end
+ * to cffi (each definition becomes its prototype).  nsp_clone3 stays out:
+ * only the spawn engine calls it. */
 static inline int nsp_unshare(int flags) { return (int)syscall(SYS_unshare, flags); }
 static inline int nsp_setns(int fd, int nstype) { return (int)syscall(SYS_setns, fd, nstype); }
 
@@ -170,5 +173,6 @@ static inline int nsp_bpf(int cmd, void *attr, unsigned int size)
 {
     return (int)syscall(SYS_bpf, cmd, attr, size);
 }
+/* cdef-end */
 
 #endif
