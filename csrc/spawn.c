@@ -929,7 +929,7 @@ int nsp_spawn_shares_memory(void)
 }
 
 /* does the child wait for the parent (NSP_OP_SYNC) before it execs? */
-static int plan_needs_parent(const struct nsp_spawn_args *a)
+int nsp_plan_needs_parent(const struct nsp_spawn_args *a)
 {
     int i;
     for (i = 0; i < a->nops; i++) {
@@ -985,7 +985,7 @@ int nsp_spawn(const struct nsp_spawn_args *a, struct nsp_spawn_result *res)
     }
 
 #ifdef HAVE_CLONE3_ON_STACK
-    if (!plan_needs_parent(a)) {
+    if (!nsp_plan_needs_parent(a)) {
         stack = mmap(NULL, CHILD_STACK_SIZE, PROT_READ | PROT_WRITE,
                      MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
         if (stack == MAP_FAILED)
@@ -994,7 +994,7 @@ int nsp_spawn(const struct nsp_spawn_args *a, struct nsp_spawn_result *res)
 #endif
     if (stack == NULL && a->sync_fd < 0) {
         /* without a shared child the socket is the only way to hear of failure */
-        err = stack == NULL && plan_needs_parent(a) ? EINVAL : ENOMEM;
+        err = stack == NULL && nsp_plan_needs_parent(a) ? EINVAL : ENOMEM;
         goto out;
     }
     if (a->cgroup_fd >= 0) {

@@ -171,6 +171,11 @@ struct nsp_spawn_result {
  * (sync_fd = parent_fd = -1) may be left out. */
 int nsp_spawn_shares_memory(void);
 
+/* 1 if the child of `args` must run on its own memory because it waits for
+ * the parent before it execs (an NSP_OP_SYNC: the parent writes its id maps)
+ * or sends it a file descriptor (NSP_OP_PTY); 0 if it may share ours. */
+int nsp_plan_needs_parent(const struct nsp_spawn_args *args);
+
 /* Clone a child that executes `ops`.  Returns the pid, or -1 with errno. */
 int nsp_spawn(const struct nsp_spawn_args *args, struct nsp_spawn_result *res);
 /* cdef-end */
