@@ -126,6 +126,34 @@ def test_stop_uses_sigterm_first(root: str, rootfs: str) -> None:
     assert state(root, "polite")["State"]["ExitCode"] == 0  # type: ignore[index]
 
 
+def test_stop_uses_the_images_stopsignal(root: str, images: dict[str, str]) -> None:
+    """The image says STOPSIGNAL SIGINT and its command exits 42 on SIGINT:
+    a stop that sent SIGTERM instead would end it with 143, one that fell
+    back to SIGKILL with 137."""
+    r = cli(root, "run", "-d", "--name", "intme", "--network", "none", images["stopint"])
+    assert r.returncode == 0, r.stderr
+    assert cli(root, "stop", "intme").returncode == 0
+    assert state(root, "intme")["State"]["ExitCode"] == 42  # type: ignore[index]
+
+
+def test_stop_signal_and_timeout_flags(root: str, rootfs: str) -> None:
+    r = cli(root, "run", "-d", "--name", "usr1", "--stop-signal", "USR1", "--stop-timeout",
+            "1", "--network", "none", "--rootfs", rootfs, "--", "sh", "-c",
+            "trap 'exit 7' USR1; trap '' TERM; while :; do sleep 0.05; done")
+    assert r.returncode == 0, r.stderr
+    assert cli(root, "stop", "usr1").returncode == 0
+    assert state(root, "usr1")["State"]["ExitCode"] == 7  # type: ignore[index]
+    # a container that ignores its stop signal is killed after --stop-timeout
+    r = cli(root, "run", "-d", "--name", "deaf", "--stop-signal", "USR2", "--stop-timeout",
+            "1", "--network", "none", "--rootfs", rootfs, "--", "sh", "-c",
+            "trap '' USR2; while :; do sleep 0.05; done")
+    assert r.returncode == 0, r.stderr
+    assert cli(root, "stop", "deaf").returncode == 0
+    assert state(root, "deaf")["State"]["ExitCode"] == 137  # type: ignore[index]
+    bad = cli(root, "run", "--rm", "--stop-signal", "SIGNOPE", "--rootfs", rootfs, "true")
+    assert bad.returncode == 125 and "SIGNOPE" in bad.stderr
+
+
 def test_rm_refuses_running_without_force(root: str, rootfs: str) -> None:
     cli(root, "run", "-d", "--name", "busy", "--rootfs", rootfs, "--", "sleep", "100")
     r = cli(root, "rm", "busy")

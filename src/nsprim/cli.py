@@ -243,6 +243,11 @@ def _build_parser(only: str | None = None) -> _Parser:
     r.add_argument("-t", "--tty", action="store_true", help="allocate a pseudo-terminal")
     r.add_argument("--restart", default="no",
                    help="restart policy: no, always, unless-stopped, on-failure[:N]")
+    r.add_argument("--stop-signal", metavar="SIGNAL",
+                   help="signal to stop the container (default: the image's STOPSIGNAL, "
+                   "else SIGTERM)")
+    r.add_argument("--stop-timeout", type=_int_arg("stop-timeout"), metavar="SECONDS",
+                   help="seconds to wait on stop before SIGKILL (default 10)")
     r.add_argument("--init", action="store_true",
                    help="run a minimal init as PID 1: forwards signals, reaps zombies")
     r.add_argument("--rootfs", metavar="DIR",
@@ -300,7 +305,9 @@ def _build_parser(only: str | None = None) -> _Parser:
     for cname, chelp in (("stop", "stop containers (stop signal, then SIGKILL)"),
                          ("restart", "restart containers")):
         sp = sub.add_parser(cname, help=chelp)
-        sp.add_argument("-t", "--time", type=_seconds_arg, default=10.0, metavar="SECONDS")
+        sp.add_argument("-t", "--time", type=_seconds_arg, default=None, metavar="SECONDS",
+                        help="seconds before SIGKILL (default: the container's "
+                        "--stop-timeout, else 10)")
         sp.add_argument("containers", nargs="+")
     kl = sub.add_parser("kill", help="signal containers")
     kl.add_argument("-s", "--signal", default="KILL")
@@ -372,6 +379,7 @@ def _run_config(a: argparse.Namespace, image: str | None, image_id: str | None,
         "restart": a.restart, "auto_remove": a.rm, "tty": a.tty, "interactive": a.interactive,
         "init": a.init,
         "detach": a.detach,
+        "stop_signal": a.stop_signal, "stop_timeout": a.stop_timeout,
     }
 
 
@@ -449,7 +457,14 @@ def cmd_run(a: argparse.Namespace) -> int:
         if image is not None:
             from nsprim.container import _find_image
 
-            image_id = _find_image(image).id
+            img = _find_image(image)
+            image_id = img.id
+            if a.stop_signal is None:
+                a.stop_signal = img.stop_signal  # the image's STOPSIGNAL (docker's rule)
+        if a.stop_signal is not None:
+            from nsprim.lifecycle import parse_signal
+
+            parse_signal(a.stop_signal)
         for d in a.device:
             parse_device(d)
         rec = new_record(_run_config(a, image, image_id, cmd, security))
@@ -758,11 +773,19 @@ def cmd_logs(a: argparse.Namespace) -> int:
     return 0
 
 
+def _stop_timeout(rec: Any, given: float | None) -> float:
+    """-t, else the container's --stop-timeout, else docker's 10 s."""
+    if given is not None:
+        return given
+    t = rec.config.get("stop_timeout")
+    return float(t) if isinstance(t, (int, float)) and t >= 0 else 10.0
+
+
 def cmd_stop(a: argparse.Namespace) -> int:
     from nsprim.lifecycle import stop
 
     def act(rec: Any, name: str) -> None:
-        stop(rec, timeout=a.time)
+        stop(rec, timeout=_stop_timeout(rec, a.time))
         print(name)
 
     return _for_each(a.containers, act)
@@ -811,7 +834,7 @@ def cmd_restart(a: argparse.Namespace) -> int:
     from nsprim.lifecycle import stop
 
     def act(rec: Any, name: str) -> bool:
-        stop(rec, timeout=a.time)
+        stop(rec, timeout=_stop_timeout(rec, a.time))
         if _start_detached_quiet(rec) != 0:
             return False
         print(name)

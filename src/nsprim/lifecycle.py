@@ -355,7 +355,7 @@ def parse_signal(text: str | int) -> int:
     if isinstance(text, int):
         return text
     t = text.strip().upper()
-    if t.isdigit():
+    if t.isascii() and t.isdigit():
         n = int(t)
     else:
         if not t.startswith("SIG"):
