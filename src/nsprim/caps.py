@@ -14,14 +14,10 @@ from nsprim.errors import ConfigError
 
 __all__ = ["ALL_CAPS", "DOCKER_DEFAULT_CAPS", "cap_number", "cap_mask", "resolve_caps"]
 
-_NAMES = (
-    "CHOWN DAC_OVERRIDE DAC_READ_SEARCH FOWNER FSETID KILL SETGID SETUID SETPCAP "
-    "LINUX_IMMUTABLE NET_BIND_SERVICE NET_BROADCAST NET_ADMIN NET_RAW IPC_LOCK "
-    "IPC_OWNER SYS_MODULE SYS_RAWIO SYS_CHROOT SYS_PTRACE SYS_PACCT SYS_ADMIN "
-    "SYS_BOOT SYS_NICE SYS_RESOURCE SYS_TIME SYS_TTY_CONFIG MKNOD LEASE "
-    "AUDIT_WRITE AUDIT_CONTROL SETFCAP MAC_OVERRIDE MAC_ADMIN SYSLOG WAKE_ALARM "
-    "BLOCK_SUSPEND AUDIT_READ PERFMON BPF CHECKPOINT_RESTORE"
-).split()
+#: every capability the kernel headers of this build name (csrc/build_ffi.py
+#: reads them from <linux/capability.h>)
+_NAMES = sorted((n[4:] for n in dir(lib) if n.startswith("CAP_") and n != "CAP_LAST_CAP"),
+                key=lambda n: int(getattr(lib, "CAP_" + n)))
 
 #: every capability this build knows, name -> number
 ALL_CAPS: dict[str, int] = {name: int(getattr(lib, "CAP_" + name)) for name in _NAMES}

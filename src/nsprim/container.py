@@ -359,7 +359,7 @@ class Container:
 
     def _populate(self, data_dir: str, target: str) -> None:
         assert self._overlay is not None
-        fd = lib.nsp_openat2(-100, os.fsencode(self._overlay.path), os.O_PATH |
+        fd = lib.nsp_openat2(lib.AT_FDCWD, os.fsencode(self._overlay.path), os.O_PATH |
                              os.O_DIRECTORY | os.O_CLOEXEC, 0, 0)
         if fd < 0:
             return

@@ -37,7 +37,7 @@ MOUNT_ATTR_NOSUID: int = lib.MOUNT_ATTR_NOSUID
 MOUNT_ATTR_NODEV: int = lib.MOUNT_ATTR_NODEV
 MOUNT_ATTR_NOEXEC: int = lib.MOUNT_ATTR_NOEXEC
 
-_AT_FDCWD = -100
+_AT_FDCWD: int = lib.AT_FDCWD
 PathLike = str | os.PathLike[str]
 
 

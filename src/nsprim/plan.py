@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import signal
 import stat
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Protocol
 
@@ -22,7 +22,7 @@ from nsprim.exe import helper_fd
 from nsprim.namespace import Namespace, NamespaceKind
 from nsprim.seccomp import compile_bpf
 
-__all__ = ["Op", "Plan", "build_plan", "compile_plan", "resolve_user", "STEP_NAMES"]
+__all__ = ["Op", "Plan", "build_plan", "compile_plan", "resolve_user"]
 
 @dataclass(slots=True)
 class Op:
@@ -49,10 +49,6 @@ class Op:
     detail: str = ""
 
 
-STEP_NAMES = {
-    int(getattr(lib, n)): n[len("NSP_OP_"):].lower()
-    for n in dir(lib) if n.startswith("NSP_OP_") and not n.endswith("__COUNT")
-}
 
 
 class CgroupTarget(Protocol):
@@ -76,7 +72,6 @@ class Plan:
     uid: int = 0
     gid: int = 0
     env: tuple[str, ...] = ()
-    keep: list[Any] = field(default_factory=list)
 
 
 # ------------------------------------------------------------------ users

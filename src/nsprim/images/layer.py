@@ -33,7 +33,7 @@ from nsprim._native import lib
 
 __all__ = ["extract_layer", "HashingReader", "LayerError", "decompressor_for", "Bounded"]
 
-_RESOLVE = 0x10 | 0x02  # RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS (checked below)
+_RESOLVE = lib.RESOLVE_IN_ROOT | lib.RESOLVE_NO_MAGICLINKS
 _WH = ".wh."
 _OPAQUE = ".wh..wh..opq"
 
@@ -193,7 +193,6 @@ class _Root:
     """The layer directory, opened once; paths resolved inside it."""
 
     def __init__(self, path: str) -> None:
-        assert lib.RESOLVE_IN_ROOT | lib.RESOLVE_NO_MAGICLINKS == _RESOLVE
         self.fd = os.open(path, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
 
     def close(self) -> None:

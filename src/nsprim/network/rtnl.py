@@ -13,7 +13,6 @@ thread), not by forking as pyroute2 does.
 
 from __future__ import annotations
 
-import errno
 import os
 import socket
 import struct
@@ -154,20 +153,6 @@ class Rtnl:
                 off += (length + 3) & ~3
 
     # ---------------------------------------------------------------- ops
-    def link_index(self, name: str) -> int:
-        """The index of interface `name` in this socket's namespace."""
-        self.seq += 1
-        payload = _ifinfo() + _str(IFLA_IFNAME, name)
-        self.sock.send(struct.pack("=IHHII", 16 + len(payload), RTM_GETLINK, NLM_F_REQUEST,
-                                   self.seq, 0) + payload)
-        data = self.sock.recv(65536)
-        _length, kind = struct.unpack_from("=IH", data, 0)
-        if kind == _NLMSG_ERROR:
-            (err,) = struct.unpack_from("=i", data, 16)
-            raise OSError(errno.ENODEV, f"no network interface {name!r}: {os.strerror(-err)}")
-        (index,) = struct.unpack_from("=i", data, 16 + 4)
-        return int(index)
-
     def add_bridge(self, name: str) -> None:
         payload = _ifinfo() + _str(IFLA_IFNAME, name) + \
             _attr(IFLA_LINKINFO, _str(IFLA_INFO_KIND, "bridge"))
