@@ -8,8 +8,12 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -24,9 +28,11 @@ from nsprim import (
     Tmpfs,
     run,
 )
+from nsprim._native import lib
 from nsprim.caps import DOCKER_DEFAULT_CAPS, cap_mask
+from nsprim.plan import Op, build_plan
 
-from .conftest import host_mount_points
+from .conftest import host_mount_points, need
 
 
 def sh(rootfs: str, script: str, **kw: object):  # type: ignore[no-untyped-def]
@@ -40,19 +46,120 @@ def status_field(text: str, name: str) -> str:
     raise AssertionError(f"{name} not in {text!r}")
 
 
-def test_issue_example(rootfs: str) -> None:
+# ------------------------------------------------------------ spawn paths
+# nsp_spawn (csrc/spawn.c) has two ways to start a container: a child that
+# shares our memory (CLONE_VM | CLONE_VFORK, reporting failure in the result
+# struct) when the plan has no op that needs the parent (SYNC, PTY), else a
+# fork-like child that talks to us over the socket.  The core tests run
+# through both.  The fork-like path is forced without touching the product: a
+# SYNC op is put first in the plan; the parent answers its READY with GO
+# (Container._handshake).  Which path ran is read from nsp_spawn's own result
+# (`res.shared`), recorded by a stand-in for the native `lib` that passes
+# every other name through.
+
+_NEEDS_PARENT = (lib.NSP_OP_SYNC, lib.NSP_OP_PTY)
+
+
+@dataclass
+class Spawn:
+    ret: int
+    pid: int
+    shared: int
+    kinds: list[int]
+
+
+@dataclass
+class SpawnPath:
+    name: str  # "shared" or "fork"
+    spawns: list[Spawn] = field(default_factory=list)
+
+    def containers(self) -> list[Spawn]:
+        """The spawns of containers (their plan ends in the exec), not of
+        namespace holders."""
+        return [s for s in self.spawns if s.kinds and s.kinds[-1] == lib.NSP_OP_EXEC]
+
+
+class _RecordingLib:
+    def __init__(self, real: Any, path: SpawnPath) -> None:
+        self._real = real
+        self._path = path
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._real, name)
+
+    def nsp_spawn(self, args: Any, res: Any) -> int:
+        ret = self._real.nsp_spawn(args, res)
+        # plain memory reads only: ffi.errno of the call stays as it was
+        kinds = [int(args.ops[i].kind) for i in range(args.nops)]
+        self._path.spawns.append(Spawn(ret, res.pid, res.shared, kinds))
+        return ret
+
+
+def _with_sync_first(real: Any) -> Any:
+    def build(*a: Any, **kw: Any) -> Any:
+        plan = real(*a, **kw)
+        if not any(op.kind in _NEEDS_PARENT for op in plan.ops):
+            plan.ops.insert(0, Op(lib.NSP_OP_SYNC, "sync", detail="forced fork-like path"))
+            plan.sync = True
+        return plan
+    return build
+
+
+@pytest.fixture(params=["shared", "fork"])
+def spawn_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+               ) -> Iterator[SpawnPath]:
+    """Run the test through one of nsp_spawn's two paths; afterwards, every
+    container it started must have taken that path."""
+    path = SpawnPath(request.param)
+    if path.name == "shared":
+        need(bool(lib.nsp_spawn_shares_memory()), "a spawn that shares memory (clone3)")
+    recorder = _RecordingLib(lib, path)
+    # wherever the names are used (the plan is built in Container._start
+    # through nsprim.container's own `build_plan`)
+    patched_plan = 0
+    for name, mod in list(sys.modules.items()):
+        if name != "nsprim" and not name.startswith("nsprim."):
+            continue
+        if getattr(mod, "lib", None) is lib:
+            monkeypatch.setattr(mod, "lib", recorder)
+        if path.name == "fork" and getattr(mod, "build_plan", None) is build_plan:
+            monkeypatch.setattr(mod, "build_plan", _with_sync_first(build_plan))
+            patched_plan += 1
+    assert path.name == "shared" or patched_plan, "no module builds plans through build_plan"
+    yield path
+    spawns = path.containers()
+    assert spawns, "no container was spawned through nsp_spawn"
+    for sp in spawns:
+        if path.name == "shared":
+            assert not any(k in _NEEDS_PARENT for k in sp.kinds), sp
+            assert sp.shared == 1, f"child did not share our memory: {sp}"
+        else:
+            assert sp.kinds[0] == lib.NSP_OP_SYNC, sp
+            assert sp.shared == 0, f"child shared our memory: {sp}"
+
+
+def test_issue_example(rootfs: str, spawn_path: SpawnPath) -> None:
     r = run(["/bin/sh", "-c", "echo $$; hostname; ls /proc/self/fd"],
             rootfs=rootfs, hostname="box", capture_output=True)
     assert r.returncode == 0 and r.stdout.split()[:2] == [b"1", b"box"]
 
 
-def test_pid1_and_only_own_processes(rootfs: str) -> None:
-    r = sh(rootfs, "sleep 5 & ls /proc | grep -E '^[0-9]+$' | sort -n | tr '\\n' ' '; kill %1")
-    pids = [int(p) for p in r.stdout.split()]
-    # sh (1), sleep, and the pipeline's own processes: nothing of the host
-    assert pids[0] == 1
-    assert len(pids) <= 6 and max(pids) < 20, pids
-    assert os.getpid() not in pids or os.getpid() < 20
+def test_pid1_and_only_own_processes(rootfs: str, spawn_path: SpawnPath) -> None:
+    # a host process with a command line of its own: the container must not see it
+    marker = subprocess.Popen(["sleep", "31.4159"])
+    script = "for p in /proc/[0-9]*; do echo ${p#/proc/} $(tr '\\0' ' ' < $p/cmdline); done"
+    try:
+        r = sh(rootfs, script)
+        assert r.returncode == 0, r.stderr
+        # the glob is expanded by sh while nothing else runs in the container:
+        # it is PID 1, and the only process there (the marker is not)
+        assert r.stdout.decode().splitlines() == [f"1 /bin/sh -c {script}"], r.stdout
+        # the check sees host processes when there are some to see
+        r = sh(rootfs, script, namespaces={"pid": False})
+        assert b"sleep 31.4159" in r.stdout
+    finally:
+        marker.kill()
+        marker.wait()
 
 
 def test_hostname_isolated(rootfs: str) -> None:
@@ -63,7 +170,7 @@ def test_hostname_isolated(rootfs: str) -> None:
     assert socket.gethostname() == before
 
 
-def test_default_hostname_is_container_id(rootfs: str) -> None:
+def test_default_hostname_is_container_id(rootfs: str, spawn_path: SpawnPath) -> None:
     c = Container(["/bin/hostname"], rootfs=rootfs, stdout=PIPE)
     with c:
         out, _ = c.communicate(timeout=30)
@@ -128,17 +235,17 @@ def test_user_namespace_unmapped_uid_fails_at_setid(userns_rootfs: str) -> None:
     assert "uid=70000" in str(ei.value)
 
 
-def test_exit_code_propagates(rootfs: str) -> None:
+def test_exit_code_propagates(rootfs: str, spawn_path: SpawnPath) -> None:
     assert sh(rootfs, "exit 42").returncode == 42
 
 
-def test_kill_signal_propagates(rootfs: str) -> None:
+def test_kill_signal_propagates(rootfs: str, spawn_path: SpawnPath) -> None:
     with Container(["/bin/sleep", "60"], rootfs=rootfs) as c:
         c.kill(signal.SIGKILL)
         assert c.wait(timeout=30) == -signal.SIGKILL
 
 
-def test_sigterm_reaches_pid1_handler(rootfs: str) -> None:
+def test_sigterm_reaches_pid1_handler(rootfs: str, spawn_path: SpawnPath) -> None:
     c = Container(["/bin/sh", "-c", "trap 'exit 7' TERM; echo ready; while :; do sleep 0.05; done"],
                   rootfs=rootfs, stdout=PIPE)
     with c:
@@ -148,19 +255,19 @@ def test_sigterm_reaches_pid1_handler(rootfs: str) -> None:
         assert c.wait(timeout=30) == 7
 
 
-def test_missing_command(rootfs: str) -> None:
+def test_missing_command(rootfs: str, spawn_path: SpawnPath) -> None:
     with pytest.raises(FileNotFoundError) as ei:
         run(["no-such-command"], rootfs=rootfs)
     assert isinstance(ei.value, SpawnError) and ei.value.step == "exec"
 
 
-def test_non_executable_command(rootfs: str) -> None:
+def test_non_executable_command(rootfs: str, spawn_path: SpawnPath) -> None:
     with pytest.raises(PermissionError) as ei:
         run(["/notexec"], rootfs=rootfs)
     assert isinstance(ei.value, SpawnError) and ei.value.step == "exec"
 
 
-def test_bad_rootfs_names_step(tmp_path: Path) -> None:
+def test_bad_rootfs_names_step(tmp_path: Path, spawn_path: SpawnPath) -> None:
     missing = str(tmp_path / "nope")
     with pytest.raises(FileNotFoundError) as ei:
         run(["/bin/true"], rootfs=missing)
@@ -176,7 +283,7 @@ def test_bad_uid_is_config_error(rootfs: str) -> None:
         run(["/bin/true"], rootfs=rootfs, user="ghost")
 
 
-def test_only_stdio_fds_inside(rootfs: str) -> None:
+def test_only_stdio_fds_inside(rootfs: str, spawn_path: SpawnPath) -> None:
     leak = os.open("/etc/hostname", os.O_RDONLY)
     os.set_inheritable(leak, True)  # even an inheritable host fd must not get in
     try:
@@ -186,7 +293,7 @@ def test_only_stdio_fds_inside(rootfs: str) -> None:
         os.close(leak)
 
 
-def test_pass_fds_renumbered(rootfs: str) -> None:
+def test_pass_fds_renumbered(rootfs: str, spawn_path: SpawnPath) -> None:
     r, w = os.pipe()
     try:
         c = Container(["/bin/sh", "-c", "echo through-fd3 >&3; exec sleep 30"], rootfs=rootfs,
@@ -195,6 +302,12 @@ def test_pass_fds_renumbered(rootfs: str) -> None:
             os.close(w)
             w = -1
             assert os.read(r, 100) == b"through-fd3\n"
+            # the fds of sleep, not of sh still undoing its redirection (it
+            # keeps a saved copy of fd 1 as fd 10 meanwhile)
+            deadline = time.monotonic() + 10
+            while Path(f"/proc/{c.pid}/cmdline").read_bytes() != b"sleep\x0030\x00":
+                assert time.monotonic() < deadline, "sleep was never exec'd"
+                time.sleep(0.01)
             assert sorted(os.listdir(f"/proc/{c.pid}/fd"), key=int) == ["0", "1", "2", "3"]
     finally:
         os.close(r)
@@ -202,7 +315,7 @@ def test_pass_fds_renumbered(rootfs: str) -> None:
             os.close(w)
 
 
-def test_default_capabilities_are_dockers(rootfs: str) -> None:
+def test_default_capabilities_are_dockers(rootfs: str, spawn_path: SpawnPath) -> None:
     r = sh(rootfs, "cat /proc/self/status")
     st = r.stdout.decode()
     want = cap_mask(DOCKER_DEFAULT_CAPS)
@@ -223,7 +336,7 @@ def test_cap_add_and_drop(rootfs: str) -> None:
     assert b"rc=1" in r.stdout
 
 
-def test_non_root_user_has_no_effective_caps(rootfs: str) -> None:
+def test_non_root_user_has_no_effective_caps(rootfs: str, spawn_path: SpawnPath) -> None:
     r = sh(rootfs, "id; cat /proc/self/status", user="user")
     out = r.stdout.decode()
     ids = out.split("\n")[0].split()
@@ -249,7 +362,7 @@ def test_read_only_rootfs(fresh_rootfs: str) -> None:
     assert not os.path.exists(os.path.join(fresh_rootfs, "newfile"))
 
 
-def test_bind_mounts_and_tmpfs(rootfs: str, tmp_path: Path) -> None:
+def test_bind_mounts_and_tmpfs(rootfs: str, tmp_path: Path, spawn_path: SpawnPath) -> None:
     rw = tmp_path / "rw"
     ro = tmp_path / "ro"
     rw.mkdir()
@@ -265,7 +378,7 @@ def test_bind_mounts_and_tmpfs(rootfs: str, tmp_path: Path) -> None:
     assert b"tmpfs" in r.stdout
 
 
-def test_env_cwd_and_path_search(rootfs: str) -> None:
+def test_env_cwd_and_path_search(rootfs: str, spawn_path: SpawnPath) -> None:
     r = run(["env"], rootfs=rootfs, env={"FOO": "bar"}, cwd="/tmp", hostname="h",
             capture_output=True)
     env = dict(line.split("=", 1) for line in r.stdout.decode().splitlines())
@@ -274,7 +387,7 @@ def test_env_cwd_and_path_search(rootfs: str) -> None:
     assert run(["pwd"], rootfs=rootfs, cwd="/tmp", capture_output=True).stdout == b"/tmp\n"
 
 
-def test_input_and_timeout(rootfs: str) -> None:
+def test_input_and_timeout(rootfs: str, spawn_path: SpawnPath) -> None:
     r = run(["cat"], rootfs=rootfs, input=b"hello", capture_output=True)
     assert r.stdout == b"hello"
     with pytest.raises(subprocess.TimeoutExpired):
@@ -287,21 +400,37 @@ def test_join_existing_namespace(rootfs: str) -> None:
         assert int(r.stdout) == ns.inode
 
 
-def test_setup_failure_leaves_no_process(rootfs: str) -> None:
-    before = set(os.listdir("/proc"))
-    with pytest.raises(FileNotFoundError):
+def _children_of(pid: int) -> set[int]:
+    """Every process whose parent is `pid`, zombies included."""
+    kids = set()
+    for p in os.listdir("/proc"):
+        if not p.isdigit():
+            continue
+        try:
+            with open(f"/proc/{p}/stat") as f:
+                stat = f.read()
+        except OSError:
+            continue  # gone meanwhile
+        # pid (comm) state ppid ...: comm may hold spaces and parentheses
+        if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+            kids.add(int(p))
+    return kids
+
+
+def test_setup_failure_leaves_no_process(rootfs: str, spawn_path: SpawnPath) -> None:
+    before = _children_of(os.getpid())
+    with pytest.raises(FileNotFoundError) as ei:
         run(["/bin/true"], rootfs=rootfs, mounts=[Bind("/no/such/source", "/x")])
-    after = {p for p in os.listdir("/proc") if p.isdigit()}
-    leftover = [p for p in after - before
-                if os.path.exists(f"/proc/{p}/status")
-                and "Z" not in open(f"/proc/{p}/status").read().split("State:")[1][:5]]
-    # only unrelated short-lived processes may appear; none of ours is a zombie
-    for p in leftover:
-        with open(f"/proc/{p}/status") as f:
-            assert f"PPid:\t{os.getpid()}\n" not in f.read()
+    assert isinstance(ei.value, SpawnError) and "/no/such/source" in str(ei.value)
+    # the child that failed is gone, not even a zombie: it was reaped
+    (failed,) = spawn_path.containers()
+    assert failed.pid > 0
+    assert not os.path.exists(f"/proc/{failed.pid}"), f"child {failed.pid} left behind"
+    # and no other child of ours (in any state) appeared
+    assert _children_of(os.getpid()) - before == set()
 
 
-def test_init_forwards_signals_and_reaps(rootfs: str) -> None:
+def test_init_forwards_signals_and_reaps(rootfs: str, spawn_path: SpawnPath) -> None:
     # without --init, PID 1 (sleep) ignores SIGTERM from outside
     with Container(["sleep", "30"], rootfs=rootfs) as c:
         c.terminate()
