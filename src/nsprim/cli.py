@@ -49,93 +49,8 @@ def _fail(msg: str, code: int = EXIT_NSPRIM) -> int:
     return code
 
 
-def _parse_volume(spec: str) -> Any:
-    """``-v /host:/ctr[:ro]`` (a bind: the host path must exist) or
-    ``-v NAME:/ctr[:ro]`` (a named volume, created on first use)."""
-    from nsprim.config import Bind, validate_mount_target
-    from nsprim.errors import ConfigError
-    from nsprim.volumes import Volume
-
-    parts = spec.split(":")
-    if len(parts) not in (2, 3) or not parts[0] or not parts[1]:
-        raise ConfigError(f"invalid volume specification {spec!r}: expected SRC:DST[:ro|rw]")
-    mode = parts[2] if len(parts) == 3 else "rw"
-    if mode not in ("ro", "rw"):
-        raise ConfigError(f"invalid volume mode {mode!r} in {spec!r}: expected ro or rw")
-    if not parts[1].startswith("/"):
-        raise ConfigError(f"invalid volume specification {spec!r}: the container path "
-                          "must be absolute")
-    try:
-        validate_mount_target(parts[1], "volume target", proc_files=parts[0].startswith("/"))
-    except ConfigError as e:
-        raise ConfigError(f"invalid volume specification {spec!r}: {e}") from None
-    if not parts[0].startswith("/"):
-        if "/" in parts[0] or parts[0].startswith("."):
-            raise ConfigError(f"invalid volume specification {spec!r}: a host path must be "
-                              "absolute; a volume name has no '/'")
-        return Volume(parts[0], parts[1], readonly=mode == "ro")
-    if not os.path.exists(parts[0]):
-        raise ConfigError(f"invalid volume {spec!r}: host path {parts[0]!r} does not exist")
-    return Bind(parts[0], parts[1], readonly=mode == "ro")
-
-
-_OCTAL_MODE = re.compile(r"[0-7]{1,4}", re.ASCII)
 _INT = re.compile(r"-?[0-9]{1,18}", re.ASCII)
 _SECONDS = re.compile(r"[0-9]{1,9}(?:\.[0-9]{1,9})?", re.ASCII)
-
-
-def _parse_tmpfs(spec: str) -> Any:
-    from nsprim.config import Tmpfs
-    from nsprim.errors import ConfigError
-    from nsprim.units import parse_size
-
-    target, _, opts = spec.partition(":")
-    size = None
-    mode = 0o1777
-    ro = False
-    for o in filter(None, opts.split(",")):
-        k, _, v = o.partition("=")
-        try:
-            if k == "size":
-                size = parse_size(v, "tmpfs size")
-            elif k == "mode" and _OCTAL_MODE.fullmatch(v):
-                mode = int(v, 8)
-            elif k in ("ro", "rw"):
-                ro = k == "ro"
-            else:
-                raise ValueError
-        except ValueError:
-            raise ConfigError(f"invalid tmpfs option {o!r} in {spec!r}") from None
-    return Tmpfs(target, size=size, mode=mode, readonly=ro)
-
-
-def _parse_uidmap(spec: str) -> Any:
-    from nsprim.config import IdMap
-    from nsprim.errors import ConfigError
-
-    if not all(re.fullmatch(r"[0-9]{1,10}", p, re.ASCII) for p in spec.split(":")):
-        raise ConfigError(f"invalid --userns-map {spec!r}: expected HOSTUID[:SIZE]")
-    parts = [int(p) for p in spec.split(":")]
-    if len(parts) == 1:
-        return IdMap(parts[0])
-    if len(parts) == 2:
-        return IdMap(parts[0], size=parts[1])
-    raise ConfigError(f"invalid --userns-map {spec!r}: expected HOSTUID[:SIZE]")
-
-
-def _env_list(values: list[str]) -> list[str]:
-    """``-e`` values as KEY=VALUE; every name is checked, also one that is
-    not set here (docker's ``-e NAME`` takes the caller's value)."""
-    from nsprim.config import validate_env_key
-
-    out = []
-    for v in values:
-        validate_env_key(v.partition("=")[0])
-        if "=" in v:
-            out.append(v)
-        elif v in os.environ:  # docker: -e NAME takes the value from the caller
-            out.append(f"{v}={os.environ[v]}")
-    return out
 
 
 def _int_arg(what: str) -> Any:
@@ -356,62 +271,12 @@ def _build_parser(only: str | None = None) -> _Parser:
     return p
 
 
-_RESTART = re.compile(r"no|always|unless-stopped|on-failure(:[0-9]{1,9})?", re.ASCII)
-
-
-def _run_config(a: argparse.Namespace, image: str | None, image_id: str | None,
-                cmd: list[str], security: dict[str, Any]) -> dict[str, Any]:
-    """What a container record keeps of `nsprim run`'s flags (JSON)."""
-    return {
-        "name": a.name, "image": image, "image_id": image_id, "rootfs": a.rootfs, "cmd": cmd,
-        "entrypoint": None if a.entrypoint is None else ([a.entrypoint] if a.entrypoint
-                                                         else []),
-        "hostname": a.hostname, "env": _env_list(a.env), "workdir": a.workdir, "user": a.user,
-        "network": a.network, "publish": a.publish, "publish_all": a.publish_all,
-        "network_bandwidth": a.network_bandwidth, "userns_map": a.userns_map,
-        "cap_add": a.cap_add, "cap_drop": a.cap_drop, **security,
-        "privileged": a.privileged, "devices": a.device,
-        "read_only": a.read_only, "volumes": a.volume, "tmpfs": a.tmpfs,
-        "memory": a.memory, "memory_swap": a.memory_swap, "cpus": a.cpus,
-        "cpu_shares": a.cpu_shares, "cpuset_cpus": a.cpuset_cpus,
-        "cpuset_mems": a.cpuset_mems, "pids_limit": a.pids_limit,
-        "device_read_bps": a.device_read_bps, "device_write_bps": a.device_write_bps,
-        "restart": a.restart, "auto_remove": a.rm, "tty": a.tty, "interactive": a.interactive,
-        "init": a.init,
-        "detach": a.detach,
-        "stop_signal": a.stop_signal, "stop_timeout": a.stop_timeout,
-    }
-
-
-def _security_opts(opts: list[str]) -> dict[str, Any]:
-    """--security-opt values -> the record's security fields (docker's
-    spellings: ``key=value`` or ``key:value``).  A seccomp profile file is
-    read now and kept in the record, as docker does."""
-    from nsprim.seccomp import load_profile
-
-    out: dict[str, Any] = {"no_new_privileges": False, "seccomp": "default"}
-    for opt in opts:
-        key, sep, val = opt.partition("=")
-        if not sep:
-            key, sep, val = opt.partition(":")
-        if key == "no-new-privileges" and val in ("", "true", "false"):
-            out["no_new_privileges"] = val != "false"
-        elif key == "seccomp" and val in ("unconfined", "default"):
-            out["seccomp"] = val
-        elif key == "seccomp" and val:
-            out["seccomp"] = dict(load_profile(val).data)
-        elif key in ("apparmor", "label") and val in ("unconfined", "disable"):
-            pass  # no AppArmor or SELinux confinement is applied here to lift
-        else:
-            raise ValueError(f"invalid --security-opt: {opt!r}")
-    return out
-
-
 def cmd_run(a: argparse.Namespace) -> int:
-    from nsprim.devices import parse_device
+    import dataclasses
+
     from nsprim.errors import ConfigError
-    from nsprim.lifecycle import check_name, new_record, remove_record
-    from nsprim.supervise import build_container
+    from nsprim.lifecycle import new_record, remove_record
+    from nsprim.spec import from_run_flags, to_container, validate
 
     cmd = a.cmd[1:] if a.cmd and a.cmd[0] == "--" else a.cmd
     image = None
@@ -423,55 +288,27 @@ def cmd_run(a: argparse.Namespace) -> int:
             cmd = cmd[1:]
     elif not cmd:
         return _fail("run: no command given")
-    try:
-        security = _security_opts(a.security_opt)
-    except ValueError as e:
-        return _fail(str(e))
-    if a.detach and a.tty:
-        return _fail("run: -t with -d is not supported (no terminal to attach later)")
-    if not _RESTART.fullmatch(a.restart):
-        return _fail(f"invalid restart policy {a.restart!r}: no, always, unless-stopped or "
-                     "on-failure[:N]")
-    if a.rm and a.restart != "no":
-        return _fail("conflicting options: --restart and --rm")
-    if a.rootfs is not None and not os.path.isdir(a.rootfs):
-        return _fail(f"invalid rootfs {a.rootfs!r}: not a directory")
     rec = None
     try:
-        from nsprim.network import NetworkMode
-
-        if a.name is not None:
-            check_name(a.name)
-        from nsprim.config import parse_user, validate_env
-
-        validate_env(_env_list(a.env))
-        parse_user(a.user)
-        NetworkMode.parse(a.network, publish=a.publish, publish_all=a.publish_all,
-                          bandwidth=a.network_bandwidth)
-        for v in a.volume:
-            _parse_volume(v)
-        for t in a.tmpfs:
-            _parse_tmpfs(t)
+        spec = from_run_flags(a, image, cmd)
+        validate(spec)  # every check, before anything is created
         _collect_leftovers()
-        image_id = None
         if image is not None:
             from nsprim.container import _find_image
 
             img = _find_image(image)
-            image_id = img.id
-            if a.stop_signal is None:
-                a.stop_signal = img.stop_signal  # the image's STOPSIGNAL (docker's rule)
-        if a.stop_signal is not None:
-            from nsprim.lifecycle import parse_signal
+            # the image's STOPSIGNAL unless --stop-signal (docker's rule)
+            spec = dataclasses.replace(spec, image_id=img.id,
+                                       stop_signal=spec.stop_signal or img.stop_signal)
+            if spec.stop_signal is not None:
+                from nsprim.lifecycle import parse_signal
 
-            parse_signal(a.stop_signal)
-        for d in a.device:
-            parse_device(d)
-        rec = new_record(_run_config(a, image, image_id, cmd, security))
+                parse_signal(spec.stop_signal)
+        rec = new_record(spec.to_json())
         from nsprim.container import DEVNULL
 
-        c = build_container(rec, die_with_parent=True, tty=a.tty,
-                            stdin=None if a.interactive or a.tty else DEVNULL)
+        c = to_container(rec.spec, die_with_parent=True, tty=a.tty,
+                         stdin=None if a.interactive or a.tty else DEVNULL)
     except ConfigError as e:
         if rec is not None:
             remove_record(rec)
@@ -932,12 +769,13 @@ def cmd_exec(a: argparse.Namespace) -> int:
     from nsprim.lifecycle import alive, find
     from nsprim.namespace import Namespace, NamespaceKind
     from nsprim.plan import resolve_user
+    from nsprim.spec import env_list
 
     cmd = a.cmd[1:] if a.cmd and a.cmd[0] == "--" else a.cmd
     if not cmd:
         return _fail("exec: no command given")
     try:  # the flags first: bad input is refused before anything is looked at
-        _env_list(a.env)
+        env_list(a.env)
         parse_user(a.user)
     except ConfigError as e:
         return _fail(str(e))
@@ -957,7 +795,7 @@ def cmd_exec(a: argparse.Namespace) -> int:
 
             img = default_store().get(cfg["image_id"])
             env, image_user, image_cwd = img.env, img.user, img.working_dir
-        env += cfg.get("env", []) + _env_list(a.env)
+        env += cfg.get("env", []) + env_list(a.env)
         spec = a.user or cfg.get("user") or image_user
         user = parse_user(spec)
         _uid, _gid, _groups, home = resolve_user(f"/proc/{pid}/root", user)

@@ -3,7 +3,8 @@ supervisor per running container, and the commands around them (ps, logs,
 stop, kill, start, restart, rm, inspect, wait, exec).
 
 A container's record lives in ``<state root>/containers/<id>/``:
-``config.json`` (what to run: written once), ``state.json`` (status, pid,
+``spec.json`` (what to run: the ContainerSpec, written once; ``config.json``
+in records of older versions), ``state.json`` (status, pid,
 times, exit code: written atomically), ``container.log`` (JSON lines), and --
 for image containers -- the overlay's upper/work/merged directories, kept
 between runs.  Names map to ids in ``<state root>/names.json``, changed under
@@ -139,7 +140,16 @@ class Record:
 
     @property
     def config(self) -> dict[str, Any]:
-        return self._load("config.json")
+        """The container's spec as JSON (spec.json; config.json of older
+        versions)."""
+        return self._load("spec.json") or self._load("config.json")
+
+    @property
+    def spec(self) -> Any:
+        """The container's :class:`nsprim.spec.ContainerSpec`."""
+        from nsprim.spec import ContainerSpec
+
+        return ContainerSpec.from_json(self.config)
 
     @property
     def state(self) -> dict[str, Any]:
@@ -149,7 +159,7 @@ class Record:
     # the last update, which collect() repairs; an fsync per update would cost
     # milliseconds on every start.
     def write_config(self, cfg: dict[str, Any]) -> None:
-        atomic_write(os.path.join(self.dir, "config.json"), json.dumps(cfg, indent=1).encode(),
+        atomic_write(os.path.join(self.dir, "spec.json"), json.dumps(cfg, indent=1).encode(),
                      0o600, durable=False)
 
     def update_state(self, **changes: Any) -> dict[str, Any]:
@@ -189,16 +199,22 @@ def records() -> list[Record]:
         return []
     out = []
     for i in ids:
-        if os.path.exists(os.path.join(containers_dir(), i, "config.json")):
+        if _has_spec(i):
             out.append(Record(i))
     return out
+
+
+def _has_spec(cid: str) -> bool:
+    d = os.path.join(containers_dir(), cid)
+    return os.path.exists(os.path.join(d, "spec.json")) or \
+        os.path.exists(os.path.join(d, "config.json"))
 
 
 def find(ref: str) -> Record:
     """A container by name, full id, or unique id prefix."""
     with _names_locked() as names:
         cid = names.get(ref)
-    if cid and os.path.exists(os.path.join(containers_dir(), cid, "config.json")):
+    if cid and _has_spec(cid):
         return Record(cid)
     if len(ref) >= 3 and all(c in "0123456789abcdef" for c in ref):
         matches = [r for r in records() if r.id.startswith(ref)]

@@ -24,43 +24,10 @@ SHIM = os.path.join(os.path.dirname(os.path.abspath(__file__)), "nsprim-shim")
 
 
 def build_container(rec: Record, **extra: Any) -> Any:
-    """The Container a record describes (its config.json holds the run flags)."""
-    from nsprim.cli import _parse_tmpfs, _parse_uidmap, _parse_volume
-    from nsprim.container import Container
-    from nsprim.network import NetworkMode
+    """The Container a record describes (its spec.json)."""
+    from nsprim.spec import to_container
 
-    cfg = rec.config
-    net = cfg.get("network", "bridge")
-    if net.startswith("container:"):
-        from nsprim.lifecycle import find
-
-        other = find(net[len("container:"):]).state
-        if not isinstance(other.get("pid"), int):
-            raise LookupError(f"container {net[10:]} is not running")
-        network = NetworkMode.container(other["pid"])
-    else:
-        network = NetworkMode.parse(net, publish=cfg.get("publish", []),
-                                    publish_all=cfg.get("publish_all", False),
-                                    bandwidth=cfg.get("network_bandwidth"))
-    mounts = [_parse_volume(v) for v in cfg.get("volumes", [])] + \
-        [_parse_tmpfs(t) for t in cfg.get("tmpfs", [])]
-    ep = cfg.get("entrypoint")
-    return Container(
-        cfg.get("cmd") or None, rootfs=cfg.get("rootfs"), image=cfg.get("image_id") or None,
-        entrypoint=ep, hostname=cfg.get("hostname"), env=cfg.get("env", []),
-        cwd=cfg.get("workdir"), user=cfg.get("user"), network=network,
-        user_namespace=_parse_uidmap(cfg["userns_map"]) if cfg.get("userns_map") else None,
-        cap_add=cfg.get("cap_add", []), cap_drop=cfg.get("cap_drop", []),
-        no_new_privileges=cfg.get("no_new_privileges", False),
-        seccomp=cfg.get("seccomp", "default"), privileged=cfg.get("privileged", False),
-        devices=cfg.get("devices", []),
-        read_only=cfg.get("read_only", False), mounts=mounts, init=cfg.get("init", False),
-        memory=cfg.get("memory"), memory_swap=cfg.get("memory_swap"), cpus=cfg.get("cpus"),
-        cpu_shares=cfg.get("cpu_shares"), cpuset=cfg.get("cpuset_cpus"),
-        cpuset_mems=cfg.get("cpuset_mems"), pids=cfg.get("pids_limit"),
-        device_read_bps=cfg.get("device_read_bps", []),
-        device_write_bps=cfg.get("device_write_bps", []),
-        container_id=rec.id, keep_rootfs=not cfg.get("auto_remove", False), **extra)
+    return to_container(rec.spec, **extra)
 
 
 def _lock_fds(c: Any) -> list[int]:

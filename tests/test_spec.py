@@ -1,0 +1,98 @@
+"""ContainerSpec: JSON round trips, every flag combination the CLI accepts
+gives a spec that validate() accepts, and bad values are refused."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from nsprim.cli import _build_parser
+from nsprim.errors import ConfigError
+from nsprim.spec import ContainerSpec, from_run_flags, validate
+
+texts = st.text(st.characters(codec="utf-8", exclude_characters="\x00"), max_size=12)
+tuples = st.lists(texts, max_size=3).map(tuple)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.builds(
+    ContainerSpec, id=texts, name=st.none() | texts, created=st.floats(0, 2e9),
+    image=st.none() | texts, rootfs=st.none() | texts, volumes=tuples, tmpfs=tuples,
+    cmd=tuples, entrypoint=st.none() | tuples, env=tuples, workdir=st.none() | texts,
+    tty=st.booleans(), init=st.booleans(), network=texts, publish=tuples,
+    cap_add=tuples, cap_drop=tuples, no_new_privileges=st.booleans(),
+    seccomp=st.sampled_from(["default", "unconfined"]) | st.dictionaries(
+        texts, st.integers() | texts, max_size=3),
+    privileged=st.booleans(), devices=tuples, memory=st.none() | texts,
+    cpu_shares=st.none() | st.integers(0, 1 << 20), pids_limit=st.none() | st.integers(-1, 99),
+    restart=texts, auto_remove=st.booleans(), stop_signal=st.none() | texts,
+    stop_timeout=st.none() | st.integers(0, 999),
+    labels=st.dictionaries(texts, texts, max_size=3)))
+def test_spec_round_trips_through_json(spec: ContainerSpec) -> None:
+    text = json.dumps(spec.to_json())
+    assert ContainerSpec.from_json(json.loads(text)) == spec
+
+
+_FLAGS = st.lists(st.sampled_from([
+    ["--rm"], ["-d"], ["--name", "web-1"], ["--init"], ["--hostname", "box"],
+    ["-e", "A=1"], ["-e", "B=two words"], ["-w", "/tmp"], ["-u", "1000:1000"], ["-u", "user"],
+    ["--cap-add", "NET_ADMIN"], ["--cap-drop", "ALL"], ["--read-only"],
+    ["-v", "data:/data"], ["-v", "/tmp:/mnt:ro"], ["--tmpfs", "/run:size=1m,mode=755"],
+    ["--network", "none"], ["--network", "host"], ["-p", "8080:80"], ["-p", "127.0.0.1:53:53/udp"],
+    ["-P"], ["--network-bandwidth", "10mbit"], ["--userns-map", "100000:65536"],
+    ["--security-opt", "no-new-privileges"], ["--security-opt", "seccomp=unconfined"],
+    ["--privileged"], ["--device", "/dev/null:/dev/x:r"], ["-m", "256m"],
+    ["-m", "64m", "--memory-swap", "-1"], ["--cpus", "0.5"], ["--cpu-shares", "512"],
+    ["--cpuset-cpus", "0"], ["--pids-limit", "64"], ["--restart", "on-failure:3"],
+    ["--stop-signal", "SIGINT"], ["--stop-timeout", "5"], ["-i"],
+]), max_size=6)
+
+
+@settings(max_examples=150, deadline=None)
+@given(_FLAGS)
+def test_every_accepted_flag_combination_validates(flags: list[list[str]]) -> None:
+    argv = ["run", *[x for f in flags for x in f], "--rootfs", "/", "true"]
+    a = _build_parser("run").parse_args(argv)
+    spec = from_run_flags(a, None, ["true"])
+    # the only refusals a set of valid flags may meet: docker's conflicts
+    conflict = (spec.auto_remove and spec.restart != "no") or (spec.detach and spec.tty) or (
+        spec.network in ("none", "host")
+        and bool(spec.publish or spec.publish_all or spec.network_bandwidth))
+    try:
+        validate(spec)
+    except ConfigError as e:
+        assert conflict, e
+    else:
+        assert not conflict
+    again = ContainerSpec.from_json(json.loads(json.dumps(spec.to_json())))
+    assert again == spec
+
+
+@pytest.mark.parametrize("change,needle", [
+    ({"restart": "sometimes"}, "sometimes"),
+    ({"stop_signal": "SIGNOPE"}, "SIGNOPE"),
+    ({"volumes": ("/nope-nope:/x",)}, "nope-nope"),
+    ({"memory": "lots"}, "lots"),
+    ({"devices": ("/etc/passwd",)}, "/etc/passwd"),
+    ({"seccomp": {"defaultAction": "NOPE"}}, "NOPE"),
+    ({"publish": ("99999:80",)}, "99999"),
+    ({"rootfs": None}, "image or a rootfs"),
+])
+def test_validate_names_the_bad_value(change: dict[str, object], needle: str) -> None:
+    import dataclasses
+
+    spec = dataclasses.replace(ContainerSpec(rootfs="/", cmd=("true",)), **change)  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match=needle):
+        validate(spec)
+
+
+def test_a_record_of_an_older_version_loads() -> None:
+    """Records written before spec.json (config.json, extra keys) still load."""
+    old = {"name": "x", "cmd": ["sh"], "volumes": ["a:/a"], "nonsense": 1, "env": None,
+           "restart": "always", "created": 5.0}
+    spec = ContainerSpec.from_json(old)
+    assert spec.cmd == ("sh",) and spec.volumes == ("a:/a",) and spec.env == ()
+    assert spec.restart == "always" and spec.created == 5.0
