@@ -23,7 +23,7 @@
  *   SYNC_FD  the spawn engine's socket (decimal), "-" for none: made
  *            close-on-exec, so its EOF tells the parent that the command was
  *            exec'd; a failure is reported on it as a struct nsp_msg
- *            {NSP_MSG_ERROR, errno, -1, NSP_OP_EXEC} (see spawn.h).
+ *            {NSP_MSG_ERROR, errno, -1, NSP_WHAT_EXEC} (see spawn.h).
  *   PATH     where to look for a command without a '/'.
  * The environment is passed on unchanged.  Signals arrive blocked (the spawn
  * engine blocks them across clone); they are unblocked just before the exec.
@@ -142,7 +142,7 @@ static __attribute__((noreturn)) void fail(int sync_fd, long err)
     m.type = NSP_MSG_ERROR;
     m.err = (int32_t)err;
     m.index = -1;
-    m.kind = NSP_OP_EXEC;
+    m.what = NSP_WHAT_EXEC;
     if (sync_fd >= 0)
         sys3(__NR_write, sync_fd, &m, sizeof m);
     sys_exit(err == ENOENT ? 127 : 126);

@@ -35,6 +35,7 @@ struct child_ctx {
     int sync_fd;
     int exec_fd;      /* the sealed exec helper (nsprim-init), or -1 */
     int root_fd;      /* the container's root directory (O_PATH), or -1 */
+    int what;         /* which call of the current op runs (enum nsp_what) */
     const struct nsp_op *ops;
     int nops;
 };
@@ -78,14 +79,14 @@ static void fd_path(char *buf, int fd)
     buf[p] = '\0';
 }
 
-static int send_msg(int fd, int type, int err, int index, int kind)
+static int send_msg(int fd, int type, int err, int index, int what)
 {
     struct nsp_msg m;
     ssize_t n;
     m.type = type;
     m.err = err;
     m.index = index;
-    m.kind = kind;
+    m.what = what;
     do {
         n = send(fd, &m, sizeof m, MSG_NOSIGNAL);
     } while (n < 0 && errno == EINTR);
@@ -95,16 +96,15 @@ static int send_msg(int fd, int type, int err, int index, int kind)
 static __attribute__((noreturn)) void child_fail(struct child_ctx *c, int index)
 {
     int err = errno;
-    int kind = index >= 0 && index < c->nops ? c->ops[index].kind : 0;
     if (c->report != NULL) {
         /* the parent sleeps until we exit (CLONE_VFORK), then reads this */
         c->report->type = NSP_MSG_ERROR;
         c->report->err = err;
         c->report->index = index;
-        c->report->kind = kind;
+        c->report->what = c->what;
     }
     if (c->sync_fd >= 0)
-        send_msg(c->sync_fd, NSP_MSG_ERROR, err, index, kind);
+        send_msg(c->sync_fd, NSP_MSG_ERROR, err, index, c->what);
     _exit(NSP_EXIT_SETUP);
 }
 
@@ -127,6 +127,7 @@ static int open_in_root(struct child_ctx *c, const char *rel, int create)
     size_t len, i;
     int fd, pfd;
 
+    c->what = NSP_WHAT_TARGET;
     while (*rel == '/')
         rel++;
     if (*rel == '\0')
@@ -191,7 +192,8 @@ static int mount_on_fd(const char *src, int fd, const char *fstype,
 /* Clone the tree at (dfd, path), optionally make it read-only, and attach it
  * on top of target_fd.  Uses the new mount API so that read-only applies to
  * the new mount only and no locked flags need repeating. */
-static int bind_tree(int dfd, const char *path, int target_fd, int flags)
+static int bind_tree(struct child_ctx *c, int dfd, const char *path, int target_fd,
+                     int flags)
 {
     unsigned int otflags = OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC;
     int tree, r;
@@ -199,9 +201,11 @@ static int bind_tree(int dfd, const char *path, int target_fd, int flags)
         otflags |= AT_RECURSIVE;
     if (path[0] == '\0')
         otflags |= AT_EMPTY_PATH;
+    c->what = NSP_WHAT_SOURCE;
     tree = nsp_open_tree(dfd, path, otflags);
     if (tree < 0)
         return -1;
+    c->what = NSP_WHAT_SETATTR;
     if (flags & (NSP_F_RDONLY | NSP_F_NODEV)) {
         uint64_t attr = ((flags & NSP_F_RDONLY) ? MOUNT_ATTR_RDONLY : 0) |
                         ((flags & NSP_F_NODEV) ? MOUNT_ATTR_NODEV : 0);
@@ -209,6 +213,7 @@ static int bind_tree(int dfd, const char *path, int target_fd, int flags)
         if (r < 0)
             goto out;
     }
+    c->what = NSP_WHAT_ATTACH;
     r = nsp_move_mount(tree, "", target_fd, "",
                        MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH);
 out:
@@ -285,6 +290,7 @@ static int op_mount(struct child_ctx *c, const struct nsp_op *op)
     int fd = open_in_root(c, op->dst, op->flags);
     if (fd < 0)
         return -1;
+    c->what = NSP_WHAT_ATTACH;
     if (op->fd >= 0)
         return close_keep_errno(fd, mount_proc_of(fd, op));
     return close_keep_errno(fd, mount_on_fd(op->src, fd, op->fstype, op->mflags, op->data));
@@ -296,6 +302,7 @@ static int op_bind(struct child_ctx *c, const struct nsp_op *op)
     int create = op->flags & (NSP_F_MKDIR | NSP_F_MKFILE);
     int fd;
     if (create) {
+        c->what = NSP_WHAT_SOURCE;
         if (stat(op->src, &st) < 0)
             return -1;
         create = S_ISDIR(st.st_mode) ? NSP_F_MKDIR : NSP_F_MKFILE;
@@ -303,7 +310,7 @@ static int op_bind(struct child_ctx *c, const struct nsp_op *op)
     fd = open_in_root(c, op->dst, create);
     if (fd < 0)
         return -1;
-    return close_keep_errno(fd, bind_tree(AT_FDCWD, op->src, fd, op->flags));
+    return close_keep_errno(fd, bind_tree(c, AT_FDCWD, op->src, fd, op->flags));
 }
 
 static int op_mask(struct child_ctx *c, const struct nsp_op *op)
@@ -315,6 +322,7 @@ static int op_mask(struct child_ctx *c, const struct nsp_op *op)
         return -1;
     if (fstat(fd, &st) < 0)
         return close_keep_errno(fd, -1);
+    c->what = NSP_WHAT_ATTACH;
     if (S_ISDIR(st.st_mode))
         r = mount_on_fd("tmpfs", fd, "tmpfs", MS_RDONLY | MS_NODEV | MS_NOSUID, NULL);
     else
@@ -328,7 +336,7 @@ static int op_readonly(struct child_ctx *c, const struct nsp_op *op)
     if (fd < 0)
         return -1;
     if (op->flags & NSP_F_REC) /* a path: a read-only recursive bind of itself */
-        return close_keep_errno(fd, bind_tree(fd, "", fd, NSP_F_REC | NSP_F_RDONLY));
+        return close_keep_errno(fd, bind_tree(c, fd, "", fd, NSP_F_REC | NSP_F_RDONLY));
     /* a mount point (the rootfs): that mount alone becomes read-only */
     return close_keep_errno(fd, nsp_mount_setattr(fd, "", AT_EMPTY_PATH, MOUNT_ATTR_RDONLY,
                                                   0, 0, 0));
@@ -668,6 +676,7 @@ static void child_main(const struct child_start *st)
     c.sync_fd = a->sync_fd;
     c.exec_fd = a->exec_fd;
     c.root_fd = -1;
+    c.what = NSP_WHAT_OP;
     c.ops = a->ops;
     c.nops = a->nops;
 
@@ -680,6 +689,7 @@ static void child_main(const struct child_start *st)
 
     for (i = 0; i < a->nops; i++) {
         const struct nsp_op *op = &a->ops[i];
+        c.what = NSP_WHAT_OP;
         switch (op->kind) {
         case NSP_OP_SETNS:
             r = nsp_setns(op->fd, op->arg);

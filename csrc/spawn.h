@@ -32,11 +32,11 @@
  *                                              ops ... (ids, caps, seccomp,
  *                                              fds: the socket becomes fd n)
  *                                              on failure:
- *             <------ {NSP_MSG_ERROR, errno, op index} -- _exit(NSP_EXIT_SETUP)
+ *             <-- {NSP_MSG_ERROR, errno, op index, what} -- _exit(NSP_EXIT_SETUP)
  *                                              execveat(exec_fd): nsprim-init
  *                                              marks the socket close-on-exec,
  *                                              execve(command); on failure:
- *             <------ {NSP_MSG_ERROR, errno, -1, NSP_OP_EXEC} -- exit 126/127
+ *             <-- {NSP_MSG_ERROR, errno, -1, NSP_WHAT_EXEC} -- exit 126/127
  *      read() == 0 (EOF): the command was exec'd
  *
  * If the parent goes away or answers anything but GO, the child exits.
@@ -135,11 +135,21 @@ enum nsp_msg_type {
     NSP_MSG_PTY
 };
 
+/* what, within a failed op, failed: an op can make several system calls */
+enum nsp_what {
+    NSP_WHAT_OP = 0,     /* the op's one call */
+    NSP_WHAT_TARGET,     /* resolving (or making) dst inside the root */
+    NSP_WHAT_SOURCE,     /* stat/open_tree of src on the host */
+    NSP_WHAT_SETATTR,    /* mount_setattr of the new mount */
+    NSP_WHAT_ATTACH,     /* move_mount / mount onto dst */
+    NSP_WHAT_EXEC        /* the command's execve (reported by nsprim-init) */
+};
+
 struct nsp_msg {
     int32_t type;
     int32_t err;     /* errno of the failed step */
-    int32_t index;   /* index of the failed op */
-    int32_t kind;    /* kind of the failed op */
+    int32_t index;   /* index of the failed op (-1: the command's exec) */
+    int32_t what;    /* enum nsp_what */
 };
 
 /* exit status of a child that failed before execve */

@@ -465,3 +465,17 @@ def test_tty_from_the_containers_own_devpts(rootfs: str) -> None:
         out += chunk
     assert c.wait(timeout=10) == 0
     assert out.split() == [b"/dev/pts/0", b"both"]
+
+
+def test_errors_name_the_call_that_failed(rootfs: str) -> None:
+    """An op that makes several calls says which one failed, with its path."""
+    with pytest.raises(FileNotFoundError) as ei:
+        run(["true"], rootfs=rootfs, mounts=[Bind("/nonexistent-nsprim-src", "/data")])
+    assert "bind_mount: opening /nonexistent-nsprim-src on the host" in str(ei.value)
+    with pytest.raises(FileNotFoundError) as ei:
+        run(["no-such-command"], rootfs=rootfs)
+    assert str(ei.value).endswith("exec (no-such-command): No such file or directory")
+    # a target under a file cannot be made: the failing call is the resolution
+    with pytest.raises(OSError) as ei:
+        run(["true"], rootfs=rootfs, mounts=[Tmpfs("/etc/passwd/x")])
+    assert "resolving /etc/passwd/x in the root" in str(ei.value)

@@ -84,6 +84,19 @@ def _uts_is_new(namespaces: Mapping[NamespaceKind | str, bool | Namespace] | Non
     return True
 
 
+def _what(op: Any, what: int) -> str:
+    """Which call of `op` failed (enum nsp_what), in words."""
+    if what == lib.NSP_WHAT_TARGET:
+        return f"resolving {op.dst} in the root"
+    if what == lib.NSP_WHAT_SOURCE:
+        return f"opening {op.src} on the host"
+    if what == lib.NSP_WHAT_SETATTR:
+        return f"setting the attributes of the mount on {op.dst}"
+    if what == lib.NSP_WHAT_ATTACH:
+        return f"mounting {op.src or op.fstype} on {op.dst}"
+    return ""
+
+
 class Container:
     """A process in its own namespaces, optionally in its own root filesystem.
 
@@ -421,7 +434,7 @@ class Container:
         with parent_sock:
             if res.report.type == lib.NSP_MSG_ERROR:
                 self._close_pipes()
-                self._child_failed(plan, res.report.err, res.report.index)
+                self._child_failed(plan, res.report.err, res.report.index, res.report.what)
             try:
                 self._handshake(parent_sock, plan)
             except BaseException:
@@ -433,7 +446,7 @@ class Container:
             data, fds, _flags, _addr = socket.recv_fds(sock, _MSG.size, 1)
             if not data:
                 return  # the close-on-exec end closed: execve succeeded
-            mtype, err, index, _kind = _MSG.unpack(data)
+            mtype, err, index, what = _MSG.unpack(data)
             if mtype == lib.NSP_MSG_PTY and fds:
                 os.set_inheritable(fds[0], False)
                 self.pty_master = fds[0]
@@ -444,16 +457,17 @@ class Container:
                 self._write_id_maps()
                 sock.send(_MSG.pack(lib.NSP_MSG_GO, 0, 0, 0))
             elif mtype == lib.NSP_MSG_ERROR:
-                self._child_failed(plan, err, index)
+                self._child_failed(plan, err, index, what)
 
-    def _child_failed(self, plan: Plan, err: int, index: int) -> NoReturn:
-        """Reap the child that failed at op `index` and raise its error."""
+    def _child_failed(self, plan: Plan, err: int, index: int, what: int = 0) -> NoReturn:
+        """Reap the child that failed at op `index` (-1: the helper's exec of
+        the command, the plan's last op) and raise its error, naming the call
+        that failed when the op makes several."""
         self.wait()
-        # index -1: the helper's exec of the command (the plan's last op)
         op = plan.ops[index] if -1 <= index < len(plan.ops) and plan.ops else None
         if op is None:
             raise spawn_error(err, "unknown")
-        raise spawn_error(err, op.step, op.detail)
+        raise spawn_error(err, op.step, op.detail, _what(op, what))
 
     def _write_id_maps(self) -> None:
         m = self.config.user_namespace

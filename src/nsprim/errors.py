@@ -32,17 +32,19 @@ class SpawnError(OSError):
 _classes: dict[type[OSError], type[SpawnError]] = {}
 
 
-def spawn_error(err: int, step: str, detail: str = "") -> SpawnError:
-    """Build the SpawnError for `err` at `step`, e.g.
-    ``FileNotFoundError: [Errno 2] setup failed at step 'root' (rootfs=/nope): No such file ...``
+def spawn_error(err: int, step: str, detail: str = "", what: str = "") -> SpawnError:
+    """Build the SpawnError for `err` at `step`: which call failed (`what`),
+    else the step's argument (`detail`), e.g.
+    ``FileNotFoundError: [Errno 2] bind_mount: opening /srv/data on the host: No such ...``
+    ``FileNotFoundError: [Errno 2] rootfs (/nope): No such file or directory``
     """
     base = type(OSError(err, ""))
     cls = _classes.get(base)
     if cls is None:
         cls = type(base.__name__, (SpawnError, base), {"__module__": __name__})
         _classes[base] = cls
-    where = f" ({detail})" if detail else ""
-    e = cls(err, f"{step} failed at step '{step}'{where}: {os.strerror(err)}")
+    where = f": {what}" if what else (f" ({detail})" if detail else "")
+    e = cls(err, f"{step}{where}: {os.strerror(err)}")
     e.step = step
     e.detail = detail
     return e
