@@ -479,3 +479,14 @@ def test_errors_name_the_call_that_failed(rootfs: str) -> None:
     with pytest.raises(OSError) as ei:
         run(["true"], rootfs=rootfs, mounts=[Tmpfs("/etc/passwd/x")])
     assert "resolving /etc/passwd/x in the root" in str(ei.value)
+
+
+def test_terminal_master_is_closed_on_exit(rootfs: str) -> None:
+    """tty=True: the master side comes back to us and is closed with the
+    container (it leaked when the context exited before a return code)."""
+    with Container(["sleep", "30"], rootfs=rootfs, tty=True) as c:
+        master = c.pty_master
+        assert master >= 0 and os.isatty(master)
+    assert c.pty_master == -1
+    with pytest.raises(OSError):
+        os.fstat(master)

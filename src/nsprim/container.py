@@ -8,6 +8,7 @@ pidfd.  The stdio arguments work like subprocess's.
 from __future__ import annotations
 
 import dataclasses
+import errno
 import os
 import selectors
 import shutil
@@ -371,17 +372,20 @@ class Container:
         return dataclasses.replace(cfg, mounts=tuple(resolved))
 
     def _populate(self, data_dir: str, target: str) -> None:
+        """Fill a new volume with what the image has at `target` (docker's
+        rule); nothing there (or not a directory) is an empty volume."""
         assert self._overlay is not None
-        fd = lib.nsp_openat2(lib.AT_FDCWD, os.fsencode(self._overlay.path), os.O_PATH |
-                             os.O_DIRECTORY | os.O_CLOEXEC, 0, 0)
-        if fd < 0:
-            return
+        fd = os.open(self._overlay.path, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
         try:
             sub = lib.nsp_openat2(fd, os.fsencode(target.lstrip("/") or "."),
                                   os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, 0,
                                   lib.RESOLVE_IN_ROOT | lib.RESOLVE_NO_MAGICLINKS)
             if sub < 0:
-                return  # nothing in the image there
+                err = ffi.errno
+                if err in (errno.ENOENT, errno.ENOTDIR):
+                    return  # nothing in the image there
+                raise OSError(err, f"reading {target} of the image to fill a volume failed: "
+                              f"{os.strerror(err)}", target)
             try:
                 volumes.populate(data_dir, sub)
             finally:
@@ -636,6 +640,7 @@ class Container:
         if self.pid is not None and self.returncode is None:
             self.kill(signal.SIGKILL)
             self.wait()
+        self._close_pipes()  # the terminal's master, now that it has a return code
 
     def __repr__(self) -> str:
         state = ("created" if self.pid is None else
