@@ -13,21 +13,19 @@ import os
 import selectors
 import shutil
 import signal
-import socket
-import struct
 import subprocess
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import IO, TYPE_CHECKING, Any, NoReturn
 
-from nsprim import devices, volumes
-from nsprim._native import ffi, lib, raise_errno
+from nsprim import _spawn, devices, volumes
+from nsprim._native import ffi, lib
 from nsprim.cgroup import Cgroup, Limits, make_limits
 from nsprim.config import Bind, ContainerConfig, IdMap, MountSpec, make_config, validate_env
 from nsprim.errors import ConfigError, spawn_error
 from nsprim.namespace import Namespace, NamespaceKind
 from nsprim.network import NetworkMode, PortSpec
-from nsprim.plan import Plan, build_plan, compile_plan
+from nsprim.plan import Plan, build_plan
 from nsprim.rootfs import OverlayRootfs, containers_dir
 from nsprim.state import run_dir
 from nsprim.volumes import Volume
@@ -44,7 +42,6 @@ STDOUT = subprocess.STDOUT
 
 StdioSpec = None | int | IO[Any]
 
-_MSG = struct.Struct("=iiii")
 
 
 class CompletedContainer(subprocess.CompletedProcess):  # type: ignore[type-arg]
@@ -397,71 +394,28 @@ class Container:
         if self.cgroup is not None:
             self._oom_before = self.cgroup.oom_kills()
         stdio, close_after = self._open_stdio()
-        parent_sock: socket.socket | None = None
         try:
             plan = build_plan(cfg, (stdio[0], stdio[1], stdio[2]), self.cgroup)
             self._plan = plan
-            ops, keep = compile_plan(plan.ops)
-            args = ffi.new("struct nsp_spawn_args *")
-            args.flags = plan.clone_flags
-            args.cgroup_fd = plan.cgroup_fd
-            args.pidns_fd = -1  # a joined pid namespace is joined for the helper's fork
-            args.timens_fd = plan.timens_fd
-            args.exec_fd = plan.exec_fd
-            args.ops = ops
-            args.nops = len(plan.ops)
-            res = ffi.new("struct nsp_spawn_result *")
-            # one socket for the whole handshake: id maps, the terminal, and
-            # the helper's exec (its EOF) or failure.  Without SYNC and PTY
-            # ops the child shares our memory (we sleep until it has exec'd
-            # the helper or failed; a failure is also in res.report)
-            parent_sock, child_sock = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-            with child_sock:
-                args.sync_fd = child_sock.fileno()
-                args.parent_fd = parent_sock.fileno()
-                ret = lib.nsp_spawn(args, res)
-                err = ffi.errno
-            del keep
-            if ret < 0:
-                raise_errno(err, "clone3 (spawn)")
-            self.pid = res.pid
-            self._pidfd = res.pidfd
+            child = _spawn.spawn(plan)
+            self.pid = child.pid
+            self._pidfd = child.pidfd
         except BaseException:
             self._close_pipes()
-            if parent_sock is not None:
-                parent_sock.close()
             raise
         finally:
             for fd in close_after:
                 os.close(fd)
-        assert parent_sock is not None
-        with parent_sock:
-            if res.report.type == lib.NSP_MSG_ERROR:
-                self._close_pipes()
-                self._child_failed(plan, res.report.err, res.report.index, res.report.what)
+        with child.sock:
             try:
-                self._handshake(parent_sock, plan)
+                master, failed = _spawn.handshake(child, self._write_id_maps)
             except BaseException:
                 self._abort()
                 raise
-
-    def _handshake(self, sock: socket.socket, plan: Plan) -> None:
-        while True:
-            data, fds, _flags, _addr = socket.recv_fds(sock, _MSG.size, 1)
-            if not data:
-                return  # the close-on-exec end closed: execve succeeded
-            mtype, err, index, what = _MSG.unpack(data)
-            if mtype == lib.NSP_MSG_PTY and fds:
-                os.set_inheritable(fds[0], False)
-                self.pty_master = fds[0]
-                continue
-            for fd in fds:
-                os.close(fd)
-            if mtype == lib.NSP_MSG_READY:
-                self._write_id_maps()
-                sock.send(_MSG.pack(lib.NSP_MSG_GO, 0, 0, 0))
-            elif mtype == lib.NSP_MSG_ERROR:
-                self._child_failed(plan, err, index, what)
+            self.pty_master = master
+            if failed is not None:
+                self._close_pipes()
+                self._child_failed(plan, *failed)
 
     def _child_failed(self, plan: Plan, err: int, index: int, what: int = 0) -> NoReturn:
         """Reap the child that failed at op `index` (-1: the helper's exec of

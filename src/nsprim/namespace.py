@@ -11,7 +11,6 @@ from __future__ import annotations
 import enum
 import fcntl
 import os
-import socket
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -155,38 +154,26 @@ class Namespace:
         socket there).  Other kinds are made by a short-lived helper process.
         A new user namespace has no id mappings.
         """
-        from nsprim.plan import Op, compile_plan  # a plan of one step: wait
+        from nsprim import _spawn
+        from nsprim.plan import Op, Plan  # a plan of one step: wait
 
         k = NamespaceKind.parse(kind)
         if k in _PER_THREAD:
             return cls._create_in_thread(k, then)
         if then is not None:
             raise ValueError(f"then= needs a per-thread namespace kind, not {k.value}")
-        parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        with parent:
-            ops, _keep = compile_plan([Op(lib.NSP_OP_SYNC, "sync")])
-            args = ffi.new("struct nsp_spawn_args *")
-            args.flags = k.flag
-            args.cgroup_fd = -1
-            args.sync_fd = child.fileno()
-            args.parent_fd = parent.fileno()
-            args.pidns_fd = -1
-            args.timens_fd = -1
-            args.exec_fd = -1
-            args.ops = ops
-            args.nops = 1
-            res = ffi.new("struct nsp_spawn_result *")
-            try:
-                check(lib.nsp_spawn(args, res), f"clone3 (new {k.value} namespace)")
-            finally:
-                child.close()
-            try:
-                parent.recv(64)  # READY: the helper is in its namespaces
-                return cls.of(res.pid, k)
-            finally:
-                parent.close()  # the helper exits on EOF
-                os.waitpid(res.pid, 0)
-                os.close(res.pidfd)
+        try:
+            child = _spawn.spawn(Plan([Op(lib.NSP_OP_SYNC, "sync")], clone_flags=k.flag))
+        except OSError as e:
+            raise OSError(e.errno, f"clone3 (new {k.value} namespace) failed: "
+                          f"{os.strerror(e.errno or 0)}") from None
+        try:
+            child.sock.recv(64)  # READY: the helper is in its namespaces
+            return cls.of(child.pid, k)
+        finally:
+            child.sock.close()  # the helper exits on EOF
+            os.waitpid(child.pid, 0)
+            os.close(child.pidfd)
 
     @classmethod
     def _create_in_thread(cls, k: NamespaceKind, then: Callable[[], object] | None
