@@ -764,12 +764,10 @@ def cmd_inspect(a: argparse.Namespace) -> int:
 
 def cmd_exec(a: argparse.Namespace) -> int:
     from nsprim.config import parse_user
-    from nsprim.container import DEVNULL, Container
+    from nsprim.container import DEVNULL
     from nsprim.errors import ConfigError
     from nsprim.lifecycle import alive, find
-    from nsprim.namespace import Namespace, NamespaceKind
-    from nsprim.plan import resolve_user
-    from nsprim.spec import env_list
+    from nsprim.spec import env_list, exec_container
 
     cmd = a.cmd[1:] if a.cmd and a.cmd[0] == "--" else a.cmd
     if not cmd:
@@ -783,53 +781,19 @@ def cmd_exec(a: argparse.Namespace) -> int:
         rec = find(a.container)
     except LookupError as e:
         return _fail(_oneline(e))
-    st, cfg = rec.state, rec.config
+    st = rec.state
     pid = st.get("pid")
     if not rec.running or not isinstance(pid, int) or not alive(pid, st.get("pid_start")):
         return _fail(f"container {a.container} is not running")
     try:
-        env: list[str] = []
-        image_user = image_cwd = None
-        if cfg.get("image_id"):
-            from nsprim.images.store import default_store
-
-            img = default_store().get(cfg["image_id"])
-            env, image_user, image_cwd = img.env, img.user, img.working_dir
-        env += cfg.get("env", []) + env_list(a.env)
-        spec = a.user or cfg.get("user") or image_user
-        user = parse_user(spec)
-        _uid, _gid, _groups, home = resolve_user(f"/proc/{pid}/root", user)
-        if not any(e.startswith("HOME=") for e in env):
-            env.append(f"HOME={home}")
-        kinds = ["mnt", "uts", "ipc", "net", "pid", "cgroup"]
-        mine = {k: os.stat(f"/proc/self/ns/{k}").st_ino for k in kinds + ["user"]}
-        namespaces: dict[NamespaceKind | str, bool | Namespace] = {}
-        for k in kinds + ["user"]:
-            ino = os.stat(f"/proc/{pid}/ns/{k}").st_ino
-            if ino != mine[k]:
-                namespaces[k] = Namespace.of(pid, k)
-            elif k != "user":
-                namespaces[k] = False
-        cg = None
-        try:
-            from nsprim.cgroup import Cgroup
-
-            cg = Cgroup.open(rec.id[:16])
-        except OSError:
-            pass
-        c = Container(cmd, namespaces=namespaces, cgroup=cg, env=env,
-                      cwd=a.workdir or cfg.get("workdir") or image_cwd or "/", user=spec,
-                      user_root=f"/proc/{pid}/root",
-                      cap_add=cfg.get("cap_add", []), cap_drop=cfg.get("cap_drop", []),
-                      no_new_privileges=cfg.get("no_new_privileges", False),
-                      seccomp=cfg.get("seccomp", "default"),
-                      privileged=cfg.get("privileged", False),
-                      nondumpable=True, tty=a.tty, die_with_parent=True,
-                      stdin=None if a.interactive or a.tty else DEVNULL)
+        c = exec_container(rec.spec, pid, cmd, env=env_list(a.env), user=a.user,
+                           workdir=a.workdir, tty=a.tty,
+                           stdin=None if a.interactive or a.tty else DEVNULL)
     except ConfigError as e:
         return _fail(str(e))
     except (LookupError, OSError, ValueError) as e:
         return _fail(_oneline(e))
+    cg = c.cgroup
 
     try:
         return _attach(c, cmd[0], a.tty, a.interactive)

@@ -21,7 +21,8 @@ from typing import Any
 
 from nsprim.errors import ConfigError
 
-__all__ = ["ContainerSpec", "validate", "to_container", "from_run_flags", "parse_volume",
+__all__ = ["ContainerSpec", "validate", "to_container", "exec_container", "from_run_flags",
+           "parse_volume",
            "parse_tmpfs", "parse_uidmap", "env_list", "security_opts", "RESTART"]
 
 RESTART = re.compile(r"no|always|unless-stopped|on-failure(:[0-9]{1,9})?", re.ASCII)
@@ -334,3 +335,50 @@ def to_container(spec: ContainerSpec, **extra: Any) -> Any:
         cpuset_mems=spec.cpuset_mems, pids=spec.pids_limit,
         device_read_bps=spec.device_read_bps, device_write_bps=spec.device_write_bps,
         container_id=spec.id, keep_rootfs=not spec.auto_remove, **extra)
+
+
+def exec_container(spec: ContainerSpec, pid: int, argv: Sequence[str], *,
+                   env: Sequence[str] = (), user: str | None = None,
+                   workdir: str | None = None, **extra: Any) -> Any:
+    """A Container that runs `argv` inside the running container `spec`
+    whose first process is `pid` (docker exec): it joins every namespace of
+    that process that differs from ours and its cgroup, and takes its
+    environment, user, working directory, capabilities and security.  The
+    sibling of :func:`to_container` (runc's setns process)."""
+    from nsprim.cgroup import Cgroup
+    from nsprim.config import parse_user
+    from nsprim.container import Container
+    from nsprim.namespace import Namespace, NamespaceKind
+    from nsprim.plan import resolve_user
+
+    full_env: list[str] = []
+    image_user = image_cwd = None
+    if spec.image_id:
+        from nsprim.images.store import default_store
+
+        img = default_store().get(spec.image_id)
+        full_env, image_user, image_cwd = list(img.env), img.user, img.working_dir
+    full_env += list(spec.env) + list(env)
+    who = user or spec.user or image_user
+    root = f"/proc/{pid}/root"
+    _uid, _gid, _groups, home = resolve_user(root, parse_user(who))
+    if not any(e.startswith("HOME=") for e in full_env):
+        full_env.append(f"HOME={home}")
+    kinds = ["mnt", "uts", "ipc", "net", "pid", "cgroup"]
+    mine = {k: os.stat(f"/proc/self/ns/{k}").st_ino for k in kinds + ["user"]}
+    namespaces: dict[NamespaceKind | str, bool | Namespace] = {}
+    for k in kinds + ["user"]:
+        if os.stat(f"/proc/{pid}/ns/{k}").st_ino != mine[k]:
+            namespaces[k] = Namespace.of(pid, k)
+        elif k != "user":
+            namespaces[k] = False
+    try:
+        cg: Cgroup | None = Cgroup.open(spec.id[:16])
+    except OSError:
+        cg = None
+    return Container(list(argv), namespaces=namespaces, cgroup=cg, env=full_env,
+                     cwd=workdir or spec.workdir or image_cwd or "/", user=who,
+                     user_root=root, cap_add=spec.cap_add, cap_drop=spec.cap_drop,
+                     no_new_privileges=spec.no_new_privileges, seccomp=spec.seccomp,
+                     privileged=spec.privileged, nondumpable=True, die_with_parent=True,
+                     **extra)
