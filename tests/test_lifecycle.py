@@ -252,6 +252,30 @@ def test_killed_cli_mid_run_is_collected(root: str, rootfs: str) -> None:
     assert _leftovers(cid) == []
 
 
+def test_input_typed_before_the_container_is_kept(root: str, rootfs: str) -> None:
+    """-it: what is typed (or piped into the terminal) before the container
+    runs reaches it; raw mode used to flush it away, and the shell waited."""
+    pid, fd = pty.fork()
+    if pid == 0:
+        os.execv(sys.executable, [sys.executable, "-m", "nsprim", "--root", root, "run",
+                                  "--rm", "-it", "--network", "none", "--rootfs", rootfs,
+                                  "--", "sh", "-c", "read x; echo got=$x; exit 3"])
+    os.write(fd, b"early\n")  # typed ahead, before nsprim has even started
+    out = b""
+    deadline = time.monotonic() + 20
+    while b"got=early" not in out and time.monotonic() < deadline:
+        if select.select([fd], [], [], 0.5)[0]:
+            try:
+                out += os.read(fd, 4096)
+            except OSError:
+                break
+    if b"got=early" not in out:
+        os.kill(pid, signal.SIGKILL)
+    _, status = os.waitpid(pid, 0)
+    assert b"got=early" in out, out
+    assert os.waitstatus_to_exitcode(status) == 3
+
+
 def test_interactive_terminal(root: str, rootfs: str) -> None:
     pid, fd = pty.fork()
     if pid == 0:

@@ -386,7 +386,10 @@ def _attach(c: Any, argv0: str, tty: bool, interactive: bool,
         if started is not None:
             started()
         if tty:
-            _proxy_tty(c, interactive=interactive)
+            from nsprim.terminal import proxy
+
+            proxy(c.pty_master, lambda: c.poll() is not None,
+                  stdin=sys.stdin.fileno() if interactive else -1, stdout=sys.stdout.fileno())
         rc = c.wait()
     finally:
         for s, h in old.items():
@@ -419,54 +422,6 @@ def _run_foreground(a: argparse.Namespace, rec: Any, c: Any, cmd: list[str]) -> 
     if a.rm:
         remove_record(rec)
     return code
-
-
-def _proxy_tty(c: Any, interactive: bool) -> None:
-    """Copy between our terminal (raw) and the container's, until it ends."""
-    import fcntl
-    import select
-    import struct
-    import termios
-    import tty
-
-    master = c.pty_master
-    ours = sys.stdin.fileno() if interactive else -1
-    saved = None
-    if ours >= 0 and os.isatty(ours):
-        saved = termios.tcgetattr(ours)
-        tty.setraw(ours)
-
-    def winsize(*_: Any) -> None:
-        if ours >= 0 and os.isatty(ours):
-            size = fcntl.ioctl(ours, termios.TIOCGWINSZ, struct.pack("HHHH", 0, 0, 0, 0))
-            fcntl.ioctl(master, termios.TIOCSWINSZ, size)
-
-    old = signal.signal(signal.SIGWINCH, winsize)
-    winsize()
-    try:
-        while True:
-            fds = [master] + ([ours] if ours >= 0 else [])
-            ready, _, _ = select.select(fds, [], [], 0.2)
-            if master in ready:
-                try:
-                    data = os.read(master, 65536)
-                except OSError:
-                    data = b""
-                if not data:
-                    break
-                os.write(sys.stdout.fileno(), data)
-            if ours >= 0 and ours in ready:
-                data = os.read(ours, 65536)
-                if not data:
-                    ours = -1
-                else:
-                    os.write(master, data)
-            if c.poll() is not None and master not in ready:
-                break
-    finally:
-        signal.signal(signal.SIGWINCH, old)
-        if saved is not None:
-            termios.tcsetattr(sys.stdin.fileno(), termios.TCSADRAIN, saved)
 
 
 def _for_each(names: list[str], action: Any) -> int:
