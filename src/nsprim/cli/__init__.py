@@ -1,0 +1,349 @@
+"""The `nsprim` command: docker-like commands, flags and exit codes.
+
+Exit codes follow docker: the command's own; 125 when nsprim itself fails
+(bad flags, setup errors); 126 when the command cannot be executed; 127 when
+it is not found; 128+N when it was killed by signal N.  Errors are one line on
+stderr.  Heavy imports happen inside the commands, so that ``nsprim --version``
+starts fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import signal
+import sys
+from collections.abc import Sequence
+from typing import Any, NoReturn
+
+EXIT_NSPRIM = 125
+EXIT_CANNOT_EXEC = 126
+EXIT_NOT_FOUND = 127
+
+_FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT,
+              signal.SIGUSR1, signal.SIGUSR2, signal.SIGWINCH)
+
+
+class UsageError(Exception):
+    pass
+
+
+class _Interrupted(BaseException):
+    """A signal that came before the container ran: it is nsprim's own."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(message)
+
+
+def _fail(msg: str, code: int = EXIT_NSPRIM) -> int:
+    print(f"nsprim: {msg}", file=sys.stderr)
+    return code
+
+
+_INT = re.compile(r"-?[0-9]{1,18}", re.ASCII)
+_SECONDS = re.compile(r"[0-9]{1,9}(?:\.[0-9]{1,9})?", re.ASCII)
+
+
+def _int_arg(what: str) -> Any:
+    def conv(v: str) -> int:
+        if not _INT.fullmatch(v):  # int() also takes " 1", "1_0" and other scripts' digits
+            raise argparse.ArgumentTypeError(f"invalid {what} {v!r}: expected an integer")
+        return int(v)
+    return conv
+
+
+def _seconds_arg(v: str) -> float:
+    if not _SECONDS.fullmatch(v):
+        raise argparse.ArgumentTypeError(f"invalid time {v!r}: expected seconds, e.g. 10")
+    return float(v)
+
+
+def _collect_leftovers() -> None:
+    """Remove what killed nsprim processes left behind (cgroups, overlays)."""
+    from nsprim.cgroup import Cgroup
+    from nsprim.lifecycle import collect as collect_containers
+    from nsprim.network import bridge
+    from nsprim.rootfs import OverlayRootfs
+
+    for collect in (collect_containers, OverlayRootfs.collect, bridge.collect, Cgroup.collect):
+        try:
+            collect()
+        except OSError:
+            pass
+
+
+def _collect_image_tmp() -> None:
+    """What a killed pull or load left in images/tmp goes with the next
+    command of any kind; one listdir when there is nothing."""
+    from nsprim.state import state_root
+
+    try:
+        if not os.listdir(os.path.join(state_root(), "images", "tmp")):
+            return
+    except OSError:
+        return
+    from nsprim.images.store import default_store
+
+    try:
+        default_store()  # opening the store collects tmp/ (pulls still running stay)
+    except OSError:
+        pass
+
+
+def _oneline(e: BaseException) -> str:
+    text = str(e.args[0]) if isinstance(e, LookupError) and e.args else str(e)
+    return " ".join(text.split())
+
+
+class _Null:
+    """Stands for the parser of a subcommand that was not chosen: building
+    every subcommand's arguments costs more than the container work."""
+
+    def __getattr__(self, name: str) -> Any:
+        return lambda *a, **k: self
+
+
+class _OnlyOne:
+    """add_subparsers' result, building only the chosen subcommand."""
+
+    def __init__(self, sub: Any, only: str) -> None:
+        self._sub, self._only = sub, only
+
+    def add_parser(self, name: str, **kw: Any) -> Any:
+        return self._sub.add_parser(name, **kw) if name == self._only else _Null()
+
+
+#: each subcommand's handler, "module:function" of this package, imported
+#: only when chosen (one module per command group)
+_DISPATCH = {
+    "run": "run:cmd_run",
+    "ps": "containers:cmd_ps", "logs": "containers:cmd_logs", "stop": "containers:cmd_stop",
+    "kill": "containers:cmd_kill", "start": "containers:cmd_start",
+    "restart": "containers:cmd_restart", "rm": "containers:cmd_rm",
+    "wait": "containers:cmd_wait", "inspect": "containers:cmd_inspect",
+    "exec": "containers:cmd_exec",
+    "pull": "images:cmd_pull", "load": "images:cmd_load", "images": "images:cmd_images",
+    "rmi": "images:cmd_rmi",
+    "volume": "volumes:cmd_volume",
+}
+_COMMANDS = frozenset(_DISPATCH)
+
+
+def _chosen(argv: Sequence[str]) -> str | None:
+    """The subcommand of `argv`, if plain to see (else the whole parser is built)."""
+    i = 0
+    while i < len(argv):
+        a = argv[i]
+        if a == "--root":
+            i += 2
+        elif a.startswith("--root="):
+            i += 1
+        else:
+            return a if a in _COMMANDS else None
+    return None
+
+
+def _build_parser(only: str | None = None) -> _Parser:
+    p = _Parser(prog="nsprim", description="Container primitives: run commands in containers.")
+    p.add_argument("--version", action="store_true", help="print the version and exit")
+    p.add_argument("--root", metavar="DIR", help="state root (default /var/lib/nsprim; "
+                   "NSPRIM_ROOT)")
+    sub: Any = p.add_subparsers(dest="command", parser_class=_Parser)
+    if only is not None:
+        sub = _OnlyOne(sub, only)
+    r = sub.add_parser("run", help="run a command in a new container", add_help=False,
+                       description="Run a command in a new container.")
+    r.add_argument("--help", action="help", help="show this help message and exit")
+    r.add_argument("--rm", action="store_true", help="remove the container when it exits")
+    r.add_argument("-d", "--detach", action="store_true", help="run in the background, print "
+                   "the container id")
+    r.add_argument("--name", help="the container's name")
+    r.add_argument("-t", "--tty", action="store_true", help="allocate a pseudo-terminal")
+    r.add_argument("--restart", default="no",
+                   help="restart policy: no, always, unless-stopped, on-failure[:N]")
+    r.add_argument("--stop-signal", metavar="SIGNAL",
+                   help="signal to stop the container (default: the image's STOPSIGNAL, "
+                   "else SIGTERM)")
+    r.add_argument("--stop-timeout", type=_int_arg("stop-timeout"), metavar="SECONDS",
+                   help="seconds to wait on stop before SIGKILL (default 10)")
+    r.add_argument("--init", action="store_true",
+                   help="run a minimal init as PID 1: forwards signals, reaps zombies")
+    r.add_argument("--rootfs", metavar="DIR",
+                   help="root filesystem directory (instead of an IMAGE)")
+    r.add_argument("--entrypoint", metavar="CMD", help="override the image's ENTRYPOINT")
+    r.add_argument("--hostname", "-h", dest="hostname", metavar="NAME")
+    r.add_argument("-e", "--env", action="append", default=[], metavar="KEY=VALUE")
+    r.add_argument("-w", "--workdir", metavar="DIR")
+    r.add_argument("-u", "--user", metavar="UID[:GID]")
+    r.add_argument("-i", "--interactive", action="store_true", help="keep stdin attached")
+    r.add_argument("--cap-add", action="append", default=[], metavar="CAP")
+    r.add_argument("--cap-drop", action="append", default=[], metavar="CAP")
+    r.add_argument("--read-only", action="store_true", help="mount the rootfs read-only")
+    r.add_argument("-v", "--volume", action="append", default=[], metavar="SRC:DST[:ro]")
+    r.add_argument("--tmpfs", action="append", default=[], metavar="DST[:OPTS]")
+    r.add_argument("--network", "--net", default="bridge", metavar="MODE",
+                   help="bridge (default), none, host or container:NAME")
+    r.add_argument("-p", "--publish", action="append", default=[],
+                   metavar="[IP:]HOSTPORT:PORT[/PROTO]", help="publish a container port")
+    r.add_argument("-P", "--publish-all", action="store_true",
+                   help="publish the image's exposed ports on free host ports")
+    r.add_argument("--network-bandwidth", metavar="RATE",
+                   help="shape the container's traffic, e.g. 100mbit")
+    r.add_argument("--userns-map", metavar="HOSTUID[:SIZE]",
+                   help="new user namespace: container uid 0 is HOSTUID")
+    r.add_argument("--security-opt", action="append", default=[], metavar="OPT",
+                   help="no-new-privileges[=true|false], seccomp=unconfined|PROFILE.json")
+    r.add_argument("--privileged", action="store_true",
+                   help="every capability and host device, no seccomp, no masked paths")
+    r.add_argument("--device", action="append", default=[],
+                   metavar="HOST[:CONTAINER[:rwm]]", help="add a host device")
+    g = r.add_argument_group("resources (a cgroup of the container's own)")
+    g.add_argument("-m", "--memory", metavar="SIZE", help="memory limit, e.g. 256m")
+    g.add_argument("--memory-swap", metavar="SIZE", help="memory + swap limit; -1 unlimited")
+    g.add_argument("--cpus", metavar="N", help="CPUs, e.g. 0.5")
+    g.add_argument("--cpu-shares", type=_int_arg("cpu-shares"), metavar="N",
+                   help="relative weight (v1 shares)")
+    g.add_argument("--cpuset-cpus", metavar="LIST", help="CPUs to run on, e.g. 0-1")
+    g.add_argument("--cpuset-mems", metavar="LIST", help="memory nodes, e.g. 0")
+    g.add_argument("--pids-limit", type=_int_arg("pids-limit"), metavar="N",
+                   help="process limit (0 or -1: unlimited)")
+    g.add_argument("--device-read-bps", action="append", default=[], metavar="DEV:RATE")
+    g.add_argument("--device-write-bps", action="append", default=[], metavar="DEV:RATE")
+    r.add_argument("cmd", nargs=argparse.REMAINDER, metavar="[IMAGE] CMD")
+
+    ps = sub.add_parser("ps", help="list containers")
+    ps.add_argument("-a", "--all", action="store_true")
+    ps.add_argument("-q", "--quiet", action="store_true")
+    ps.add_argument("--format", choices=["table", "json"], default="table")
+    lg = sub.add_parser("logs", help="show a container's output")
+    lg.add_argument("-f", "--follow", action="store_true")
+    lg.add_argument("-t", "--timestamps", action="store_true")
+    lg.add_argument("--tail", metavar="N")
+    lg.add_argument("container")
+    for cname, chelp in (("stop", "stop containers (stop signal, then SIGKILL)"),
+                         ("restart", "restart containers")):
+        sp = sub.add_parser(cname, help=chelp)
+        sp.add_argument("-t", "--time", type=_seconds_arg, default=None, metavar="SECONDS",
+                        help="seconds before SIGKILL (default: the container's "
+                        "--stop-timeout, else 10)")
+        sp.add_argument("containers", nargs="+")
+    kl = sub.add_parser("kill", help="signal containers")
+    kl.add_argument("-s", "--signal", default="KILL")
+    kl.add_argument("containers", nargs="+")
+    for cname, chelp in (("start", "start stopped containers"),
+                         ("wait", "wait for containers, print their exit codes"),
+                         ("inspect", "show containers as JSON")):
+        sp = sub.add_parser(cname, help=chelp)
+        sp.add_argument("containers", nargs="+")
+    rmc = sub.add_parser("rm", help="remove containers")
+    rmc.add_argument("-f", "--force", action="store_true")
+    rmc.add_argument("containers", nargs="+")
+    ex = sub.add_parser("exec", help="run a command in a running container", add_help=False)
+    ex.add_argument("--help", action="help")
+    ex.add_argument("-i", "--interactive", action="store_true")
+    ex.add_argument("-t", "--tty", action="store_true")
+    ex.add_argument("-e", "--env", action="append", default=[])
+    ex.add_argument("-w", "--workdir")
+    ex.add_argument("-u", "--user")
+    ex.add_argument("container")
+    ex.add_argument("cmd", nargs=argparse.REMAINDER)
+
+    pl = sub.add_parser("pull", help="pull an image from a registry")
+    pl.add_argument("image", metavar="NAME[:TAG|@DIGEST]")
+    pl.add_argument("-q", "--quiet", action="store_true")
+    ld = sub.add_parser("load", help="load a docker save archive or an OCI layout")
+    ld.add_argument("-i", "--input", required=True, metavar="FILE")
+    ld.add_argument("-q", "--quiet", action="store_true")
+    im = sub.add_parser("images", help="list images")
+    im.add_argument("-q", "--quiet", action="store_true")
+    im.add_argument("--format", choices=["table", "json"], default="table")
+    rm = sub.add_parser("rmi", help="remove images")
+    rm.add_argument("-f", "--force", action="store_true")
+    rm.add_argument("images", nargs="+", metavar="IMAGE")
+    vol = sub.add_parser("volume", help="manage named volumes")
+    vs = vol.add_subparsers(dest="volume_command", parser_class=_Parser)
+    vc = vs.add_parser("create")
+    vc.add_argument("name")
+    vl = vs.add_parser("ls")
+    vl.add_argument("-q", "--quiet", action="store_true")
+    vl.add_argument("--format", choices=["table", "json"], default="table")
+    vr = vs.add_parser("rm")
+    vr.add_argument("names", nargs="+")
+    vi = vs.add_parser("inspect")
+    vi.add_argument("names", nargs="+")
+    return p
+
+
+def _for_each(names: list[str], action: Any) -> int:
+    """Run action(record, name) for each container named; errors are one line
+    each; the exit status is 1 if any failed (docker's behaviour)."""
+    from nsprim.lifecycle import find
+
+    rc = 0
+    for name in names:
+        try:
+            if action(find(name), name) is False:
+                rc = 1
+        except (LookupError, OSError) as e:
+            _fail(_oneline(e))
+            rc = 1
+    return rc
+
+
+def _print_rows(a: argparse.Namespace, rows: list[dict[str, Any]], header: str,
+                line: Any) -> None:
+    """docker's listing conventions: -q ids, --format json a line each, else a table."""
+    import json
+
+    if a.quiet:
+        for r in rows:
+            print(r["ID"])
+    elif a.format == "json":
+        for r in rows:
+            print(json.dumps(r))
+    else:
+        print(header)
+        for r in rows:
+            print(line(r))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else list(argv)
+    parser = _build_parser(_chosen(args))
+    try:
+        a = parser.parse_args(args)
+    except UsageError as e:
+        return _fail(str(e))
+    if a.version:
+        from nsprim import __version__
+
+        print(f"nsprim {__version__}")
+        return 0
+    if a.root:
+        os.environ["NSPRIM_ROOT"] = os.path.abspath(a.root)
+    if a.command in ("inspect", "logs", "wait", "stop", "start", "restart", "rm", "kill",
+                     "exec"):
+        from nsprim.lifecycle import collect
+
+        collect()  # the view stays true when a supervisor was killed
+    _collect_image_tmp()
+    where = _DISPATCH.get(a.command or "")
+    if where is None:
+        parser.print_help(sys.stderr)
+        return EXIT_NSPRIM
+    import importlib
+
+    module, func = where.split(":")
+    handler: Any = getattr(importlib.import_module(f"nsprim.cli.{module}"), func)
+    return int(handler(a))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

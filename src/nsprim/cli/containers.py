@@ -1,0 +1,320 @@
+"""The commands on containers that exist: ps, logs, stop, kill, start, restart,
+rm, wait, inspect, exec."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import time
+from typing import Any
+
+from nsprim.cli import (
+    _INT,
+    _collect_leftovers,
+    _fail,
+    _for_each,
+    _oneline,
+    _print_rows,
+)
+from nsprim.cli.run import _attach, _start_detached
+
+
+def _records_arg(names: list[str]) -> list[Any]:
+    from nsprim.lifecycle import find
+
+    return [find(n) for n in names]
+
+
+def _ago(t: float | None) -> str:
+    if not t:
+        return ""
+    d = max(0, time.time() - t)
+    for unit, secs in (("days", 86400), ("hours", 3600), ("minutes", 60)):
+        if d >= secs:
+            n = int(d // secs)
+            return f"{n} {unit if n > 1 else unit[:-1]}"
+    return f"{int(d)} seconds"
+
+
+def _status_text(rec: Any) -> str:
+    st = rec.state
+    s = rec.status
+    if s == "running":
+        return f"Up {_ago(st.get('started_at'))}"
+    if s == "restarting":
+        return f"Restarting ({st.get('exit_code')})"
+    if s == "exited":
+        return f"Exited ({st.get('exit_code')}) {_ago(st.get('finished_at'))} ago"
+    return str(s).capitalize()
+
+
+def _ports_text(ports: list[dict[str, Any]] | None) -> str:
+    return ", ".join(f"{p['host_ip'] or '0.0.0.0'}:{p['host_port']}->{p['container_port']}/"
+                     f"{p['proto']}" for p in ports or [])
+
+
+def cmd_ps(a: argparse.Namespace) -> int:
+
+    from nsprim.lifecycle import collect, records
+
+    collect()
+    rows = []
+    for rec in sorted(records(), key=lambda r: -float(r.config.get("created", 0))):
+        cfg, st = rec.config, rec.state
+        if not a.all and rec.status not in ("running", "restarting"):
+            continue
+        cmd = " ".join(cfg.get("cmd") or [])
+        rows.append({"ID": rec.id[:12], "Image": cfg.get("image") or cfg.get("rootfs") or "",
+                     "Command": cmd, "CreatedAt": cfg.get("created"),
+                     "Status": _status_text(rec), "State": rec.status,
+                     "Ports": _ports_text(st.get("ports") if rec.status == "running" else None),
+                     "Names": cfg.get("name", "")})
+    def line(r: dict[str, Any]) -> str:
+        command = '"' + (r["Command"][:20] + ("…" if len(r["Command"]) > 20 else "")) + '"'
+        return (f"{r['ID']:14}{r['Image'][:27]:28}{command:24}{r['Status']:26}"
+                f"{r['Ports'][:27]:28}{r['Names']}")
+
+    _print_rows(a, rows,
+                f"{'CONTAINER ID':14}{'IMAGE':28}{'COMMAND':24}{'STATUS':26}{'PORTS':28}NAMES",
+                line)
+    return 0
+
+
+def cmd_logs(a: argparse.Namespace) -> int:
+    import json
+
+    from nsprim.lifecycle import find
+
+    if a.tail not in (None, "all") and not _INT.fullmatch(a.tail):
+        return _fail(f"invalid --tail {a.tail!r}: a number of lines, or all")
+    try:
+        rec = find(a.container)
+    except LookupError as e:
+        return _fail(_oneline(e))
+
+    def emit(line: str) -> None:
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            return
+        text = entry.get("log", "")
+        if a.timestamps:
+            text = f"{entry.get('time', '')} {text}"
+        out = sys.stderr if entry.get("stream") == "stderr" else sys.stdout
+        out.write(text)
+        out.flush()
+
+    try:
+        f = open(rec.log_path)
+    except FileNotFoundError:
+        return 0
+    with f:
+        lines = f.readlines()
+        if a.tail is not None and a.tail != "all":
+            lines = lines[-int(a.tail):] if int(a.tail) > 0 else []
+        for line in lines:
+            emit(line)
+        while a.follow:
+            line = f.readline()
+            if line:
+                emit(line)
+                continue
+            if not rec.running:
+                for line in f.readlines():
+                    emit(line)
+                break
+            time.sleep(0.05)
+    return 0
+
+
+def _stop_timeout(rec: Any, given: float | None) -> float:
+    """-t, else the container's --stop-timeout, else docker's 10 s."""
+    if given is not None:
+        return given
+    t = rec.config.get("stop_timeout")
+    return float(t) if isinstance(t, (int, float)) and t >= 0 else 10.0
+
+
+def cmd_stop(a: argparse.Namespace) -> int:
+    from nsprim.lifecycle import stop
+
+    def act(rec: Any, name: str) -> None:
+        stop(rec, timeout=_stop_timeout(rec, a.time))
+        print(name)
+
+    return _for_each(a.containers, act)
+
+
+def cmd_kill(a: argparse.Namespace) -> int:
+    from nsprim.errors import ConfigError
+    from nsprim.lifecycle import parse_signal, signal_container
+
+    try:
+        sig = parse_signal(a.signal)
+    except ConfigError as e:
+        return _fail(str(e))
+
+    def act(rec: Any, name: str) -> None:
+        if sig in (signal.SIGKILL, signal.SIGTERM):
+            rec.update_state(stopping=True)
+        signal_container(rec, sig)
+        print(name)
+
+    return _for_each(a.containers, act)
+
+
+def cmd_start(a: argparse.Namespace) -> int:
+    def act(rec: Any, name: str) -> bool:
+        if not rec.running:
+            _collect_leftovers()
+            if _start_detached_quiet(rec) != 0:
+                return False
+        print(name)
+        return True
+
+    return _for_each(a.containers, act)
+
+
+def _start_detached_quiet(rec: Any) -> int:
+    import contextlib
+    import io
+
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        return _start_detached(rec)
+
+
+def cmd_restart(a: argparse.Namespace) -> int:
+    from nsprim.lifecycle import stop
+
+    def act(rec: Any, name: str) -> bool:
+        stop(rec, timeout=_stop_timeout(rec, a.time))
+        if _start_detached_quiet(rec) != 0:
+            return False
+        print(name)
+        return True
+
+    return _for_each(a.containers, act)
+
+
+def cmd_rm(a: argparse.Namespace) -> int:
+    from nsprim.lifecycle import remove_record, signal_container, wait_exited
+
+    def act(rec: Any, name: str) -> bool:
+        if rec.running:
+            if not a.force:
+                _fail(f"cannot remove container {name}: it is running (stop it first, "
+                      "or use rm -f)")
+                return False
+            rec.update_state(stopping=True)
+            try:
+                signal_container(rec, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            wait_exited(rec, 30)
+        remove_record(rec)
+        print(name)
+        return True
+
+    return _for_each(a.containers, act)
+
+
+def cmd_wait(a: argparse.Namespace) -> int:
+    from nsprim.lifecycle import wait_exited
+
+    def act(rec: Any, name: str) -> None:
+        print(wait_exited(rec).get("exit_code"))
+
+    return _for_each(a.containers, act)
+
+
+def _iso(t: float | None) -> str | None:
+    if not t:
+        return None
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t % 1 * 1e9):09d}Z"
+
+
+def cmd_inspect(a: argparse.Namespace) -> int:
+    import json
+
+    out = []
+    rc = 0
+    for name in a.containers:
+        try:
+            (rec,) = _records_arg([name])
+        except LookupError as e:
+            _fail(_oneline(e))
+            rc = 1
+            continue
+        cfg, st = rec.config, rec.state
+        status = rec.status
+        out.append({
+            "Id": rec.id, "Name": "/" + cfg.get("name", ""), "Created": _iso(cfg.get("created")),
+            "Image": cfg.get("image_id") or "", "Path": (cfg.get("cmd") or [""])[0],
+            "Args": (cfg.get("cmd") or [])[1:],
+            "State": {"Status": status, "Running": status == "running",
+                      "Pid": st.get("pid") if status == "running" else 0,
+                      "ExitCode": st.get("exit_code") or 0, "OOMKilled": bool(st.get("oom_killed")),
+                      "StartedAt": _iso(st.get("started_at")),
+                      "FinishedAt": _iso(st.get("finished_at")), "Error": st.get("error") or "",
+                      "RestartCount": st.get("restart_count", 0)},
+            "Config": {"Image": cfg.get("image") or "", "Cmd": cfg.get("cmd"),
+                       "Entrypoint": cfg.get("entrypoint"), "Env": cfg.get("env"),
+                       "WorkingDir": cfg.get("workdir") or "", "User": cfg.get("user") or "",
+                       "Hostname": cfg.get("hostname") or rec.id[:12], "Tty": cfg.get("tty")},
+            "HostConfig": {"AutoRemove": cfg.get("auto_remove"),
+                           "RestartPolicy": {"Name": cfg.get("restart")},
+                           "NetworkMode": cfg.get("network"),
+                           "ReadonlyRootfs": cfg.get("read_only"),
+                           "Memory": cfg.get("memory"), "NanoCpus": cfg.get("cpus"),
+                           "PidsLimit": cfg.get("pids_limit"), "CapAdd": cfg.get("cap_add"),
+                           "CapDrop": cfg.get("cap_drop")},
+            "Mounts": [{"Spec": v} for v in cfg.get("volumes", [])] +
+                      [{"Type": "tmpfs", "Spec": t} for t in cfg.get("tmpfs", [])],
+            "NetworkSettings": {"IPAddress": st.get("ip") or "",
+                                "Ports": st.get("ports") or []},
+            "LogPath": rec.log_path,
+        })
+    print(json.dumps(out, indent=4))
+    return rc
+
+
+def cmd_exec(a: argparse.Namespace) -> int:
+    from nsprim.config import parse_user
+    from nsprim.container import DEVNULL
+    from nsprim.errors import ConfigError
+    from nsprim.lifecycle import alive, find
+    from nsprim.spec import env_list, exec_container
+
+    cmd = a.cmd[1:] if a.cmd and a.cmd[0] == "--" else a.cmd
+    if not cmd:
+        return _fail("exec: no command given")
+    try:  # the flags first: bad input is refused before anything is looked at
+        env_list(a.env)
+        parse_user(a.user)
+    except ConfigError as e:
+        return _fail(str(e))
+    try:
+        rec = find(a.container)
+    except LookupError as e:
+        return _fail(_oneline(e))
+    st = rec.state
+    pid = st.get("pid")
+    if not rec.running or not isinstance(pid, int) or not alive(pid, st.get("pid_start")):
+        return _fail(f"container {a.container} is not running")
+    try:
+        c = exec_container(rec.spec, pid, cmd, env=env_list(a.env), user=a.user,
+                           workdir=a.workdir, tty=a.tty,
+                           stdin=None if a.interactive or a.tty else DEVNULL)
+    except ConfigError as e:
+        return _fail(str(e))
+    except (LookupError, OSError, ValueError) as e:
+        return _fail(_oneline(e))
+    cg = c.cgroup
+
+    try:
+        return _attach(c, cmd[0], a.tty, a.interactive)
+    finally:
+        if cg is not None:
+            cg.close()

@@ -1,0 +1,174 @@
+"""nsprim run: a container in the foreground or detached."""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import os
+import signal
+import sys
+import time
+from typing import Any
+
+from nsprim.cli import (
+    _FORWARDED,
+    EXIT_CANNOT_EXEC,
+    EXIT_NOT_FOUND,
+    _collect_leftovers,
+    _fail,
+    _Interrupted,
+    _oneline,
+)
+
+
+def cmd_run(a: argparse.Namespace) -> int:
+    import dataclasses
+
+    from nsprim.errors import ConfigError
+    from nsprim.lifecycle import new_record, remove_record
+    from nsprim.spec import from_run_flags, to_container, validate
+
+    cmd = a.cmd[1:] if a.cmd and a.cmd[0] == "--" else a.cmd
+    image = None
+    if a.rootfs is None:
+        if not cmd:
+            return _fail("run: requires an IMAGE (or --rootfs DIR)")
+        image, cmd = cmd[0], cmd[1:]
+        if cmd and cmd[0] == "--":
+            cmd = cmd[1:]
+    elif not cmd:
+        return _fail("run: no command given")
+    rec = None
+    try:
+        spec = from_run_flags(a, image, cmd)
+        validate(spec)  # every check, before anything is created
+        _collect_leftovers()
+        if image is not None:
+            from nsprim.container import _find_image
+
+            img = _find_image(image)
+            # the image's STOPSIGNAL unless --stop-signal (docker's rule)
+            spec = dataclasses.replace(spec, image_id=img.id,
+                                       stop_signal=spec.stop_signal or img.stop_signal)
+            if spec.stop_signal is not None:
+                from nsprim.lifecycle import parse_signal
+
+                parse_signal(spec.stop_signal)
+        rec = new_record(spec.to_json())
+        from nsprim.container import DEVNULL
+
+        c = to_container(rec.spec, die_with_parent=True, tty=a.tty,
+                         stdin=None if a.interactive or a.tty else DEVNULL)
+    except ConfigError as e:
+        if rec is not None:
+            remove_record(rec)
+        return _fail(str(e))
+    except (LookupError, OSError, ValueError) as e:
+        if rec is not None:
+            remove_record(rec)
+        return _fail(_oneline(e))
+    if a.detach:
+        return _start_detached(rec)
+    return _run_foreground(a, rec, c, cmd or [image or ""])
+
+
+def _start_detached(rec: Any) -> int:
+    """Start the supervisor of `rec`; print the id once the container runs."""
+    import subprocess
+
+    from nsprim.lifecycle import remove_record
+
+    r, w = os.pipe()
+    rec.update_state(status="starting", starting_at=time.time())
+    subprocess.Popen([sys.executable, "-m", "nsprim.supervise", "start", rec.id, str(w)],
+                     pass_fds=[w], start_new_session=True, stdin=subprocess.DEVNULL,
+                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    os.close(w)
+    with os.fdopen(r) as f:
+        answer = f.readline().strip()
+    if answer == "ok":
+        print(rec.id)
+        return 0
+    msg = answer[4:] if answer.startswith("err ") else "the supervisor failed to start"
+    if rec.config.get("auto_remove"):
+        remove_record(rec)
+    return _fail(msg)
+
+
+def _attach(c: Any, argv0: str, tty: bool, interactive: bool,
+            started: Any = None, failed: Any = None) -> int:
+    """Start `c` in the foreground: forward our signals to it, proxy the
+    terminal with `tty`, wait; the exit code in docker's terms.  `started()`
+    runs once it runs, `failed()` if it could not start."""
+    from nsprim.errors import ConfigError, SpawnError
+
+    def forward(signum: int, _frame: Any) -> None:
+        if c.pid is None:
+            # nothing runs yet to pass it to: ^C (or a TERM) stops nsprim
+            # itself, wherever start() is; it releases what it holds
+            if signum != signal.SIGWINCH:
+                raise _Interrupted(signum)
+            return
+        c.send_signal(signum)
+
+    old = {s: signal.signal(s, forward) for s in _FORWARDED
+           if not (tty and s == signal.SIGWINCH)}
+    try:
+        try:
+            c.start()
+        except _Interrupted as e:
+            if failed is not None:
+                failed()
+            return _fail(f"interrupted by {signal.Signals(e.signum).name} before the "
+                         "container started", 128 + e.signum)
+        except SpawnError as e:
+            if failed is not None:
+                failed()
+            if e.step == "exec":
+                code = EXIT_NOT_FOUND if e.errno in (errno.ENOENT, errno.ENOTDIR) \
+                    else EXIT_CANNOT_EXEC
+                return _fail(f"{argv0}: {os.strerror(e.errno or 0)}", code)
+            return _fail(str(e.strerror))
+        except (ConfigError, OSError, LookupError) as e:
+            if failed is not None:
+                failed()
+            return _fail(_oneline(e))
+        if started is not None:
+            started()
+        if tty:
+            from nsprim.terminal import proxy
+
+            proxy(c.pty_master, lambda: c.poll() is not None,
+                  stdin=sys.stdin.fileno() if interactive else -1, stdout=sys.stdout.fileno())
+        rc = c.wait()
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+    return int(rc if rc >= 0 else 128 - rc)
+
+
+def _run_foreground(a: argparse.Namespace, rec: Any, c: Any, cmd: list[str]) -> int:
+    from nsprim.lifecycle import _proc_start, remove_record
+
+    def failed() -> None:
+        rec.update_state(status="exited", exit_code=125, finished_at=time.time())
+        if a.rm:
+            remove_record(rec)
+
+    ran: list[bool] = []
+
+    def started() -> None:
+        ran.append(True)
+        me = os.getpid()
+        rec.update_state(status="running", pid=c.pid, pid_start=_proc_start(c.pid),
+                         supervisor_pid=me, supervisor_start=_proc_start(me),
+                         started_at=time.time(), ip=c.ip_address, ports=c.ports)
+
+    code = _attach(c, cmd[0], a.tty, a.interactive, started, failed)
+    if not ran:
+        return code  # it never ran (failed() has recorded that)
+    rec.update_state(status="exited", exit_code=code, finished_at=time.time(),
+                     oom_killed=c.oom_killed)
+    if a.rm:
+        remove_record(rec)
+    return code
