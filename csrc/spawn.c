@@ -536,57 +536,23 @@ static int op_session_keyring(void)
 
 static int op_exec(struct child_ctx *c, const struct nsp_op *op)
 {
-    const char *file = op->argv[0];
-    const char *p;
-    char buf[CHILD_PATH_MAX];
-    int seen_eacces = 0;
-    sigset_t all;
+    sigset_t none;
 
     if (c->exec_fd >= 0) {
-        /* the sealed helper execs the command (argv is the helper's) */
+        /* the sealed helper execs the command (argv is the helper's: it
+         * searches PATH and unblocks signals) */
         syscall(SYS_execveat, c->exec_fd, "", op->argv, op->envp, AT_EMPTY_PATH);
         return -1;
     }
-    sigemptyset(&all);
-    sigprocmask(SIG_SETMASK, &all, NULL);
-
-    if (file == NULL || file[0] == '\0') {
+    /* without the helper (a caller of the C engine of its own): argv[0] is
+     * the path to exec */
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    if (op->argv[0] == NULL || op->argv[0][0] == '\0') {
         errno = ENOENT;
         return -1;
     }
-    for (p = file; *p; p++) {
-        if (*p == '/') {
-            execve(file, op->argv, op->envp);
-            return -1;
-        }
-    }
-    p = op->src ? op->src : "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
-    for (;;) {
-        const char *end = p;
-        size_t dlen, flen = c_strlen(file);
-        while (*end && *end != ':')
-            end++;
-        dlen = (size_t)(end - p);
-        if (dlen + flen + 2 <= sizeof buf) {
-            if (dlen == 0) {
-                buf[0] = '.';
-                dlen = 1;
-            } else {
-                memcpy(buf, p, dlen);
-            }
-            buf[dlen] = '/';
-            memcpy(buf + dlen + 1, file, flen + 1);
-            execve(buf, op->argv, op->envp);
-            if (errno == EACCES)
-                seen_eacces = 1;
-            else if (errno != ENOENT && errno != ENOTDIR)
-                return -1;
-        }
-        if (*end == '\0')
-            break;
-        p = end + 1;
-    }
-    errno = seen_eacces ? EACCES : ENOENT;
+    execve(op->argv[0], op->argv, op->envp);
     return -1;
 }
 

@@ -83,8 +83,8 @@ enum nsp_op_kind {
     NSP_OP_FDS,            /* ids[i] = fd to become fd i (i < nids), the sync socket nids,
                               the exec helper next; every other fd is closed */
     NSP_OP_CHDIR,          /* dst, resolved inside the root (no magic links) */
-    NSP_OP_EXEC,           /* argv, envp: with an exec helper, its argv (see csrc/init.c);
-                              without, src = PATH to search when argv[0] has no '/' */
+    NSP_OP_EXEC,           /* argv, envp: with an exec helper, its argv (see csrc/init.c,
+                              which searches PATH); without, argv[0] is the path */
     NSP_OP_SETSID,
     NSP_OP_PDEATHSIG,      /* arg = signal */
     NSP_OP_WRITE_FILE,     /* write data to the host file src (e.g. "0" to a cgroup.procs);

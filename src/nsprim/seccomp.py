@@ -415,38 +415,24 @@ def _compile_libseccomp(profile: SeccompProfile, caps: frozenset[str]) -> bytes:
                 a.removeprefix("SCMP_ARCH_").lower().encode())
             if token and token != native and lib.seccomp_arch_exist(ctx, token) != 0:
                 lib.seccomp_arch_add(ctx, token)
-        for rule in data.get("syscalls") or []:
-            if not _applies(rule, caps, arch):
-                continue
-            er = rule.get("errnoRet")
-            action = _action(rule["action"], default_errno if er is None else int(er))
+        for name, action, groups in _rules(profile, caps, arch, default, default_errno):
             if action == default:
-                continue
-            args = rule.get("args") or []
-            # docker's rule: filters on one argument are ANDed, but several
-            # filters on the same argument mean "any of them" (one rule each)
-            indexes = [a["index"] for a in args]
-            groups = ([[a] for a in args] if len(set(indexes)) != len(indexes)
-                      else [args])
-            names = list(rule.get("names") or [])
-            if isinstance(rule.get("name"), str):
-                names.append(rule["name"])
-            for name in names:
-                nr = lib.seccomp_syscall_resolve_name(name.encode())
-                if nr == _NR_ERROR:
-                    continue  # unknown to this libseccomp / architecture: docker skips it
-                for group in groups:
-                    cmps = ffi.new("struct scmp_arg_cmp[]", max(1, len(group)))
-                    for i, a in enumerate(group):
-                        cmps[i].arg = a["index"]
-                        cmps[i].op = _OPS[a["op"]]
-                        cmps[i].datum_a = a.get("value", 0) & 0xFFFFFFFFFFFFFFFF
-                        cmps[i].datum_b = a.get("valueTwo", 0) & 0xFFFFFFFFFFFFFFFF
-                    r = lib.seccomp_rule_add_array(ctx, action, nr, len(group), cmps)
-                    if r < 0 and r != -17:  # -EEXIST: the same rule twice
-                        raise ConfigError(
-                            f"invalid seccomp profile {profile.name!r}: rule for {name!r} "
-                            f"refused by libseccomp: {os.strerror(-r)}")
+                continue  # libseccomp refuses a rule of the default action
+            nr = lib.seccomp_syscall_resolve_name(name.encode())
+            if nr == _NR_ERROR:
+                continue  # unknown to this libseccomp / architecture: docker skips it
+            for group in groups or [[]]:
+                cmps = ffi.new("struct scmp_arg_cmp[]", max(1, len(group)))
+                for i, a in enumerate(group):
+                    cmps[i].arg = a["index"]
+                    cmps[i].op = _OPS[a["op"]]
+                    cmps[i].datum_a = a.get("value", 0) & 0xFFFFFFFFFFFFFFFF
+                    cmps[i].datum_b = a.get("valueTwo", 0) & 0xFFFFFFFFFFFFFFFF
+                r = lib.seccomp_rule_add_array(ctx, action, nr, len(group), cmps)
+                if r < 0 and r != -17:  # -EEXIST: the same rule twice
+                    raise ConfigError(
+                        f"invalid seccomp profile {profile.name!r}: rule for {name!r} "
+                        f"refused by libseccomp: {os.strerror(-r)}")
         fd = os.memfd_create("nsprim-seccomp", os.MFD_CLOEXEC)
         try:
             r = lib.seccomp_export_bpf(ctx, fd)
@@ -625,7 +611,9 @@ def _bitmap(a: _Asm, allowed: Iterable[int], base: int, allow: int, default: int
 
 def _rules(profile: SeccompProfile, caps: frozenset[str], goarch: str, default: int,
            default_errno: int) -> list[tuple[str, int, list[list[Mapping[str, Any]]] | None]]:
-    """(name, action, arg groups or None) of every rule that applies here."""
+    """(name, action, arg groups or None) of every rule that applies here.
+    docker's rule: filters on one argument are ANDed, but several filters on
+    the same argument mean "any of them" (one group each)."""
     out: list[tuple[str, int, list[list[Mapping[str, Any]]] | None]] = []
     for rule in profile.data.get("syscalls") or []:
         if not _applies(rule, caps, goarch):
