@@ -244,3 +244,10 @@ def test_mount_targets_clean_or_refused(target: str) -> None:
     assert t.target.startswith("/") and t.target != "/"
     assert ".." not in parts and "." not in parts and "" not in parts[1:]
     assert parts[1] != "proc"
+
+
+def test_tmpfs_takes_dockers_sizes_as_the_cli_does() -> None:
+    assert Tmpfs("/run", size="16m").size == 16 << 20
+    assert Tmpfs("/run", size="1.5g").size == 3 << 29
+    with pytest.raises(ConfigError, match="'lots'"):
+        Tmpfs("/run", size="lots")

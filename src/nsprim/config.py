@@ -244,12 +244,16 @@ class Tmpfs:
     """A tmpfs at `target` (docker's ``--tmpfs``)."""
 
     target: str
-    size: int | None = None
+    size: int | str | None = None  # bytes, or docker's size syntax ("16m", "1.5g")
     mode: int = 0o1777
     readonly: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "target", validate_mount_target(self.target, "tmpfs target"))
+        if isinstance(self.size, str):  # the one size parser the CLI uses too
+            from nsprim.units import parse_size
+
+            object.__setattr__(self, "size", parse_size(self.size, "tmpfs size"))
         if self.size is not None and (isinstance(self.size, bool) or
                                       not isinstance(self.size, int) or self.size <= 0):
             raise ConfigError(f"invalid tmpfs size {self.size!r}")
