@@ -239,3 +239,34 @@ def test_init_flag(rootfs: str) -> None:
                    "sh", "-c", script)
     assert r.returncode == 4, r.stderr
     assert r.stdout.splitlines() == ["/bin/busybox", "1"], r.stdout
+
+
+def test_root_flag_is_passed_not_put_in_the_environment(tmp_path: Path, rootfs: str) -> None:
+    """--root chooses the state root explicitly: the caller's environment is
+    untouched (a library user calling main() keeps theirs), and a detached
+    container's supervisor is given the root on its command line."""
+    import nsprim.state
+    from nsprim.cli import main
+
+    before = os.environ.get("NSPRIM_ROOT")
+    root = str(tmp_path / "explicit")
+    try:
+        assert main(["--root", root, "volume", "ls"]) == 0
+        assert os.environ.get("NSPRIM_ROOT") == before
+        assert nsprim.state._root_path() == root
+    finally:
+        nsprim.state._chosen = None  # back to the environment's default
+    assert nsprim.state._root_path() == before
+    env = {k: v for k, v in os.environ.items() if k not in ("NSPRIM_ROOT", "NSPRIM_RUN")}
+    r = subprocess.run([sys.executable, "-m", "nsprim", "--root", root, "run", "-d", "--name",
+                        "explicit", "--network", "none", "--rootfs", rootfs, "sleep", "30"],
+                       env=env, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    try:
+        ps = subprocess.run([sys.executable, "-m", "nsprim", "--root", root, "ps", "-q"],
+                            env=env, capture_output=True, text=True, timeout=60)
+        assert r.stdout.strip()[:12] in ps.stdout
+        assert os.path.isdir(os.path.join(root, "containers", r.stdout.strip()))
+    finally:
+        subprocess.run([sys.executable, "-m", "nsprim", "--root", root, "rm", "-f", "explicit"],
+                       env=env, capture_output=True, timeout=60)

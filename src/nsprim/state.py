@@ -55,11 +55,35 @@ def private_dir(path: str) -> str:
     return path
 
 
+#: (state root, run dir) chosen explicitly by use_root(), else None
+_chosen: tuple[str, str] | None = None
+
+
+def use_root(root: str, run: str | None = None) -> None:
+    """Make `root` this process's state root, and `run` (default
+    `root`/run) its run dir: the CLI's ``--root`` and the supervisor's
+    arguments.  The environment is not changed; NSPRIM_ROOT and NSPRIM_RUN
+    only give the defaults."""
+    global _chosen
+    root = os.path.abspath(root)
+    _chosen = (root, os.path.abspath(run) if run else os.path.join(root, "run"))
+
+
+def root_args() -> list[str]:
+    """The arguments that give a child process of nsprim's this state root
+    and run dir (``--root R --run D``), whichever way they were chosen."""
+    return ["--root", os.path.abspath(_root_path()), "--run", os.path.abspath(_run_path())]
+
+
 def _root_path() -> str:
+    if _chosen is not None:
+        return _chosen[0]
     return os.environ.get("NSPRIM_ROOT") or "/var/lib/nsprim"
 
 
 def _run_path() -> str:
+    if _chosen is not None:
+        return _chosen[1]
     run = os.environ.get("NSPRIM_RUN")
     if run:
         return run
@@ -75,8 +99,8 @@ def state_root() -> str:
 def run_dir() -> str:
     """The run dir, created private (0700) if need be."""
     run = _run_path()
-    if os.environ.get("NSPRIM_ROOT") and not os.environ.get("NSPRIM_RUN"):
-        state_root()
+    if run.startswith(_root_path().rstrip("/") + "/"):
+        state_root()  # the run dir is inside the root: the root first, private
     return private_dir(run)
 
 

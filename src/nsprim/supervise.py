@@ -1,7 +1,7 @@
 """The supervisor of a detached container (see lifecycle.py).
 
-    python -m nsprim.supervise start ID READY_FD
-    python -m nsprim.supervise finish ID LOCK_FD,...
+    python -m nsprim.supervise [--root DIR --run DIR] start ID READY_FD
+    python -m nsprim.supervise [--root DIR --run DIR] finish ID LOCK_FD,...
 
 ``start`` runs in a session of its own: it starts the container as its
 child, records it as running, tells the CLI (a line on READY_FD: ``ok`` or
@@ -72,9 +72,11 @@ def run_once(rec: Record, report: Any) -> None:
         os.set_inheritable(fd, True)
     if c._netns is not None:
         c._netns.close()  # the container holds its namespace
+    from nsprim.state import root_args
+
     os.execv(SHIM, [SHIM, rec.dir, str(c.pidfd), str(c.stdout.fileno()),
                     str(c.stderr.fileno()), "--", sys.executable, "-m", "nsprim.supervise",
-                    "finish", rec.id, ",".join(map(str, locks))])
+                    *root_args(), "finish", rec.id, ",".join(map(str, locks))])
 
 
 def start(container_id: str, ready_fd: int) -> int:
@@ -147,11 +149,17 @@ def finish(container_id: str, lock_fds: str) -> int:
 
 
 def main(argv: list[str]) -> int:
+    if len(argv) >= 4 and argv[0] == "--root" and argv[2] == "--run":
+        from nsprim.state import use_root
+
+        use_root(argv[1], argv[3])  # the state root is passed, never inherited
+        argv = argv[4:]
     if len(argv) == 3 and argv[0] == "start":
         return start(argv[1], int(argv[2]))
     if len(argv) == 3 and argv[0] == "finish":
         return finish(argv[1], argv[2])
-    print("usage: python -m nsprim.supervise start ID READY_FD | finish ID LOCKS",
+    print("usage: python -m nsprim.supervise [--root DIR --run DIR] "
+          "start ID READY_FD | finish ID LOCKS",
           file=sys.stderr)
     return 2
 

@@ -327,7 +327,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"nsprim {__version__}")
         return 0
     if a.root:
-        os.environ["NSPRIM_ROOT"] = os.path.abspath(a.root)
+        from nsprim.state import use_root
+
+        use_root(a.root)  # explicit: the environment is left alone
     if a.command in ("inspect", "logs", "wait", "stop", "start", "restart", "rm", "kill",
                      "exec"):
         from nsprim.lifecycle import collect

@@ -80,7 +80,10 @@ def _start_detached(rec: Any) -> int:
 
     r, w = os.pipe()
     rec.update_state(status="starting", starting_at=time.time())
-    subprocess.Popen([sys.executable, "-m", "nsprim.supervise", "start", rec.id, str(w)],
+    from nsprim.state import root_args
+
+    subprocess.Popen([sys.executable, "-m", "nsprim.supervise", *root_args(), "start", rec.id,
+                      str(w)],
                      pass_fds=[w], start_new_session=True, stdin=subprocess.DEVNULL,
                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     os.close(w)
