@@ -22,7 +22,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import platform
 import struct
 import threading
 from collections.abc import Iterable, Mapping
@@ -371,7 +370,7 @@ def _kernel_at_least(version: str) -> bool:
             digits = "".join(ch for ch in part if ch in "0123456789")
             out.append(int(digits) if digits else 0)
         return tuple(out)
-    return nums(platform.release()) >= nums(version)
+    return nums(os.uname().release) >= nums(version)
 
 
 def _applies(rule: Mapping[str, Any], caps: frozenset[str], arch: str) -> bool:
@@ -396,7 +395,7 @@ def _compile_libseccomp(profile: SeccompProfile, caps: frozenset[str]) -> bytes:
     default_errno = data.get("defaultErrnoRet")
     default_errno = 1 if default_errno is None else int(default_errno)
     default = _action(data["defaultAction"], default_errno)
-    arch = _GOARCH.get(platform.machine(), platform.machine())
+    arch = _GOARCH.get(os.uname().machine, os.uname().machine)
     ctx = lib.seccomp_init(default)
     if ctx == ffi.NULL:
         raise ConfigError("seccomp_init failed")
@@ -637,7 +636,7 @@ def _compile(profile: SeccompProfile, caps: frozenset[str]) -> bytes:
     default_errno = data.get("defaultErrnoRet")
     default_errno = 1 if default_errno is None else int(default_errno)
     default = _action(data["defaultAction"], default_errno)
-    goarch = _GOARCH.get(platform.machine(), platform.machine())
+    goarch = _GOARCH.get(os.uname().machine, os.uname().machine)
     native = lib.seccomp_arch_native()
     x32 = lib.seccomp_arch_resolve_name(b"x32")
     x86_64 = lib.seccomp_arch_resolve_name(b"x86_64")
@@ -746,8 +745,8 @@ def compile_bpf(profile: SeccompProfile, caps: Iterable[str]) -> bytes:
         if prog is not None:
             return prog
         # the disk cache: one file per (profile, capabilities, host)
-        ident = "\0".join([_LAYOUT, profile.key, *sorted(capset), platform.machine(),
-                           platform.release()])
+        ident = "\0".join([_LAYOUT, profile.key, *sorted(capset), os.uname().machine,
+                           os.uname().release])
         path = _disk_cache_path(hashlib.sha256(ident.encode()).hexdigest()[:40])
         try:
             with open(path, "rb") as f:
