@@ -23,7 +23,9 @@ as at least 1 MiB), or the image to more than ``NSPRIM_IMAGE_MAX_SIZE``
 (default 64g) uncompressed; ImageStore(max_ratio=, max_size=) overrides both.
 
 A layer shared by two images is downloaded and extracted once; ``remove``
-(rmi) frees only layers no image uses and no mounted overlay reads.
+(rmi) frees only layers no image uses and no mounted overlay reads, and
+never removes an image a container (a record under ``<state root>/containers``)
+was created from: docker's conflicts, see ``remove``.
 Everything is verified: blob digests against the manifest, diff_ids against
 the config.  A failed pull leaves nothing of itself behind.
 """
@@ -58,7 +60,7 @@ from nsprim.images.schema import (
 )
 from nsprim.state import FileLock, atomic_write, state_root
 
-__all__ = ["Image", "ImageStore", "ImageNotFound", "default_store"]
+__all__ = ["Image", "ImageStore", "ImageNotFound", "ImageInUse", "default_store"]
 
 Progress = Callable[[str, str], None]  # (layer short id, status)
 
@@ -147,6 +149,10 @@ class _PullLock:
 
 class ImageNotFound(LookupError):
     pass
+
+
+class ImageInUse(RuntimeError):
+    """rmi refused: a container uses the image (docker's "conflict: ...")."""
 
 
 def unpacked_size(path: str) -> int:
@@ -792,30 +798,77 @@ class ImageStore:
 
     # ---------------------------------------------------------------- rmi
     def remove(self, name: str, *, force: bool = False) -> list[str]:
-        """Untag `name` (or remove the image by id); delete images nothing
-        names any more, then layers no image uses.  Returns what was removed."""
+        """docker rmi: untag `name`, or, given an id, untag the image
+        everywhere; delete images nothing names any more, then layers no
+        image uses.  Returns what was removed.
+
+        An image a container was created from is kept, as docker does:
+        by name, its last name is not removed unless `force` (and then the
+        image stays, nameless, for the container); by id, it is refused while
+        a container runs, and unless `force` while one is stopped (`force`
+        then only untags).  Refusals raise ImageInUse."""
         img = self.get(name)
+        short = _hex(img.id)[:12]
         removed: list[str] = []
         with self._locked():
             repos = self._repos()
+            names = [n for n, i in repos.items() if i == img.id]
             by_name = None
             try:
                 by_name = str(parse_reference(name))
             except ConfigError:
                 pass
-            if by_name in repos and not force:
-                del repos[by_name]
-                removed.append(f"Untagged: {parse_reference(name).familiar()}")
+            users = self._containers_using(img.id)
+            if by_name in repos:
+                if not force and len(names) == 1 and users:
+                    raise ImageInUse(f'conflict: unable to remove repository reference "{name}" '
+                                     f"(must force) - container {users[0][0][:12]} is using its "
+                                     f"referenced image {short}")
+                untag = [by_name]
             else:
-                for n in [n for n, i in repos.items() if i == img.id]:
-                    del repos[n]
-                    removed.append(f"Untagged: {parse_reference(n).familiar()}")
+                running = [cid for cid, live in users if live]
+                if running:
+                    raise ImageInUse(f"conflict: unable to delete {short} (cannot be forced) - "
+                                     f"image is being used by running container {running[0][:12]}")
+                if users and not force:
+                    raise ImageInUse(f"conflict: unable to delete {short} (must be forced) - "
+                                     f"image is being used by stopped container "
+                                     f"{users[0][0][:12]}")
+                untag = names
+            for n in untag:
+                del repos[n]
+                removed.append(f"Untagged: {parse_reference(n).familiar()}")
             self._save_repos(repos)
-            if img.id not in repos.values():
+            if img.id not in repos.values() and not users:
                 os.unlink(self._image_path(img.id))
                 removed.append(f"Deleted: {img.id}")
                 removed += self._gc()
         return removed
+
+    def _containers_using(self, image_id: str) -> list[tuple[str, bool]]:
+        """(container id, running) of the containers made from the image:
+        the records under ``containers/`` beside this store."""
+        from nsprim import lifecycle
+
+        base = os.path.join(os.path.dirname(os.path.abspath(self.root)), "containers")
+
+        @dataclass
+        class _Rec(lifecycle.Record):
+            @property
+            def dir(self) -> str:
+                return os.path.join(base, self.id)
+
+        try:
+            ids = sorted(os.listdir(base))
+        except FileNotFoundError:
+            return []
+        out = []
+        for cid in ids:
+            rec = _Rec(cid)
+            if rec.config.get("image_id") == image_id:
+                # a container being started counts as running
+                out.append((cid, rec.running or rec.state.get("status") == "starting"))
+        return sorted(out, key=lambda u: not u[1])
 
     def _used_layers(self) -> set[str]:
         used: set[str] = set()
