@@ -4,7 +4,9 @@ auth, load, rmi, volumes, and containers on overlays."""
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+import stat
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -43,6 +45,21 @@ def tree_digest(path: str) -> str:
     return h.hexdigest()
 
 
+def docker_size(path: str) -> int:
+    """docker's size of a layer directory (moby's directory.Size), written
+    out on its own: every non-directory's st_size, a hard-linked file once."""
+    seen: set[tuple[int, int]] = set()
+    total = 0
+    for top, dirs, files in os.walk(path):
+        for n in dirs + files:
+            st = os.lstat(os.path.join(top, n))
+            if stat.S_ISDIR(st.st_mode) or st.st_size == 0 or (st.st_dev, st.st_ino) in seen:
+                continue
+            seen.add((st.st_dev, st.st_ino))
+            total += st.st_size
+    return total
+
+
 def test_pull_and_run(store: ImageStore, images: dict[str, str]) -> None:
     img = store.pull(images["app"])
     assert len(img.layers) == 2 and all(os.path.isdir(d) for d in img.layers)
@@ -70,6 +87,42 @@ def test_shared_base_layer_stored_once(store: ImageStore, images: dict[str, str]
     assert events.count("Already exists") == 1 and events.count("Pull complete") == 1
     assert app.layers[0] == base.layers[0]
     assert len(os.listdir(os.path.join(store.root, "layers"))) == 2
+
+
+def test_size_is_the_unpacked_size_of_all_layers(store: ImageStore,
+                                                 images: dict[str, str]) -> None:
+    base = store.pull(images["base"])
+    app = store.pull(images["app"])  # its base layer is here already
+    assert base.size == docker_size(base.layers[0]) > 0  # unpacked, not compressed
+    want = docker_size(app.layers[0]) + docker_size(app.layers[1])
+    assert app.size == want and want > base.size
+    assert store.get(images["app"]).size == want
+    assert store.pull(images["app"]).size == want  # a pull of what is here
+
+
+def test_size_of_a_load_over_layers_already_here(store: ImageStore,
+                                                 images: dict[str, str]) -> None:
+    first = {i.id: i.size for i in store.load(images["layout"])}
+    again = {i.id: i.size for i in store.load(images["layout"])}
+    assert again == first
+    for img in store.images():
+        assert img.size == sum(docker_size(d) for d in img.layers) > 0, img.names
+
+
+def test_size_of_an_older_record_is_measured_and_kept(store: ImageStore,
+                                                      images: dict[str, str]) -> None:
+    img = store.pull(images["app"])
+    path = os.path.join(store.root, "images", img.id[7:] + ".json")
+    with open(path) as f:
+        rec = json.load(f)
+    rec.pop("layer_sizes", None)
+    rec["size"] = 0
+    with open(path, "w") as f:
+        json.dump(rec, f)
+    want = [docker_size(d) for d in img.layers]
+    assert store.get(img.id).size == sum(want)
+    with open(path) as f:
+        assert json.load(f)["layer_sizes"] == want
 
 
 def test_whiteouts_hide_lower_files(store: ImageStore, images: dict[str, str]) -> None:

@@ -68,14 +68,14 @@ def cmd_images(a: argparse.Namespace) -> int:
 
 
 def cmd_rmi(a: argparse.Namespace) -> int:
-    from nsprim.images.store import default_store
+    from nsprim.images.store import ImageInUse, default_store
 
     rc = 0
     for name in a.images:
         try:
             for line in default_store().remove(name, force=a.force):
                 print(line)
-        except (LookupError, OSError) as e:
+        except (LookupError, OSError, ImageInUse) as e:
             _fail(_oneline(e))
             rc = 1
     return rc

@@ -5,7 +5,8 @@ Layout under ``<state root>/images``::
 
     blobs/sha256/<hex>        manifests and configs, by digest
     layers/<hex>/             an extracted layer, by its diff_id (uncompressed digest)
-    images/<hex>.json         an image: config digest (its id), layers, manifest
+    images/<hex>.json         an image: config digest (its id), layers, manifest,
+                              each layer's unpacked size (docker's SIZE)
     repositories.json         name -> image id
     tmp/<pull>.lock           held (flock) by a pull or load while it runs; lists
                               the layers it relies on, which rmi then keeps
@@ -22,7 +23,9 @@ as at least 1 MiB), or the image to more than ``NSPRIM_IMAGE_MAX_SIZE``
 (default 64g) uncompressed; ImageStore(max_ratio=, max_size=) overrides both.
 
 A layer shared by two images is downloaded and extracted once; ``remove``
-(rmi) frees only layers no image uses and no mounted overlay reads.
+(rmi) frees only layers no image uses and no mounted overlay reads, and
+never removes an image a container (a record under ``<state root>/containers``)
+was created from: docker's conflicts, see ``remove``.
 Everything is verified: blob digests against the manifest, diff_ids against
 the config.  A failed pull leaves nothing of itself behind.
 """
@@ -35,6 +38,7 @@ import json
 import os
 import secrets
 import shutil
+import stat
 import sys
 import tarfile
 import threading
@@ -56,7 +60,7 @@ from nsprim.images.schema import (
 )
 from nsprim.state import FileLock, atomic_write, state_root
 
-__all__ = ["Image", "ImageStore", "ImageNotFound", "default_store"]
+__all__ = ["Image", "ImageStore", "ImageNotFound", "ImageInUse", "default_store"]
 
 Progress = Callable[[str, str], None]  # (layer short id, status)
 
@@ -147,6 +151,40 @@ class ImageNotFound(LookupError):
     pass
 
 
+class ImageInUse(RuntimeError):
+    """rmi refused: a container uses the image (docker's "conflict: ...")."""
+
+
+def unpacked_size(path: str) -> int:
+    """docker's size of a layer directory: the bytes of everything in it but
+    directories, a file with several links counted once."""
+    total = 0
+    seen: set[int] = set()
+    stack = [path]
+    while stack:
+        try:
+            it = os.scandir(stack.pop())
+        except OSError:
+            continue
+        with it:
+            for e in it:
+                try:
+                    if e.is_dir(follow_symlinks=False):
+                        stack.append(e.path)
+                        continue
+                    st = e.stat(follow_symlinks=False)
+                except OSError:
+                    continue
+                if st.st_size == 0 or stat.S_ISDIR(st.st_mode):
+                    continue
+                if st.st_nlink > 1:
+                    if st.st_ino in seen:
+                        continue
+                    seen.add(st.st_ino)
+                total += st.st_size
+    return total
+
+
 def _hex(digest: str) -> str:
     if not isinstance(digest, str):
         raise LayerError(f"malformed digest {digest!r}")
@@ -221,6 +259,7 @@ class ImageStore:
     def __init__(self, root: str | None = None, *, max_ratio: int | str | None = None,
                  max_size: int | str | None = None) -> None:
         self.root = root or os.path.join(state_root(), "images")
+        self._holding = False  # this thread holds the store lock (_locked)
         self.max_ratio = _setting(max_ratio, "NSPRIM_LAYER_MAX_RATIO", DEFAULT_MAX_RATIO,
                                   "layer expansion ratio")
         self.max_size = _setting(max_size, "NSPRIM_IMAGE_MAX_SIZE", DEFAULT_MAX_SIZE,
@@ -326,9 +365,11 @@ class ImageStore:
     @contextmanager
     def _locked(self) -> Iterator[None]:
         lock = FileLock(os.path.join(self.root, "lock"))
+        self._holding = True
         try:
             yield
         finally:
+            self._holding = False
             lock.release()
 
     # ------------------------------------------------------------ records
@@ -355,11 +396,66 @@ class ImageStore:
         repos = self._repos() if repos is None else repos
         names = sorted(n for n, i in repos.items() if i == image_id)
         diff_ids = list(rec["diff_ids"])
+        sizes = rec.get("layer_sizes")
+        if not (isinstance(sizes, list) and len(sizes) == len(diff_ids)
+                and all(type(n) is int for n in sizes)):
+            sizes = self._cache_sizes(image_id, diff_ids)  # a record of an older version
         return Image(image_id, config, diff_ids, [self.layer_dir(d) for d in diff_ids],
-                     names, list(rec.get("repo_digests", [])), int(rec.get("size", 0)))
+                     names, list(rec.get("repo_digests", [])), sum(sizes))
+
+    def _known_sizes(self) -> dict[str, int]:
+        """diff_id -> unpacked size, from the image records that have them."""
+        out: dict[str, int] = {}
+        for iid in self._all_ids():
+            try:
+                with open(self._image_path(iid)) as f:
+                    rec = json.load(f)
+                pairs = zip(rec["diff_ids"], rec["layer_sizes"], strict=True)
+                out.update((d, n) for d, n in pairs if type(n) is int)
+            except (OSError, ValueError, KeyError, TypeError):
+                continue
+        return out
+
+    def _layer_sizes(self, diff_ids: list[str], sizes: list[int | None] | None = None
+                     ) -> list[int]:
+        """Each layer's unpacked size: `sizes` where given, else an image
+        record's, else measured."""
+        known: dict[str, int] | None = None
+        out = []
+        for i, d in enumerate(diff_ids):
+            n = sizes[i] if sizes is not None else None
+            if n is None:
+                if known is None:
+                    known = self._known_sizes()
+                n = known.get(d)
+            if n is None:
+                n = unpacked_size(self.layer_dir(d))
+            out.append(n)
+        return out
+
+    def _cache_sizes(self, image_id: str, diff_ids: list[str]) -> list[int]:
+        """Measure the layers of a record without sizes, and keep them in it."""
+        sizes = [unpacked_size(self.layer_dir(d)) for d in diff_ids]
+        if not all(os.path.isdir(self.layer_dir(d)) for d in diff_ids):
+            return sizes
+        lock = None if self._holding else FileLock(os.path.join(self.root, "lock"))
+        try:
+            with open(self._image_path(image_id)) as f:
+                rec = json.load(f)
+            if rec.get("diff_ids") == diff_ids:
+                rec.update(layer_sizes=sizes, size=sum(sizes))
+                atomic_write(self._image_path(image_id), json.dumps(rec, indent=1).encode(),
+                             0o600)
+        except (OSError, ValueError, AttributeError):
+            pass
+        finally:
+            if lock is not None:
+                lock.release()
+        return sizes
 
     def _write_image(self, image_id: str, config_bytes: bytes, diff_ids: list[str],
-                     manifest: bytes | None, repo_digest: str | None, size: int) -> None:
+                     manifest: bytes | None, repo_digest: str | None,
+                     layer_sizes: list[int]) -> None:
         self._put_blob(image_id, config_bytes)
         if manifest is not None:
             self._put_blob("sha256:" + hashlib.sha256(manifest).hexdigest(), manifest)
@@ -371,7 +467,8 @@ class ImageStore:
             pass
         if repo_digest and repo_digest not in digests:
             digests.append(repo_digest)
-        rec = {"id": image_id, "diff_ids": diff_ids, "repo_digests": digests, "size": size}
+        rec = {"id": image_id, "diff_ids": diff_ids, "repo_digests": digests,
+               "layer_sizes": layer_sizes, "size": sum(layer_sizes)}
         atomic_write(self._image_path(image_id), json.dumps(rec, indent=1).encode(), 0o600)
 
     def _put_blob(self, digest: str, data: bytes) -> None:
@@ -439,7 +536,8 @@ class ImageStore:
         if existing is not None:
             with self._locked():
                 self._write_image(image_id, self._read_blob(image_id), existing.diff_ids,
-                                  manifest.body, repo_digest, existing.size)
+                                  manifest.body, repo_digest,
+                                  self._layer_sizes(existing.diff_ids))
                 self._tag(str(ref) if ref.tag else None, image_id)
             return self.get(image_id)
         config_bytes = client.blob_bytes(image_id)
@@ -453,11 +551,11 @@ class ImageStore:
             return client.blob(desc["digest"])
 
         with self._pull_lock() as pl:
-            size = self._import_layers(pl, layer_descs, diff_ids, fetch, progress)
+            sizes = self._import_layers(pl, layer_descs, diff_ids, fetch, progress)
             with self._locked():
                 self._check_layers(diff_ids)
                 self._write_image(image_id, config_bytes, diff_ids, manifest.body,
-                                  repo_digest, size)
+                                  repo_digest, sizes)
                 self._tag(str(ref) if ref.tag else None, image_id)
         return self.get(image_id)
 
@@ -509,14 +607,15 @@ class ImageStore:
 
     def _import_layers(self, pl: _PullLock, descs: list[dict[str, Any]], diff_ids: list[str],
                        opener: Callable[[dict[str, Any], str], IO[bytes]],
-                       progress: Progress | None) -> int:
+                       progress: Progress | None) -> list[int]:
         """Fetch, verify and extract the layers not yet here (concurrently).
         Each desc has a "size": the compressed bytes it may have.  On any
-        failure, the layers this call added are removed again."""
+        failure, the layers this call added are removed again.  Returns each
+        layer's unpacked size (docker's)."""
         self._check_sizes(descs)
         added: list[str] = []
         added_lock = threading.Lock()
-        sizes = [0] * len(descs)
+        sizes: list[int | None] = [None] * len(descs)  # unpacked; None: already here
         budget = _Budget(self.max_size)
         for d in diff_ids:
             pl.protect(d)  # before looking: rmi keeps what a running pull uses
@@ -529,7 +628,6 @@ class ImageStore:
             if os.path.isdir(final):
                 if progress:
                     progress(short, "Already exists")
-                sizes[i] = int(desc.get("size", 0))
                 return
             if progress:
                 progress(short, "Pulling fs layer")
@@ -563,7 +661,7 @@ class ImageStore:
                 if got_diff != diff_id:
                     raise LayerError(f"layer diff_id mismatch: expected {diff_id}, "
                                      f"got {got_diff}")
-                sizes[i] = blob.count
+                sizes[i] = unpacked_size(tmp)
                 try:
                     os.rename(tmp, final)
                     with added_lock:
@@ -589,7 +687,7 @@ class ImageStore:
                     if d not in used:
                         shutil.rmtree(d, ignore_errors=True)
             raise
-        return sum(sizes)
+        return self._layer_sizes(diff_ids, sizes)
 
     # --------------------------------------------------------------- load
     def load(self, path: str, *, progress: Progress | None = None) -> list[Image]:
@@ -644,11 +742,11 @@ class ImageStore:
         out = []
         for image_id, config_bytes, diff_ids, descs, tags, body in plans:
             with self._pull_lock() as pl:
-                size = self._import_layers(pl, descs, diff_ids, lambda d, _i: src.open(d["path"]),
-                                           progress)
+                sizes = self._import_layers(pl, descs, diff_ids,
+                                            lambda d, _i: src.open(d["path"]), progress)
                 with self._locked():
                     self._check_layers(diff_ids)
-                    self._write_image(image_id, config_bytes, diff_ids, body, None, size)
+                    self._write_image(image_id, config_bytes, diff_ids, body, None, sizes)
                     for tag in tags:
                         self._tag(tag, image_id)
             out.append(self.get(image_id))
@@ -700,30 +798,77 @@ class ImageStore:
 
     # ---------------------------------------------------------------- rmi
     def remove(self, name: str, *, force: bool = False) -> list[str]:
-        """Untag `name` (or remove the image by id); delete images nothing
-        names any more, then layers no image uses.  Returns what was removed."""
+        """docker rmi: untag `name`, or, given an id, untag the image
+        everywhere; delete images nothing names any more, then layers no
+        image uses.  Returns what was removed.
+
+        An image a container was created from is kept, as docker does:
+        by name, its last name is not removed unless `force` (and then the
+        image stays, nameless, for the container); by id, it is refused while
+        a container runs, and unless `force` while one is stopped (`force`
+        then only untags).  Refusals raise ImageInUse."""
         img = self.get(name)
+        short = _hex(img.id)[:12]
         removed: list[str] = []
         with self._locked():
             repos = self._repos()
+            names = [n for n, i in repos.items() if i == img.id]
             by_name = None
             try:
                 by_name = str(parse_reference(name))
             except ConfigError:
                 pass
-            if by_name in repos and not force:
-                del repos[by_name]
-                removed.append(f"Untagged: {parse_reference(name).familiar()}")
+            users = self._containers_using(img.id)
+            if by_name in repos:
+                if not force and len(names) == 1 and users:
+                    raise ImageInUse(f'conflict: unable to remove repository reference "{name}" '
+                                     f"(must force) - container {users[0][0][:12]} is using its "
+                                     f"referenced image {short}")
+                untag = [by_name]
             else:
-                for n in [n for n, i in repos.items() if i == img.id]:
-                    del repos[n]
-                    removed.append(f"Untagged: {parse_reference(n).familiar()}")
+                running = [cid for cid, live in users if live]
+                if running:
+                    raise ImageInUse(f"conflict: unable to delete {short} (cannot be forced) - "
+                                     f"image is being used by running container {running[0][:12]}")
+                if users and not force:
+                    raise ImageInUse(f"conflict: unable to delete {short} (must be forced) - "
+                                     f"image is being used by stopped container "
+                                     f"{users[0][0][:12]}")
+                untag = names
+            for n in untag:
+                del repos[n]
+                removed.append(f"Untagged: {parse_reference(n).familiar()}")
             self._save_repos(repos)
-            if img.id not in repos.values():
+            if img.id not in repos.values() and not users:
                 os.unlink(self._image_path(img.id))
                 removed.append(f"Deleted: {img.id}")
                 removed += self._gc()
         return removed
+
+    def _containers_using(self, image_id: str) -> list[tuple[str, bool]]:
+        """(container id, running) of the containers made from the image:
+        the records under ``containers/`` beside this store."""
+        from nsprim import lifecycle
+
+        base = os.path.join(os.path.dirname(os.path.abspath(self.root)), "containers")
+
+        @dataclass
+        class _Rec(lifecycle.Record):
+            @property
+            def dir(self) -> str:
+                return os.path.join(base, self.id)
+
+        try:
+            ids = sorted(os.listdir(base))
+        except FileNotFoundError:
+            return []
+        out = []
+        for cid in ids:
+            rec = _Rec(cid)
+            if rec.config.get("image_id") == image_id:
+                # a container being started counts as running
+                out.append((cid, rec.running or rec.state.get("status") == "starting"))
+        return sorted(out, key=lambda u: not u[1])
 
     def _used_layers(self) -> set[str]:
         used: set[str] = set()
