@@ -3,6 +3,7 @@ and between containers -- only on loopback and the containers' own addresses."""
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import signal
@@ -296,3 +297,123 @@ def test_cli_publish(rootfs: str, tmp_path: Path) -> None:
             p.wait()
     time.sleep(0.3)
     collect()
+
+
+# ------------------------------------------- published ports and host sockets
+
+def host_socket(proto: str, ip: str, port: int) -> socket.socket:
+    """A host process's socket on `ip`:`port`, bound as servers bind (TCP:
+    SO_REUSEADDR, like python's http.server, and listening)."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM if proto == "tcp"
+                      else socket.SOCK_DGRAM)
+    try:
+        if proto == "tcp":
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind((ip, port))
+        if proto == "tcp":
+            s.listen()
+    except BaseException:
+        s.close()
+        raise
+    return s
+
+
+def can_bind(proto: str, ip: str, port: int) -> bool:
+    try:
+        host_socket(proto, ip, port).close()
+    except OSError as e:
+        assert e.errno == errno.EADDRINUSE, e
+        return False
+    return True
+
+
+def cli_names(*args: str) -> list[str]:
+    r = nsprim_cli("ps", *args, "--format", "json")
+    assert r.returncode == 0, r.stderr
+    return [json.loads(line)["Names"] for line in r.stdout.splitlines()]
+
+
+@pytest.mark.parametrize("listen,spec,message", [
+    (("tcp", "127.0.0.1"), "{port}:80", "Bind for 0.0.0.0:{port} failed"),
+    (("tcp", "0.0.0.0"), "127.0.0.1:{port}:80", "Bind for 127.0.0.1:{port} failed"),
+    (("udp", "127.0.0.1"), "{port}:53/udp", "Bind for 0.0.0.0:{port}/udp failed"),
+])
+def test_cli_publish_refuses_a_port_a_host_process_holds(
+        rootfs: str, listen: tuple[str, str], spec: str, message: str) -> None:
+    port = 19110
+    with host_socket(*listen, port):
+        for extra in (["--rm"], []):
+            name = f"taken{len(extra)}"
+            r = nsprim_cli("run", "-d", *extra, "--name", name, "--rootfs", rootfs,
+                           "-p", spec.format(port=port), "--", "sleep", "30")
+            assert r.returncode == 125, r.stdout
+            lines = r.stderr.strip().splitlines()
+            want = "nsprim: " + message.format(port=port)
+            assert len(lines) == 1 and lines[0].startswith(want), r.stderr
+            assert "already in use" in lines[0]
+            assert name not in cli_names()  # nothing runs
+            if extra:
+                assert name not in cli_names("-a")  # and --rm leaves no record
+            else:
+                assert nsprim_cli("rm", name).returncode == 0
+        # the host process keeps its port, and nothing of nsprim's is on it
+        assert not can_bind(listen[0], "127.0.0.1", port)
+    assert can_bind(listen[0], "127.0.0.1", port)
+
+
+def test_api_publish_refuses_a_port_a_host_process_holds(rootfs: str) -> None:
+    with host_socket("tcp", "0.0.0.0", 19111):
+        c = httpd(rootfs, network=NetworkMode.bridge(["19111:80"]))
+        with pytest.raises(OSError, match=r"^Bind for 0\.0\.0\.0:19111 failed: address "
+                           "already in use$") as e:
+            c.start()
+        assert e.value.errno == errno.EADDRINUSE
+        assert c.attachment is None
+
+
+def test_published_port_is_held_while_the_container_lives(rootfs: str) -> None:
+    port = 19112
+    with httpd(rootfs, network=NetworkMode.bridge([f"{port}:80", f"{port}:53/udp"]),
+               hostname="held") as c:
+        assert c.ip_address is not None
+        wait_port(c.ip_address, 80)
+        for proto, ip in (("tcp", "127.0.0.1"), ("tcp", "0.0.0.0"), ("udp", "127.0.0.1"),
+                          ("udp", "0.0.0.0")):
+            assert not can_bind(proto, ip, port), (proto, ip)
+        # the holder does not take the traffic: DNAT still delivers to the container
+        for _ in range(3):
+            assert http_get(f"http://127.0.0.1:{port}/hostname") == b"held\n"
+        # another container cannot have it either, in docker's words
+        with pytest.raises(OSError, match=f"Bind for 0.0.0.0:{port} failed: port is "
+                           "already allocated"):
+            httpd(rootfs, network=NetworkMode.bridge([f"{port}:80"])).start()
+    for proto in ("tcp", "udp"):
+        assert can_bind(proto, "0.0.0.0", port)
+
+
+def test_detached_container_holds_its_port_across_a_restart(rootfs: str,
+                                                            tmp_path: Path) -> None:
+    port = 19113
+    # fails once (the supervisor restarts it), then serves
+    script = ("[ -e /state/ran ] && exec httpd -f -p 80 -h /etc; touch /state/ran; exit 1")
+    r = nsprim_cli("run", "-d", "--name", "heldd", "--restart", "on-failure:3", "--hostname",
+                   "heldd", "-v", f"{tmp_path}:/state", "-p", f"{port}:80", "--rootfs", rootfs,
+                   "--", "sh", "-c", script)
+    assert r.returncode == 0, r.stderr
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                assert http_get(f"http://127.0.0.1:{port}/hostname", timeout=1) == b"heldd\n"
+                break
+            except OSError:
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+        info = json.loads(nsprim_cli("inspect", "heldd").stdout)[0]
+        assert info["State"]["RestartCount"] == 1, info
+        assert not can_bind("tcp", "127.0.0.1", port)
+        # the CLI that started it is gone: the supervisor (the shim) holds the port
+        assert http_get(f"http://127.0.0.1:{port}/hostname") == b"heldd\n"
+    finally:
+        assert nsprim_cli("rm", "-f", "heldd").returncode == 0
+    assert can_bind("tcp", "127.0.0.1", port)

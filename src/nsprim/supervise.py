@@ -66,7 +66,7 @@ def run_once(rec: Record, report: Any) -> None:
                      oom_killed=False, oom_before=oom_before, ip=c.ip_address, ports=c.ports,
                      stopping=False, error=None)
     report("ok")
-    locks = _lock_fds(c)
+    locks = _lock_fds(c) + (c.attachment.holder_fds() if c.attachment is not None else [])
     keep = [c.pidfd, c.stdout.fileno(), c.stderr.fileno(), *locks]
     for fd in keep:
         os.set_inheritable(fd, True)

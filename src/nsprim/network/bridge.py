@@ -384,17 +384,51 @@ def _nft_elements(verb: str, ip: str, ports: Iterable[dict[str, Any]]) -> None:
         nft().run(cmds)
 
 
-def _port_free(proto: str, port: int) -> bool:
-    kind = socket.SOCK_STREAM if proto == "tcp" else socket.SOCK_DGRAM
-    with socket.socket(socket.AF_INET, kind) as s:
-        try:
-            s.bind(("0.0.0.0", port))
-        except OSError:
-            return False
-    return True
+class PortInUse(OSError):
+    """A published port's host address is taken (by a host process or another
+    container); reads as docker's one line, e.g. ``Bind for 0.0.0.0:80 failed:
+    port is already allocated``."""
+
+    def __str__(self) -> str:
+        return str(self.strerror)
 
 
-def _assign_ports(specs: list[PortSpec], leases: dict[str, Any]) -> list[dict[str, Any]]:
+def _bind_error(proto: str, ip: str, port: int, err: int = errno.EADDRINUSE,
+                why: str = "") -> PortInUse:
+    where = f"{ip or '0.0.0.0'}:{port}" + ("/udp" if proto == "udp" else "")
+    return PortInUse(err, f"Bind for {where} failed: {why or os.strerror(err).lower()}")
+
+
+def _hold(proto: str, ip: str, port: int) -> socket.socket:
+    """A socket bound on the host's `ip`:`port` (any address when `ip` is
+    empty), as docker-proxy holds a published port: the bind fails if anything
+    is bound there, and while it is open nothing else can bind there.  DNAT
+    rewrites the destination before the socket lookup, so traffic to the port
+    still reaches the container.  TCP: SO_REUSEADDR (a host connection's
+    TIME_WAIT does not block the port) and listening (with SO_REUSEADDR only a
+    listening socket keeps others from binding); it never accepts.  UDP: no
+    SO_REUSEADDR (with it, another SO_REUSEADDR socket could share the port)."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM if proto == "tcp"
+                      else socket.SOCK_DGRAM)
+    try:
+        if proto == "tcp":
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind((ip or "0.0.0.0", port))
+        if proto == "tcp":
+            s.listen(0)
+        else:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1)  # nothing lands here
+    except BaseException:
+        s.close()
+        raise
+    return s
+
+
+def _assign_ports(specs: list[PortSpec], leases: dict[str, Any],
+                  holders: list[socket.socket]) -> list[dict[str, Any]]:
+    """Host ports for `specs`, clear of `leases` and of what the host has
+    bound; each one held by a socket appended to `holders` (the caller closes
+    them on failure)."""
     used = {(p["proto"], p["host_port"], p["host_ip"]) for lease in leases.values()
             for p in lease.get("ports", [])}
     out: list[dict[str, Any]] = []
@@ -402,17 +436,29 @@ def _assign_ports(specs: list[PortSpec], leases: dict[str, Any]) -> list[dict[st
         port = s.host_port
         if port == 0:
             for cand in range(_EPHEMERAL[0], _EPHEMERAL[1]):
-                if not any((s.proto, cand, ip) in used for ip in ("", s.host_ip)) and \
-                        _port_free(s.proto, cand):
-                    port = cand
-                    break
+                if any((s.proto, cand, ip) in used for ip in ("", s.host_ip)):
+                    continue
+                try:
+                    holders.append(_hold(s.proto, s.host_ip, cand))
+                except OSError as e:
+                    if e.errno == errno.EADDRINUSE:
+                        continue
+                    raise _bind_error(s.proto, s.host_ip, cand, e.errno or 0) from None
+                port = cand
+                break
             else:
                 raise OSError(errno.EADDRINUSE, "no free host port to publish on")
-        clash = [(pr, hp, ip) for (pr, hp, ip) in used
-                 if pr == s.proto and hp == port and (not ip or not s.host_ip or ip == s.host_ip)]
-        if clash:
-            raise OSError(errno.EADDRINUSE, f"host port {port}/{s.proto} is already published "
-                          "by another container")
+        else:
+            clash = [(pr, hp, ip) for (pr, hp, ip) in used
+                     if pr == s.proto and hp == port and (not ip or not s.host_ip or
+                                                          ip == s.host_ip)]
+            if clash:
+                raise _bind_error(s.proto, s.host_ip, port,
+                                  why="port is already allocated")
+            try:
+                holders.append(_hold(s.proto, s.host_ip, port))
+            except OSError as e:
+                raise _bind_error(s.proto, s.host_ip, port, e.errno or 0) from None
         used.add((s.proto, port, s.host_ip))
         out.append({"proto": s.proto, "host_ip": s.host_ip, "host_port": port,
                     "container_port": s.container_port})
@@ -432,6 +478,13 @@ class Attachment:
     veth: str
     ports: list[dict[str, Any]] = field(default_factory=list)
     _lock: FileLock | None = None
+    # sockets bound on the published host ports, held while the container
+    # lives (a detached container's supervisor passes them on: holder_fds())
+    _holders: list[socket.socket] = field(default_factory=list)
+
+    def holder_fds(self) -> list[int]:
+        """The fds of the sockets holding the published host ports."""
+        return [s.fileno() for s in self._holders]
 
     def detach(self, *, netns_gone: bool = False) -> None:
         """Remove the ports and the lease.  With `netns_gone` (the container's
@@ -449,8 +502,15 @@ class Attachment:
             _write("leases.json", {"leases": leases, "last": state.get("last")})
             if not leases:
                 _leave_host()
+        _close(self._holders)
         self._lock.release(unlink=True)
         self._lock = None
+
+
+def _close(holders: list[socket.socket]) -> None:
+    for s in holders:
+        s.close()
+    holders.clear()
 
 
 def _release(address: str, lease: dict[str, Any], *, delete_veth: bool = True) -> None:
@@ -475,19 +535,21 @@ def attach(container_id: str, netns: Namespace, *, inner: Rtnl | None = None,
     os.makedirs(os.path.join(network_dir(), "owners"), mode=0o700, exist_ok=True)
     owner = FileLock(os.path.join(network_dir(), "owners", container_id + ".lock"))
     veth = "nsp" + container_id[:12]
+    holders: list[socket.socket] = []
     try:
         with _locked(), Rtnl() as rt:
             with _host_locked():
                 # once the lease is written (its owner lock held), no other
                 # root removes the bridge or the table under this container
-                net = _ensure_host(rt)
-                _register()
                 state = _read("leases.json")
                 leases = state.get("leases", {})
-                gateway = net.network_address + 1
                 taken = {**_foreign_leases(), **leases}
+                # ports first: a port that is taken leaves no bridge behind
+                ports = _assign_ports(list(publish), taken, holders)
+                net = _ensure_host(rt)
+                _register()
+                gateway = net.network_address + 1
                 address = _next_free(net, taken, state.get("last"))
-                ports = _assign_ports(list(publish), taken)
                 leases[address] = {"id": container_id, "veth": veth, "ports": ports,
                                    "owner": owner.path}
                 _write("leases.json", {"leases": leases, "last": address})
@@ -511,9 +573,11 @@ def attach(container_id: str, netns: Namespace, *, inner: Rtnl | None = None,
                     _leave_host()
                 raise
     except BaseException:
+        _close(holders)
         owner.release(unlink=True)
         raise
-    return Attachment(container_id, address, str(gateway), net.prefixlen, veth, ports, owner)
+    return Attachment(container_id, address, str(gateway), net.prefixlen, veth, ports, owner,
+                      holders)
 
 
 def _next_free(net: ipaddress.IPv4Network, leases: dict[str, Any], last: str | None) -> str:
