@@ -1,0 +1,77 @@
+"""`nsprim run` and `exec` as docker users script them (issue 12: flags
+matched exactly, -it without a terminal, the exec-failure message, the logs
+of a foreground container)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from .conftest import need
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Iterator[str]:
+    """A state root of the test's own; every container is gone afterwards."""
+    need(os.geteuid() == 0, "needs root")
+    r = str(tmp_path / "state")
+    yield r
+    for cid in cli(r, "ps", "-a", "-q").stdout.split():
+        cli(r, "rm", "-f", cid)
+    assert cli(r, "ps", "-a", "-q").stdout.strip() == ""
+
+
+def cli(root: str, *args: str, timeout: float = 60, **kw: object
+        ) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "nsprim", "--root", root, *args],
+                          capture_output=True, text=True, timeout=timeout,
+                          **kw)  # type: ignore[call-overload]
+
+
+def one_line_error(stderr: str) -> str:
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1, stderr
+    assert lines[0].startswith("nsprim: ")
+    return lines[0]
+
+
+# ------------------------------------------------ 10: no abbreviated flags
+
+@pytest.mark.parametrize("argv", [
+    ["run", "--pid", "host", "--rootfs", "/", "true"],  # was --pids-limit
+    ["run", "--userns", "host", "--rootfs", "/", "true"],  # was --userns-map
+    ["run", "--pids", "5", "--rootfs", "/", "true"],
+    ["run", "--priv", "--rootfs", "/", "true"],  # was --privileged
+    ["ps", "--al"],
+    ["logs", "--foll", "x"],
+    ["volume", "ls", "--quie"],
+])
+def test_flags_are_not_matched_by_abbreviation(argv: list[str]) -> None:
+    from nsprim.cli import UsageError, _build_parser
+
+    flag = next(x for x in argv if x.startswith("--"))
+    for only in (None, argv[0]):  # the whole parser and the chosen command's alone
+        with pytest.raises(UsageError, match="unrecognized arguments: " + flag):
+            _build_parser(only).parse_args(argv)
+
+
+def test_abbreviated_flag_is_one_line_125(tmp_path: Path) -> None:
+    r = subprocess.run([sys.executable, "-m", "nsprim", "--root", str(tmp_path), "run",
+                        "--pid", "host", "--rootfs", "/", "true"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 125
+    line = one_line_error(r.stderr)
+    assert "--pid" in line and "pids-limit" not in line
+
+
+def test_exact_flags_and_short_groups_still_parse() -> None:
+    from nsprim.cli import _build_parser
+
+    a = _build_parser("run").parse_args(["run", "-it", "--pids-limit", "5",
+                                         "--userns-map", "100000", "--rootfs", "/", "sh"])
+    assert (a.interactive, a.tty, a.pids_limit, a.userns_map) == (True, True, 5, "100000")
