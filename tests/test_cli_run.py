@@ -75,3 +75,46 @@ def test_exact_flags_and_short_groups_still_parse() -> None:
     a = _build_parser("run").parse_args(["run", "-it", "--pids-limit", "5",
                                          "--userns-map", "100000", "--rootfs", "/", "sh"])
     assert (a.interactive, a.tty, a.pids_limit, a.userns_map) == (True, True, 5, "100000")
+
+
+# ------------------------------------- 6: -it refused when stdin is no terminal
+
+def test_run_it_without_a_terminal_is_refused(root: str, rootfs: str) -> None:
+    """`echo data | nsprim run -it ... cat` waited forever (the container's
+    terminal never saw the end of the piped input); docker refuses at once,
+    before creating anything, with exit 1 (its CLI's status for this error)."""
+    try:
+        r = cli(root, "run", "--rm", "-it", "--network", "none", "--rootfs", rootfs, "cat",
+                input="data\n", timeout=15)
+    except subprocess.TimeoutExpired:
+        pytest.fail("run -it with a piped stdin hung")
+    assert r.returncode == 1, r.stderr
+    assert one_line_error(r.stderr) == "nsprim: the input device is not a TTY"
+    assert r.stdout == ""
+    assert cli(root, "ps", "-a", "-q").stdout == ""  # nothing was created
+
+
+def test_run_t_without_i_takes_a_piped_stdin(root: str, rootfs: str) -> None:
+    """docker refuses only -i with -t: -t alone does not read our stdin."""
+    r = cli(root, "run", "--rm", "-t", "--network", "none", "--rootfs", rootfs, "echo", "hi",
+            input="data\n", timeout=30)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.replace("\r\n", "\n") == "hi\n"
+
+
+def test_exec_it_without_a_terminal_is_refused(root: str, rootfs: str) -> None:
+    r = cli(root, "run", "-d", "--name", "itx", "--network", "none", "--rootfs", rootfs,
+            "sleep", "60")
+    assert r.returncode == 0, r.stderr
+    try:
+        r = cli(root, "exec", "-it", "itx", "cat", input="data\n", timeout=15)
+    except subprocess.TimeoutExpired:
+        pytest.fail("exec -it with a piped stdin hung")
+    assert r.returncode == 1, r.stderr
+    assert one_line_error(r.stderr) == "nsprim: the input device is not a TTY"
+    # a missing container is named first (docker inspects before CheckTty)
+    r = cli(root, "exec", "-it", "nosuch", "cat", input="", timeout=15)
+    assert r.returncode != 0 and "nosuch" in one_line_error(r.stderr)
+    # and -i alone still takes the piped input
+    r = cli(root, "exec", "-i", "itx", "cat", input="data\n", timeout=15)
+    assert (r.returncode, r.stdout) == (0, "data\n"), r.stderr

@@ -20,6 +20,19 @@ from nsprim.cli import (
     _oneline,
 )
 
+#: docker's exit status for "the input device is not a TTY": its CLI returns
+#: that error unwrapped (cli/streams/in.go CheckTty, called by runContainer
+#: and RunExec), and cmd/docker/docker.go exits 1 on such errors
+EXIT_NOT_A_TTY = 1
+
+
+def _not_a_tty(tty: bool, interactive: bool) -> str | None:
+    """docker's CheckTty: -i with -t needs our stdin to be a terminal (else the
+    container's terminal never sees the end of the input and waits)."""
+    if tty and interactive and not os.isatty(0):
+        return "the input device is not a TTY"
+    return None
+
 
 def cmd_run(a: argparse.Namespace) -> int:
     import dataclasses
@@ -42,6 +55,9 @@ def cmd_run(a: argparse.Namespace) -> int:
     try:
         spec = from_run_flags(a, image, cmd)
         validate(spec)  # every check, before anything is created
+        not_tty = None if a.detach else _not_a_tty(a.tty, a.interactive)
+        if not_tty:
+            return _fail(not_tty, EXIT_NOT_A_TTY)
         _collect_leftovers()
         if image is not None:
             from nsprim.container import _find_image
@@ -104,6 +120,12 @@ def _attach(c: Any, argv0: str, tty: bool, interactive: bool,
     terminal with `tty`, wait; the exit code in docker's terms.  `started()`
     runs once it runs, `failed()` if it could not start."""
     from nsprim.errors import ConfigError, SpawnError
+
+    not_tty = _not_a_tty(tty, interactive)  # exec -it (run has checked before)
+    if not_tty:
+        if failed is not None:
+            failed()
+        return _fail(not_tty, EXIT_NOT_A_TTY)
 
     def forward(signum: int, _frame: Any) -> None:
         if c.pid is None:
