@@ -118,3 +118,36 @@ def test_exec_it_without_a_terminal_is_refused(root: str, rootfs: str) -> None:
     # and -i alone still takes the piped input
     r = cli(root, "exec", "-i", "itx", "cat", input="data\n", timeout=15)
     assert (r.returncode, r.stdout) == (0, "data\n"), r.stderr
+
+
+# ------------------------------- 8: the exec failure names the program exec'd
+
+@pytest.mark.parametrize("cmd,code,message", [
+    (["no-such-command"], 127,
+     'exec: "no-such-command": executable file not found in $PATH'),
+    (["/no/such"], 127, 'exec: "/no/such": stat /no/such: no such file or directory'),
+    (["/notexec"], 126, 'exec: "/notexec": permission denied'),
+])
+def test_exec_failure_in_dockers_words(root: str, rootfs: str, cmd: list[str], code: int,
+                                       message: str) -> None:
+    r = cli(root, "run", "--rm", "--network", "none", "--rootfs", rootfs, "--", *cmd)
+    assert r.returncode == code, r.stderr
+    assert one_line_error(r.stderr) == f"nsprim: {message}"
+
+
+@pytest.mark.parametrize("flags,code,message", [
+    (["--entrypoint", "echo hi"], 127, 'exec: "echo hi": executable file not found in $PATH'),
+    (["--entrypoint", "/no/such"], 127,
+     'exec: "/no/such": stat /no/such: no such file or directory'),
+])
+def test_exec_failure_names_the_entrypoint_not_the_image(
+        root: str, images: dict[str, str], flags: list[str], code: int, message: str) -> None:
+    """`--entrypoint 'echo hi' IMAGE` said `IMAGE: No such file or directory`:
+    the program named is the one execve was given (ENTRYPOINT/CMD resolved)."""
+    ref = images["app"]
+    r = cli(root, "run", "--rm", "--network", "none", *flags, ref)
+    assert r.returncode == code, r.stderr
+    line = one_line_error(r.stderr)
+    assert line == f"nsprim: {message}"
+    assert ref not in line
+    assert cli(root, "ps", "-a", "-q").stdout == ""  # --rm: nothing kept

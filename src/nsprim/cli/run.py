@@ -114,6 +114,27 @@ def _start_detached(rec: Any) -> int:
     return _fail(msg)
 
 
+def _argv0(c: Any, given: str) -> str:
+    """The program the container execs: its argv[0] as resolved from the
+    image's ENTRYPOINT/CMD and the flags (not the image's name)."""
+    argv = getattr(getattr(c, "config", None), "argv", None)
+    return str(argv[0]) if argv else given
+
+
+def _exec_failure(path: str, err: int) -> str:
+    """docker's (runc's) words for a command that could not be exec'd: Go's
+    exec.LookPath errors, e.g. ``exec: "echo hi": executable file not found
+    in $PATH``."""
+    import json
+
+    name = json.dumps(path)
+    if err in (errno.ENOENT, errno.ENOTDIR):
+        if "/" not in path:
+            return f"exec: {name}: executable file not found in $PATH"
+        return f"exec: {name}: stat {path}: no such file or directory"
+    return f"exec: {name}: {os.strerror(err).lower()}"
+
+
 def _attach(c: Any, argv0: str, tty: bool, interactive: bool,
             started: Any = None, failed: Any = None) -> int:
     """Start `c` in the foreground: forward our signals to it, proxy the
@@ -152,7 +173,7 @@ def _attach(c: Any, argv0: str, tty: bool, interactive: bool,
             if e.step == "exec":
                 code = EXIT_NOT_FOUND if e.errno in (errno.ENOENT, errno.ENOTDIR) \
                     else EXIT_CANNOT_EXEC
-                return _fail(f"{argv0}: {os.strerror(e.errno or 0)}", code)
+                return _fail(_exec_failure(e.detail or _argv0(c, argv0), e.errno or 0), code)
             return _fail(str(e.strerror))
         except (ConfigError, OSError, LookupError) as e:
             if failed is not None:
