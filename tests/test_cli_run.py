@@ -4,6 +4,7 @@ of a foreground container)."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -151,3 +152,74 @@ def test_exec_failure_names_the_entrypoint_not_the_image(
     assert line == f"nsprim: {message}"
     assert ref not in line
     assert cli(root, "ps", "-a", "-q").stdout == ""  # --rm: nothing kept
+
+
+# ----------------------------- 11: a foreground container's output is kept
+
+def _log_entries(root: str, name: str) -> list[dict[str, str]]:
+    data = json.loads(cli(root, "inspect", name).stdout)
+    with open(data[0]["LogPath"]) as f:
+        return [json.loads(line) for line in f]
+
+
+def test_foreground_output_is_kept_for_logs(root: str, rootfs: str) -> None:
+    """docker keeps a foreground container's output: `run --name x IMAGE echo
+    hi; logs x` prints hi.  It is still shown live, stdout and stderr apart."""
+    r = cli(root, "run", "--name", "fg", "--network", "none", "--rootfs", rootfs, "sh", "-c",
+            "echo out1; echo err1 >&2; echo out2; printf 'no newline'")
+    assert r.returncode == 0, r.stderr
+    assert (r.stdout, r.stderr) == ("out1\nout2\nno newline", "err1\n")
+    logs = cli(root, "logs", "fg")
+    assert logs.returncode == 0, logs.stderr
+    assert (logs.stdout, logs.stderr) == ("out1\nout2\nno newline", "err1\n")
+    entries = _log_entries(root, "fg")
+    assert [(e["stream"], e["log"]) for e in entries if e["stream"] == "stdout"] == \
+        [("stdout", "out1\n"), ("stdout", "out2\n"), ("stdout", "no newline")]
+    assert [e["log"] for e in entries if e["stream"] == "stderr"] == ["err1\n"]
+    assert all(e["time"].endswith("Z") and "T" in e["time"] for e in entries)
+    tail = cli(root, "logs", "--tail", "1", "fg")
+    assert tail.stdout + tail.stderr in ("no newline", "err1\n")
+
+
+def test_foreground_output_of_a_failing_container_is_kept(root: str, rootfs: str) -> None:
+    r = cli(root, "run", "--name", "fgfail", "--network", "none", "--rootfs", rootfs, "sh",
+            "-c", "echo dying >&2; exit 3")
+    assert (r.returncode, r.stderr) == (3, "dying\n")
+    assert cli(root, "logs", "fgfail").stderr == "dying\n"
+
+
+def test_foreground_terminal_output_is_kept(root: str, rootfs: str) -> None:
+    """With -t the terminal's output is the container's stdout (docker logs it
+    as written, \\r\\n and all)."""
+    r = subprocess.run([sys.executable, "-m", "nsprim", "--root", root, "run", "--name",
+                        "fgtty", "-t", "--network", "none", "--rootfs", rootfs, "echo", "hi"],
+                       capture_output=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == b"hi\r\n"
+    logs = subprocess.run([sys.executable, "-m", "nsprim", "--root", root, "logs", "fgtty"],
+                          capture_output=True, timeout=60)
+    assert (logs.returncode, logs.stdout) == (0, b"hi\r\n"), logs.stderr
+
+
+def test_foreground_reader_gone_stops_the_writer(root: str, rootfs: str) -> None:
+    """`nsprim run ... yes | head -1` ends: when our stdout is closed the
+    container sees EPIPE, as when it wrote to that pipe itself."""
+    p = subprocess.Popen([sys.executable, "-m", "nsprim", "--root", root, "run", "--rm",
+                          "--network", "none", "--rootfs", rootfs, "yes"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert p.stdout is not None
+        assert p.stdout.readline() == b"y\n"
+        p.stdout.close()
+        try:
+            p.wait(20)
+        except subprocess.TimeoutExpired:
+            pytest.fail("the container went on writing to a closed pipe")
+        # yes ends on EPIPE (1; 141 = 128 + SIGPIPE where it is not ignored)
+        assert p.returncode in (1, 128 + 13)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+        if p.stderr is not None:
+            p.stderr.close()
