@@ -13,11 +13,13 @@ from typing import Any
 __all__ = ["proxy"]
 
 
-def proxy(master: int, ended: Callable[[], bool], stdin: int = -1, stdout: int = 1) -> None:
+def proxy(master: int, ended: Callable[[], bool], stdin: int = -1, stdout: int = 1,
+          output: Callable[[bytes], None] | None = None) -> None:
     """Copy between `stdin` (made raw if a terminal; -1: none) / `stdout`
     and the terminal `master` until `master` hangs up, or `ended()` and
     nothing more is to be read.  Input typed before the container was ready
-    is kept (raw mode is set without flushing: TCSANOW)."""
+    is kept (raw mode is set without flushing: TCSANOW).  `output(data)`,
+    if given, also gets what the container's terminal writes (its log)."""
     import fcntl
     import struct
     import termios
@@ -48,6 +50,8 @@ def proxy(master: int, ended: Callable[[], bool], stdin: int = -1, stdout: int =
                 if not data:
                     break
                 os.write(stdout, data)
+                if output is not None:
+                    output(data)
             if ours >= 0 and ours in ready:
                 data = os.read(ours, 65536)
                 if not data:

@@ -38,6 +38,14 @@ class _Interrupted(BaseException):
 
 
 class _Parser(argparse.ArgumentParser):
+    """Flags are matched exactly, never by abbreviation (docker's rule): with
+    abbreviations, ``--pid host`` was taken as ``--pids-limit``.  Every
+    subcommand's parser is one of these (parser_class=_Parser)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["allow_abbrev"] = False
+        super().__init__(*args, **kwargs)
+
     def error(self, message: str) -> NoReturn:
         raise UsageError(message)
 

@@ -20,6 +20,19 @@ from nsprim.cli import (
     _oneline,
 )
 
+#: docker's exit status for "the input device is not a TTY": its CLI returns
+#: that error unwrapped (cli/streams/in.go CheckTty, called by runContainer
+#: and RunExec), and cmd/docker/docker.go exits 1 on such errors
+EXIT_NOT_A_TTY = 1
+
+
+def _not_a_tty(tty: bool, interactive: bool) -> str | None:
+    """docker's CheckTty: -i with -t needs our stdin to be a terminal (else the
+    container's terminal never sees the end of the input and waits)."""
+    if tty and interactive and not os.isatty(0):
+        return "the input device is not a TTY"
+    return None
+
 
 def cmd_run(a: argparse.Namespace) -> int:
     import dataclasses
@@ -42,6 +55,9 @@ def cmd_run(a: argparse.Namespace) -> int:
     try:
         spec = from_run_flags(a, image, cmd)
         validate(spec)  # every check, before anything is created
+        not_tty = None if a.detach else _not_a_tty(a.tty, a.interactive)
+        if not_tty:
+            return _fail(not_tty, EXIT_NOT_A_TTY)
         _collect_leftovers()
         if image is not None:
             from nsprim.container import _find_image
@@ -55,10 +71,14 @@ def cmd_run(a: argparse.Namespace) -> int:
 
                 parse_signal(spec.stop_signal)
         rec = new_record(spec.to_json())
-        from nsprim.container import DEVNULL
+        from nsprim.container import DEVNULL, PIPE
 
+        # a foreground container's output goes through us into its log
+        # (_ContainerLog), as the shim does for a detached one
+        piped: dict[str, Any] = {} if a.tty or a.detach else {"stdout": PIPE,
+                                                             "stderr": PIPE}
         c = to_container(rec.spec, die_with_parent=True, tty=a.tty,
-                         stdin=None if a.interactive or a.tty else DEVNULL)
+                         stdin=None if a.interactive or a.tty else DEVNULL, **piped)
     except ConfigError as e:
         if rec is not None:
             remove_record(rec)
@@ -98,12 +118,146 @@ def _start_detached(rec: Any) -> int:
     return _fail(msg)
 
 
+class _ContainerLog:
+    """A foreground container's log: the JSON lines the shim writes for a
+    detached one (csrc/shim.c, read by ``nsprim logs``), one per line of
+    output, ``{"time": RFC 3339, "stream": "stdout"|"stderr", "log": line}``;
+    a line longer than the shim's buffer is kept in pieces.  Best effort: a
+    log that cannot be written does not stop the container."""
+
+    LINE_MAX = 16384  # the shim's LINE_MAX_BYTES
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._fd = -1
+        self._partial: dict[str, bytes] = {}
+
+    def write(self, stream: str, data: bytes) -> None:
+        buf = self._partial.pop(stream, b"") + data
+        *lines, rest = buf.split(b"\n")
+        for line in lines:
+            self._emit(stream, line + b"\n")
+        while len(rest) >= self.LINE_MAX:
+            self._emit(stream, rest[:self.LINE_MAX])
+            rest = rest[self.LINE_MAX:]
+        if rest:
+            self._partial[stream] = rest
+
+    def close(self) -> None:
+        for stream, rest in sorted(self._partial.items()):
+            self._emit(stream, rest)
+        self._partial.clear()
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+    def _emit(self, stream: str, line: bytes) -> None:
+        import json
+
+        ns = time.time_ns()
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ns // 10**9)) + \
+            f".{ns % 10**9:09d}Z"
+        entry = json.dumps({"time": stamp, "stream": stream,
+                            "log": line.decode("utf-8", "replace")}, ensure_ascii=False)
+        try:
+            if self._fd < 0:
+                self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT |
+                                   os.O_CLOEXEC, 0o640)
+            os.write(self._fd, (entry + "\n").encode())  # one write: whole lines
+        except OSError:
+            pass
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def _pump(c: Any, log: _ContainerLog) -> None:
+    """Copy the container's stdout and stderr pipes to ours (as they come:
+    prompts without a newline show at once) and into `log`, each stream to
+    its own, until both end.  After the container's first process has
+    exited, processes that escaped with the pipes get 2 s (as in the shim).
+    If our side is closed (``| head``), that pipe is closed too: the
+    container sees EPIPE as it did writing to it directly."""
+    import select
+
+    streams: dict[int, tuple[Any, str, int]] = {}
+    for f, name, ours in ((c.stdout, "stdout", sys.stdout.fileno()),
+                          (c.stderr, "stderr", sys.stderr.fileno())):
+        if f is not None:
+            streams[f.fileno()] = (f, name, ours)
+    exited_at: float | None = None
+    try:
+        while streams:
+            watch = list(streams)
+            if exited_at is None and c.pidfd >= 0:
+                watch.append(c.pidfd)
+            timeout = None if exited_at is None else max(0.0, exited_at + 2 - time.monotonic())
+            ready, _, _ = select.select(watch, [], [], timeout)
+            if not ready and exited_at is not None:
+                break
+            for fd in ready:
+                if fd == c.pidfd:
+                    exited_at = time.monotonic()
+                    continue
+                f, name, ours = streams[fd]
+                try:
+                    data = os.read(fd, 65536)
+                except OSError:
+                    data = b""
+                if not data:
+                    del streams[fd]
+                    f.close()
+                    continue
+                log.write(name, data)
+                try:
+                    _write_all(ours, data)
+                except OSError:
+                    del streams[fd]
+                    f.close()
+    finally:
+        for f, _, _ in streams.values():
+            f.close()
+
+
+def _argv0(c: Any, given: str) -> str:
+    """The program the container execs: its argv[0] as resolved from the
+    image's ENTRYPOINT/CMD and the flags (not the image's name)."""
+    argv = getattr(getattr(c, "config", None), "argv", None)
+    return str(argv[0]) if argv else given
+
+
+def _exec_failure(path: str, err: int) -> str:
+    """docker's (runc's) words for a command that could not be exec'd: Go's
+    exec.LookPath errors, e.g. ``exec: "echo hi": executable file not found
+    in $PATH``."""
+    import json
+
+    name = json.dumps(path)
+    if err in (errno.ENOENT, errno.ENOTDIR):
+        if "/" not in path:
+            return f"exec: {name}: executable file not found in $PATH"
+        return f"exec: {name}: stat {path}: no such file or directory"
+    return f"exec: {name}: {os.strerror(err).lower()}"
+
+
 def _attach(c: Any, argv0: str, tty: bool, interactive: bool,
-            started: Any = None, failed: Any = None) -> int:
+            started: Any = None, failed: Any = None, log: _ContainerLog | None = None
+            ) -> int:
     """Start `c` in the foreground: forward our signals to it, proxy the
     terminal with `tty`, wait; the exit code in docker's terms.  `started()`
-    runs once it runs, `failed()` if it could not start."""
+    runs once it runs, `failed()` if it could not start.  With `log`, what
+    the container writes is shown and kept there too (its stdout and stderr
+    are then pipes of ours, or its terminal with `tty`)."""
     from nsprim.errors import ConfigError, SpawnError
+
+    not_tty = _not_a_tty(tty, interactive)  # exec -it (run has checked before)
+    if not_tty:
+        if failed is not None:
+            failed()
+        return _fail(not_tty, EXIT_NOT_A_TTY)
 
     def forward(signum: int, _frame: Any) -> None:
         if c.pid is None:
@@ -130,7 +284,7 @@ def _attach(c: Any, argv0: str, tty: bool, interactive: bool,
             if e.step == "exec":
                 code = EXIT_NOT_FOUND if e.errno in (errno.ENOENT, errno.ENOTDIR) \
                     else EXIT_CANNOT_EXEC
-                return _fail(f"{argv0}: {os.strerror(e.errno or 0)}", code)
+                return _fail(_exec_failure(e.detail or _argv0(c, argv0), e.errno or 0), code)
             return _fail(str(e.strerror))
         except (ConfigError, OSError, LookupError) as e:
             if failed is not None:
@@ -142,7 +296,10 @@ def _attach(c: Any, argv0: str, tty: bool, interactive: bool,
             from nsprim.terminal import proxy
 
             proxy(c.pty_master, lambda: c.poll() is not None,
-                  stdin=sys.stdin.fileno() if interactive else -1, stdout=sys.stdout.fileno())
+                  stdin=sys.stdin.fileno() if interactive else -1, stdout=sys.stdout.fileno(),
+                  output=None if log is None else lambda data: log.write("stdout", data))
+        elif log is not None and (c.stdout is not None or c.stderr is not None):
+            _pump(c, log)
         rc = c.wait()
     finally:
         for s, h in old.items():
@@ -167,7 +324,11 @@ def _run_foreground(a: argparse.Namespace, rec: Any, c: Any, cmd: list[str]) -> 
                          supervisor_pid=me, supervisor_start=_proc_start(me),
                          started_at=time.time(), ip=c.ip_address, ports=c.ports)
 
-    code = _attach(c, cmd[0], a.tty, a.interactive, started, failed)
+    log = _ContainerLog(rec.log_path)
+    try:
+        code = _attach(c, cmd[0], a.tty, a.interactive, started, failed, log)
+    finally:
+        log.close()
     if not ran:
         return code  # it never ran (failed() has recorded that)
     rec.update_state(status="exited", exit_code=code, finished_at=time.time(),
