@@ -148,7 +148,7 @@ def cmd_stop(a: argparse.Namespace) -> int:
 
 def cmd_kill(a: argparse.Namespace) -> int:
     from nsprim.errors import ConfigError
-    from nsprim.lifecycle import parse_signal, signal_container
+    from nsprim.lifecycle import parse_signal, request_stop, signal_container
 
     try:
         sig = parse_signal(a.signal)
@@ -156,9 +156,14 @@ def cmd_kill(a: argparse.Namespace) -> int:
         return _fail(str(e))
 
     def act(rec: Any, name: str) -> None:
-        if sig in (signal.SIGKILL, signal.SIGTERM):
-            rec.update_state(stopping=True)
-        signal_container(rec, sig)
+        stopping = sig in (signal.SIGKILL, signal.SIGTERM) and rec.running
+        if stopping:
+            request_stop(rec)  # no restart; ends a restart backoff at once
+        try:
+            signal_container(rec, sig)  # between runs (restarting): nothing to signal
+        except ProcessLookupError:
+            if not stopping:  # else it ran when asked, and has ended since
+                raise
         print(name)
 
     return _for_each(a.containers, act)
@@ -199,7 +204,7 @@ def cmd_restart(a: argparse.Namespace) -> int:
 
 
 def cmd_rm(a: argparse.Namespace) -> int:
-    from nsprim.lifecycle import remove_record, signal_container, wait_exited
+    from nsprim.lifecycle import remove_record, request_stop, signal_container, wait_exited
 
     def act(rec: Any, name: str) -> bool:
         if rec.running:
@@ -207,7 +212,7 @@ def cmd_rm(a: argparse.Namespace) -> int:
                 _fail(f"cannot remove container {name}: it is running (stop it first, "
                       "or use rm -f)")
                 return False
-            rec.update_state(stopping=True)
+            request_stop(rec)
             try:
                 signal_container(rec, signal.SIGKILL)
             except ProcessLookupError:
