@@ -345,7 +345,7 @@ def _wait_restarting(root: str, name: str, count: int) -> None:
     deadline = time.monotonic() + 30
     while True:
         st = state(root, name)["State"]
-        if st["Status"] == "restarting" and st["RestartCount"] >= count:  # type: ignore[index, operator]
+        if st["Status"] == "restarting" and st["RestartCount"] >= count:  # type: ignore[index]
             return
         assert time.monotonic() < deadline, st
         time.sleep(0.05)
