@@ -338,3 +338,43 @@ def test_cli_errors(root: str, rootfs: str) -> None:
         assert r.returncode != 0
         lines = r.stderr.strip().splitlines()
         assert len(lines) == 1 and needle in lines[0], (args, r.stderr)
+
+
+def _wait_restarting(root: str, name: str, count: int) -> None:
+    """Until `name` has restarted `count` times and waits out its backoff."""
+    deadline = time.monotonic() + 30
+    while True:
+        st = state(root, name)["State"]
+        if st["Status"] == "restarting" and st["RestartCount"] >= count:  # type: ignore[index]
+            return
+        assert time.monotonic() < deadline, st
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize("how", [["stop"], ["rm", "-f"], ["kill"]])
+def test_crash_looping_container_stops_at_once(root: str, rootfs: str, how: list[str]) -> None:
+    """issue 12 bug 2: a --restart always container whose command fails at
+    once spends its time in the restart backoff (seconds, doubling); stop,
+    rm -f and kill there end the loop at once (they used to time out on the
+    dead pid, and the next run reset the stop)."""
+    r = cli(root, "run", "-d", "--name", "crash", "--restart", "always", "--network", "none",
+            "--rootfs", rootfs, "false")
+    assert r.returncode == 0, r.stderr
+    _wait_restarting(root, "crash", 4)  # the next backoff is 1.6 s or more
+    t = time.monotonic()
+    r = cli(root, *how, "crash", timeout=60)
+    took = time.monotonic() - t
+    assert r.returncode == 0 and r.stdout == "crash\n", r.stderr
+    assert took < 5, took  # at once, not the 10 s stop timeout or the 30 s wait
+    if how[0] == "rm":
+        assert cli(root, "ps", "-a", "-q").stdout == ""
+        return
+    st = state(root, "crash")["State"]
+    assert st["Status"] == "exited" and st["ExitCode"] == 1, st  # type: ignore[index]
+    time.sleep(1.7)  # past the backoff it was in: no restart came
+    assert state(root, "crash")["State"]["Status"] == "exited"  # type: ignore[index]
+    # a stopped container starts again, restart policy and all
+    assert cli(root, "start", "crash").returncode == 0
+    _wait_restarting(root, "crash", 1)
+    assert cli(root, "stop", "crash").returncode == 0
+    assert state(root, "crash")["State"]["Status"] == "exited"  # type: ignore[index]

@@ -27,6 +27,7 @@ This module imports nothing heavy: ``nsprim ps`` starts fast.
 from __future__ import annotations
 
 import errno
+import fcntl
 import json
 import os
 import re
@@ -163,10 +164,19 @@ class Record:
                      0o600, durable=False)
 
     def update_state(self, **changes: Any) -> dict[str, Any]:
-        st = self.state
-        st.update(changes)
-        atomic_write(os.path.join(self.dir, "state.json"), json.dumps(st, indent=1).encode(),
-                     0o600, durable=False)
+        """Change some fields, under the record's lock: the supervisor and
+        the CLI (stop's ``stopping``) update it concurrently, and neither
+        may lose the other's change."""
+        fd = os.open(os.path.join(self.dir, "state.lock"),
+                     os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            st = self.state
+            st.update(changes)
+            atomic_write(os.path.join(self.dir, "state.json"),
+                         json.dumps(st, indent=1).encode(), 0o600, durable=False)
+        finally:
+            os.close(fd)
         return st
 
     @property
@@ -222,7 +232,7 @@ def find(ref: str) -> Record:
             return matches[0]
         if len(matches) > 1:
             raise LookupError(f"multiple containers match {ref!r}: use more of the id")
-    raise LookupError(f"no such container: {ref}")
+    raise LookupError(f"No such container: {ref}")  # docker's words
 
 
 # -------------------------------------------------------------- collection
@@ -315,42 +325,83 @@ def wait_exited(rec: Record, timeout: float | None = None) -> dict[str, Any]:
         delay = min(delay * 2, 0.1)
 
 
-def signal_container(rec: Record, sig: int) -> None:
-    st = rec.state
-    pid, start = st.get("pid"), st.get("pid_start")
-    if not rec.running or not isinstance(pid, int) or not alive(pid, start):
-        raise ProcessLookupError(errno.ESRCH, f"container {rec.name or rec.id[:12]} is not "
-                                 "running")
-    fd = os.pidfd_open(pid)
+def wake_path(rec: Record) -> str:
+    """The FIFO a supervisor waits on during a restart backoff; a byte
+    written to it ends the wait (see request_stop)."""
+    return os.path.join(rec.dir, "wake")
+
+
+def request_stop(rec: Record) -> None:
+    """No more restarts: the supervisor ends when the container does, and at
+    once if it is waiting out a restart backoff (then there is no process to
+    signal: the container's pid on record is the dead one's)."""
+    rec.update_state(stopping=True)
+    try:  # ENXIO: no supervisor waits on it (its check of `stopping` comes later)
+        fd = os.open(wake_path(rec), os.O_WRONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return
     try:
-        if _proc_start(pid) != start:
-            raise ProcessLookupError(errno.ESRCH, "container is not running")
-        signal.pidfd_send_signal(fd, sig)
+        os.write(fd, b"x")
+    except OSError:
+        pass
     finally:
         os.close(fd)
 
 
+def _live_pid(rec: Record) -> tuple[int, int] | None:
+    """(pid, start time) of the container's process if it runs now; never a
+    pid that has ended (and may have been reused)."""
+    st = rec.state
+    pid, start = st.get("pid"), st.get("pid_start")
+    if st.get("status") != "running" or not isinstance(pid, int) or \
+            not isinstance(start, int) or not alive(pid, start):
+        return None
+    return pid, start
+
+
+def _pidfd(pid: int, start: int) -> int | None:
+    """A pidfd of (pid, start), None if that process is gone."""
+    try:
+        fd = os.pidfd_open(pid)
+    except OSError:
+        return None
+    if _proc_start(pid) != start:  # the pid was reused before the pidfd pinned it
+        os.close(fd)
+        return None
+    return fd
+
+
+def signal_container(rec: Record, sig: int) -> bool:
+    """Send `sig` to the container's process.  False if it is restarting
+    (between runs: nothing to signal); ProcessLookupError if it is not
+    running."""
+    live = _live_pid(rec) if rec.running else None
+    if live is None and rec.running and rec.state.get("status") == "restarting":
+        return False
+    fd = None if live is None else _pidfd(*live)
+    if fd is None:
+        raise ProcessLookupError(errno.ESRCH, f"container {rec.id} is not running")
+    try:
+        signal.pidfd_send_signal(fd, sig)
+    finally:
+        os.close(fd)
+    return True
+
+
 def stop(rec: Record, timeout: float = 10.0, sig: int | None = None) -> None:
     """docker stop: the stop signal (the image's, else SIGTERM), then SIGKILL
-    after `timeout` seconds; no restart afterwards."""
+    after `timeout` seconds; no restart afterwards.  A container waiting out
+    a restart backoff stops at once."""
     import select
 
     if not rec.running:
         return
-    rec.update_state(stopping=True)
-    st = rec.state
-    pid = st.get("pid")
+    request_stop(rec)
     stop_sig = sig or parse_signal(rec.config.get("stop_signal") or "SIGTERM")
-    if not isinstance(pid, int):
-        wait_exited(rec, 10)
-        return
-    try:
-        fd = os.pidfd_open(pid)
-    except OSError:
-        wait_exited(rec, 10)
-        return
-    try:
-        if _proc_start(pid) == st.get("pid_start"):
+    live = _live_pid(rec)
+    fd = None if live is None else _pidfd(*live)
+    if fd is not None:
+        try:
             try:
                 signal.pidfd_send_signal(fd, stop_sig)
             except ProcessLookupError:
@@ -362,8 +413,10 @@ def stop(rec: Record, timeout: float = 10.0, sig: int | None = None) -> None:
                     signal.pidfd_send_signal(fd, signal.SIGKILL)
                 except ProcessLookupError:
                     pass
-    finally:
-        os.close(fd)
+        finally:
+            os.close(fd)
+    # else between runs: the supervisor sees `stopping` and ends (a run it
+    # was starting meanwhile, it kills)
     wait_exited(rec, 30)
 
 

@@ -9,16 +9,23 @@ child, records it as running, tells the CLI (a line on READY_FD: ``ok`` or
 stdout/stderr pipes and its lock files.  ``finish`` is what the shim execs
 when the container has ended: it releases the resources, records the exit,
 and either restarts the container (back to the shim) or ends.
+
+Stopping (``stopping`` in the state, set by stop, kill and rm -f through
+``lifecycle.request_stop``) is only ever cleared by ``start``, the start that
+the CLI asks for: a restart never clears it.  Between runs (the backoff) the
+supervisor waits on a FIFO that request_stop writes to, so a stop ends it at
+once; a run it was starting meanwhile, it kills as soon as it has recorded it.
 """
 
 from __future__ import annotations
 
 import os
+import select
 import sys
 import time
 from typing import Any
 
-from nsprim.lifecycle import Record, release_resources, remove_record
+from nsprim.lifecycle import Record, release_resources, remove_record, wake_path
 
 SHIM = os.path.join(os.path.dirname(os.path.abspath(__file__)), "nsprim-shim")
 
@@ -64,7 +71,11 @@ def run_once(rec: Record, report: Any) -> None:
                      supervisor_pid=me, supervisor_start=_proc_start(me),
                      started_at=time.time(), finished_at=None, exit_code=None,
                      oom_killed=False, oom_before=oom_before, ip=c.ip_address, ports=c.ports,
-                     stopping=False, error=None)
+                     error=None)
+    if rec.state.get("stopping"):  # a stop that came while it was starting: it saw no pid
+        import signal
+
+        signal.pidfd_send_signal(c.pidfd, signal.SIGKILL)
     report("ok")
     locks = _lock_fds(c) + (c.attachment.holder_fds() if c.attachment is not None else [])
     keep = [c.pidfd, c.stdout.fileno(), c.stderr.fileno(), *locks]
@@ -91,7 +102,7 @@ def start(container_id: str, ready_fd: int) -> int:
                 os.close(ready_fd)
                 ready_fd = -1
 
-    rec.update_state(restart_count=rec.state.get("restart_count", 0))
+    rec.update_state(restart_count=rec.state.get("restart_count", 0), stopping=False)
     run_once(rec, report)
     return 0
 
@@ -109,6 +120,27 @@ def _restart_wanted(rec: Record, code: int) -> bool:
         _, _, n = policy.partition(":")
         return not n or int(st.get("restart_count", 0)) < int(n)
     return False
+
+
+def _backoff(rec: Record, seconds: float) -> bool:
+    """Wait `seconds` before a restart, or less if a stop comes (it writes to
+    the wake FIFO); True if the container is to be restarted."""
+    path = wake_path(rec)
+    try:
+        os.mkfifo(path, 0o600)
+    except FileExistsError:
+        pass
+    # O_RDWR: never end of file, and a writer's open finds a reader while it is open
+    fd = os.open(path, os.O_RDWR | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        if rec.state.get("stopping"):  # came before the FIFO was open
+            return False
+        p = select.poll()
+        p.register(fd, select.POLLIN)
+        p.poll(seconds * 1000)
+    finally:
+        os.close(fd)
+    return not rec.state.get("stopping")
 
 
 def finish(container_id: str, lock_fds: str) -> int:
@@ -140,9 +172,10 @@ def finish(container_id: str, lock_fds: str) -> int:
                      finished_at=finished, oom_killed=oom)
     if restart:
         n = int(rec.state.get("restart_count", 0))
-        time.sleep(min(0.1 * (2 ** min(n, 6)), 5.0))  # docker-like backoff
-        rec.update_state(restart_count=n + 1)
-        run_once(rec, lambda msg: None)
+        if _backoff(rec, min(0.1 * (2 ** min(n, 6)), 5.0)):  # docker-like backoff
+            rec.update_state(restart_count=n + 1)
+            run_once(rec, lambda msg: None)
+        rec.update_state(status="exited")  # stopped while it waited
     if rec.config.get("auto_remove"):
         remove_record(rec)
     return 0

@@ -1,5 +1,13 @@
 """The commands on containers that exist: ps, logs, stop, kill, start, restart,
-rm, wait, inspect, exec."""
+rm, wait, inspect, exec.
+
+Their errors are docker's: a missing or stopped container is exit status 1
+with the line docker prints (``Error response from daemon: No such
+container: x`` where docker asks the daemon to act, ``Error: No such
+container: x`` where its CLI looks the container up first: logs, exec;
+``Error: No such object: x`` for inspect); 125 stays for nsprim's own
+failures and bad flags.
+"""
 
 from __future__ import annotations
 
@@ -13,11 +21,50 @@ from nsprim.cli import (
     _INT,
     _collect_leftovers,
     _fail,
-    _for_each,
     _oneline,
     _print_rows,
 )
 from nsprim.cli.run import _attach, _start_detached
+
+EXIT_ERROR = 1  # docker's status for a command that failed on a container
+
+
+def _daemon_error(msg: str) -> int:
+    """docker's line for a failure the daemon reports, and its status."""
+    print(f"Error response from daemon: {msg}", file=sys.stderr)
+    return EXIT_ERROR
+
+
+def _client_error(msg: str) -> int:
+    """docker's line for a failure its CLI reports (a lookup that failed)."""
+    print(f"Error: {msg}", file=sys.stderr)
+    return EXIT_ERROR
+
+
+def _message(e: BaseException) -> str:
+    if isinstance(e, OSError) and e.strerror:
+        return " ".join(e.strerror.split())
+    return _oneline(e)
+
+
+def _for_each(names: list[str], action: Any) -> int:
+    """Run action(record, name) for each container named, as docker does:
+    an error is one line each, the status 1 if any failed.  action returns
+    False when it has reported its own failure."""
+    from nsprim.lifecycle import find
+
+    rc = 0
+    for name in names:
+        try:
+            if action(find(name), name) is False:
+                rc = EXIT_ERROR
+        except (LookupError, OSError) as e:
+            rc = _daemon_error(_message(e))
+    return rc
+
+
+def _not_running(rec: Any) -> str:
+    return f"container {rec.id} is not running"
 
 
 def _records_arg(names: list[str]) -> list[Any]:
@@ -91,7 +138,7 @@ def cmd_logs(a: argparse.Namespace) -> int:
     try:
         rec = find(a.container)
     except LookupError as e:
-        return _fail(_oneline(e))
+        return _client_error(_oneline(e))
 
     def emit(line: str) -> None:
         try:
@@ -148,18 +195,25 @@ def cmd_stop(a: argparse.Namespace) -> int:
 
 def cmd_kill(a: argparse.Namespace) -> int:
     from nsprim.errors import ConfigError
-    from nsprim.lifecycle import parse_signal, signal_container
+    from nsprim.lifecycle import parse_signal, request_stop, signal_container
 
     try:
         sig = parse_signal(a.signal)
     except ConfigError as e:
         return _fail(str(e))
 
-    def act(rec: Any, name: str) -> None:
-        if sig in (signal.SIGKILL, signal.SIGTERM):
-            rec.update_state(stopping=True)
-        signal_container(rec, sig)
+    def act(rec: Any, name: str) -> bool:
+        stopping = sig in (signal.SIGKILL, signal.SIGTERM) and rec.running
+        if stopping:
+            request_stop(rec)  # no restart; ends a restart backoff at once
+        try:
+            signal_container(rec, sig)  # between runs (restarting): nothing to signal
+        except ProcessLookupError:
+            if not stopping:  # else it ran when asked, and has ended since
+                _daemon_error(f"cannot kill container: {name}: {_not_running(rec)}")
+                return False
         print(name)
+        return True
 
     return _for_each(a.containers, act)
 
@@ -199,15 +253,16 @@ def cmd_restart(a: argparse.Namespace) -> int:
 
 
 def cmd_rm(a: argparse.Namespace) -> int:
-    from nsprim.lifecycle import remove_record, signal_container, wait_exited
+    from nsprim.lifecycle import remove_record, request_stop, signal_container, wait_exited
 
     def act(rec: Any, name: str) -> bool:
         if rec.running:
             if not a.force:
-                _fail(f"cannot remove container {name}: it is running (stop it first, "
-                      "or use rm -f)")
+                what = "restarting" if rec.status == "restarting" else "running"
+                _daemon_error(f'cannot remove container "/{rec.name}": container is {what}: '
+                              "stop the container before removing or force remove")
                 return False
-            rec.update_state(stopping=True)
+            request_stop(rec)
             try:
                 signal_container(rec, signal.SIGKILL)
             except ProcessLookupError:
@@ -243,9 +298,8 @@ def cmd_inspect(a: argparse.Namespace) -> int:
     for name in a.containers:
         try:
             (rec,) = _records_arg([name])
-        except LookupError as e:
-            _fail(_oneline(e))
-            rc = 1
+        except LookupError:
+            rc = _client_error(f"No such object: {name}")
             continue
         cfg, st = rec.config, rec.state
         status = rec.status
@@ -298,11 +352,11 @@ def cmd_exec(a: argparse.Namespace) -> int:
     try:
         rec = find(a.container)
     except LookupError as e:
-        return _fail(_oneline(e))
+        return _client_error(_oneline(e))
     st = rec.state
     pid = st.get("pid")
     if not rec.running or not isinstance(pid, int) or not alive(pid, st.get("pid_start")):
-        return _fail(f"container {a.container} is not running")
+        return _daemon_error(_not_running(rec))
     try:
         c = exec_container(rec.spec, pid, cmd, env=env_list(a.env), user=a.user,
                            workdir=a.workdir, tty=a.tty,
