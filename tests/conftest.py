@@ -91,6 +91,26 @@ def _no_mount_leaks(tmp_path: Path) -> Iterator[None]:
     _assert_no_mounts_under(str(tmp_path))
 
 
+def cli_at(root: str, *args: str, timeout: float = 60, **kw: object
+           ) -> subprocess.CompletedProcess[str]:
+    """The nsprim CLI with the state root `root` (a separate process)."""
+    return subprocess.run([sys.executable, "-m", "nsprim", "--root", root, *args],
+                          capture_output=True, text=True, timeout=timeout,
+                          **kw)  # type: ignore[call-overload]
+
+
+@pytest.fixture
+def private_root(tmp_path: Path) -> Iterator[str]:
+    """A state root of the test's own; every container is gone afterwards."""
+    need(os.geteuid() == 0, "needs root")
+    r = str(tmp_path / "state")
+    yield r
+    for cid in cli_at(r, "ps", "-a", "-q").stdout.split():
+        cli_at(r, "rm", "-f", cid)
+    cli_at(r, "ps")  # collects
+    assert cli_at(r, "ps", "-a", "-q").stdout.strip() == ""
+
+
 def nsprim_cli(*args: str, **kw: object) -> subprocess.CompletedProcess[str]:
     """Run the nsprim CLI as a user would (a separate process)."""
     return subprocess.run([sys.executable, "-m", "nsprim", *args], capture_output=True,

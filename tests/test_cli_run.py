@@ -5,33 +5,19 @@ of a foreground container)."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from .conftest import need
+from .conftest import cli_at as cli
 
 
 @pytest.fixture
-def root(tmp_path: Path) -> Iterator[str]:
-    """A state root of the test's own; every container is gone afterwards."""
-    need(os.geteuid() == 0, "needs root")
-    r = str(tmp_path / "state")
-    yield r
-    for cid in cli(r, "ps", "-a", "-q").stdout.split():
-        cli(r, "rm", "-f", cid)
-    assert cli(r, "ps", "-a", "-q").stdout.strip() == ""
-
-
-def cli(root: str, *args: str, timeout: float = 60, **kw: object
-        ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "nsprim", "--root", root, *args],
-                          capture_output=True, text=True, timeout=timeout,
-                          **kw)  # type: ignore[call-overload]
+def root(private_root: str) -> str:
+    """A state root of the test's own (see conftest.private_root)."""
+    return private_root
 
 
 def one_line_error(stderr: str) -> str:

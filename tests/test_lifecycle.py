@@ -12,32 +12,17 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import pytest
 
-from .conftest import need
+from .conftest import cli_at as cli
 
 
 @pytest.fixture
-def root(tmp_path: Path) -> Iterator[str]:
-    """A state root of the test's own; every container is gone afterwards."""
-    need(os.geteuid() == 0, "needs root")
-    r = str(tmp_path / "state")
-    yield r
-    for line in cli(r, "ps", "-a", "-q").stdout.split():
-        cli(r, "rm", "-f", line)
-    cli(r, "ps")  # collects
-    assert cli(r, "ps", "-a", "-q").stdout.strip() == ""
-
-
-def cli(root: str, *args: str, timeout: float = 60, **kw: object
-        ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "nsprim", "--root", root, *args],
-                          capture_output=True, text=True, timeout=timeout,
-                          **kw)  # type: ignore[call-overload]
+def root(private_root: str) -> str:
+    """A state root of the test's own (see conftest.private_root)."""
+    return private_root
 
 
 def state(root: str, name: str) -> dict[str, object]:

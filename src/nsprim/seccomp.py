@@ -389,12 +389,17 @@ def _applies(rule: Mapping[str, Any], caps: frozenset[str], arch: str) -> bool:
     return True
 
 
+def _default_action(data: Mapping[str, Any]) -> tuple[int, int]:
+    """(the default action, the errno of ERRNO actions without their own)."""
+    default_errno = data.get("defaultErrnoRet")
+    default_errno = 1 if default_errno is None else int(default_errno)
+    return _action(data["defaultAction"], default_errno), default_errno
+
+
 def _compile_libseccomp(profile: SeccompProfile, caps: frozenset[str]) -> bytes:
     ffi, lib = _libseccomp()
     data = profile.data
-    default_errno = data.get("defaultErrnoRet")
-    default_errno = 1 if default_errno is None else int(default_errno)
-    default = _action(data["defaultAction"], default_errno)
+    default, default_errno = _default_action(data)
     arch = _GOARCH.get(os.uname().machine, os.uname().machine)
     ctx = lib.seccomp_init(default)
     if ctx == ffi.NULL:
@@ -633,9 +638,7 @@ def _rules(profile: SeccompProfile, caps: frozenset[str], goarch: str, default: 
 def _compile(profile: SeccompProfile, caps: frozenset[str]) -> bytes:
     ffi, lib = _libseccomp()
     data = profile.data
-    default_errno = data.get("defaultErrnoRet")
-    default_errno = 1 if default_errno is None else int(default_errno)
-    default = _action(data["defaultAction"], default_errno)
+    default, default_errno = _default_action(data)
     goarch = _GOARCH.get(os.uname().machine, os.uname().machine)
     native = lib.seccomp_arch_native()
     x32 = lib.seccomp_arch_resolve_name(b"x32")
