@@ -18,11 +18,10 @@ from __future__ import annotations
 
 import errno
 import os
-import shutil
 from collections.abc import Sequence
 
 from nsprim import mount as m
-from nsprim.state import FileLock, state_root
+from nsprim.state import FileLock, remove_tree, state_root
 
 __all__ = ["OverlayRootfs"]
 
@@ -137,9 +136,9 @@ class OverlayRootfs:
         if self._created and not self.keep:
             if self.reuse:  # the directory is a container record's: remove only ours
                 for d in (self.upper, self.work, self.path, os.path.join(self.dir, "l")):
-                    shutil.rmtree(d, ignore_errors=True)
+                    remove_tree(d)
             else:
-                shutil.rmtree(self.dir, ignore_errors=True)
+                remove_tree(self.dir)
             self._created = False
         if self._lock is not None:
             self._lock.release()
@@ -177,7 +176,7 @@ class OverlayRootfs:
                     m.umount(merged, m.MNT_DETACH)
                 if os.path.exists(os.path.join(d, "keep")):
                     continue
-                shutil.rmtree(d, ignore_errors=True)
+                remove_tree(d)
                 out.append(name)
             finally:
                 lock.release()

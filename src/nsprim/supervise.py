@@ -23,9 +23,12 @@ import os
 import select
 import sys
 import time
-from typing import Any
 
 from nsprim.lifecycle import Record, release_resources, remove_record, wake_path
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 SHIM = os.path.join(os.path.dirname(os.path.abspath(__file__)), "nsprim-shim")
 

@@ -8,8 +8,10 @@ import os
 import select
 import signal
 from collections.abc import Callable
-from typing import Any
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 __all__ = ["proxy"]
 
 
