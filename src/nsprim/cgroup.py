@@ -700,6 +700,12 @@ class Cgroup:
             os.close(self._fd)
             self._fd = -1
 
+    def held_fds(self) -> list[int]:
+        """The fd of the lock that marks this cgroup owned (none for a cgroup
+        opened by name).  A process that takes the container over keeps it
+        open; collection leaves the cgroup alone while it is."""
+        return [self._lock.fd] if self._lock is not None and self._lock.fd >= 0 else []
+
     def remove(self, timeout: float = 10.0) -> None:
         """Kill what is left, wait for the cgroup to empty, remove it.  Idempotent."""
         if self.removed:

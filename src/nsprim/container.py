@@ -515,6 +515,21 @@ class Container:
             self.oom_killed = self.cgroup.oom_kills() > self._oom_before
         self._release_resources()
 
+    def hand_over(self) -> list[int]:
+        """For a process that takes this running container over (the
+        supervisor, before it execs its shim): the fds that keep the
+        container's host resources owned -- the locks of its overlay, its
+        cgroup and its lease, and the sockets holding its published ports --
+        to be kept open (inheritable) while the container lives.  Our
+        reference to its network namespace is closed: the container holds it."""
+        fds: list[int] = []
+        for holder in (self._overlay, self.cgroup if self._owns_cgroup else None,
+                       self.attachment):
+            if holder is not None:
+                fds += holder.held_fds()
+        self._release_netns()
+        return fds
+
     def _release_resources(self) -> None:
         """Release what start() acquired, in reverse order of acquisition:
         the /etc files, the bridge attachment, our reference to the network

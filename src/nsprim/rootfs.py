@@ -130,6 +130,12 @@ class OverlayRootfs:
                 m.umount(self.path, m.MNT_DETACH)
             self.mounted = False
 
+    def held_fds(self) -> list[int]:
+        """The fd of the lock that marks this layer in use (mounted).  A
+        process that takes the container over keeps it open; collection
+        leaves the layer alone while it is."""
+        return [self._lock.fd] if self._lock is not None and self._lock.fd >= 0 else []
+
     def close(self) -> None:
         """Unmount and (unless kept) remove the container layer.  Idempotent."""
         self.unmount()

@@ -40,15 +40,6 @@ def build_container(rec: Record, **extra: Any) -> Any:
     return to_container(rec.spec, **extra)
 
 
-def _lock_fds(c: Any) -> list[int]:
-    fds = []
-    for holder in (c._overlay, c.cgroup, c.attachment):
-        lock = getattr(holder, "_lock", None)
-        if lock is not None and getattr(lock, "fd", -1) >= 0:
-            fds.append(lock.fd)
-    return fds
-
-
 def run_once(rec: Record, report: Any) -> None:
     """Start the container, record it, report, exec the shim (no return)."""
     import subprocess
@@ -80,12 +71,10 @@ def run_once(rec: Record, report: Any) -> None:
 
         signal.pidfd_send_signal(c.pidfd, signal.SIGKILL)
     report("ok")
-    locks = _lock_fds(c) + (c.attachment.holder_fds() if c.attachment is not None else [])
+    locks = c.hand_over()
     keep = [c.pidfd, c.stdout.fileno(), c.stderr.fileno(), *locks]
     for fd in keep:
         os.set_inheritable(fd, True)
-    if c._netns is not None:
-        c._netns.close()  # the container holds its namespace
     from nsprim.state import root_args
 
     os.execv(SHIM, [SHIM, rec.dir, str(c.pidfd), str(c.stdout.fileno()),

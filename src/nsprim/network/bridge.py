@@ -489,6 +489,12 @@ class Attachment:
         """The fds of the sockets holding the published host ports."""
         return [s.fileno() for s in self._holders]
 
+    def held_fds(self) -> list[int]:
+        """What keeps this attachment owned: its lease's lock and the port
+        holders.  A process that takes the container over keeps them open."""
+        lock = [self._lock.fd] if self._lock is not None and self._lock.fd >= 0 else []
+        return lock + self.holder_fds()
+
     def detach(self, *, netns_gone: bool = False) -> None:
         """Remove the ports and the lease.  With `netns_gone` (the container's
         namespace is being destroyed) the kernel removes the veth pair by
