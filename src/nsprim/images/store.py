@@ -246,6 +246,31 @@ class Image:
     def volumes(self) -> list[str]:
         return sorted((self._c().get("Volumes") or {}).keys())
 
+    @property
+    def history(self) -> list[dict[str, Any]]:
+        h = self.config.get("history") or []
+        return [e for e in h if isinstance(e, dict)] if isinstance(h, list) else []
+
+    def tag(self, target: str) -> Image:
+        """Name this image `target` too (docker tag)."""
+        return default_store().tag(self.id, target)
+
+    def save(self, path: str, *, format: str = "docker") -> None:
+        """Write this image to `path` as a docker save archive (or OCI layout)."""
+        from nsprim.images.archive import save
+
+        with open(path, "wb") as f:
+            save([self.names[0] if self.names else self.id], f, format=format)
+
+    def push(self, name: str | None = None, **kwargs: Any) -> str:
+        """Push to a registry (see nsprim.images.push); the manifest digest."""
+        from nsprim.images.push import push
+
+        target = name or (self.names[0] if self.names else None)
+        if target is None:
+            raise ConfigError(f"image {self.id[:19]} has no name to push to")
+        return push(target, **kwargs)
+
     def argv(self, cmd: list[str] | None = None, entrypoint: list[str] | None = None
              ) -> list[str]:
         """docker's rule: ``--entrypoint`` replaces the image's entrypoint and
@@ -594,6 +619,20 @@ class ImageStore:
         repos = self._repos()
         repos[name] = image_id
         self._save_repos(repos)
+
+    def tag(self, source: str, target: str) -> Image:
+        """docker tag: `target` (normalised, docker's short names) names the
+        image `source` names.  ConfigError names a bad target."""
+        ref = parse_reference(target)
+        if ref.digest:
+            raise ConfigError(f"invalid reference format {target!r}: a tag cannot have a "
+                              "digest")
+        img = self.get(source)
+        with self._locked():
+            if not os.path.exists(self._image_path(img.id)):
+                raise ImageNotFound(f"no such image: {source}")
+            self._tag(str(ref), img.id)
+        return self.get(img.id)
 
     def _check_sizes(self, descs: list[dict[str, Any]]) -> None:
         for d in descs:
