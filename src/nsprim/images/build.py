@@ -1150,6 +1150,9 @@ class Builder:
                 extract_layer(stream, f"/proc/self/fd/{ddir}", whiteouts=False)
             except LayerError as e:
                 raise BuildError(f"ADD {path}: {e}") from None
+            except OSError as e:  # a hardlink to a name the archive does not hold
+                raise BuildError(f"ADD {path}: cannot extract: {e.strerror}: "
+                                 f"{e.filename}") from None
         if ids is not None:
             for dirpath, dirnames, filenames in os.walk(f"/proc/self/fd/{ddir}"):
                 for n in dirnames + filenames:
