@@ -167,7 +167,7 @@ def base_image(tmp_path_factory: pytest.TempPathFactory) -> str:
     busybox_rootfs(ctx / "rootfs", bb)
     (ctx / "Dockerfile").write_text("FROM scratch\nCOPY rootfs/ /\nCMD [\"sh\"]\n")
     img = build(str(ctx), tags=["nsprim-test/bbase:1"], network="none")
-    assert img.names == ["docker.io/nsprim-test/bbase:1"]
+    assert "docker.io/nsprim-test/bbase:1" in img.names
     return "nsprim-test/bbase:1"
 
 

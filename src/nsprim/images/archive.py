@@ -11,7 +11,6 @@ gets another id in the archive; its content is the same).
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import io
 import json
@@ -64,22 +63,75 @@ def layer_blob(store: ImageStore, diff_id: str) -> LayerBlob:
             return blob
     except (OSError, ValueError, TypeError):
         pass
-    fd, tmp = tempfile.mkstemp(dir=cache, suffix=".tmp")
-    with os.fdopen(fd, "wb") as raw:
-        outer = HashingWriter(raw)
-        with gzip.GzipFile(fileobj=outer, mode="wb", mtime=0, compresslevel=6) as gz:
-            real = layer_tar(store, store.layer_dir(diff_id), gz)  # type: ignore[arg-type]
-    digest = outer.digest()
-    path = os.path.join(cache, _hex(digest) + ".gz")
-    os.rename(tmp, path)
-    blob = LayerBlob(real, digest, outer.count, path)
-    from nsprim.state import atomic_write
-
-    atomic_write(os.path.join(cache, _hex(real) + ".json"),
-                 json.dumps(blob.__dict__).encode(), 0o600)
+    with tempfile.TemporaryFile(dir=cache) as plain:
+        real = layer_tar(store, store.layer_dir(diff_id), plain)
+        plain.seek(0)
+        blob = compress_layer(store, plain, real)
     if real != diff_id:
+        from nsprim.state import atomic_write
+
         atomic_write(meta, json.dumps(blob.__dict__).encode(), 0o600)
     return blob
+
+
+def compress_layer(store: ImageStore, plain: IO[bytes], diff_id: str) -> LayerBlob:
+    """Compress the layer tar `plain` (whose sha256 is `diff_id`) into the
+    blob cache; build does it once per layer, so push and save need not."""
+    from nsprim.state import atomic_write
+
+    cache = _cache_dir(store)
+    fd, tmp = tempfile.mkstemp(dir=cache, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as raw:
+            outer = HashingWriter(raw)
+            gzip_parallel(plain, outer)
+        digest = outer.digest()
+        path = os.path.join(cache, _hex(digest) + ".gz")
+        os.rename(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    blob = LayerBlob(diff_id, digest, outer.count, path)
+    atomic_write(os.path.join(cache, _hex(diff_id) + ".json"),
+                 json.dumps(blob.__dict__).encode(), 0o600)
+    return blob
+
+
+_CHUNK = 1 << 20
+_GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"  # no name, mtime 0, unix
+
+
+def _member(data: bytes, level: int = 6) -> bytes:
+    """One gzip member of `data` (zlib releases the GIL while it works)."""
+    import struct
+    import zlib
+
+    c = zlib.compressobj(level, zlib.DEFLATED, -15)
+    body = c.compress(data) + c.flush()
+    return _GZIP_HEADER + body + struct.pack("<II", zlib.crc32(data) & 0xFFFFFFFF,
+                                             len(data) & 0xFFFFFFFF)
+
+
+def gzip_parallel(src: IO[bytes], out: Any, workers: int | None = None) -> None:
+    """gzip `src` to `out` as one member per MiB, compressed on several
+    threads (as pgzip does for docker and skopeo): a valid gzip stream
+    (RFC 1952 allows members one after another), deterministic."""
+    from concurrent.futures import Future, ThreadPoolExecutor
+
+    workers = workers or max(1, min(4, os.cpu_count() or 1))
+    pending: list[Future[bytes]] = []
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        while True:
+            data = src.read(_CHUNK)
+            if data:
+                pending.append(pool.submit(_member, data))
+            while pending and (len(pending) > 2 * workers or not data):
+                out.write(pending.pop(0).result())
+            if not data:
+                break
 
 
 def export_config(img: Image, diff_ids: list[str]) -> bytes:

@@ -769,6 +769,7 @@ class Builder:
                 config: dict[str, Any] | None = None) -> dict[str, Any]:
         """The upper directory -> a layer in the store; the new config."""
         from nsprim.images.layer import extract_layer
+        from nsprim.images.store import _hex
 
         tmpdir = self.store._tmp()
         fd, tarpath = tempfile.mkstemp(prefix=os.path.basename(self._pl.path)[:-5] + ".",
@@ -780,6 +781,12 @@ class Builder:
             diff_id = hw.digest()
             self._pl.protect(diff_id)
             final = self.store.layer_dir(diff_id)
+            from nsprim.images.archive import compress_layer
+
+            if not os.path.exists(os.path.join(self.store.root, "blobcache",
+                                               _hex(diff_id) + ".json")):
+                with open(tarpath, "rb") as f:
+                    compress_layer(self.store, f, diff_id)  # for push: done once, here
             if not os.path.isdir(final):
                 dest = self._pl.new_dir()
                 os.chmod(dest, 0o755)

@@ -147,7 +147,11 @@ def push(name: str, *, format: str = "docker", progress: Callable[[str], None] |
             pushed: dict[str, list[str]] = json.load(f)
     except (OSError, ValueError):
         pushed = {}
-    blobs = [layer_blob(store, d) for d in img.diff_ids]
+    from concurrent.futures import ThreadPoolExecutor
+
+    # compressing is the slow part of a first push: zlib releases the GIL
+    with ThreadPoolExecutor(max_workers=min(4, max(1, len(img.diff_ids)))) as pool:
+        blobs = list(pool.map(lambda d: layer_blob(store, d), img.diff_ids))
     config = export_config(img, [b.diff_id for b in blobs])
     config_digest = "sha256:" + hashlib.sha256(config).hexdigest()
     here = f"{ref.domain}/{ref.path}"

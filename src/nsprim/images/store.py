@@ -940,7 +940,41 @@ class ImageStore:
                 if not self._blob_in_use(name):
                     os.unlink(p)
         self.collect_tmp()  # only what dead pulls left: running ones keep theirs
+        self._gc_blobcache()
         return out
+
+    def _gc_blobcache(self) -> None:
+        """Compressed blobs (build, push, save) of layers no longer here."""
+        cache = os.path.join(self.root, "blobcache")
+        try:
+            names = os.listdir(cache)
+        except FileNotFoundError:
+            return
+        keep: set[str] = set()
+        for name in names:
+            if not name.endswith(".json") or name == "pushed.json":
+                continue
+            p = os.path.join(cache, name)
+            try:
+                with open(p) as f:
+                    blob = json.load(f)
+            except (OSError, ValueError):
+                continue
+            if os.path.isdir(os.path.join(self.root, "layers", name[:-5])):
+                keep.add(os.path.basename(str(blob.get("path", ""))))
+            else:
+                os.unlink(p)
+        import time
+
+        for name in names:
+            p = os.path.join(cache, name)
+            try:
+                # a .tmp is a blob being written: only an old one is a leftover
+                if (name.endswith(".gz") and name not in keep) or (
+                        name.endswith(".tmp") and os.stat(p).st_mtime < time.time() - 3600):
+                    os.unlink(p)
+            except FileNotFoundError:
+                pass
 
     def _blob_in_use(self, hexname: str) -> bool:
         for iid in self._all_ids():
