@@ -17,7 +17,6 @@ config after the step, so a rebuild with nothing changed gives the same id.
 
 from __future__ import annotations
 
-import datetime
 import hashlib
 import json
 import os
@@ -38,10 +37,9 @@ from nsprim.images.dockerfile import (
     Instruction,
     Stage,
     expand,
-    parse,
+    parse_cached,
 )
 from nsprim.images.dockerignore import Matcher, _compile, parse_ignore
-from nsprim.images.layertar import HashingWriter, write_layer_tar
 from nsprim.images.store import Image, ImageNotFound, ImageStore, default_store
 
 __all__ = ["BuildError", "Builder", "build", "prune_cache"]
@@ -113,6 +111,8 @@ def _duration_ns(text: str, what: str) -> int:
 
 
 def _now() -> str:
+    import datetime
+
     return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
@@ -383,8 +383,12 @@ class Builder:
                     dockerfile_text = f.read(4 << 20 + 1)
             except OSError as e:
                 raise BuildError(f"failed to read Dockerfile {name!r}: {e.strerror}") from None
+        self.cache_dir = os.path.join(self.store.root, "buildcache")
+        os.makedirs(self.cache_dir, mode=0o700, exist_ok=True)
         try:
-            self.df: Dockerfile = parse(dockerfile_text)
+            raw = dockerfile_text.encode() if isinstance(dockerfile_text, str) \
+                else dockerfile_text
+            self.df: Dockerfile = parse_cached(raw, self.cache_dir)
         except DockerfileError as e:
             raise BuildError(str(e)) from None
         if target is not None and self.df.stage(target) is None:
@@ -402,8 +406,6 @@ class Builder:
                 self.matcher = Matcher([])
             except ValueError as e:
                 raise BuildError(f".dockerignore: {e}") from None
-        self.cache_dir = os.path.join(self.store.root, "buildcache")
-        os.makedirs(self.cache_dir, mode=0o700, exist_ok=True)
         self.ran: list[str] = []       # steps executed (not from the cache)
         self.cached: list[str] = []    # steps taken from the cache
         self._meta = self._meta_args()
@@ -539,9 +541,9 @@ class Builder:
                              f"({os_}/{arch}); nsprim builds for the host's platform only")
 
     def _from(self, base: str, ins: Instruction) -> _State:
-        from nsprim.images.registry import host_platform
-
         if base == "scratch":
+            from nsprim.images.registry import host_platform
+
             os_, arch, _ = host_platform()
             cfg: dict[str, Any] = {"architecture": arch, "os": os_,
                                    "config": {"Env": [f"PATH={_DEFAULT_PATH}"]},
@@ -769,6 +771,7 @@ class Builder:
                 config: dict[str, Any] | None = None) -> dict[str, Any]:
         """The upper directory -> a layer in the store; the new config."""
         from nsprim.images.layer import extract_layer
+        from nsprim.images.layertar import HashingWriter, write_layer_tar
         from nsprim.images.store import _hex
 
         tmpdir = self.store._tmp()

@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 __all__ = ["DockerfileError", "Instruction", "Stage", "Dockerfile", "parse", "expand",
            "INSTRUCTIONS", "MAX_DOCKERFILE"]
@@ -103,6 +104,54 @@ def _escape_directive(text: str) -> str:
         if m.group(1).lower() == "escape":
             return m.group(2)
     return "\\"
+
+
+def _ins_to_json(i: Instruction) -> list[Any]:
+    return [i.cmd, list(i.args), list(i.flags), i.json, i.original, i.line,
+            [[h.name, h.content] for h in i.heredocs], i.sub_cmd]
+
+
+def _ins_from_json(v: list[Any]) -> Instruction:
+    return Instruction(v[0], tuple(v[1]), tuple(v[2]), v[3], v[4], v[5],
+                       tuple(Heredoc(n, c) for n, c in v[6]), v[7])
+
+
+def _to_json(df: Dockerfile) -> dict[str, Any]:
+    return {"v": 1, "escape": df.escape, "meta": [_ins_to_json(i) for i in df.meta_args],
+            "stages": [[s.index, s.base, s.name, s.platform, _ins_to_json(s.from_line),
+                        [_ins_to_json(i) for i in s.instructions]] for s in df.stages]}
+
+
+def _from_json(d: dict[str, Any]) -> Dockerfile:
+    return Dockerfile([_ins_from_json(i) for i in d["meta"]],
+                      [Stage(s[0], s[1], s[2], s[3], _ins_from_json(s[4]),
+                             [_ins_from_json(i) for i in s[5]]) for s in d["stages"]],
+                      d["escape"])
+
+
+def parse_cached(text: bytes, cache_dir: str, what: str = "Dockerfile") -> Dockerfile:
+    """parse(), remembered by the text's sha256 under `cache_dir`: a rebuild
+    does not load the Go parser again."""
+    import hashlib
+    import json
+    import os
+
+    path = os.path.join(cache_dir, "dockerfile-" + hashlib.sha256(text).hexdigest() + ".json")
+    try:
+        with open(path, "rb") as f:
+            data = json.loads(f.read(MAX_DOCKERFILE * 4))
+        if isinstance(data, dict) and data.get("v") == 1:
+            return _from_json(data)
+    except (OSError, ValueError, KeyError, IndexError, TypeError):
+        pass
+    df = parse(text, what)
+    from nsprim.state import atomic_write
+
+    try:
+        atomic_write(path, json.dumps(_to_json(df)).encode(), 0o600)
+    except OSError:
+        pass
+    return df
 
 
 def parse(text: str | bytes, what: str = "Dockerfile") -> Dockerfile:

@@ -36,14 +36,12 @@ import fcntl
 import hashlib
 import json
 import os
-import secrets
 import shutil
 import stat
 import sys
 import tarfile
 import threading
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import IO, Any
@@ -108,7 +106,7 @@ class _PullLock:
 
     def __init__(self, tmpdir: str) -> None:
         while True:
-            self.name = "pull-" + secrets.token_hex(8)
+            self.name = "pull-" + os.urandom(8).hex()
             self.path = os.path.join(tmpdir, self.name + ".lock")
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
             fcntl.flock(fd, fcntl.LOCK_EX)
@@ -716,6 +714,10 @@ class ImageStore:
                 raise
 
         try:
+            # imported here: concurrent.futures pulls in logging (a cached
+            # rebuild never needs it)
+            from concurrent.futures import ThreadPoolExecutor
+
             with ThreadPoolExecutor(max_workers=min(3, max(1, len(descs)))) as pool:
                 for f in [pool.submit(one, i) for i in range(len(descs))]:
                     f.result()
