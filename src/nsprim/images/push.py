@@ -20,7 +20,7 @@ import urllib.request
 from collections.abc import Callable
 from typing import Any
 
-from nsprim.images.archive import export_config, layer_blob
+from nsprim.images.archive import LayerBlob, export_config, layer_blob
 from nsprim.images.reference import parse_reference
 from nsprim.images.registry import RegistryClient, RegistryError
 from nsprim.images.store import ImageStore, _hex, default_store
@@ -155,20 +155,31 @@ def push(name: str, *, format: str = "docker", progress: Callable[[str], None] |
     config = export_config(img, [b.diff_id for b in blobs])
     config_digest = "sha256:" + hashlib.sha256(config).hexdigest()
     here = f"{ref.domain}/{ref.path}"
-    for b in blobs:
+    mounts = {b.digest: [r.split("/", 1)[1] for r in pushed.get(b.digest, [])
+                         if r.split("/", 1)[0] == ref.domain and r != here][:3] for b in blobs}
+
+    def send(b: LayerBlob) -> str:
         short = _hex(b.digest)[:12]
         if client.has_blob(b.digest):
-            say(f"{short}: Layer already exists")
-        else:
-            others = [r.split("/", 1)[1] for r in pushed.get(b.digest, [])
-                      if r.split("/", 1)[0] == ref.domain and r != here]
-            how = client.upload(b.digest, b.size, _opener(b.path), others[:3])
-            say(f"{short}: {'Mounted from ' + others[0] if how == 'mounted' else 'Pushed'}")
+            return f"{short}: Layer already exists"
+        how = client.upload(b.digest, b.size, _opener(b.path), mounts[b.digest])
+        return f"{short}: " + (f"Mounted from {mounts[b.digest][0]}" if how == "mounted"
+                               else "Pushed")
+
+    def send_config() -> None:
+        if not client.has_blob(config_digest):
+            client.upload(config_digest, len(config), lambda: io.BytesIO(config), [])
+
+    # the first request settles the auth (a token for push); then the blobs
+    # go several at a time: a registry answers each request in turn
+    send_config()
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        for line in pool.map(send, blobs):
+            say(line)
+    for b in blobs:
         seen = pushed.setdefault(b.digest, [])
         if here not in seen:
             seen.append(here)
-    if not client.has_blob(config_digest):
-        client.upload(config_digest, len(config), lambda: io.BytesIO(config), [])
     docker = format == "docker"
     manifest = json.dumps({
         "schemaVersion": 2, "mediaType": DOCKER_MANIFEST if docker else OCI_MANIFEST,
