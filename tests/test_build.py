@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from nsprim.images.dockerfile import DockerfileError, expand, parse
@@ -406,7 +406,7 @@ def podman_root(tmp_path: Path) -> Iterator[list[str]]:
     import tempfile
 
     need(shutil.which("podman") is not None, "needs podman (apt-get install podman)")
-    root = Path(tempfile.mkdtemp(prefix="nsp-pm-"))  # podman: a run root of <= 50 chars
+    root = Path(tempfile.mkdtemp(prefix="pmb-"))  # podman: a run root of <= 50 chars
     yield ["podman", "--root", str(root / "root"), "--runroot", str(root / "run"),
            "--storage-driver", "vfs", "--runtime", "runc", "--cgroup-manager", "cgroupfs"]
     subprocess.run(["podman", "--root", str(root / "root"), "--runroot", str(root / "run"),
@@ -477,3 +477,71 @@ def test_save_oci_layout_loads_back_with_names(base_image: str, tmp_path: Path) 
     other = ImageStore(str(tmp_path / "other-store"))
     imgs = other.load(str(arch))
     assert imgs[0].names == ["docker.io/library/ocisaved:3"]
+
+
+# ------------------------------------------------------- layer tars, prune
+
+_fname = st.from_regex(r"[a-z]{1,6}(\.[a-z]{1,3})?", fullmatch=True)
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.dictionaries(st.tuples(_fname, _fname), st.binary(max_size=64), max_size=8),
+       st.sampled_from([0o644, 0o600, 0o755, 0o4755]),
+       st.integers(min_value=0, max_value=70000))
+def test_layer_tar_is_deterministic_and_round_trips(files: dict[tuple[str, str], bytes],
+                                                    mode: int, uid: int) -> None:
+    """tar(dir) == tar(extract(tar(dir))), whatever the tree: what the build
+    stores is exactly what save and push send again."""
+    import shutil
+    import tempfile
+
+    from nsprim.images.layer import extract_layer
+    from nsprim.images.layertar import HashingWriter, write_layer_tar
+
+    need(os.geteuid() == 0, "needs root (owners)")
+    base = tempfile.mkdtemp(prefix="nsprim-layertar-")
+    try:
+        src = Path(base, "src")
+        src.mkdir()
+        for (d, f), data in files.items():
+            (src / d).mkdir(exist_ok=True)
+            p = src / d / f
+            if p.exists():
+                continue
+            p.write_bytes(data)
+            os.chown(p, uid, uid)
+            os.chmod(p, mode)
+        os.symlink("/etc/passwd", src / "link")
+        os.mknod(src / "gone", 0o600 | 0o020000, 0)        # an overlay whiteout
+        one, two = io.BytesIO(), io.BytesIO()
+        h1 = HashingWriter(one)
+        write_layer_tar(str(src), h1)
+        dest = Path(base, "dest")
+        dest.mkdir()
+        one.seek(0)
+        diff, _n = extract_layer(one, str(dest))
+        assert diff == h1.digest()
+        write_layer_tar(str(dest), HashingWriter(two))
+        assert two.getvalue() == one.getvalue()
+        st_ = os.stat(dest / "gone", follow_symlinks=False)
+        assert os.major(st_.st_rdev) == 0 and (st_.st_mode & 0o170000) == 0o020000
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def test_builder_prune_forgets_the_cache(base_image: str, tmp_path: Path) -> None:
+    salt = uuid.uuid4().hex
+    ctx = _write(tmp_path, {"Dockerfile": f"FROM {base_image}\nLABEL salt={salt}\n"
+                            "RUN echo {salt} > /f\n".replace("{salt}", salt)})
+    img, _b, _o = _build(ctx)
+    layer = img.layers[-1]  # type: ignore[attr-defined]
+    assert _counted(ctx)[0] == []
+    from nsprim.images.store import default_store
+
+    default_store().remove(img.id)  # type: ignore[attr-defined]
+    r = subprocess.run([sys.executable, "-m", "nsprim", "builder", "prune", "-f"],
+                       capture_output=True, text=True)
+    assert r.returncode == 0 and "Total reclaimed" in r.stdout, r.stderr
+    assert not os.path.exists(layer)          # no image used it: freed
+    ran, _cached, _id = _counted(ctx)
+    assert ran == [f"LABEL salt={salt}", f"RUN echo {salt} > /f"]
