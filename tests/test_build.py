@@ -266,13 +266,17 @@ def test_heredoc_copy_and_chown_user(base_image: str, tmp_path: Path) -> None:
                       "RUN echo 'app:x:1234:2345::/home/app:/bin/sh' >> /etc/passwd && "
                       "echo 'grp:x:3456:' >> /etc/group\n"
                       "COPY --chown=app:grp --chmod=640 f.txt /data/f.txt\n"
-                      "COPY <<EOF /data/note\nhello ${NAME:-world}\nEOF\n"
+                      "ARG WHO=builder\n"
+                      "COPY <<EOF /data/note\nhello \"${WHO}\" ${NAME:-world}\nEOF\n"
+                      "COPY <<'EOF' /data/raw\nkept ${WHO}\nEOF\n"
                       "USER app\nRUN id -u > /tmp/uid\n",
         "f.txt": "content\n"})
     img, _b, _out = _build(ctx)
-    st_ = os.stat(os.path.join(img.layers[-3], "data", "f.txt"))
+    st_ = os.stat(os.path.join(img.layers[-4], "data", "f.txt"))
     assert (st_.st_uid, st_.st_gid, st_.st_mode & 0o777) == (1234, 3456, 0o640)
-    assert Path(img.layers[-2], "data", "note").read_text() == "hello ${NAME:-world}\n"
+    # an unquoted delimiter expands variables (quotes kept); a quoted one does not
+    assert Path(img.layers[-3], "data", "note").read_text() == 'hello "builder" world\n'
+    assert Path(img.layers[-2], "data", "raw").read_text() == "kept ${WHO}\n"
     assert Path(img.layers[-1], "tmp", "uid").read_text() == "1234\n"
 
 
@@ -297,6 +301,10 @@ def test_dockerignore_and_add_tar(base_image: str, tmp_path: Path) -> None:
     assert copied == [".dockerignore", "Dockerfile", "a.txt", "bundle.tar.gz", "deep/er/ok.txt",
                       "keep.log"]
     assert Path(img.layers[-1], "opt", "pkg", "readme").read_text() == "from the tar\n"
+    # the context directory is 0700 (pytest's): its content is copied, the
+    # destination directory is made 0755, as docker does
+    assert os.stat(tmp_path).st_mode & 0o777 == 0o700
+    assert os.stat(Path(img.layers[-2], "ctx")).st_mode & 0o777 == 0o755
 
 
 # ------------------------------------------------------------------- cache
@@ -545,3 +553,22 @@ def test_builder_prune_forgets_the_cache(base_image: str, tmp_path: Path) -> Non
     assert not os.path.exists(layer)          # no image used it: freed
     ran, _cached, _id = _counted(ctx)
     assert ran == [f"LABEL salt={salt}", f"RUN echo {salt} > /f"]
+
+
+def test_onbuild_triggers_run_in_the_child_build(base_image: str, tmp_path: Path) -> None:
+    salt = uuid.uuid4().hex
+    parent = _write(tmp_path / "parent", {
+        "Dockerfile": f"FROM {base_image}\nLABEL salt={salt}\n"
+                      "ONBUILD COPY marker.txt /from-trigger.txt\n"
+                      "ONBUILD RUN echo triggered > /ran\n"})
+    img, _b, _o = _build(parent, tags=[f"nsprim-test/onbuild:{salt[:8]}"])
+    assert img.config["config"]["OnBuild"] == [  # type: ignore[attr-defined]
+        "COPY marker.txt /from-trigger.txt", "RUN echo triggered > /ran"]
+    child = _write(tmp_path / "child", {
+        "Dockerfile": f"FROM nsprim-test/onbuild:{salt[:8]}\nCMD [\"true\"]\n",
+        "marker.txt": "child context\n"})
+    img2, _b2, out = _build(child)
+    assert "# Executing 2 build triggers" in out
+    assert not img2.config["config"].get("OnBuild")  # type: ignore[attr-defined]
+    assert Path(img2.layers[-2], "from-trigger.txt").read_text() == "child context\n"  # type: ignore[attr-defined]
+    assert Path(img2.layers[-1], "ran").read_text() == "triggered\n"  # type: ignore[attr-defined]

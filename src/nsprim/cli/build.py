@@ -89,10 +89,10 @@ def cmd_build(a: argparse.Namespace) -> int:
     text: bytes | None = None
     context: str | None = a.context
     if a.context == "-":
-        text = sys.stdin.buffer.read(4 << 20 + 1)
+        text = sys.stdin.buffer.read((4 << 20) + 1)
         context = None
     elif a.file == "-":
-        text = sys.stdin.buffer.read(4 << 20 + 1)
+        text = sys.stdin.buffer.read((4 << 20) + 1)
     out = None if a.quiet else sys.stdout
     try:
         builder = Builder(context, dockerfile=None if a.file == "-" else a.file,

@@ -380,7 +380,7 @@ class Builder:
             path = name if os.path.isabs(name) else os.path.join(self.context, name)
             try:
                 with open(path, "rb") as f:
-                    dockerfile_text = f.read(4 << 20 + 1)
+                    dockerfile_text = f.read((4 << 20) + 1)
             except OSError as e:
                 raise BuildError(f"failed to read Dockerfile {name!r}: {e.strerror}") from None
         self.cache_dir = os.path.join(self.store.root, "buildcache")
@@ -400,7 +400,7 @@ class Builder:
             ign = os.path.join(self.context, ".dockerignore")
             try:
                 with open(ign, "rb") as f:
-                    text = f.read(1 << 20 + 1).decode("utf-8", "replace")
+                    text = f.read((1 << 20) + 1).decode("utf-8", "replace")
                 self.matcher = Matcher(parse_ignore(text))
             except FileNotFoundError:
                 self.matcher = Matcher([])
@@ -433,6 +433,12 @@ class Builder:
                 else:
                     out.setdefault(k, "")
         return out
+
+    def _expand_heredoc(self, text: str, env: Mapping[str, str], ins: Instruction) -> str:
+        try:
+            return expand(text, env, self.df.escape, heredoc=True)
+        except DockerfileError as e:
+            raise BuildError(f"line {ins.line}: {ins.text()}: {e}") from None
 
     def _expand(self, word: str, env: Mapping[str, str], ins: Instruction) -> str:
         try:
@@ -517,6 +523,9 @@ class Builder:
             self._check_platform(plat, ins)
         state = self._from(base, ins)
         state.stage = s
+        triggers = state.c.get("OnBuild") or []
+        if triggers and self.df.stage(base.lower()) is None:
+            state = self._onbuild(state, ins, [str(t) for t in triggers])
         self._say(f" ---> {_image_id(state.config)[7:19]}")
         for ins in s.instructions:
             self._begin(ins)
@@ -529,6 +538,29 @@ class Builder:
             except OSError as e:
                 raise self._fail(ins, f"{e.strerror or e}" + (f": {e.filename}"
                                                                if e.filename else "")) from None
+        return state
+
+    def _onbuild(self, state: _State, from_ins: Instruction, triggers: list[str]) -> _State:
+        """The base image's ONBUILD triggers, run right after FROM (docker's
+        rule); the new image does not inherit them."""
+        self._say(f"# Executing {len(triggers)} build trigger{'s' if len(triggers) > 1 else ''}")
+        cfg = json.loads(json.dumps(state.config))
+        cfg["config"]["OnBuild"] = None
+        state = _State(cfg, _sha(f"{state.key}\nONBUILD cleared"), state.layers, state.args,
+                       state.stage)
+        for t in triggers:
+            try:
+                parsed = parse_cached(f"FROM scratch\n{t}\n".encode(), self.cache_dir,
+                                      "ONBUILD trigger")
+                ins = parsed.stages[0].instructions[0]
+            except (DockerfileError, IndexError) as e:
+                raise self._fail(from_ins, f"bad ONBUILD trigger {t!r}: {e}") from None
+            ins = Instruction(ins.cmd, ins.args, ins.flags, ins.json, ins.original,
+                              from_ins.line, ins.heredocs, ins.sub_cmd)
+            try:
+                state = self._instruction(state, ins)
+            except (BuildError, DockerfileError) as e:
+                raise self._fail(from_ins, f"ONBUILD {t}: {e}") from None
         return state
 
     def _check_platform(self, plat: str, ins: Instruction) -> None:
@@ -937,11 +969,15 @@ class Builder:
             src, src_key = self._source(from_, stack, ins)
             plan: list[tuple[str, str | None]] = []   # (source path, heredoc content)
             h = hashlib.sha256()
-            for s in srcs:
+            for s, s_raw in zip(srcs, ins.args, strict=False):
                 name = s[2:].lstrip("-").strip("'\"") if s.startswith("<<") else None
                 if name is not None and name in heredocs:
-                    plan.append((name, heredocs[name]))
-                    h.update(f"heredoc {name}\0{heredocs[name]}\n".encode())
+                    content = heredocs[name]
+                    if not s_raw[2:].lstrip("-").startswith(("'", '"')):
+                        # an unquoted delimiter: variables are expanded (BuildKit)
+                        content = self._expand_heredoc(content, env, ins)
+                    plan.append((name, content))
+                    h.update(f"heredoc {name}\0{content}\n".encode())
                     continue
                 if src is None:
                     raise BuildError(f"{ins.cmd} needs a build context (none was given)")
@@ -1055,8 +1091,19 @@ class Builder:
         else:
             target = dest
         for e in src.walk(path):
-            t = posixpath.join(target, e.rel) if e.rel else target
-            parent, base = posixpath.split(t.rstrip("/") or "/")
+            t = posixpath.normpath("/" + (posixpath.join(target, e.rel) if e.rel else target))
+            if not e.rel and stat.S_ISDIR(e.st.st_mode):
+                # a directory's content is copied; the destination directory
+                # keeps its own mode, or is made 0755 (docker's rule)
+                os.close(root.dir(t))
+                if ids != (0, 0):
+                    dfd = root.open(t, os.O_RDONLY | os.O_DIRECTORY)
+                    try:
+                        os.fchown(dfd, *ids)
+                    finally:
+                        os.close(dfd)
+                continue
+            parent, base = posixpath.split(t)
             if not base:  # the root itself
                 continue
             pfd = root.dir(parent)

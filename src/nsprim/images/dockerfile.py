@@ -222,12 +222,13 @@ class _Lexer:
     """BuildKit's word expansion (shell/lex.go's rules, re-implemented)."""
 
     def __init__(self, word: str, env: Mapping[str, str], escape: str,
-                 used: set[str] | None) -> None:
+                 used: set[str] | None, raw: bool = False) -> None:
         self.s = word
         self.i = 0
         self.env = env
         self.esc = escape
         self.used = used
+        self.raw = raw  # heredoc content: quotes and escapes are kept as they are
 
     def peek(self) -> str:
         return self.s[self.i] if self.i < len(self.s) else ""
@@ -244,6 +245,9 @@ class _Lexer:
             if stop and c in stop:
                 break
             self.i += 1
+            if self.raw and c != "$":
+                out.append(c)
+                continue
             if c == self.esc:
                 if self.i < len(self.s):
                     out.append(self.next())
@@ -329,7 +333,8 @@ class _Lexer:
 
 
 def expand(word: str, env: Mapping[str, str], escape: str = "\\",
-           used: set[str] | None = None) -> str:
-    """Expand `word` as BuildKit does: variables from `env`, quotes removed.
-    The names looked up are added to `used`."""
-    return _Lexer(word, env, escape, used).word()
+           used: set[str] | None = None, *, heredoc: bool = False) -> str:
+    """Expand `word` as BuildKit does: variables from `env`, quotes removed
+    (with `heredoc`, only the variables: quotes and escapes stay).  The names
+    looked up are added to `used`."""
+    return _Lexer(word, env, escape, used, heredoc).word()
