@@ -160,3 +160,29 @@ def test_run_steps_are_contained_like_run(base_image: str, tmp_path: Path) -> No
     assert status["CapEff"] == "00000000a80425fb"          # docker's 14 capabilities
     assert (layer / "fds").read_text().split() == ["0", "1", "2", "3"]  # 3: ls's own dir
     assert int((layer / "pid").read_text()) < 10            # a pid namespace of its own
+
+
+def test_add_of_a_gzip_bomb_stops_at_the_ratio(base_image: str, tmp_path: Path,  # noqa: F811
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """A context archive is bounded as a pulled layer: NSPRIM_LAYER_MAX_RATIO."""
+    import gzip
+
+    from nsprim.images.build import BuildError
+
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w") as t:
+        ti = tarfile.TarInfo("zeros")
+        ti.size = 64 << 20
+        t.addfile(ti, io.BytesIO(bytes(ti.size)))
+    (ctx / "bomb.tar.gz").write_bytes(gzip.compress(raw.getvalue(), 9))
+    assert (ctx / "bomb.tar.gz").stat().st_size < 1 << 20
+    (ctx / "Dockerfile").write_text(f"FROM {base_image}\nLABEL s={uuid.uuid4().hex}\n"
+                                    "ADD bomb.tar.gz /b/\n")
+    monkeypatch.setenv("NSPRIM_LAYER_MAX_RATIO", "10")
+    from nsprim.images.store import ImageStore, default_store
+
+    store = ImageStore(default_store().root)       # reads the setting
+    with pytest.raises(BuildError, match=r"ADD bomb.tar.gz: expands to more than 10485760"):
+        _build(ctx, store=store)

@@ -1183,16 +1183,20 @@ class Builder:
             return True
         return len(head) >= 262 and head[257:262] == b"ustar"
 
-    @staticmethod
-    def _extract(src: _Source, path: str, ddir: int, ids: tuple[int, int] | None) -> None:
+    def _extract(self, src: _Source, path: str, ddir: int, ids: tuple[int, int] | None
+                 ) -> None:
         """ADD of a local archive: extracted with the destination as its root
-        (``../`` names and links pointing out stay inside it)."""
+        (``../`` names and links pointing out stay inside it), bounded as a
+        pulled layer is: NSPRIM_LAYER_MAX_RATIO times its size (at least
+        1 MiB), and NSPRIM_IMAGE_MAX_SIZE."""
         import bz2
         import lzma
 
-        from nsprim.images.layer import LayerError, extract_layer, open_layer_stream
+        from nsprim.images.layer import Bounded, LayerError, extract_layer, open_layer_stream
 
         fd = src.root.open(path, os.O_RDONLY)
+        size = os.fstat(fd).st_size
+        limit = min(self.store.max_size, self.store.max_ratio * max(size, 1 << 20))
         with os.fdopen(fd, "rb") as f:
             head = f.read(6)
             f.seek(0)
@@ -1203,8 +1207,10 @@ class Builder:
                 stream = lzma.LZMAFile(f)
             else:
                 stream, _kind = open_layer_stream(f)
+            bounded = Bounded(stream, limit, lambda n: f"expands to more than {n} bytes "
+                              "(NSPRIM_LAYER_MAX_RATIO, NSPRIM_IMAGE_MAX_SIZE)")
             try:
-                extract_layer(stream, f"/proc/self/fd/{ddir}", whiteouts=False)
+                extract_layer(bounded, f"/proc/self/fd/{ddir}", whiteouts=False)
             except LayerError as e:
                 raise BuildError(f"ADD {path}: {e}") from None
             except OSError as e:  # a hardlink to a name the archive does not hold
