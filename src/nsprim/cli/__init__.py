@@ -162,6 +162,11 @@ _DISPATCH = {
     "rmi": "images:cmd_rmi",
     "volume": "volumes:cmd_volume",
 }
+# build, tag, save, history, push, login, logout, builder (cli/build.py)
+_DISPATCH.update({"build": "build:cmd_build", "tag": "build:cmd_tag", "save": "build:cmd_save",
+                  "history": "build:cmd_history", "push": "build:cmd_push",
+                  "login": "build:cmd_login", "logout": "build:cmd_logout",
+                  "builder": "build:cmd_builder"})
 _COMMANDS = frozenset(_DISPATCH)
 
 
@@ -288,7 +293,7 @@ def _build_parser(only: str | None = None) -> _Parser:
     pl.add_argument("image", metavar="NAME[:TAG|@DIGEST]")
     pl.add_argument("-q", "--quiet", action="store_true")
     ld = sub.add_parser("load", help="load a docker save archive or an OCI layout")
-    ld.add_argument("-i", "--input", required=True, metavar="FILE")
+    ld.add_argument("-i", "--input", metavar="FILE", help="default: standard input")
     ld.add_argument("-q", "--quiet", action="store_true")
     im = sub.add_parser("images", help="list images")
     im.add_argument("-q", "--quiet", action="store_true")
@@ -307,6 +312,9 @@ def _build_parser(only: str | None = None) -> _Parser:
     vr.add_argument("names", nargs="+")
     vi = vs.add_parser("inspect")
     vi.add_argument("names", nargs="+")
+    from nsprim.cli import build as _build_cli
+
+    _build_cli.add_parsers(sub)
     return p
 
 
