@@ -163,6 +163,7 @@ _DISPATCH = {
     "volume": "volumes:cmd_volume",
 }
 # build, tag, save, history, push, login, logout, builder (cli/build.py)
+_BUILD_COMMANDS = ("build", "tag", "save", "history", "push", "login", "logout", "builder")
 _DISPATCH.update({"build": "build:cmd_build", "tag": "build:cmd_tag", "save": "build:cmd_save",
                   "history": "build:cmd_history", "push": "build:cmd_push",
                   "login": "build:cmd_login", "logout": "build:cmd_logout",
@@ -312,9 +313,10 @@ def _build_parser(only: str | None = None) -> _Parser:
     vr.add_argument("names", nargs="+")
     vi = vs.add_parser("inspect")
     vi.add_argument("names", nargs="+")
-    from nsprim.cli import build as _build_cli
+    if only is None or only in _BUILD_COMMANDS:
+        from nsprim.cli import build as _build_cli
 
-    _build_cli.add_parsers(sub)
+        _build_cli.add_parsers(sub)
     return p
 
 

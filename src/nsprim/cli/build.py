@@ -10,9 +10,12 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import Any
 
 from nsprim.cli import _fail, _oneline
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 DISPATCH = {
     "build": "build:cmd_build", "tag": "build:cmd_tag", "save": "build:cmd_save",
