@@ -34,7 +34,7 @@ if TYPE_CHECKING:  # imported where used: a --rootfs container needs neither
     from nsprim.images.store import Image
     from nsprim.network.bridge import Attachment
 
-__all__ = ["Container", "CompletedContainer", "run", "PIPE", "DEVNULL", "STDOUT"]
+__all__ = ["Container", "run", "PIPE", "DEVNULL", "STDOUT"]  # and CompletedContainer (lazily)
 
 # subprocess's values: Container and run() take subprocess's own constants
 PIPE = -1
@@ -109,6 +109,94 @@ class Container:
 
     Passed fds (``pass_fds``) are renumbered 3, 4, ... in the container (as
     socket activation expects); every other fd of the caller is closed.
+
+    Thread safety: wait, poll, kill, send_signal and exec may be called from
+    any thread at once (subprocess.Popen's discipline: one thread reaps, the
+    others get its code; a signal never reaches a reused fd).
+
+    What a user must know:
+
+    - **PID 1**: the command is PID 1 of its pid namespace, so the kernel
+      gives it no signal it has no handler for (SIGTERM from ``terminate()``
+      is ignored by most commands); use ``kill()``, or ``init=True`` for a
+      small init that forwards signals and reaps.  When PID 1 exits, every
+      other process of the container is killed.
+    - **die_with_parent**: a process-level guarantee: the container is
+      SIGKILLed when the calling *process* dies (SIGKILL included), whichever
+      thread started it.  The kernel's PR_SET_PDEATHSIG fires when the
+      cloning *thread* exits, so a container asked for from a thread other
+      than the main one is cloned by one nsprim thread that lives as long as
+      the process (``_ProcessSpawner``; clones from it are serialised).
+    - **rootfs=DIR is the caller's own directory**: a container that may
+      write there (no ``read_only=True``) changes it for good, and the
+      mount points nsprim needs (``/proc``, ``/dev``, ``/sys``, targets of
+      ``mounts``) are created in it when missing.  For copy-on-write, mount
+      ``OverlayRootfs([DIR])`` and pass it (writes land in its upper layer).
+    - **cgroups**: a limit (``memory=``, ``pids=``...) makes a cgroup of the
+      container's own under the host-wide parent ``nsprim`` (named
+      ``<state root id>-<container id>``); it is removed, everything left in
+      it killed, when the first process is reaped -- after its accounting was
+      read into ``stats`` (``memory_peak``, ``pids_peak``, ``cpu_time``).
+
+    :param argv: the command and its arguments (an image's CMD/ENTRYPOINT
+        when None and `image` is given).
+    :param rootfs: the directory that becomes ``/`` (see above).
+    :param image: an image name or :class:`~nsprim.images.store.Image`; its
+        layers are mounted as an overlay, its config applied (docker's rules).
+    :param entrypoint: replaces the image's ENTRYPOINT (``[]``: none).
+    :param hostname: the uts hostname (default: the id's first 12 digits).
+    :param env: variables (a mapping or ``KEY=VALUE`` strings) on top of
+        PATH, HOSTNAME, HOME.
+    :param cwd: the working directory, resolved inside the root.
+    :param user: ``"name"``, ``"uid[:gid]"``, an int or ``(uid, gid)``,
+        looked up in the container's /etc/passwd and /etc/group.
+    :param namespaces: kind -> True (new), False (the caller's) or a
+        :class:`Namespace` to join.
+    :param user_namespace: an :class:`IdMap` for a new user namespace.
+    :param cap_add: capabilities added to docker's 14 (``"ALL"`` too).
+    :param cap_drop: capabilities removed (``"ALL"`` too).
+    :param no_new_privileges: set no_new_privs (setuid binaries gain nothing).
+    :param seccomp: ``"default"`` (docker's profile), ``"unconfined"``/None,
+        a profile file or a dict in docker's format.
+    :param privileged: docker's --privileged.
+    :param devices: host devices, ``HOST[:CONTAINER[:rwm]]``.
+    :param read_only: the root filesystem read-only.
+    :param mounts: :class:`Bind`, :class:`Tmpfs` or :class:`Volume` mounts.
+    :param masked_paths: paths hidden (default: docker's).
+    :param readonly_paths: paths made read-only (default: docker's).
+    :param mount_dev: mount a minimal /dev (default True).
+    :param mount_sys: mount /sys read-only (default True).
+    :param pass_fds: caller fds given to the container as 3, 4, ...
+    :param new_session: kept for compatibility (the command always gets a
+        session of its own).
+    :param die_with_parent: see above.
+    :param tty: a terminal of the container's own (``pty_master``).
+    :param init: nsprim-init stays PID 1 (forwards signals, reaps).
+    :param nondumpable: the process is non-dumpable until it execs (the
+        caller's own dumpable flag is kept).
+    :param user_root: where /etc/passwd and /etc/group are read (default:
+        the rootfs).
+    :param container_id: the id (64 hex digits; random by default).
+    :param keep_rootfs: keep an image container's layer after it exits.
+    :param network: a :class:`NetworkMode` or its name (``"none"``, the
+        default; ``"host"``, ``"bridge"``, ``"container:ID"``).
+    :param cgroup: an existing :class:`Cgroup` to run in (not removed).
+    :param memory: a memory limit (docker sizes: ``"256m"``).
+    :param memory_swap: memory plus swap (``-1``: unlimited).
+    :param cpus: CPUs (``0.5``).
+    :param cpu_shares: docker's --cpu-shares.
+    :param cpu_weight: cgroup v2's cpu.weight.
+    :param cpuset: the CPUs it may run on (``"0-1"``).
+    :param cpuset_mems: the memory nodes it may use.
+    :param pids: the most processes at once.
+    :param device_read_bps: ``DEVICE:RATE`` read limits.
+    :param device_write_bps: ``DEVICE:RATE`` write limits.
+    :param stdin: None (inherit), PIPE, DEVNULL, an fd or a file object;
+        likewise `stdout` and `stderr` (which also takes STDOUT).
+    :param output_limit: bytes kept of each of stdout and stderr by
+        communicate() (None: all); the rest is never held in memory.
+    :param on_output_limit: past the limit, ``"kill"`` the container (the
+        default) or ``"drain"`` (read and drop the rest).
     """
 
     def __init__(
