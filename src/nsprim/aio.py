@@ -129,7 +129,8 @@ class AsyncContainer:
         c = self.container
         if c.returncode is None:
             return
-        if c.cgroup is not None and c._owns_cgroup or c._overlay is not None \
+        if c.cgroup is not None and (c._owns_cgroup or c._pool is not None) \
+                or c._overlay is not None \
                 or c.attachment is not None or c._netns is not None:
             await asyncio.get_running_loop().run_in_executor(None, c._finish)
         else:

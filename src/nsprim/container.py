@@ -33,6 +33,7 @@ if TYPE_CHECKING:  # imported where used: a --rootfs container needs neither
 
     from nsprim.images.store import Image
     from nsprim.network.bridge import Attachment
+    from nsprim.pool import CgroupPool
 
 __all__ = ["Container", "run", "PIPE", "DEVNULL", "STDOUT"]  # and CompletedContainer (lazily)
 
@@ -48,7 +49,7 @@ if TYPE_CHECKING:
     NamespacesArg = (Mapping[str, bool | Namespace] | Mapping[NamespaceKind, bool | Namespace]
                      | Mapping[NamespaceKind | str, bool | Namespace])
 
-    from nsprim._completed import CompletedContainer
+    from nsprim._completed import CompletedContainer as CompletedContainer
 
 
 def __getattr__(name: str) -> Any:
@@ -181,6 +182,8 @@ class Container:
     :param network: a :class:`NetworkMode` or its name (``"none"``, the
         default; ``"host"``, ``"bridge"``, ``"container:ID"``).
     :param cgroup: an existing :class:`Cgroup` to run in (not removed).
+    :param cgroup_pool: a :class:`~nsprim.pool.CgroupPool` to take a cgroup
+        (with the pool's limits) from at start and give it back at exit.
     :param memory: a memory limit (docker sizes: ``"256m"``).
     :param memory_swap: memory plus swap (``-1``: unlimited).
     :param cpus: CPUs (``0.5``).
@@ -235,6 +238,7 @@ class Container:
         keep_rootfs: bool = False,
         network: NetworkMode | str | None = None,
         cgroup: Cgroup | None = None,
+        cgroup_pool: CgroupPool | None = None,
         memory: str | int | None = None,
         memory_swap: str | int | None = None,
         cpus: str | float | None = None,
@@ -321,7 +325,12 @@ class Container:
             self._limits = make_limits(device_read_bps=tuple(device_read_bps),
                                        device_write_bps=tuple(device_write_bps),
                                        **limit_args)  # type: ignore[arg-type]
-        #: the container's cgroup: given, or created at start() for the limits
+        if cgroup_pool is not None and (cgroup is not None or self._limits is not None):
+            raise ConfigError("give a cgroup_pool, a cgroup or limits (memory=, ...), "
+                              "only one")
+        self._pool = cgroup_pool
+        #: the container's cgroup: given, taken from cgroup_pool at start(),
+        #: or created at start() for the limits
         self.cgroup: Cgroup | None = cgroup
         self._owns_cgroup = False
         self._oom_before = 0
@@ -421,6 +430,9 @@ class Container:
                     # docker's device rules (nodev holds without a cgroup too)
                     devices.apply(self.cgroup.fd, self.cgroup.v1_paths.get("devices"),
                                   devices.rules_for(self.config.devices))
+            if self._pool is not None and self.cgroup is None:
+                self.cgroup = self._pool.acquire()
+                self._resources.callback(self._return_cgroup)
             if self.image is not None:
                 self._overlay = OverlayRootfs(self.image.layers, id=self.id,
                                               keep=self._keep_rootfs,
@@ -866,6 +878,12 @@ class Container:
             self._owns_cgroup = False
             self.cgroup.remove()
 
+    def _return_cgroup(self) -> None:
+        if self._pool is not None and self.cgroup is not None:
+            pool, cg, self.cgroup = self._pool, self.cgroup, None
+            self._pool = None
+            pool.release(cg)
+
     def _release_overlay(self) -> None:
         if self._overlay is not None:
             overlay, self._overlay = self._overlay, None
@@ -911,7 +929,8 @@ class Container:
         """SIGKILL every process of the container: its cgroup's when it has
         one, else its first process (which takes its pid namespace with it)."""
         cg = self.cgroup
-        if cg is not None and self._owns_cgroup and not cg.removed:
+        if cg is not None and (self._owns_cgroup or self._pool is not None) \
+                and not cg.removed:
             try:
                 cg.kill()
             except OSError:
@@ -1156,6 +1175,7 @@ if TYPE_CHECKING:
         keep_rootfs: bool
         network: NetworkMode | str | None
         cgroup: Cgroup | None
+        cgroup_pool: CgroupPool | None
         memory: str | int | None
         memory_swap: str | int | None
         cpus: str | float | None
