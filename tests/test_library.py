@@ -23,6 +23,7 @@ from nsprim.cgroup import Cgroup
 from .conftest import need
 
 PR_GET_DUMPABLE = 3
+PR_SET_DUMPABLE = 4
 
 
 def fd_count() -> int:
@@ -176,8 +177,16 @@ def _dumpable() -> int:
     return int(libc.prctl(PR_GET_DUMPABLE, 0, 0, 0, 0))
 
 
-def test_nondumpable_does_not_leak_to_the_caller(rootfs: str) -> None:
+@pytest.fixture
+def dumpable() -> None:
+    """This process dumpable (another test's credential change, such as a
+    setns into a user namespace, leaves it non-dumpable: the kernel's rule)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    assert libc.prctl(PR_SET_DUMPABLE, 1, 0, 0, 0) == 0
     assert _dumpable() == 1
+
+
+def test_nondumpable_does_not_leak_to_the_caller(rootfs: str, dumpable: None) -> None:
     r = run(["true"], rootfs=rootfs, nondumpable=True)
     assert r.returncode == 0
     assert _dumpable() == 1
@@ -188,7 +197,7 @@ def test_nondumpable_does_not_leak_to_the_caller(rootfs: str) -> None:
         c.kill()
 
 
-def test_nondumpable_from_threads_at_once(rootfs: str) -> None:
+def test_nondumpable_from_threads_at_once(rootfs: str, dumpable: None) -> None:
     def go() -> None:
         for _ in range(10):
             run(["true"], rootfs=rootfs, nondumpable=True)
