@@ -75,3 +75,53 @@ def test_pool_bad_input(rootfs: str) -> None:
             run(["true"], rootfs=rootfs, cgroup_pool=pool, memory="64m")
     with pytest.raises(ValueError, match="closed"):
         pool.acquire()
+
+
+def test_container_pool_churn_recycling_and_health(rootfs: str) -> None:
+    from nsprim.pool import ContainerPool
+
+    errors: list[str] = []
+    with ContainerPool(["sleep", "100000"], rootfs=rootfs, size=2, max_uses=10,
+                       pids=32) as pool:
+        def go(n: int) -> None:
+            for i in range(20):
+                r = pool.exec(["sh", "-c", f"echo {n}-{i}"], capture_output=True, timeout=30)
+                if r.stdout != f"{n}-{i}\n".encode():
+                    errors.append(repr(r))
+
+        threads = [threading.Thread(target=go, args=(n,)) for n in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(300)
+        assert not errors, errors[:3]
+        assert pool.started >= 80 // 10  # recycled after 10 uses each
+        assert pool.started <= 80 // 10 + 8
+        # what a command leaves running is killed before the next one
+        c = pool.acquire()
+        try:
+            c.exec(["sh", "-c", "sleep 1000 >/dev/null 2>&1 &"])
+        finally:
+            pool.release(c)
+        r = pool.exec(["ps", "-o", "comm"], capture_output=True)
+        # nsprim-init (PID 1, shown by its memfd's name), the pool's sleep, ps
+        assert r.stdout.split()[2:] == [b"sleep", b"ps"], r.stdout
+        # a dead container is replaced
+        c = pool.acquire()
+        c.kill()
+        c.wait()
+        pool.release(c)
+        assert pool.exec(["true"]).returncode == 0
+    assert pool.closed
+
+
+def test_container_pool_health_check(rootfs: str) -> None:
+    from nsprim.pool import ContainerPool
+
+    with ContainerPool(["sleep", "100000"], rootfs=rootfs, size=1,
+                       health_check=["test", "!", "-e", "/tmp/broken"]) as pool:
+        pool.exec(["touch", "/tmp/broken"])
+        first = pool.started
+        assert pool.exec(["true"]).returncode == 0
+        assert pool.started == first + 1  # the broken one was retired
+        assert pool.retired >= 1
