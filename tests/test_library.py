@@ -397,3 +397,14 @@ def test_sixteen_threads_exact_output(rootfs: str, baseline: None) -> None:
     for t in threads:
         t.join(300)
     assert not errors, errors[:5]
+
+
+def test_exec_in_a_user_namespace(userns_rootfs: str) -> None:
+    from nsprim import IdMap
+
+    with Container(["sleep", "30"], rootfs=userns_rootfs,
+                   user_namespace=IdMap(100000, size=65536)) as c:
+        r = c.exec(["sh", "-c", "id -u; cat /proc/self/uid_map"], capture_output=True)
+        assert r.returncode == 0
+        assert r.stdout.split() == [b"0", b"0", b"100000", b"65536"]
+        c.kill()
