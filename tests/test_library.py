@@ -16,6 +16,8 @@ import time
 from collections.abc import Iterator
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from nsprim import PIPE, Container, run
 from nsprim.cgroup import Cgroup
@@ -408,3 +410,43 @@ def test_exec_in_a_user_namespace(userns_rootfs: str) -> None:
         assert r.returncode == 0
         assert r.stdout.split() == [b"0", b"0", b"100000", b"65536"]
         c.kill()
+
+
+# ------------------------------------------------------------ output limit logic
+
+
+@given(chunks=st.lists(st.binary(min_size=1, max_size=50), max_size=20),
+       limit=st.one_of(st.none(), st.integers(min_value=0, max_value=300)),
+       mode=st.sampled_from(["kill", "drain"]))
+def test_output_limit_keeps_a_prefix(chunks: list[bytes], limit: int | None,
+                                     mode: str) -> None:
+    """Whatever the chunking: the first `limit` bytes are kept, the flag says
+    whether more came, and "kill" is asked for once, when the limit is passed."""
+    c = Container(["true"], namespaces={"pid": False, "net": False, "mnt": False,
+                                        "uts": False, "ipc": False, "cgroup": False},
+                  output_limit=limit, on_output_limit=mode)
+    kills = [c._take(1, chunk) for chunk in chunks]
+    data = b"".join(chunks)
+    assert (c._output(1) or b"") == (data if limit is None else data[:limit])
+    over = limit is not None and len(data) > limit
+    assert c.stdout_truncated == over and not c.stderr_truncated
+    assert kills.count(True) == (1 if over and mode == "kill" else 0)
+    if over and mode == "kill":
+        total = 0
+        for chunk, k in zip(chunks, kills, strict=True):
+            crossed = total <= limit < total + len(chunk)  # type: ignore[operator]
+            assert k == crossed
+            total += len(chunk)
+
+
+@given(overrides=st.dictionaries(st.sampled_from(["memory", "pids", "timeout", "user",
+                                                  "output_limit", "read_only"]),
+                                 st.one_of(st.integers(1, 1 << 30), st.booleans(),
+                                           st.text(max_size=5))))
+def test_sandbox_overrides_field_by_field(overrides: dict[str, object]) -> None:
+    from nsprim import presets
+
+    kw = dict(presets.sandbox(**overrides))  # type: ignore[arg-type]
+    for k, v in presets.SANDBOX.items():
+        assert kw[k] == overrides.get(k, v)
+    assert set(kw) == set(presets.SANDBOX)
