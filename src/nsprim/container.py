@@ -1040,9 +1040,10 @@ class Container:
             if f is None or f.closed or (self._open_streams is not None
                                          and i not in self._open_streams):
                 continue
+            p = select.poll()  # not select(): fds past 1023 are common in servers
+            p.register(f.fileno(), select.POLLIN)
             for _ in range(1024):  # at most 64 MiB: a limit of its own
-                r, _w, _x = select.select([f], [], [], 0)
-                if not r:
+                if not p.poll(0):
                     break
                 chunk = os.read(f.fileno(), 65536)
                 if not chunk:
