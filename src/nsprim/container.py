@@ -11,6 +11,7 @@ import _thread
 import errno
 import os
 import signal
+import sys
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from contextlib import ExitStack
@@ -1129,9 +1130,10 @@ class _ProcessSpawner:
 
 def _spawn_child(plan: Plan, die_with_parent: bool) -> _spawn.Child:
     if die_with_parent:
-        import threading
-
-        if threading.current_thread() is not threading.main_thread():
+        # without the threading module imported, no thread was started by it:
+        # this is the main thread (and importing it costs the CLI 1 ms)
+        threading = sys.modules.get("threading")
+        if threading is not None and threading.current_thread() is not threading.main_thread():
             return _ProcessSpawner.get().spawn(plan)
     return _spawn.spawn(plan)
 
