@@ -28,6 +28,7 @@ from nsprim.dockerfmt.gotemplate import (
     prepare_format,
     render_rows,
     tabwrite,
+    typed,
 )
 
 CASES = json.loads((Path(__file__).parent / "dockerfmt_go_template_cases.json").read_text())
@@ -38,14 +39,15 @@ def test_same_output_as_docker_cli(template: str, expected: str) -> None:
     assert parse(template).execute(None) == expected
 
 
-# an inspect result as docker's CLI sees it: JSON decoded, numbers as floats
+# an inspect result as docker's CLI shows it to a template (typed: a null
+# list prints [], a missing field <no value>)
 INSPECT: dict[str, Any] = {
     "Id": "c" * 64, "Name": "/web", "LogPath": "/var/lib/nsprim/containers/c/container.log",
     "Args": ["-g", "daemon off;"],
-    "State": {"Status": "running", "Running": True, "Pid": 4242.0, "ExitCode": 0.0},
+    "State": {"Status": "running", "Running": True, "Pid": 4242, "ExitCode": 0},
     "Config": {"Image": "nginx:latest", "Env": ["A=1", "B=2"], "Cmd": None,
                "Labels": {"com.example.tier": "web"}},
-    "HostConfig": {"Memory": 268435456.0, "PortBindings": {}},
+    "HostConfig": {"Memory": 268435456, "PortBindings": {}, "PidsLimit": None},
     "NetworkSettings": {
         "Ports": {"8787/tcp": [{"HostIp": "0.0.0.0", "HostPort": "19101"}], "443/tcp": None},
         "Networks": {"bridge": {"IPAddress": "10.88.0.5", "MacAddress": "02:42:0a:58:00:05"}}},
@@ -58,17 +60,19 @@ DOCS = [
     ("{{.LogPath}}", "/var/lib/nsprim/containers/c/container.log"),
     ('{{(index (index .NetworkSettings.Ports "8787/tcp") 0).HostPort}}', "19101"),
     ("{{range $p, $conf := .NetworkSettings.Ports}} {{$p}} -> {{$conf}} {{end}}",
-     " 443/tcp -> <no value>  8787/tcp -> [map[HostIp:0.0.0.0 HostPort:19101]] "),
-    ("{{json .Config}}", '{"Cmd":null,"Env":["A=1","B=2"],"Image":"nginx:latest",'
+     " 443/tcp -> []  8787/tcp -> [map[HostIp:0.0.0.0 HostPort:19101]] "),
+    ("{{json .Config}}", '{"Image":"nginx:latest","Env":["A=1","B=2"],"Cmd":null,'
      '"Labels":{"com.example.tier":"web"}}'),
     ('{{join .Args " , "}}', "-g , daemon off;"),
     ("{{lower .Name}} {{upper .Name}} {{title .State.Status}}", "/web /WEB Running"),
     ('{{split .Config.Image ":"}}', "[nginx latest]"),
     ("{{println .Name}}", "/web\n"),
     ("{{range $elem := .Config.Env}}{{$elem}};{{end}}", "A=1;B=2;"),
-    ("{{.State.Pid}} {{.HostConfig.Memory}}", "4242 2.68435456e+08"),
+    ("{{.State.Pid}} {{.HostConfig.Memory}} {{.HostConfig.PidsLimit}}",
+     "4242 268435456 <nil>"),
+    ("{{printf \"%v\" 268435456.0}}", "2.68435456e+08"),  # a float (raw JSON) is Go's
     ("{{if .State.Running}}up{{else}}down{{end}}", "up"),
-    ("{{.Config.Cmd}}|{{.Nope}}", "<no value>|<no value>"),
+    ("{{.Config.Cmd}}|{{.Nope}}|{{json .Config.Cmd}}", "[]|<no value>|null"),
     ('{{index .Config.Labels "com.example.tier"}}', "web"),
     ("{{len .Config.Env}}", "2"),
     ("{{.Config.Env}}", "[A=1 B=2]"),
@@ -79,7 +83,8 @@ DOCS = [
 
 @pytest.mark.parametrize("template,expected", DOCS)
 def test_docker_documented_examples(template: str, expected: str) -> None:
-    assert parse(template).execute(INSPECT) == expected
+    data = typed(INSPECT, frozenset({"Cmd"}), frozenset(), frozenset({"Ports"}))
+    assert parse(template).execute(data) == expected
 
 
 @pytest.mark.parametrize("template,message", [
@@ -106,7 +111,7 @@ def test_parse_errors_in_gos_words(template: str, message: str) -> None:
     ("{{index .Args 5}}", 'template: :1:2: executing "" at <index>: error calling index: '
      "index out of range: 5"),
     ("{{len .State.Pid}}", 'template: :1:2: executing "" at <len>: error calling len: len '
-     "of type float64"),
+     "of type int"),
     ("{{$x}}", None),
 ])
 def test_execution_errors(template: str, message: str | None) -> None:

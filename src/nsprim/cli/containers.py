@@ -22,7 +22,6 @@ from nsprim.cli import (
     _collect_leftovers,
     _fail,
     _oneline,
-    _print_rows,
 )
 from nsprim.cli.run import _attach, _start_detached
 
@@ -67,65 +66,150 @@ def _not_running(rec: Any) -> str:
     return f"container {rec.id} is not running"
 
 
-def _records_arg(names: list[str]) -> list[Any]:
-    from nsprim.lifecycle import find
-
-    return [find(n) for n in names]
-
-
-def _ago(t: float | None) -> str:
-    if not t:
-        return ""
-    d = max(0, time.time() - t)
-    for unit, secs in (("days", 86400), ("hours", 3600), ("minutes", 60)):
-        if d >= secs:
-            n = int(d // secs)
-            return f"{n} {unit if n > 1 else unit[:-1]}"
-    return f"{int(d)} seconds"
+_PS_FILTERS = ("id", "name", "label", "status", "ancestor", "exited", "before", "since",
+               "network", "volume", "publish", "expose", "health", "is-task")
+_STATUSES = ("created", "restarting", "running", "removing", "paused", "exited", "dead")
 
 
-def _status_text(rec: Any) -> str:
-    st = rec.state
-    s = rec.status
-    if s == "running":
-        return f"Up {_ago(st.get('started_at'))}"
-    if s == "restarting":
-        return f"Restarting ({st.get('exit_code')})"
-    if s == "exited":
-        return f"Exited ({st.get('exit_code')}) {_ago(st.get('finished_at'))} ago"
-    return str(s).capitalize()
+def _port_filter(value: str) -> tuple[int, int, str | None]:
+    from nsprim.cli.listing import FilterError
+
+    ports, _, proto = value.partition("/")
+    lo, _, hi = ports.partition("-")
+    if not lo.isdigit() or (hi and not hi.isdigit()) or proto not in ("", "tcp", "udp"):
+        raise FilterError(f"Error response from daemon: invalid filter value '{value}'")
+    return int(lo), int(hi or lo), proto or None
 
 
-def _ports_text(ports: list[dict[str, Any]] | None) -> str:
-    return ", ".join(f"{p['host_ip'] or '0.0.0.0'}:{p['host_port']}->{p['container_port']}/"
-                     f"{p['proto']}" for p in ports or [])
+def _image_names(ref: str) -> set[str]:
+    """The spellings of an image reference (``busybox``, ``busybox:latest``,
+    ``docker.io/library/busybox:latest``) for the ancestor filter."""
+    names = {ref}
+    try:
+        from nsprim.images.reference import parse_reference
+
+        r = parse_reference(ref)
+        names |= {str(r), r.familiar()}
+    except ValueError:
+        pass
+    return names
+
+
+def _ps_select(items: list[Any], a: argparse.Namespace) -> list[Any]:
+    """docker's selection: running ones unless -a (or a status/exited
+    filter), the --filter matches, then -n/-l."""
+    from nsprim.cli.listing import FilterError, label_match, parse_filters
+    from nsprim.dockerfmt import shapes
+
+    f = parse_filters(a.filter, _PS_FILTERS)
+    for st in f.get("status", []):
+        if st not in _STATUSES:
+            raise FilterError(f"Error response from daemon: invalid filter 'status={st}'")
+    for code in f.get("exited", []):
+        if not code.lstrip("-").isdigit():
+            raise FilterError(f"Error response from daemon: invalid filter 'exited={code}'")
+    ports = {k: [_port_filter(v) for v in f.get(k, [])] for k in ("publish", "expose")}
+    by_ref: dict[str, Any] = {}
+    for key in ("before", "since"):
+        for ref in f.get(key, []):
+            match = [c for c in items if c.name == ref or c.id.startswith(ref)]
+            if not match:
+                raise FilterError(f"Error response from daemon: No such container: {ref}")
+            by_ref[ref] = match[0]
+    ancestors = [_image_names(r) for r in f.get("ancestor", [])]
+    show_all = a.all or a.last > 0 or a.latest or "status" in f or "exited" in f
+    out = []
+    for c in items:
+        status = shapes.docker_status(c.status)
+        if not show_all and status not in ("running", "paused", "restarting"):
+            continue
+        spec = c.spec
+        if "id" in f and not any(c.id.startswith(v) for v in f["id"]):
+            continue
+        if "name" in f and not any(_name_match(v, c.name) for v in f["name"]):
+            continue
+        if "label" in f and not label_match(dict(spec.labels), f["label"]):
+            continue
+        if "status" in f and status not in f["status"]:
+            continue
+        if "exited" in f and not (status == "exited" and
+                                  str(c.state.get("exit_code") or 0) in
+                                  [str(int(v)) for v in f["exited"]]):
+            continue
+        if ancestors and not any(
+                (spec.image and names & _image_names(spec.image)) or
+                (spec.image_id and any(n.removeprefix("sha256:") and
+                                       spec.image_id.removeprefix("sha256:").startswith(
+                                           n.removeprefix("sha256:")) for n in names
+                                       if len(n.removeprefix("sha256:")) >= 3 and
+                                       all(ch in "0123456789abcdef"
+                                           for ch in n.removeprefix("sha256:"))))
+                for names in ancestors):
+            continue
+        if any(not (c.spec.created < by_ref[r].spec.created) for r in f.get("before", [])):
+            continue
+        if any(not (c.spec.created > by_ref[r].spec.created) for r in f.get("since", [])):
+            continue
+        net = spec.network or "bridge"
+        if "network" in f and not any(v == net or (len(v) >= 3 and
+                                                   shapes.network_id(net).startswith(v))
+                                      for v in f["network"]):
+            continue
+        if "volume" in f:
+            mounts = shapes.mounts(spec)
+            if not any(v in (m.get("Name"), m.get("Source"), m.get("Destination"))
+                       for v in f["volume"] for m in mounts):
+                continue
+        if "health" in f and "none" not in f["health"]:
+            continue
+        if "is-task" in f and "true" in f["is-task"]:
+            continue
+        if ports["publish"] or ports["expose"]:
+            published = [(int(p.get("container_port") or 0), str(p.get("proto", "tcp")))
+                         for p in c.state.get("ports") or []] \
+                if status == "running" else []
+            exposed = [(int(k.partition("/")[0]), k.partition("/")[2])
+                       for k in shapes.exposed_ports(spec, None) or {}]
+            ok = True
+            for key, have in (("publish", published), ("expose", exposed)):
+                for lo, hi, proto in ports[key]:
+                    if not any(lo <= port <= hi and proto in (None, pr) for port, pr in have):
+                        ok = False
+            if not ok:
+                continue
+        out.append(c)
+    n = 1 if a.latest else a.last
+    if n > 0:
+        out = out[:n]
+    return out
+
+
+def _name_match(pattern: str, name: str) -> bool:
+    """docker's name filter: a regular expression searched in the name."""
+    import re
+
+    try:
+        return re.search(pattern, name) is not None or re.search(pattern, "/" + name) is not None
+    except re.error:
+        return pattern in name
 
 
 def cmd_ps(a: argparse.Namespace) -> int:
-
-    from nsprim.lifecycle import collect, records
+    from nsprim.cli.listing import FilterError, emit
+    from nsprim.dockerfmt import load, shapes
+    from nsprim.lifecycle import collect
 
     collect()
-    rows = []
-    for rec in sorted(records(), key=lambda r: -float(r.config.get("created", 0))):
-        cfg, st = rec.config, rec.state
-        if not a.all and rec.status not in ("running", "restarting"):
-            continue
-        cmd = " ".join(cfg.get("cmd") or [])
-        rows.append({"ID": rec.id[:12], "Image": cfg.get("image") or cfg.get("rootfs") or "",
-                     "Command": cmd, "CreatedAt": cfg.get("created"),
-                     "Status": _status_text(rec), "State": rec.status,
-                     "Ports": _ports_text(st.get("ports") if rec.status == "running" else None),
-                     "Names": cfg.get("name", "")})
-    def line(r: dict[str, Any]) -> str:
-        command = '"' + (r["Command"][:20] + ("…" if len(r["Command"]) > 20 else "")) + '"'
-        return (f"{r['ID']:14}{r['Image'][:27]:28}{command:24}{r['Status']:26}"
-                f"{r['Ports'][:27]:28}{r['Names']}")
-
-    _print_rows(a, rows,
-                f"{'CONTAINER ID':14}{'IMAGE':28}{'COMMAND':24}{'STATUS':26}{'PORTS':28}NAMES",
-                line)
-    return 0
+    try:
+        chosen = _ps_select(load.containers(), a)
+    except FilterError as e:
+        print(str(e), file=sys.stderr)
+        return EXIT_ERROR
+    now = time.time()
+    summaries = load.summarize(chosen, size=a.size, now=now)
+    rows = [shapes.ps_row(s, trunc=not a.no_trunc, now=now) for s in summaries]
+    default = shapes.PS_TABLE + ("\t{{.Size}}" if a.size else "")
+    return emit(a.format, rows, default=default, headers=shapes.HEADERS, quiet=a.quiet)
 
 
 def cmd_logs(a: argparse.Namespace) -> int:
@@ -284,54 +368,71 @@ def cmd_wait(a: argparse.Namespace) -> int:
     return _for_each(a.containers, act)
 
 
-def _iso(t: float | None) -> str | None:
-    if not t:
-        return None
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t % 1 * 1e9):09d}Z"
+def _lookup(kind: str, name: str, cache: dict[str, Any]) -> Any:
+    """The inspect object of `name` as a `kind`; LookupError if none."""
+    from nsprim.dockerfmt import load
+
+    if kind == "container":
+        c = load.container(name)
+        if "images" not in cache:
+            cache["images"] = load.ImageCache()
+            cache["network"] = load.network_info()
+        obj = load.inspect_container(c, cache["images"], cache["network"])
+        if cache.get("size"):
+            rw, root = load.container_size(c, cache["images"])
+            obj["SizeRw"], obj["SizeRootFs"] = rw, root
+        return obj
+    if kind == "image":
+        return load.inspect_image(name)
+    if kind == "volume":
+        from nsprim.errors import ConfigError
+
+        try:
+            return load.inspect_volume(name)
+        except ConfigError:
+            raise LookupError(name) from None
+    return load.inspect_network(name)
+
+
+_NO_SUCH = {"container": "No such container", "image": "No such image",
+            "volume": "No such volume", "network": "No such network"}
+
+
+def inspect_objects(names: list[str], kind: str | None, fmt: str | None,
+                    size: bool = False) -> int:
+    """docker inspect: each name as `kind` (else a container, an image, a
+    volume or a network, the first found); JSON or a template each."""
+    from nsprim.cli.listing import EXIT_USAGE, inspect_output
+    from nsprim.dockerfmt.gotemplate import TemplateError, parse, prepare_format
+
+    if fmt and fmt != "json":
+        try:
+            parse(prepare_format(fmt)[1])
+        except TemplateError as e:  # before anything is looked up, as docker
+            print(f"template parsing error: {e}", file=sys.stderr)
+            return EXIT_USAGE
+    cache: dict[str, Any] = {"size": size}
+    objs, errors = [], []
+    for name in names:
+        for k in [kind] if kind else ["container", "image", "volume", "network"]:
+            try:
+                objs.append(_lookup(k, name, cache))
+                break
+            except (LookupError, OSError):
+                continue
+        else:
+            errors.append(f"{_NO_SUCH[kind]}: {name}" if kind else f"No such object: {name}")
+    out, template_errors = inspect_output(fmt, objs)
+    sys.stdout.write(out)
+    for msg in errors:
+        print(f"Error: {msg}", file=sys.stderr)
+    for msg in template_errors:
+        print(msg, file=sys.stderr)
+    return EXIT_ERROR if errors or template_errors else 0
 
 
 def cmd_inspect(a: argparse.Namespace) -> int:
-    import json
-
-    out = []
-    rc = 0
-    for name in a.containers:
-        try:
-            (rec,) = _records_arg([name])
-        except LookupError:
-            rc = _client_error(f"No such object: {name}")
-            continue
-        cfg, st = rec.config, rec.state
-        status = rec.status
-        out.append({
-            "Id": rec.id, "Name": "/" + cfg.get("name", ""), "Created": _iso(cfg.get("created")),
-            "Image": cfg.get("image_id") or "", "Path": (cfg.get("cmd") or [""])[0],
-            "Args": (cfg.get("cmd") or [])[1:],
-            "State": {"Status": status, "Running": status == "running",
-                      "Pid": st.get("pid") if status == "running" else 0,
-                      "ExitCode": st.get("exit_code") or 0, "OOMKilled": bool(st.get("oom_killed")),
-                      "StartedAt": _iso(st.get("started_at")),
-                      "FinishedAt": _iso(st.get("finished_at")), "Error": st.get("error") or "",
-                      "RestartCount": st.get("restart_count", 0)},
-            "Config": {"Image": cfg.get("image") or "", "Cmd": cfg.get("cmd"),
-                       "Entrypoint": cfg.get("entrypoint"), "Env": cfg.get("env"),
-                       "WorkingDir": cfg.get("workdir") or "", "User": cfg.get("user") or "",
-                       "Hostname": cfg.get("hostname") or rec.id[:12], "Tty": cfg.get("tty")},
-            "HostConfig": {"AutoRemove": cfg.get("auto_remove"),
-                           "RestartPolicy": {"Name": cfg.get("restart")},
-                           "NetworkMode": cfg.get("network"),
-                           "ReadonlyRootfs": cfg.get("read_only"),
-                           "Memory": cfg.get("memory"), "NanoCpus": cfg.get("cpus"),
-                           "PidsLimit": cfg.get("pids_limit"), "CapAdd": cfg.get("cap_add"),
-                           "CapDrop": cfg.get("cap_drop")},
-            "Mounts": [{"Spec": v} for v in cfg.get("volumes", [])] +
-                      [{"Type": "tmpfs", "Spec": t} for t in cfg.get("tmpfs", [])],
-            "NetworkSettings": {"IPAddress": st.get("ip") or "",
-                                "Ports": st.get("ports") or []},
-            "LogPath": rec.log_path,
-        })
-    print(json.dumps(out, indent=4))
-    return rc
+    return inspect_objects(a.containers, a.type, a.format, a.size)
 
 
 def cmd_exec(a: argparse.Namespace) -> int:

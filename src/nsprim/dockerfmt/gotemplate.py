@@ -35,7 +35,8 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-__all__ = ["TemplateError", "Template", "parse", "go_print", "go_json", "tabwrite",
+__all__ = ["TemplateError", "Template", "parse", "go_print", "go_json", "tabwrite", "typed",
+           "NilList", "NilMap",
            "render_rows", "prepare_format"]
 
 
@@ -209,6 +210,7 @@ class _Parser:
         self.items: list[tuple[str, Any, int, int]] = []  # ("text", str) / ("action", toks)
         self.pos = 0
         self.range_depth = 0
+        self.depth = 0
         self._split()
 
     def _split(self) -> None:
@@ -334,7 +336,19 @@ class _Parser:
                                 "unexpected EOF")
         return out, None
 
+    def _deeper(self, line: int) -> None:
+        self.depth += 1
+        if self.depth > _MAX_NESTING:
+            raise TemplateError(f"template: :{line}: nesting deeper than {_MAX_NESTING}")
+
     def _branch(self, kind: str, toks: list[_Tok], line: int, col: int) -> _Branch:
+        self._deeper(line)
+        try:
+            return self._branch_in(kind, toks, line, col)
+        finally:
+            self.depth -= 1
+
+    def _branch_in(self, kind: str, toks: list[_Tok], line: int, col: int) -> _Branch:
         if not toks:
             raise TemplateError(f"template: :{line}: missing value for {kind}")
         node = _Branch(line, col, kind, self._pipeline(toks, line, col,
@@ -459,7 +473,9 @@ class _Parser:
             inner = toks[k + 1:j]
             if not inner:
                 raise TemplateError(f"template: :{line}: missing value for command")
+            self._deeper(line)
             op.kind, op.value = "pipe", self._pipeline(inner, line, t.col)
+            self.depth -= 1
             rest = toks[j].text[1:]
             if rest:
                 op.chain = tuple(rest[1:].split("."))
@@ -543,8 +559,37 @@ def go_print(v: Any) -> str:
     return str(v)
 
 
+class NilList(list):  # type: ignore[type-arg]
+    """A nil slice of a typed Go value: prints ``[]``, encodes as ``null``."""
+
+
+class NilMap(dict):  # type: ignore[type-arg]
+    """A nil map of a typed Go value: prints ``map[]``, encodes as ``null``."""
+
+
+def typed(v: Any, arrays: frozenset[str], objects: frozenset[str],
+          array_maps: frozenset[str] = frozenset(), *, _in_array_map: bool = False) -> Any:
+    """`v` as docker's typed structs show it to a template: a null field
+    named in `arrays` (`objects`) is a nil slice (map); so is a null value
+    of a map named in `array_maps` (``NetworkSettings.Ports``)."""
+    if isinstance(v, Mapping):
+        out: dict[Any, Any] = {}
+        for k, x in v.items():
+            if x is None and (k in arrays or _in_array_map):
+                out[k] = NilList()
+            elif x is None and k in objects:
+                out[k] = NilMap()
+            else:
+                out[k] = typed(x, arrays, objects, array_maps,
+                               _in_array_map=k in array_maps and isinstance(x, Mapping))
+        return out
+    if isinstance(v, list):
+        return [typed(x, arrays, objects, array_maps) for x in v]
+    return v
+
+
 def _jsonable(v: Any) -> Any:
-    if v is MISSING:
+    if v is MISSING or isinstance(v, (NilList, NilMap)):
         return None
     if isinstance(v, float) and v.is_integer() and abs(v) < 1e21:
         return int(v)
@@ -559,13 +604,10 @@ def _jsonable(v: Any) -> Any:
 
 
 def go_json(v: Any) -> str:
-    """docker's ``json`` function: Go's encoder without HTML escaping (map
-    keys sorted, integral floats as integers)."""
-    data = _jsonable(v)
-    if isinstance(v, Mapping):
-        data = dict(sorted(data.items()))
-    text = json.dumps(data, ensure_ascii=False, separators=(",", ":"),
-                      sort_keys=isinstance(v, Mapping))
+    """docker's ``json`` function: Go's encoder without HTML escaping
+    (fields in their order, as Go encodes a struct; integral floats as
+    integers)."""
+    text = json.dumps(_jsonable(v), ensure_ascii=False, separators=(",", ":"))
     return text.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
 
 
@@ -834,8 +876,9 @@ class _ExecError(Exception):
         self.node, self.src, self.msg = node, src, msg
 
 
-_MAX_OUTPUT = 64 << 20  # a template that loops forever stops here
-_MAX_DEPTH = 100_000
+_MAX_NESTING = 100  # if/range/with and parentheses inside each other
+_MAX_OUTPUT = 16 << 20  # a template that loops (nearly) forever stops here
+_MAX_DEPTH = 100  # nested {{template}} calls (a template that calls itself)
 
 
 @dataclass
@@ -868,7 +911,7 @@ class _Exec:
     def emit(self, text: str) -> None:
         self.size += len(text)
         if self.size > _MAX_OUTPUT:
-            raise _ExecError(_Node(), "", "output larger than 64 MiB")
+            raise _ExecError(_Node(), "", "output larger than 16 MiB")
         self.out.append(text)
 
     def walk(self, nodes: Sequence[_Node], dot: Any, scope: list[tuple[str, Any]]) -> None:
@@ -896,7 +939,7 @@ class _Exec:
                 raise _ExecError(n, f"template {n.name}",
                                  f'no such template "{n.name}"')
             self.depth += 1
-            if self.depth > 1000:
+            if self.depth > _MAX_DEPTH:
                 raise _ExecError(n, f"template {n.name}", "exceeded maximum template depth")
             arg = self.pipeline(n.pipe, dot, scope) if n.pipe is not None else None
             self.walk(body, arg, [("$", arg)])
@@ -961,8 +1004,6 @@ class _Exec:
         value: Any = _NOARG
         for c in p.cmds:
             value = self.command(c, dot, scope, value)
-        if value is None:  # a nil interface{} prints as Go's invalid value
-            value = MISSING
         if p.decl:
             if p.assign:
                 for i in range(len(scope) - 1, -1, -1):

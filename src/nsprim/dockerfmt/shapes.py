@@ -225,9 +225,46 @@ def status_text(status: str, state: Mapping[str, Any], now: float) -> str:
 
 # ------------------------------------------------------------------ config
 
-def _image_cfg(image_config: Mapping[str, Any] | None) -> Mapping[str, Any]:
-    c = (image_config or {}).get("config") or {}
-    return c if isinstance(c, Mapping) else {}
+def _strs(v: Any) -> list[str]:
+    return [x for x in v if isinstance(x, str)] if isinstance(v, list) else []
+
+
+def _str_map(v: Any) -> dict[str, str]:
+    if not isinstance(v, Mapping):
+        return {}
+    return {k: x for k, x in v.items() if isinstance(k, str) and isinstance(x, str)}
+
+
+def _key_set(v: Any) -> dict[str, Any]:
+    return {k: {} for k in v if isinstance(k, str)} if isinstance(v, Mapping) else {}
+
+
+def _image_cfg(image_config: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The image's ``config`` with every field of the type docker's has: an
+    image's config comes from a registry or an archive, so a field of
+    another type is left out rather than trusted."""
+    c = image_config.get("config") if isinstance(image_config, Mapping) else None
+    if not isinstance(c, Mapping):
+        return {}
+    out: dict[str, Any] = {}
+    for key in ("Entrypoint", "Cmd", "Env", "OnBuild", "Shell"):
+        if key in c:
+            out[key] = _strs(c[key])
+    for key in ("User", "WorkingDir", "StopSignal"):
+        if isinstance(c.get(key), str):
+            out[key] = c[key]
+    for key in ("ExposedPorts", "Volumes"):
+        if key in c:
+            out[key] = _key_set(c[key])
+    if "Labels" in c:
+        out["Labels"] = _str_map(c["Labels"])
+    hc = c.get("Healthcheck")
+    if isinstance(hc, Mapping) and hc:
+        out["Healthcheck"] = {k: v for k, v in hc.items() if isinstance(k, str)
+                              and isinstance(v, (str, int, list)) and not isinstance(v, bool)}
+    if isinstance(c.get("ArgsEscaped"), bool):
+        out["ArgsEscaped"] = c["ArgsEscaped"]
+    return out
 
 
 def argv(spec: ContainerSpec, image_config: Mapping[str, Any] | None) -> list[str]:
@@ -651,8 +688,8 @@ def container_summary(spec: ContainerSpec, state: Mapping[str, Any], *, status: 
                           "PublicPort": int(p.get("host_port") or 0), "Type": proto})
             published.add(f"{p.get('container_port')}/{proto}")
         for key in exposed_ports(spec, image_config) or {}:
-            if key not in published:
-                port, _, proto = key.partition("/")
+            port, _, proto = key.partition("/")
+            if key not in published and port.isascii() and port.isdigit() and len(port) < 6:
                 ports.append({"PrivatePort": int(port), "Type": proto or "tcp"})
     ns = _network_settings(spec, state, image_config, running, network or {})
     out: JSON = {
@@ -792,6 +829,11 @@ def ps_row(summary: Mapping[str, Any], *, trunc: bool = True,
 
 # ------------------------------------------------------------------- images
 
+def _config_str(config: Mapping[str, Any], key: str) -> str:
+    v = config.get(key)
+    return v if isinstance(v, str) else ""
+
+
 def _image_created(config: Mapping[str, Any]) -> str:
     created = config.get("created")
     return created if isinstance(created, str) and created else ZERO_TIME
@@ -858,20 +900,20 @@ def image_inspect(image_id: str, config: Mapping[str, Any], *, names: Sequence[s
         "RepoTags": _repo_tags(names),
         "RepoDigests": list(repo_digests),
         "Parent": "",
-        "Comment": str(config.get("comment") or ""),
+        "Comment": _config_str(config, "comment"),
         "Created": _image_created(config),
         "DockerVersion": "",
-        "Author": str(config.get("author") or ""),
+        "Author": _config_str(config, "author"),
         "Config": _image_config_json(ic),
-        "Architecture": str(config.get("architecture") or ""),
-        "Os": str(config.get("os") or "linux"),
+        "Architecture": _config_str(config, "architecture"),
+        "Os": _config_str(config, "os") or "linux",
         "Size": size,
         "GraphDriver": {"Data": {"LowerDir": ":".join(reversed(layers))} if layers else None,
                         "Name": "overlay2"},
         "RootFS": {"Type": "layers", "Layers": list(diff_ids)},
         "Metadata": {"LastTagTime": ZERO_TIME},
     }
-    if config.get("variant"):
+    if _config_str(config, "variant"):
         out["Variant"] = config["variant"]
     return out
 
@@ -1031,3 +1073,25 @@ def network_row(network: Mapping[str, Any], *, trunc: bool = True) -> _Row:
                 "Name": str(network["Name"]), "Scope": str(network.get("Scope") or "local")})
     row.__dict__["labels"] = labels
     return row
+
+
+# ------------------------------------------------------------- templates
+
+#: fields docker's Go types declare as slices (a null prints ``[]`` in a
+#: template) and as maps (``map[]``); values of ``Ports`` maps are slices
+NIL_SLICES = frozenset({
+    "Binds", "VolumesFrom", "CapAdd", "CapDrop", "ExtraHosts", "GroupAdd", "Links",
+    "SecurityOpt", "DeviceCgroupRules", "DeviceRequests", "Ulimits", "Env", "Cmd",
+    "Entrypoint", "OnBuild", "ExecIDs", "SecondaryIPAddresses", "SecondaryIPv6Addresses",
+    "Aliases", "DNSNames", "RepoTags", "RepoDigests", "Layers", "Shell", "Dns", "DnsOptions",
+    "DnsSearch", "Mounts", "Args", "Devices", "MaskedPaths", "ReadonlyPaths"})
+NIL_MAPS = frozenset({"ExposedPorts", "Volumes", "Labels", "IPAMConfig", "DriverOpts",
+                      "Options", "Data", "Tmpfs", "PortBindings", "Networks", "Containers"})
+
+
+def template_view(obj: Any) -> Any:
+    """An inspect object as docker's typed values show it to a ``--format``
+    template (nil slices and maps print ``[]`` and ``map[]``)."""
+    from nsprim.dockerfmt.gotemplate import typed
+
+    return typed(obj, NIL_SLICES, NIL_MAPS, frozenset({"Ports"}))

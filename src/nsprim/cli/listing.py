@@ -1,0 +1,119 @@
+"""docker's output conventions for listings and inspect, shared by the
+commands of ps, images, volume ls, network ls and inspect.
+
+- ``--format``: nothing or ``table`` gives the command's default table,
+  ``table TEMPLATE`` a table of that template, ``json`` a JSON object per
+  line, anything else a Go template per line (``\\t`` typed as two
+  characters is a tab);
+- ``-q``: the ids only (when no other format is asked for);
+- a template that does not parse: ``template parsing error: ...`` on one
+  line, status 1 (64 for inspect, as docker), nothing else printed;
+- ``--filter``: ``key=value``, the same key given twice matches either,
+  different keys must all match.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+EXIT_ERROR = 1
+EXIT_USAGE = 64  # docker's status for an inspect template that does not parse
+
+
+def _err(msg: str) -> None:
+    print(msg, file=sys.stderr)
+
+
+def emit(fmt: str | None, rows: Sequence[Any], *, default: str, headers: Mapping[str, str],
+         quiet: bool = False, quiet_field: str = "ID") -> int:
+    """Print `rows` (objects with docker's fields as methods and
+    ``to_json()``) in the way `fmt` asks."""
+    from nsprim.dockerfmt.gotemplate import TemplateError, go_json, parse, render_rows
+
+    fmt = (fmt or "").strip()
+    if quiet and fmt in ("", "table"):
+        out = "".join(str(getattr(r, quiet_field)()) + "\n" for r in rows)
+    elif fmt == "json":
+        out = "".join(go_json(r) + "\n" for r in rows)
+    else:
+        if fmt in ("", "table"):
+            fmt = default
+        try:
+            out = render_rows(fmt, rows, headers)
+        except TemplateError as e:
+            try:
+                parse(fmt[5:] if fmt.startswith("table") else fmt)
+            except TemplateError:
+                _err(f"template parsing error: {e}")
+                return EXIT_ERROR
+            _err(str(e))
+            return EXIT_ERROR
+    sys.stdout.write(out)
+    return 0
+
+
+def go_indent_json(value: Any) -> str:
+    """JSON as docker's CLI prints an inspect result: 4-space indent, Go's
+    escaping of ``<``, ``>``, ``&``, U+2028 and U+2029 inside strings."""
+    text = json.dumps(value, indent=4, ensure_ascii=False)
+    for a, b in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026"),
+                 ("\u2028", "\\u2028"), ("\u2029", "\\u2029")):
+        text = text.replace(a, b)
+    return text
+
+
+def inspect_output(fmt: str | None, objects: Iterable[Any]) -> tuple[str, list[str]]:
+    """(the text to print, the errors) of ``inspect [-f FMT]`` of
+    `objects`; a template that does not parse raises TemplateError."""
+    from nsprim.dockerfmt.gotemplate import go_json, parse
+    from nsprim.dockerfmt.shapes import template_view
+
+    fmt = fmt or ""
+    objs = list(objects)
+    if not fmt:
+        return go_indent_json(objs) + "\n", []
+    if fmt == "json":
+        return "".join(go_json(o) + "\n" for o in objs), []
+    from nsprim.dockerfmt.gotemplate import TemplateError, prepare_format
+
+    tmpl = parse(prepare_format(fmt)[1])
+    out, errors = [], []
+    for o in objs:
+        try:
+            out.append(tmpl.execute(template_view(o)) + "\n")
+        except TemplateError as e:
+            errors.append(f"template parsing error: {e}")
+    return "".join(out), errors
+
+
+class FilterError(ValueError):
+    """A --filter that docker would refuse (its words)."""
+
+
+def parse_filters(values: Sequence[str], allowed: Iterable[str]) -> dict[str, list[str]]:
+    """``--filter k=v`` values -> {k: [v...]}; an unknown key or a value
+    without ``=`` is refused as docker does."""
+    ok = set(allowed)
+    out: dict[str, list[str]] = {}
+    for v in values:
+        key, eq, val = v.partition("=")
+        if not eq:
+            raise FilterError(f'invalid argument "{v}" for "-f, --filter" flag: bad format of '
+                              "filter (expected name=value)")
+        key = key.strip().lower()
+        if key not in ok:
+            raise FilterError(f"Error response from daemon: invalid filter '{key}'")
+        out.setdefault(key, []).append(val.strip())
+    return out
+
+
+def label_match(labels: Mapping[str, str], wanted: Sequence[str]) -> bool:
+    """docker's label filter: every ``key`` or ``key=value`` given matches."""
+    for w in wanted:
+        k, eq, v = w.partition("=")
+        if k not in labels or (eq and labels[k] != v):
+            return False
+    return True
