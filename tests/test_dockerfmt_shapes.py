@@ -479,3 +479,19 @@ def test_any_record_gives_docker_shapes(spec: ContainerSpec, state: dict[str, An
     check(shapes.ps_row(s, now=4e9).to_json(), PS_JSON, "ps row")
     if not running:
         assert s["Ports"] == [] and d["NetworkSettings"]["Ports"] == {}
+
+
+@given(st.tuples(*[st.integers(0, 255)] * 4))
+def test_mac_is_the_one_the_bridge_sets(ip: tuple[int, int, int, int]) -> None:
+    from nsprim.network import mac_for_ip
+
+    text = ".".join(map(str, ip))
+    assert shapes.mac_for_ip(text) == mac_for_ip(text)
+    assert shapes.mac_for_ip(text).startswith("02:42:")
+
+
+def test_masked_paths_are_the_runtimes() -> None:
+    from nsprim.config import DEFAULT_MASKED_PATHS, DEFAULT_READONLY_PATHS
+
+    assert shapes.MASKED_PATHS == DEFAULT_MASKED_PATHS
+    assert shapes.READONLY_PATHS == DEFAULT_READONLY_PATHS

@@ -31,16 +31,28 @@ def emit(fmt: str | None, rows: Sequence[Any], *, default: str, headers: Mapping
          quiet: bool = False, quiet_field: str = "ID") -> int:
     """Print `rows` (objects with docker's fields as methods and
     ``to_json()``) in the way `fmt` asks."""
-    from nsprim.dockerfmt.gotemplate import TemplateError, go_json, parse, render_rows
+    from nsprim.dockerfmt.table import plain_fields, prepare_format, render_plain
 
     fmt = (fmt or "").strip()
     if quiet and fmt in ("", "table"):
-        out = "".join(str(getattr(r, quiet_field)()) + "\n" for r in rows)
-    elif fmt == "json":
+        sys.stdout.write("".join(str(getattr(r, quiet_field)()) + "\n" for r in rows))
+        return 0
+    if fmt in ("", "table"):
+        fmt = default
+    if fmt != "json":  # the plain formats (every default) need no template engine
+        table, text = prepare_format(fmt)
+        parts = plain_fields(text)
+        if parts is not None:
+            try:
+                sys.stdout.write(render_plain(parts, rows, table, headers))
+                return 0
+            except AttributeError:
+                pass  # the engine words the error
+    from nsprim.dockerfmt.gotemplate import TemplateError, go_json, parse, render_rows
+
+    if fmt == "json":
         out = "".join(go_json(r) + "\n" for r in rows)
     else:
-        if fmt in ("", "table"):
-            fmt = default
         try:
             out = render_rows(fmt, rows, headers)
         except TemplateError as e:

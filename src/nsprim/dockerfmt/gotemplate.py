@@ -29,11 +29,10 @@ from __future__ import annotations
 import json
 import math
 import re
-import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from decimal import Decimal
 from typing import Any
+
+from nsprim.dockerfmt.table import header_for, prepare_format, tabwrite
 
 __all__ = ["TemplateError", "Template", "parse", "go_print", "go_json", "tabwrite", "typed",
            "NilList", "NilMap",
@@ -81,12 +80,11 @@ _KEYWORDS = {"if", "else", "end", "range", "with", "define", "template", "block"
              "continue", "nil", "true", "false"}
 
 
-@dataclass
 class _Tok:
-    kind: str
-    text: str
-    line: int
-    col: int
+    __slots__ = ("kind", "text", "line", "col")
+
+    def __init__(self, kind: str, text: str, line: int, col: int) -> None:
+        self.kind, self.text, self.line, self.col = kind, text, line, col
 
 
 def _unquote(text: str, line: int) -> str:
@@ -144,60 +142,69 @@ def _go_char(ch: str) -> str:
 
 # ------------------------------------------------------------------ nodes
 
-@dataclass
+# (plain classes: dataclasses cost milliseconds to define, at every start)
+
 class _Node:
-    line: int = 0
-    col: int = 0
+    def __init__(self, line: int = 0, col: int = 0) -> None:
+        self.line, self.col = line, col
 
 
-@dataclass
 class _Text(_Node):
-    text: str = ""
+    def __init__(self, line: int, col: int, text: str) -> None:
+        super().__init__(line, col)
+        self.text = text
 
 
-@dataclass
 class _Operand(_Node):
-    kind: str = ""             # field var dot literal ident pipe nil
-    value: Any = None          # literal value, function/var name, sub-pipeline
-    chain: tuple[str, ...] = ()
-    src: str = ""
+    def __init__(self, line: int, col: int, *, src: str = "") -> None:
+        super().__init__(line, col)
+        self.kind = ""             # field var dot literal ident pipe nil
+        self.value: Any = None     # literal value, function/var name, sub-pipeline
+        self.chain: tuple[str, ...] = ()
+        self.src = src
 
 
-@dataclass
 class _Command(_Node):
-    args: list[_Operand] = field(default_factory=list)
+    def __init__(self, line: int, col: int, args: list[_Operand] | None = None) -> None:
+        super().__init__(line, col)
+        self.args = args if args is not None else []
 
 
-@dataclass
 class _Pipeline(_Node):
-    decl: list[str] = field(default_factory=list)
-    assign: bool = False
-    cmds: list[_Command] = field(default_factory=list)
-    src: str = ""
+    def __init__(self, line: int, col: int, *, cmds: list[_Command] | None = None,
+                 src: str = "") -> None:
+        super().__init__(line, col)
+        self.decl: list[str] = []
+        self.assign = False
+        self.cmds = cmds if cmds is not None else []
+        self.src = src
 
 
-@dataclass
 class _Action(_Node):
-    pipe: _Pipeline = field(default_factory=_Pipeline)
+    def __init__(self, line: int, col: int, pipe: _Pipeline) -> None:
+        super().__init__(line, col)
+        self.pipe = pipe
 
 
-@dataclass
 class _Branch(_Node):
-    kind: str = ""             # if range with
-    pipe: _Pipeline = field(default_factory=_Pipeline)
-    body: list[_Node] = field(default_factory=list)
-    orelse: list[_Node] = field(default_factory=list)
+    def __init__(self, line: int, col: int, kind: str, pipe: _Pipeline) -> None:
+        super().__init__(line, col)
+        self.kind = kind           # if range with
+        self.pipe = pipe
+        self.body: list[_Node] = []
+        self.orelse: list[_Node] = []
 
 
-@dataclass
 class _Call(_Node):
-    name: str = ""
-    pipe: _Pipeline | None = None
+    def __init__(self, line: int, col: int, name: str, pipe: _Pipeline | None) -> None:
+        super().__init__(line, col)
+        self.name, self.pipe = name, pipe
 
 
-@dataclass
 class _Loop(_Node):
-    kind: str = ""             # break continue
+    def __init__(self, line: int, col: int, kind: str) -> None:
+        super().__init__(line, col)
+        self.kind = kind           # break continue
 
 
 # ----------------------------------------------------------------- parser
@@ -516,6 +523,8 @@ def go_float(f: float) -> str:
         return "+Inf" if f > 0 else "-Inf"
     if f == 0:
         return "-0" if math.copysign(1, f) < 0 else "0"
+    from decimal import Decimal
+
     d = Decimal(repr(f))
     sign, digits, exp = d.as_tuple()
     assert isinstance(exp, int)
@@ -785,6 +794,12 @@ def _js(s: Any) -> str:
     return "".join(repl.get(c, c) for c in text)
 
 
+def _urlquery(text: str) -> str:
+    import urllib.parse
+
+    return urllib.parse.quote_plus(text)
+
+
 def _html(text: str) -> str:
     """Go's ``html`` function (``template.HTMLEscapeString``)."""
     repl = {"<": "&lt;", ">": "&gt;", "&": "&amp;", '"': "&#34;", "'": "&#39;",
@@ -838,8 +853,7 @@ FUNCS: dict[str, Callable[..., Any]] = {
     "lt": _ordered(lambda a, b: a < b), "le": _ordered(lambda a, b: a <= b),
     "gt": _ordered(lambda a, b: a > b), "ge": _ordered(lambda a, b: a >= b),
     "html": lambda *a: _html(_sprint(*a)),
-    "js": lambda *a: _js(_sprint(*a)), "urlquery": lambda *a: urllib.parse.quote_plus(
-        _sprint(*a)),
+    "js": lambda *a: _js(_sprint(*a)), "urlquery": lambda *a: _urlquery(_sprint(*a)),
     # docker's
     "json": go_json,
     "split": lambda s, sep: _str_arg("split", s).split(sep) if sep else list(s),
@@ -881,14 +895,12 @@ _MAX_OUTPUT = 16 << 20  # a template that loops (nearly) forever stops here
 _MAX_DEPTH = 100  # nested {{template}} calls (a template that calls itself)
 
 
-@dataclass
 class Template:
     """A parsed template; :meth:`execute` runs it on a value."""
 
-    source: str
-    nodes: list[_Node]
-    defines: dict[str, list[_Node]]
-    funcs: Mapping[str, Callable[..., Any]]
+    def __init__(self, source: str, nodes: list[_Node], defines: dict[str, list[_Node]],
+                 funcs: Mapping[str, Callable[..., Any]]) -> None:
+        self.source, self.nodes, self.defines, self.funcs = source, nodes, defines, funcs
 
     def execute(self, data: Any) -> str:
         out: list[str] = []
@@ -1140,18 +1152,6 @@ def parse(text: str, funcs: Mapping[str, Callable[..., Any]] | None = None) -> T
 
 # ---------------------------------------------------------------- docker's
 
-def prepare_format(fmt: str) -> tuple[bool, str]:
-    """docker's handling of a ``--format`` value: (is it a table, the
-    template).  A leading ``table`` asks for aligned columns with a header;
-    ``\\t`` and ``\\n`` typed as two characters become a tab and a newline."""
-    text = fmt.strip(" ")
-    table = text == "table" or text.startswith(("table ", "table\t"))
-    if table:
-        text = text[5:].lstrip(" ")
-    text = text.replace("\\t", "\t").replace("\\n", "\n")
-    return table, text
-
-
 class _Header:
     """The value a table's header row is rendered with: each field gives its
     column name."""
@@ -1162,9 +1162,7 @@ class _Header:
     def __getattr__(self, name: str) -> Any:
         if name.startswith("_"):
             raise AttributeError(name)
-        text = self._headers.get(name)
-        if text is None:
-            text = re.sub(r"(?<=[a-z])(?=[A-Z])", " ", name).upper()
+        text = header_for(name, self._headers)
         return lambda *a: text if not a else f"{text} {a[0]}".upper()
 
     def to_json(self) -> dict[str, str]:
@@ -1184,29 +1182,3 @@ def render_rows(fmt: str, rows: Sequence[Any], headers: Mapping[str, str]) -> st
         lines.append(tmpl.execute(r))
     out = "".join(line + "\n" for line in lines)
     return tabwrite(out) if table else out
-
-
-def tabwrite(text: str, minwidth: int = 10, padding: int = 3) -> str:
-    """Go's ``tabwriter`` as docker's tables use it (minwidth 10, tab width 1,
-    padding 3, spaces): tab-terminated cells aligned per column block."""
-    lines = text.split("\n")
-    cells = [line.split("\t") for line in lines]
-    widths: list[list[int]] = [[0] * (len(c) - 1) for c in cells]
-    ncols = max((len(c) - 1 for c in cells), default=0)
-    for col in range(ncols):
-        i = 0
-        while i < len(cells):
-            if len(cells[i]) - 1 <= col:
-                i += 1
-                continue
-            j = i
-            while j < len(cells) and len(cells[j]) - 1 > col:
-                j += 1
-            w = max(minwidth, max(len(cells[k][col]) + padding for k in range(i, j)))
-            for k in range(i, j):
-                widths[k][col] = w
-            i = j
-    out = []
-    for c, ws in zip(cells, widths, strict=True):
-        out.append("".join(cell.ljust(w) for cell, w in zip(c, ws, strict=False)) + c[-1])
-    return "\n".join(out)

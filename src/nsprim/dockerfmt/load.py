@@ -16,7 +16,6 @@ import os
 import re
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 from nsprim.dockerfmt import shapes
@@ -29,14 +28,15 @@ __all__ = ["Container", "containers", "container", "ImageCache", "network_info",
 _HEX64 = re.compile(r"[0-9a-f]{64}", re.ASCII)
 
 
-@dataclass
 class Container:
     """One container's record, read once: spec, state and status."""
 
-    record: Any                          # nsprim.lifecycle.Record
-    spec: ContainerSpec
-    state: dict[str, Any]
-    status: str
+    __slots__ = ("record", "spec", "state", "status")
+
+    def __init__(self, record: Any, spec: ContainerSpec, state: dict[str, Any],
+                 status: str) -> None:
+        self.record = record                # nsprim.lifecycle.Record
+        self.spec, self.state, self.status = spec, state, status
 
     @property
     def id(self) -> str:
@@ -83,19 +83,17 @@ def container(ref: str) -> Container:
     return c
 
 
-@dataclass
 class ImageCache:
     """Image configs and layer directories by image id, read from the store's
     files once per listing."""
 
-    root: str = ""
-    _configs: dict[str, dict[str, Any] | None] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        if not self.root:
+    def __init__(self, root: str = "") -> None:
+        if not root:
             from nsprim.state import state_root
 
-            self.root = os.path.join(state_root(), "images")
+            root = os.path.join(state_root(), "images")
+        self.root = root
+        self._configs: dict[str, dict[str, Any] | None] = {}
 
     def _hex(self, image_id: str | None) -> str | None:
         if not image_id:
@@ -270,11 +268,59 @@ def _image_json(img: Any, summary: bool) -> dict[str, Any]:
                                 diff_ids=img.diff_ids, layers=img.layers)
 
 
+def _image_records(root: str) -> list[Any] | None:
+    """The images of the store at `root` read from its files (records,
+    configs, names) without the store's module; None when a record is of an
+    older version (no layer sizes): the store fixes those."""
+    from types import SimpleNamespace
+
+    try:
+        with open(os.path.join(root, "repositories.json")) as f:
+            repos = json.load(f)
+        if not isinstance(repos, dict):
+            return None
+    except FileNotFoundError:
+        repos = {}
+    except (OSError, ValueError):
+        return None
+    try:
+        files = sorted(os.listdir(os.path.join(root, "images")))
+    except FileNotFoundError:
+        return []
+    out = []
+    for fn in files:
+        h = fn[:-5]
+        if not fn.endswith(".json") or not _HEX64.fullmatch(h):
+            continue
+        iid = "sha256:" + h
+        try:
+            with open(os.path.join(root, "images", fn)) as f:
+                rec = json.load(f)
+            with open(os.path.join(root, "blobs", "sha256", h), "rb") as f:
+                config = json.load(f)
+            diff_ids = list(rec["diff_ids"])
+            sizes = rec["layer_sizes"]
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+        if not (isinstance(sizes, list) and len(sizes) == len(diff_ids) and
+                all(type(n) is int for n in sizes)) or not isinstance(config, dict):
+            return None
+        out.append(SimpleNamespace(
+            id=iid, config=config, diff_ids=diff_ids,
+            layers=[os.path.join(root, "layers", str(d).partition(":")[2]) for d in diff_ids],
+            names=sorted(n for n, i in repos.items() if i == iid),
+            repo_digests=list(rec.get("repo_digests", [])), size=sum(sizes)))
+    return out
+
+
 def image_objects(*, summary: bool = True) -> list[dict[str, Any]]:
     """``GET /images/json`` (or every image's inspect), newest first."""
-    from nsprim.images.store import default_store
+    images = _image_records(ImageCache().root)
+    if images is None:
+        from nsprim.images.store import default_store
 
-    out = [_image_json(img, summary) for img in default_store().images()]
+        images = default_store().images()
+    out = [_image_json(img, summary) for img in images]
     out.sort(key=lambda i: -shapes.parse_rfc3339(i["Created"]) if isinstance(i["Created"], str)
              else -i["Created"])
     return out

@@ -28,12 +28,10 @@ caller (:mod:`nsprim.dockerfmt.load`, the daemon) reads the records.
 
 from __future__ import annotations
 
-import hashlib
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from nsprim.network import mac_for_ip
 from nsprim.spec import ContainerSpec
 
 __all__ = ["JSON", "ZERO_TIME", "rfc3339", "human_duration", "human_size", "go_quote",
@@ -183,7 +181,16 @@ def ellipsis(s: str, maxlen: int) -> str:
 
 
 def _sha(*parts: str) -> str:
+    import hashlib
+
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()
+
+
+def mac_for_ip(ip: str) -> str:
+    """The MAC address nsprim gives a bridge endpoint (docker's: 02:42 and
+    the IPv4 address; nsprim.network.mac_for_ip, without importing the
+    network package for a listing)."""
+    return "02:42:" + ":".join(f"{int(b):02x}" for b in ip.split("."))
 
 
 def network_id(name: str) -> str:
@@ -286,6 +293,8 @@ def _env(spec: ContainerSpec, ic: Mapping[str, Any]) -> list[str]:
 
 
 def _publish_specs(spec: ContainerSpec) -> list[Any]:
+    if not spec.publish:
+        return []
     from nsprim.network.ports import parse_publish
 
     out = []
@@ -436,9 +445,18 @@ def _throttle(values: Sequence[str]) -> list[JSON]:
     return out
 
 
-def _host_config(spec: ContainerSpec) -> JSON:
-    from nsprim.config import DEFAULT_MASKED_PATHS, DEFAULT_READONLY_PATHS
+#: nsprim.config's DEFAULT_MASKED_PATHS and DEFAULT_READONLY_PATHS (docker's;
+#: a test keeps them the same), here so that inspect need not import the
+#: runtime's config module
+MASKED_PATHS = (
+    "/proc/asound", "/proc/acpi", "/proc/interrupts", "/proc/kcore", "/proc/keys",
+    "/proc/latency_stats", "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug",
+    "/proc/scsi", "/sys/firmware", "/sys/devices/virtual/powercap",
+)
+READONLY_PATHS = ("/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger")
 
+
+def _host_config(spec: ContainerSpec) -> JSON:
     memory = _size(spec.memory)
     swap = _size(spec.memory_swap)
     pids = spec.pids_limit if spec.pids_limit and spec.pids_limit > 0 else None
@@ -511,8 +529,8 @@ def _host_config(spec: ContainerSpec) -> JSON:
         "CpuPercent": 0,
         "IOMaximumIOps": 0,
         "IOMaximumBandwidth": 0,
-        "MaskedPaths": [] if spec.privileged else list(DEFAULT_MASKED_PATHS),
-        "ReadonlyPaths": [] if spec.privileged else list(DEFAULT_READONLY_PATHS),
+        "MaskedPaths": [] if spec.privileged else list(MASKED_PATHS),
+        "ReadonlyPaths": [] if spec.privileged else list(READONLY_PATHS),
     }
     if spec.tmpfs:
         out["Tmpfs"] = _tmpfs(spec)
@@ -678,6 +696,7 @@ def container_summary(spec: ContainerSpec, state: Mapping[str, Any], *, status: 
     """docker's ``ContainerSummary`` (an element of ``GET /containers/json``)."""
     now = time.time() if now is None else now
     running = _is_running(status)
+    ic = _image_cfg(image_config)
     ports: list[JSON] = []
     if running:
         published = set()
@@ -687,11 +706,14 @@ def container_summary(spec: ContainerSpec, state: Mapping[str, Any], *, status: 
                           "PrivatePort": int(p.get("container_port") or 0),
                           "PublicPort": int(p.get("host_port") or 0), "Type": proto})
             published.add(f"{p.get('container_port')}/{proto}")
-        for key in exposed_ports(spec, image_config) or {}:
+        # every port -p asked for is in the state's ports: the image's
+        # exposed ones are what is left
+        for key in sorted(ic.get("ExposedPorts") or {}):
             port, _, proto = key.partition("/")
             if key not in published and port.isascii() and port.isdigit() and len(port) < 6:
                 ports.append({"PrivatePort": int(port), "Type": proto or "tcp"})
-    ns = _network_settings(spec, state, image_config, running, network or {})
+    name = _network_name(spec)
+    networks = {} if name is None else {name: _endpoint(spec, state, running, network or {})}
     out: JSON = {
         "Id": spec.id,
         "Names": ["/" + (spec.name or "")],
@@ -700,11 +722,11 @@ def container_summary(spec: ContainerSpec, state: Mapping[str, Any], *, status: 
         "Command": _summary_command(argv(spec, image_config)),
         "Created": int(spec.created),
         "Ports": ports,
-        "Labels": merged_config(spec, image_config)["Labels"],
+        "Labels": {**dict(ic.get("Labels") or {}), **dict(spec.labels)},
         "State": docker_status(status),
         "Status": status_text(status, state, now),
         "HostConfig": {"NetworkMode": spec.network or "bridge"},
-        "NetworkSettings": {"Networks": ns["Networks"]},
+        "NetworkSettings": {"Networks": networks},
         "Mounts": mounts(spec, volumes_dir),
     }
     if size_rw is not None:
