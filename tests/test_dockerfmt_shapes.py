@@ -10,6 +10,7 @@ import json
 import time
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -495,3 +496,16 @@ def test_masked_paths_are_the_runtimes() -> None:
 
     assert shapes.MASKED_PATHS == DEFAULT_MASKED_PATHS
     assert shapes.READONLY_PATHS == DEFAULT_READONLY_PATHS
+
+
+@pytest.mark.parametrize("name", [
+    "busybox", "busybox:1.36", "library/busybox", "docker.io/library/nginx:latest",
+    "user/app:2", "docker.io/user/app", "localhost:5000/app:1", "localhost/x",
+    "registry.example.com:443/a/b/c:t", "quay.io/library/x:1", "library/a/b:1",
+    "busybox@sha256:" + "a" * 64, "docker.io/library/busybox:1@sha256:" + "b" * 64,
+])
+def test_familiar_names_are_the_references(name: str) -> None:
+    from nsprim.images.reference import parse_reference
+
+    ref = parse_reference(name)
+    assert shapes.familiar(str(ref)) == ref.familiar()

@@ -197,11 +197,15 @@ def _name_match(pattern: str, name: str) -> bool:
 def cmd_ps(a: argparse.Namespace) -> int:
     from nsprim.cli.listing import FilterError, emit
     from nsprim.dockerfmt import load, shapes
-    from nsprim.lifecycle import collect
 
-    collect()
+    items = load.containers()
+    if any(load.needs_collect(c) for c in items):
+        from nsprim.lifecycle import collect
+
+        collect()  # the view stays true when a supervisor was killed
+        items = load.containers()
     try:
-        chosen = _ps_select(load.containers(), a)
+        chosen = _ps_select(items, a)
     except FilterError as e:
         print(str(e), file=sys.stderr)
         return EXIT_ERROR

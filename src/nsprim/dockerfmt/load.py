@@ -16,12 +16,14 @@ import os
 import re
 import time
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nsprim.dockerfmt import shapes
-from nsprim.spec import ContainerSpec
 
-__all__ = ["Container", "containers", "container", "ImageCache", "network_info",
+if TYPE_CHECKING:
+    from nsprim.spec import ContainerSpec
+
+__all__ = ["Container", "containers", "needs_collect", "container", "ImageCache", "network_info",
            "inspect_container", "summarize", "inspect_network", "network_names",
            "volume_objects", "inspect_volume"]
 
@@ -49,6 +51,7 @@ class Container:
 
 def _read(rec: Any) -> Container | None:
     from nsprim.lifecycle import alive
+    from nsprim.spec import ContainerSpec
 
     cfg = rec.config
     if not cfg:
@@ -62,6 +65,21 @@ def _read(rec: Any) -> Container | None:
             not alive(st.get("supervisor_pid"), st.get("supervisor_start")):
         status = "dead"
     return Container(rec, spec, st, status)
+
+
+def needs_collect(c: Container) -> bool:
+    """Would :func:`nsprim.lifecycle.collect` change this record (its
+    supervisor was killed)?  Listing calls collect only then: it reads every
+    record again."""
+    from nsprim.lifecycle import alive
+
+    st = c.state
+    if st.get("status") not in ("running", "restarting", "starting"):
+        return False
+    if alive(st.get("supervisor_pid"), st.get("supervisor_start")):
+        return False
+    return not (st.get("status") == "starting" and
+                time.time() - float(st.get("starting_at") or 0) < 30)
 
 
 def containers() -> list[Container]:

@@ -30,9 +30,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from nsprim.spec import ContainerSpec
+if TYPE_CHECKING:  # (imported by the callers: listing images needs none of it)
+    from nsprim.spec import ContainerSpec
 
 __all__ = ["JSON", "ZERO_TIME", "rfc3339", "human_duration", "human_size", "go_quote",
            "ellipsis", "docker_status", "status_text", "merged_config", "argv",
@@ -193,9 +194,15 @@ def mac_for_ip(ip: str) -> str:
     return "02:42:" + ":".join(f"{int(b):02x}" for b in ip.split("."))
 
 
+_NETWORK_IDS: dict[str, str] = {}
+
+
 def network_id(name: str) -> str:
     """A network's id (64 hex digits, stable for its name)."""
-    return _sha("nsprim-network", name)
+    nid = _NETWORK_IDS.get(name)
+    if nid is None:
+        nid = _NETWORK_IDS[name] = _sha("nsprim-network", name)
+    return nid
 
 
 # ------------------------------------------------------------------ status
@@ -899,16 +906,21 @@ def _image_config_json(ic: Mapping[str, Any]) -> JSON:
     return out
 
 
-def _repo_tags(names: Sequence[str]) -> list[str]:
-    from nsprim.images.reference import parse_reference
+def familiar(name: str) -> str:
+    """docker's short form of a name as the image store keeps it
+    (``docker.io/library/busybox:latest`` -> ``busybox:latest``; names of
+    other registries stay whole): Reference.familiar() of a normalised name,
+    without parsing it again."""
+    domain, sep, rest = name.partition("/")
+    if not sep or domain != "docker.io":
+        return name
+    if rest.startswith("library/") and rest.partition("@")[0].count("/") == 1:
+        return rest[len("library/"):]
+    return rest
 
-    out = []
-    for n in names:
-        try:
-            out.append(parse_reference(n).familiar())
-        except ValueError:
-            out.append(n)
-    return out
+
+def _repo_tags(names: Sequence[str]) -> list[str]:
+    return [familiar(n) for n in names]
 
 
 def image_inspect(image_id: str, config: Mapping[str, Any], *, names: Sequence[str] = (),
