@@ -29,6 +29,8 @@ command -v htpasswd >/dev/null || need_apt+=(apache2-utils)
 command -v nft >/dev/null || need_apt+=(nftables)
 command -v ip >/dev/null || need_apt+=(iproute2)
 [ -x /usr/bin/python3 ] || need_apt+=(python3)
+# podman: the peer benchmarks.ps measures ps/images/inspect against
+command -v podman >/dev/null || need_apt+=(podman)
 if [ ${#need_apt[@]} -gt 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq

@@ -227,6 +227,8 @@ def test_management_spellings_volumes_and_networks(root: str, rootfs: str) -> No
         "host\nnull\n"
     r = cli(root, "network", "inspect", "mynet")
     assert r.returncode == 1 and r.stderr == "Error: No such network: mynet\n"
+    one_line_error(cli(root, "container", "bogus"), 1, "nsprim: container: unknown command "
+                   "'bogus'")
     assert ok(cli(root, "container", "rm", "-f", "m")) == "m\n"
     assert ok(cli(root, "container", "ls", "-aq")) == ""
 

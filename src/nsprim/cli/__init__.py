@@ -154,11 +154,17 @@ _MANAGEMENT = {
 }
 
 
-def _expand_management(argv: list[str]) -> list[str]:
-    """``[--root R] container ls -a`` -> ``[--root R] ps -a``."""
+def _skip_root(argv: list[str]) -> int:
+    """The index of the first argument after the ``--root`` options."""
     i = 0
     while i < len(argv) and (argv[i] == "--root" or argv[i].startswith("--root=")):
         i += 2 if argv[i] == "--root" else 1
+    return i
+
+
+def _expand_management(argv: list[str]) -> list[str]:
+    """``[--root R] container ls -a`` -> ``[--root R] ps -a``."""
+    i = _skip_root(argv)
     if i + 1 >= len(argv) or argv[i] not in _MANAGEMENT:
         return argv
     sub = argv[i + 1]
@@ -383,7 +389,13 @@ def _print_rows(a: argparse.Namespace, rows: list[dict[str, Any]], header: str,
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _expand_management(sys.argv[1:] if argv is None else list(argv))
-    parser = _build_parser(_chosen(args))
+    chosen = _chosen(args)
+    if chosen is None:
+        rest = args[_skip_root(args):]
+        if rest and rest[0] in _MANAGEMENT:  # `container bogus`: one line
+            sub = rest[1] if len(rest) > 1 else ""
+            return _fail(f"{rest[0]}: unknown command {sub!r}", 1)
+    parser = _build_parser(chosen)
     try:
         a = parser.parse_args(args)
     except UsageError as e:
