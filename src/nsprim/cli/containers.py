@@ -66,137 +66,15 @@ def _not_running(rec: Any) -> str:
     return f"container {rec.id} is not running"
 
 
-_PS_FILTERS = ("id", "name", "label", "status", "ancestor", "exited", "before", "since",
-               "network", "volume", "publish", "expose", "health", "is-task")
-_STATUSES = ("created", "restarting", "running", "removing", "paused", "exited", "dead")
-
-
-def _port_filter(value: str) -> tuple[int, int, str | None]:
-    from nsprim.cli.listing import FilterError
-
-    ports, _, proto = value.partition("/")
-    lo, _, hi = ports.partition("-")
-    if not lo.isdigit() or (hi and not hi.isdigit()) or proto not in ("", "tcp", "udp"):
-        raise FilterError(f"Error response from daemon: invalid filter value '{value}'")
-    return int(lo), int(hi or lo), proto or None
-
-
-def _image_names(ref: str) -> set[str]:
-    """The spellings of an image reference (``busybox``, ``busybox:latest``,
-    ``docker.io/library/busybox:latest``) for the ancestor filter."""
-    names = {ref}
-    try:
-        from nsprim.images.reference import parse_reference
-
-        r = parse_reference(ref)
-        names |= {str(r), r.familiar()}
-    except ValueError:
-        pass
-    return names
-
-
-def _ps_select(items: list[Any], a: argparse.Namespace) -> list[Any]:
-    """docker's selection: running ones unless -a (or a status/exited
-    filter), the --filter matches, then -n/-l."""
-    from nsprim.cli.listing import FilterError, label_match, parse_filters
-    from nsprim.dockerfmt import shapes
-
-    f = parse_filters(a.filter, _PS_FILTERS)
-    for st in f.get("status", []):
-        if st not in _STATUSES:
-            raise FilterError(f"Error response from daemon: invalid filter 'status={st}'")
-    for code in f.get("exited", []):
-        if not code.lstrip("-").isdigit():
-            raise FilterError(f"Error response from daemon: invalid filter 'exited={code}'")
-    ports = {k: [_port_filter(v) for v in f.get(k, [])] for k in ("publish", "expose")}
-    by_ref: dict[str, Any] = {}
-    for key in ("before", "since"):
-        for ref in f.get(key, []):
-            match = [c for c in items if c.name == ref or c.id.startswith(ref)]
-            if not match:
-                raise FilterError(f"Error response from daemon: No such container: {ref}")
-            by_ref[ref] = match[0]
-    ancestors = [_image_names(r) for r in f.get("ancestor", [])]
-    show_all = a.all or a.last > 0 or a.latest or "status" in f or "exited" in f
-    out = []
-    for c in items:
-        status = shapes.docker_status(c.status)
-        if not show_all and status not in ("running", "paused", "restarting"):
-            continue
-        spec = c.spec
-        if "id" in f and not any(c.id.startswith(v) for v in f["id"]):
-            continue
-        if "name" in f and not any(_name_match(v, c.name) for v in f["name"]):
-            continue
-        if "label" in f and not label_match(dict(spec.labels), f["label"]):
-            continue
-        if "status" in f and status not in f["status"]:
-            continue
-        if "exited" in f and not (status == "exited" and
-                                  str(c.state.get("exit_code") or 0) in
-                                  [str(int(v)) for v in f["exited"]]):
-            continue
-        if ancestors and not any(
-                (spec.image and names & _image_names(spec.image)) or
-                (spec.image_id and any(n.removeprefix("sha256:") and
-                                       spec.image_id.removeprefix("sha256:").startswith(
-                                           n.removeprefix("sha256:")) for n in names
-                                       if len(n.removeprefix("sha256:")) >= 3 and
-                                       all(ch in "0123456789abcdef"
-                                           for ch in n.removeprefix("sha256:"))))
-                for names in ancestors):
-            continue
-        if any(not (c.spec.created < by_ref[r].spec.created) for r in f.get("before", [])):
-            continue
-        if any(not (c.spec.created > by_ref[r].spec.created) for r in f.get("since", [])):
-            continue
-        net = spec.network or "bridge"
-        if "network" in f and not any(v == net or (len(v) >= 3 and
-                                                   shapes.network_id(net).startswith(v))
-                                      for v in f["network"]):
-            continue
-        if "volume" in f:
-            mounts = shapes.mounts(spec)
-            if not any(v in (m.get("Name"), m.get("Source"), m.get("Destination"))
-                       for v in f["volume"] for m in mounts):
-                continue
-        if "health" in f and "none" not in f["health"]:
-            continue
-        if "is-task" in f and "true" in f["is-task"]:
-            continue
-        if ports["publish"] or ports["expose"]:
-            published = [(int(p.get("container_port") or 0), str(p.get("proto", "tcp")))
-                         for p in c.state.get("ports") or []] \
-                if status == "running" else []
-            exposed = [(int(k.partition("/")[0]), k.partition("/")[2])
-                       for k in shapes.exposed_ports(spec, None) or {}]
-            ok = True
-            for key, have in (("publish", published), ("expose", exposed)):
-                for lo, hi, proto in ports[key]:
-                    if not any(lo <= port <= hi and proto in (None, pr) for port, pr in have):
-                        ok = False
-            if not ok:
-                continue
-        out.append(c)
-    n = 1 if a.latest else a.last
-    if n > 0:
-        out = out[:n]
-    return out
-
-
-def _name_match(pattern: str, name: str) -> bool:
-    """docker's name filter: a regular expression searched in the name."""
-    import re
-
-    try:
-        return re.search(pattern, name) is not None or re.search(pattern, "/" + name) is not None
-    except re.error:
-        return pattern in name
-
-
 def cmd_ps(a: argparse.Namespace) -> int:
-    from nsprim.cli.listing import FilterError, emit
+    from nsprim.cli.listing import emit
     from nsprim.dockerfmt import load, shapes
+    from nsprim.dockerfmt.filters import (
+        CONTAINER_FILTERS,
+        FilterError,
+        parse_filters,
+        select_containers,
+    )
 
     items = load.containers()
     if any(load.needs_collect(c) for c in items):
@@ -205,7 +83,8 @@ def cmd_ps(a: argparse.Namespace) -> int:
         collect()  # the view stays true when a supervisor was killed
         items = load.containers()
     try:
-        chosen = _ps_select(items, a)
+        chosen = select_containers(items, parse_filters(a.filter, CONTAINER_FILTERS),
+                                   show_all=a.all, last=1 if a.latest else a.last)
     except FilterError as e:
         print(str(e), file=sys.stderr)
         return EXIT_ERROR

@@ -19,6 +19,11 @@ import sys
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from nsprim.dockerfmt.filters import FilterError, label_match, parse_filters
+
+__all__ = ["emit", "go_indent_json", "inspect_output", "FilterError", "label_match",
+           "parse_filters"]
+
 EXIT_ERROR = 1
 EXIT_USAGE = 64  # docker's status for an inspect template that does not parse
 
@@ -101,31 +106,3 @@ def inspect_output(fmt: str | None, objects: Iterable[Any]) -> tuple[str, list[s
     return "".join(out), errors
 
 
-class FilterError(ValueError):
-    """A --filter that docker would refuse (its words)."""
-
-
-def parse_filters(values: Sequence[str], allowed: Iterable[str]) -> dict[str, list[str]]:
-    """``--filter k=v`` values -> {k: [v...]}; an unknown key or a value
-    without ``=`` is refused as docker does."""
-    ok = set(allowed)
-    out: dict[str, list[str]] = {}
-    for v in values:
-        key, eq, val = v.partition("=")
-        if not eq:
-            raise FilterError(f'invalid argument "{v}" for "-f, --filter" flag: bad format of '
-                              "filter (expected name=value)")
-        key = key.strip().lower()
-        if key not in ok:
-            raise FilterError(f"Error response from daemon: invalid filter '{key}'")
-        out.setdefault(key, []).append(val.strip())
-    return out
-
-
-def label_match(labels: Mapping[str, str], wanted: Sequence[str]) -> bool:
-    """docker's label filter: every ``key`` or ``key=value`` given matches."""
-    for w in wanted:
-        k, eq, v = w.partition("=")
-        if k not in labels or (eq and labels[k] != v):
-            return False
-    return True
