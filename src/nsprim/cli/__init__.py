@@ -409,8 +409,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         from nsprim.state import use_root
 
         use_root(a.root)  # explicit: the environment is left alone
-    if a.command in ("inspect", "logs", "wait", "stop", "start", "restart", "rm", "kill",
-                     "exec"):
+    if a.command in ("logs", "wait", "stop", "start", "restart", "rm", "kill",
+                     "exec"):  # (ps and inspect collect when a record they read needs it)
         from nsprim.lifecycle import collect
 
         collect()  # the view stays true when a supervisor was killed
