@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
-from typing import Any, ClassVar
 
+from nsprim._record import record
 from nsprim.errors import ConfigError
 from nsprim.network.ports import PortSpec, parse_publish
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, ClassVar
 
 __all__ = ["NetworkMode", "PortSpec", "parse_publish", "parse_bandwidth", "mac_for_ip"]
 
@@ -17,6 +20,7 @@ def mac_for_ip(ip: str) -> str:
     """A bridge endpoint's MAC address as docker makes it: 02:42 and the four
     bytes of its IPv4 address (locally administered, unique on the bridge)."""
     return "02:42:" + ":".join(f"{int(b):02x}" for b in ip.split("."))
+
 
 _RATE = re.compile(r"^(\d+(?:\.\d+)?)\s*(bit|kbit|mbit|gbit|bps|kbps|mbps|gbps)?$",
                    re.IGNORECASE)
@@ -39,7 +43,7 @@ def parse_bandwidth(value: str | int) -> int:
     return bits
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class NetworkMode:
     """How a container is networked (docker's ``--network``).
 
