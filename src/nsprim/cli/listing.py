@@ -17,9 +17,12 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
 
 from nsprim.dockerfmt.filters import FilterError, label_match, parse_filters
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["emit", "go_indent_json", "inspect_output", "FilterError", "label_match",
            "parse_filters"]

@@ -30,9 +30,12 @@ import json
 import math
 import re
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
 
 from nsprim.dockerfmt.table import header_for, prepare_format, tabwrite
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["TemplateError", "Template", "parse", "go_print", "go_json", "tabwrite", "typed",
            "NilList", "NilMap",
