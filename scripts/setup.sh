@@ -31,6 +31,8 @@ command -v podman >/dev/null || need_apt+=(podman runc)
 command -v nft >/dev/null || need_apt+=(nftables)
 command -v ip >/dev/null || need_apt+=(iproute2)
 [ -x /usr/bin/python3 ] || need_apt+=(python3)
+# podman: the peer benchmarks.ps measures ps/images/inspect against
+command -v podman >/dev/null || need_apt+=(podman)
 if [ ${#need_apt[@]} -gt 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq

@@ -180,7 +180,7 @@ def _ago(created: str) -> str:
 
 
 def cmd_history(a: argparse.Namespace) -> int:
-    from nsprim.cli.images import _human
+    from nsprim.dockerfmt.shapes import human_size as _human
     from nsprim.images.store import default_store, unpacked_size
 
     try:
