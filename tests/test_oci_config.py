@@ -84,14 +84,14 @@ def test_no_network_namespace_is_host_network() -> None:
     assert s.network == "host" and "net" not in s.namespaces
 
 
-def _set(c: dict[str, Any], path: str, value: Any) -> None:
+def _set(c: Any, path: str, value: Any) -> None:
     keys = path.split(".")
     for k in keys[:-1]:
         c = c[int(k)] if k.isdigit() else c.setdefault(k, {})
     if keys[-1] == "+":
-        c.append(value)  # type: ignore[attr-defined]
+        c.append(value)
     elif keys[-1].isdigit():
-        c[int(keys[-1])] = value  # type: ignore[call-overload]
+        c[int(keys[-1])] = value
     else:
         c[keys[-1]] = value
 
