@@ -24,6 +24,16 @@ command -v docker-registry >/dev/null || need_apt+=(docker-registry)
 command -v skopeo >/dev/null || need_apt+=(skopeo)
 command -v umoci >/dev/null || need_apt+=(umoci)
 command -v htpasswd >/dev/null || need_apt+=(apache2-utils)
+# the engines that drive nsprim-runtime in the tests (podman with conmon,
+# containerd with its runc v2 shim and ctr, dockerd), runc and crun for the
+# OCI runtime benchmark, script(1) for a terminal
+command -v podman >/dev/null || need_apt+=(podman)
+command -v containerd >/dev/null || need_apt+=(containerd)
+command -v dockerd >/dev/null || need_apt+=(docker.io)
+command -v docker >/dev/null || need_apt+=(docker.io)
+command -v runc >/dev/null || need_apt+=(runc)
+command -v crun >/dev/null || need_apt+=(crun)
+command -v script >/dev/null || need_apt+=(bsdutils)
 # nftables (libnftables1 for NAT rules, nft for the tests), iproute2 (ip, tc),
 # Debian's python3 (a UDP server inside a test container)
 command -v nft >/dev/null || need_apt+=(nftables)

@@ -1,7 +1,8 @@
 """``nsprim-runtime``: runc's command line (what podman's conmon, containerd's
 shim and dockerd call), over nsprim's spec and spawn engine.
 
-Global flags: ``--root DIR`` (default /run/nsprim-runtime), ``--log FILE``,
+Global flags: ``--root DIR`` (default ``$NSPRIM_RUNTIME_ROOT``, else
+/run/nsprim-runtime), ``--log FILE``,
 ``--log-format text|json``, ``--debug``, ``--systemd-cgroup`` (accepted:
 cgroups are always made by nsprim on the filesystem, under ``nsprim/``;
 no systemd unit is created and ``cgroupsPath`` is not used), ``--version``.
@@ -64,7 +65,9 @@ def fail(msg: str, code: int = 1) -> NoReturn:
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="nsprim-runtime", allow_abbrev=False,
                                 description="A runc-compatible OCI runtime built on nsprim.")
-    p.add_argument("--root", default=DEFAULT_ROOT)
+    # NSPRIM_RUNTIME_ROOT: the default for callers that cannot pass --root
+    # every time (podman does not give its --runtime-flag to its exit command)
+    p.add_argument("--root", default=os.environ.get("NSPRIM_RUNTIME_ROOT") or DEFAULT_ROOT)
     p.add_argument("--log", default=None)
     p.add_argument("--log-format", choices=("text", "json"), default="text")
     p.add_argument("--log-level", default=None)
