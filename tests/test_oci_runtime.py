@@ -79,6 +79,12 @@ def cgroups_of(root: str) -> list[str]:
 
 @pytest.fixture
 def rt(tmp_path: Path) -> Iterator[Runtime]:
+    yield from runtime_at(tmp_path)
+
+
+def runtime_at(tmp_path: Path) -> Iterator[Runtime]:
+    """A runtime with a root of its own; afterwards no container, state
+    directory or cgroup of it is left."""
     need(os.geteuid() == 0, "needs root")
     need(runtime_available(), "nsprim-runtime is not installed next to this python")
     r = Runtime(str(tmp_path / "rt"))

@@ -10,15 +10,17 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
-from ..test_oci_runtime import (  # noqa: F401 - the fixture
-    RUNTIME,
-    Runtime,
-    make_bundle,
-    rt,
-    write_config,
-)
+import pytest
+
+from ..test_oci_runtime import RUNTIME, Runtime, make_bundle, runtime_at, write_config
+
+
+@pytest.fixture
+def rt(tmp_path: Path) -> Iterator[Runtime]:
+    yield from runtime_at(tmp_path)
 
 
 def _climb(target: Path) -> str:
