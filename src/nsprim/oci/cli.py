@@ -263,13 +263,7 @@ def _delete(root: str, cid: str, force: bool) -> None:
             pass
         st_mod.wait_gone(st)
     st_mod.run_hooks(st, "poststop", "stopped", strict=False)
-    if st.get("cgroup_name"):
-        from nsprim.state import use_root
-
-        use_root(st["nsprim_root"])
-        from nsprim.cgroup import remove_named
-
-        remove_named(st["cgroup_name"])
+    st_mod.remove_cgroups(st)
     import shutil
 
     shutil.rmtree(st["_dir"], ignore_errors=True)

@@ -194,6 +194,10 @@ def create(root: str, cid: str, bundle: str, *, pid_file: str | None = None,
             "cgroup_name": cg.name, "cgroup_v2": cg.v2_path,
             "cgroup_freezer": cg.v1_paths.get("freezer"),
             "cgroup_procs": cg.v1_paths.get("memory") or cg.v1_paths.get("pids"),
+            # what delete removes without importing nsprim.cgroup
+            "cgroup_dirs": sorted({*cg.v1_paths.values(), *([cg.v2_path] if cg.v2_path
+                                                            else [])}),
+            "cgroup_lock": _cgroup_lock(cg.name),
         }
         with open(os.path.join(cdir, "spec.json"), "w") as f:
             json.dump(spec.to_json(), f)
@@ -216,6 +220,12 @@ def create(root: str, cid: str, bundle: str, *, pid_file: str | None = None,
             cg.remove()
         shutil.rmtree(cdir, ignore_errors=True)
         raise
+
+
+def _cgroup_lock(name: str) -> str:
+    from nsprim.cgroup import _lock_path
+
+    return _lock_path(name)
 
 
 def _run(root: str, a: Any) -> int:

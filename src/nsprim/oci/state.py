@@ -20,7 +20,8 @@ from collections.abc import Mapping
 from typing import Any
 
 __all__ = ["RuntimeError_", "NotExist", "load", "status", "oci_state", "parse_signal",
-           "proc_starttime", "cgroup_pids", "save", "container_dir", "run_hooks"]
+           "proc_starttime", "cgroup_pids", "save", "container_dir", "run_hooks",
+           "remove_cgroups"]
 
 
 class RuntimeError_(Exception):  # noqa: N801 - not the builtin
@@ -221,6 +222,52 @@ def run_hooks(st: Mapping[str, Any], name: str, status_now: str, *, strict: bool
             if strict:
                 raise RuntimeError_(msg)
             print(f"nsprim-runtime: warning: {msg}", file=sys.stderr)
+
+
+def remove_cgroups(st: Mapping[str, Any]) -> None:
+    """Remove the container's cgroup directories (recorded by create; what
+    is left in them killed first), then nsprim's parents they leave empty,
+    and the cgroup's lock file -- without importing nsprim.cgroup."""
+    dirs = [d for d in st.get("cgroup_dirs") or [] if os.path.isdir(d)]
+    for d in dirs:
+        try:
+            with open(os.path.join(d, "cgroup.kill"), "w") as f:
+                f.write("1")
+        except OSError:
+            try:
+                with open(os.path.join(d, "cgroup.procs")) as f:
+                    for pid in f.read().split():
+                        try:
+                            os.kill(int(pid), signal.SIGKILL)
+                        except ProcessLookupError:
+                            pass
+            except OSError:
+                pass
+    deadline = time.monotonic() + 10
+    for d in dirs:
+        delay = 0.001
+        while True:
+            try:
+                os.rmdir(d)
+                break
+            except FileNotFoundError:
+                break
+            except OSError as e:
+                if e.errno != errno.EBUSY or time.monotonic() > deadline:
+                    raise RuntimeError_(f"cannot remove cgroup {d}: {e.strerror}") from None
+                time.sleep(delay)
+                delay = min(delay * 2, 0.05)
+    for d in dirs:
+        try:
+            os.rmdir(os.path.dirname(d))  # nsprim's parent, once empty
+        except OSError:
+            pass
+    lock = st.get("cgroup_lock")
+    if lock:
+        try:
+            os.unlink(lock)
+        except FileNotFoundError:
+            pass
 
 
 def errno_name(e: OSError) -> str:
