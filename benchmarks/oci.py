@@ -180,8 +180,8 @@ def _bench(a: argparse.Namespace, work: Path) -> int:
     def ratio(k: str, ref: str) -> str:
         if ref not in per_round or not per_round[k]:
             return "-"
-        return f"{statistics.median(x / y for x, y in zip(per_round[k], per_round[ref],
-                                                                 strict=True)):.2f}"
+        pairs = zip(per_round[k], per_round[ref], strict=True)
+        return f"{statistics.median(x / y for x, y in pairs):.2f}"
 
     print(f"create + start + wait + delete of a busybox bundle, {a.rounds} rounds x "
           f"{a.batch} (interleaved)")
