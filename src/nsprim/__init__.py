@@ -11,7 +11,10 @@ Names are imported on first use, so that ``nsprim --version`` and
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any
+
+TYPE_CHECKING = False  # not typing's: importing typing costs ms at every start
+if TYPE_CHECKING:
+    from typing import Any
 
 __version__ = "0.1.0"
 

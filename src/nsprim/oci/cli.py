@@ -17,15 +17,17 @@ spawn import :mod:`nsprim.oci.create` when they run.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
 import time
-from typing import Any, NoReturn
 
 from nsprim.oci import state as st_mod
-from nsprim.oci.state import RuntimeError_
+from nsprim.oci.state import TYPE_CHECKING, RuntimeError_
+
+if TYPE_CHECKING:  # typing costs milliseconds at start-up; only mypy needs it
+    import argparse
+    from typing import Any, NoReturn
 
 DEFAULT_ROOT = "/run/nsprim-runtime"
 VERSION = "nsprim-runtime 0.1.0\nspec: 1.2.0"
@@ -63,6 +65,8 @@ def fail(msg: str, code: int = 1) -> NoReturn:
 
 
 def _parser() -> argparse.ArgumentParser:
+    import argparse
+
     p = argparse.ArgumentParser(prog="nsprim-runtime", allow_abbrev=False,
                                 description="A runc-compatible OCI runtime built on nsprim.")
     # NSPRIM_RUNTIME_ROOT: the default for callers that cannot pass --root
@@ -142,8 +146,65 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+_GLOBAL_VALUE = {"--root": "root", "--log": "log", "--log-format": "log_format",
+                 "--log-level": "log_level", "--rootless": "rootless", "--criu": "criu"}
+_GLOBAL_BOOL = {"--debug": "debug", "--systemd-cgroup": "systemd_cgroup"}
+
+
+def _fast_parse(argv: list[str]) -> Any:
+    """The calls clients make most (state, start, kill, delete, list, ps
+    --format json) parsed without argparse (which costs more than the
+    command); None for anything else, which argparse then parses."""
+    ns: dict[str, Any] = {"root": os.environ.get("NSPRIM_RUNTIME_ROOT") or DEFAULT_ROOT,
+                          "log": None, "log_format": "text", "debug": False,
+                          "version": False}
+    i = 0
+    while i < len(argv) and argv[i].startswith("-"):
+        flag, eq, value = argv[i].partition("=")
+        if flag in _GLOBAL_VALUE:
+            if not eq:
+                i += 1
+                if i >= len(argv):
+                    return None
+                value = argv[i]
+            ns[_GLOBAL_VALUE[flag]] = value
+        elif flag in _GLOBAL_BOOL and not eq:
+            ns[_GLOBAL_BOOL[flag]] = True
+        else:
+            return None
+        i += 1
+    if ns["log_format"] not in ("text", "json") or i >= len(argv):
+        return None
+    cmd, rest = argv[i], argv[i + 1:]
+    ns["cmd"] = cmd
+    if any(not a or a.startswith("-") for a in rest):
+        if cmd == "delete" and rest[:1] in (["--force"], ["-f"]):
+            ns["force"], rest = True, rest[1:]
+        elif cmd == "kill" and rest[:1] in (["--all"], ["-a"]):
+            ns["all"], rest = True, rest[1:]
+        elif cmd == "ps" and rest[:2] in (["--format", "json"], ["-f", "json"]):
+            ns["format"], rest = "json", rest[2:]
+        if any(not a or a.startswith("-") for a in rest):
+            return None
+    if cmd in ("state", "start") and len(rest) == 1:
+        ns["id"] = rest[0]
+    elif cmd == "delete" and len(rest) == 1:
+        ns["id"] = rest[0]
+        ns.setdefault("force", False)
+    elif cmd == "kill" and len(rest) in (1, 2):
+        ns["id"], ns["signal"] = rest[0], rest[1] if len(rest) == 2 else "TERM"
+        ns.setdefault("all", False)
+    elif cmd == "ps" and len(rest) == 1 and ns.get("format") == "json":
+        ns["id"] = rest[0]
+    else:
+        return None
+    return type("Args", (), ns)()
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    if argv is None:
+        argv = sys.argv[1:]
+    args = _fast_parse(argv) or _parser().parse_args(argv)
     _Log.path, _Log.fmt, _Log.debug = args.log, args.log_format, args.debug
     if args.version:
         print(VERSION)

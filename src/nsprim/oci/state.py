@@ -16,8 +16,11 @@ import json
 import os
 import signal
 import time
-from collections.abc import Mapping
-from typing import Any
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing costs milliseconds at start-up; only mypy needs it
+    from collections.abc import Mapping
+    from typing import Any
 
 __all__ = ["RuntimeError_", "NotExist", "load", "status", "oci_state", "parse_signal",
            "proc_starttime", "cgroup_pids", "save", "container_dir", "run_hooks",
