@@ -42,7 +42,18 @@ command -v ip >/dev/null || need_apt+=(iproute2)
 if [ ${#need_apt[@]} -gt 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
-    apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+    # the engines' packages must not start host daemons (dockerd would add
+    # iptables rules and docker0): the tests start their own, privately
+    no_start=""
+    if [ ! -e /usr/sbin/policy-rc.d ]; then
+        printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
+        chmod 755 /usr/sbin/policy-rc.d
+        no_start=1
+    fi
+    rc=0
+    apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null || rc=$?
+    [ -z "$no_start" ] || rm -f /usr/sbin/policy-rc.d
+    [ "$rc" -eq 0 ] || exit "$rc"
 fi
 
 # nsprim and its test tools go into a virtual environment in the checkout,
