@@ -297,6 +297,15 @@ def test_console_socket_gets_the_pty_master(rt: Runtime, rootfs: str,
     rt("delete", "c1", check=True)
 
 
+def test_run_with_a_terminal_proxies_it(rt: Runtime, rootfs: str, tmp_path: Path) -> None:
+    b = tmp_path / "b"
+    make_bundle(b, rootfs, ["sh", "-c", "tty; read x; echo got-$x"], terminal=True)
+    r = rt("run", "--bundle", str(b), "c1", input="hello\n")
+    assert r.returncode == 0, r.stderr
+    out = r.stdout.replace("\r", "")
+    assert "/dev/pts/0" in out and "got-hello" in out
+
+
 def test_preserve_fds(rt: Runtime, rootfs: str, tmp_path: Path) -> None:
     b = tmp_path / "b"
     make_bundle(b, rootfs, ["sh", "-c", "echo via-fd3 >&3; ls /proc/self/fd"])

@@ -243,6 +243,11 @@ def _run(root: str, a: Any) -> int:
     for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1,
               signal.SIGUSR2):
         signal.signal(s, lambda n, _f: c.send_signal(n))
+    if c.pty_master >= 0 and a.console_socket is None:
+        # runc run with a terminal: ours, raw, copied to and from the container's
+        from nsprim.terminal import proxy
+
+        proxy(c.pty_master, lambda: c.poll() is not None, stdin=0, stdout=1)
     code = int(c.wait())
     if not a.keep:
         cli._delete(root, a.id, True)
