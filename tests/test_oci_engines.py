@@ -68,6 +68,8 @@ class Podman:
 
     def __call__(self, *args: str, timeout: float = 120, **kw: Any
                  ) -> subprocess.CompletedProcess[str]:
+        # conmon writes an "oom" file into its working directory: keep it ours
+        kw.setdefault("cwd", str(self.base))
         return subprocess.run([*self.args, *args], capture_output=True, text=True,
                               timeout=timeout, env=self.env, **kw)
 
@@ -117,7 +119,7 @@ def test_podman_detached_logs_exec_pause_stop_rm(podman: tuple[Podman, str]) -> 
         assert r.returncode == 3 and r.stdout.startswith("exec ")
         r = subprocess.run(["script", "-qec", " ".join(
             [*p.args, "exec", "-it", "web", "sh", "-c", "'tty; echo tty-ok'"]), "/dev/null"],
-            capture_output=True, text=True, timeout=60, env=p.env)
+            capture_output=True, text=True, timeout=60, env=p.env, cwd=str(p.base))
         assert "/dev/pts/" in r.stdout and "tty-ok" in r.stdout, r.stdout + r.stderr
         assert p("pause", "web").returncode == 0
         assert p("inspect", "-f", "{{.State.Status}}", "web").stdout.strip() == "paused"
