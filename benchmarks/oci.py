@@ -100,7 +100,7 @@ def podman_loop(base: Path, runtime: str, image: str, n: int) -> list[float]:
             "    subprocess.run(sys.argv[2:], check=True, stdout=subprocess.DEVNULL)\n"
             "    print(time.perf_counter() - t, flush=True)\n")
     out = subprocess.run([sys.executable, "-c", code, str(n), *cmd], check=True,
-                         capture_output=True, text=True, env=env).stdout
+                         capture_output=True, text=True, env=env, cwd=base).stdout
     return [float(x) for x in out.split()]
 
 
