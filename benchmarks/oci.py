@@ -87,8 +87,15 @@ def loop(runtime: str, root: str, bundle: Path, n: int,
 
 
 def podman_loop(base: Path, runtime: str, image: str, n: int) -> list[float]:
-    env = dict(os.environ, CONTAINERS_CONF=str(base / "containers.conf"),
-               NSPRIM_RUNTIME_ROOT=str(base / "nsprim-runtime"))
+    env = dict(os.environ, CONTAINERS_CONF=str(base / "containers.conf"))
+    if runtime != "runc":
+        # a private root: a wrapper of the runtime's name (podman passes
+        # neither --runtime-flag to its exit command nor its environment)
+        (base / "bin").mkdir(exist_ok=True)
+        w = base / "bin" / "nsprim-runtime"
+        w.write_text(f'#!/bin/sh\nexec {runtime} --root {base / "nsprim-runtime"} "$@"\n')
+        w.chmod(0o755)
+        runtime = str(w)
     cmd = ["podman", "--root", str(base / "root"), "--runroot", str(base / "run"),
            "--tmpdir", str(base / "tmp"), "--storage-driver", "vfs", "--cgroup-manager",
            "cgroupfs", "--events-backend", "file", "--runtime", runtime, "run", "--rm",

@@ -50,6 +50,15 @@ def _umount_under(path: str) -> None:
 
 # ------------------------------------------------------------------ podman
 
+def runtime_wrapper(base: Path, root: str) -> str:
+    """``<base>/bin/nsprim-runtime``: the runtime with ``--root root``."""
+    (base / "bin").mkdir(exist_ok=True)
+    w = base / "bin" / "nsprim-runtime"
+    w.write_text(f'#!/bin/sh\nexec {RUNTIME} --root {root} "$@"\n')
+    w.chmod(0o755)
+    return str(w)
+
+
 class Podman:
     def __init__(self, base: Path) -> None:
         self.base = base
@@ -58,13 +67,15 @@ class Podman:
         # podman passes --log-format=json only to runtimes it knows by name
         conf.write_text('[engine]\nruntime_supports_json = ["nsprim-runtime"]\n'
                         'lock_type = "file"\n')
-        # the runtime's root by its environment: podman does not pass
-        # --runtime-flag on to the exit command that deletes a container
-        self.env = dict(os.environ, CONTAINERS_CONF=str(conf), NSPRIM_RUNTIME_ROOT=self.rt_root)
+        self.env = dict(os.environ, CONTAINERS_CONF=str(conf))
+        # the runtime's private root: a wrapper named like the runtime (podman
+        # gives neither its --runtime-flag to the exit command that deletes a
+        # container nor its environment to the runtime)
+        self.runtime = runtime_wrapper(base, self.rt_root)
         self.args = ["podman", "--root", str(base / "root"), "--runroot", str(base / "run"),
                      "--tmpdir", str(base / "tmp"), "--storage-driver", "vfs",
                      "--cgroup-manager", "cgroupfs", "--events-backend", "file",
-                     "--runtime", RUNTIME]
+                     "--runtime", self.runtime]
 
     def __call__(self, *args: str, timeout: float = 120, **kw: Any
                  ) -> subprocess.CompletedProcess[str]:
@@ -110,6 +121,7 @@ def test_podman_detached_logs_exec_pause_stop_rm(podman: tuple[Podman, str]) -> 
     r = p("run", "-d", "--name", "web", "--network", "none", *ULIMITS, img, "sh", "-c",
           "echo up; trap 'echo got-term; exit 0' TERM; while :; do sleep 0.1; done")
     assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() in os.listdir(p.rt_root)  # the private runtime root
     try:
         deadline = time.monotonic() + 20
         while "up" not in p("logs", "web").stdout:
@@ -234,6 +246,7 @@ def test_ctr_detached_ps_exec_pause_kill(containerd: tuple[Containerd, str]) -> 
               "trap 'exit 0' TERM; while :; do sleep 0.1; done")
     assert r.returncode == 0, r.stderr
     try:
+        assert "bg" in os.listdir(os.path.join(c.rt_root, "nsprim-test"))  # --runc-root
         ps = c.ctr("tasks", "ps", "bg")
         assert ps.returncode == 0 and len(ps.stdout.strip().splitlines()) >= 2, ps.stderr
         r = c.ctr("tasks", "exec", "--exec-id", "e1", "bg", "sh", "-c", "echo in-exec; exit 2")
@@ -260,7 +273,7 @@ class Dockerd:
         self.base = base
         self.sock = str(base / "docker.sock")
         exec_root = base / "exec"
-        self.rt_root = str(exec_root / "runtime-nsprim")
+        self.rt_root = str(exec_root / "runtime-runc")  # dockerd 20.10 roots every runtime there
         (base / "daemon.json").write_text("{}")
         self.proc = subprocess.Popen([
             "dockerd", "--host", f"unix://{self.sock}", "--data-root", str(base / "data"),
@@ -317,6 +330,7 @@ def test_docker_detached_exec_stop_rm(dockerd: tuple[Dockerd, str]) -> None:
     try:
         info = json.loads(d("inspect", "dweb").stdout)[0]
         assert info["HostConfig"]["Runtime"] == "nsprim" and info["State"]["Running"]
+        assert info["Id"] in os.listdir(os.path.join(d.rt_root, "moby"))  # the exec root's
         r = d("exec", "dweb", "sh", "-c", "echo exec-ok; exit 6")
         assert r.returncode == 6 and r.stdout == "exec-ok\n"
         r = d("stop", "-t", "10", "dweb")
