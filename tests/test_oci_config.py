@@ -216,6 +216,7 @@ def specs(draw: st.DrawFn) -> ContainerSpec:
         workdir=draw(_path), tty=draw(st.booleans()),
         user=f"{draw(st.integers(0, 70000))}:{draw(st.integers(0, 70000))}",
         additional_gids=tuple(draw(st.lists(st.integers(0, 70000), max_size=3))),
+        additional_gids_only=True,
         umask=draw(st.none() | st.integers(0, 0o777)),
         oom_score_adj=draw(st.none() | st.integers(-1000, 1000)),
         cap_add=tuple(sorted(draw(_caps))), rlimits=draw(_rl),

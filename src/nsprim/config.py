@@ -306,6 +306,8 @@ class ContainerConfig:
     user_root: str | None = None  # where /etc/passwd and /etc/group are (default rootfs)
     #: supplementary groups added to the user's (OCI additionalGids)
     extra_groups: tuple[int, ...] = ()
+    #: the supplementary groups are extra_groups only, none from /etc/group (OCI)
+    groups_only: bool = False
     #: a FIFO fd (O_RDWR): the child waits on it for `start` before it execs (OCI create)
     wait_start_fd: int = -1
     domainname: str | None = None
@@ -357,6 +359,7 @@ def make_config(
     nondumpable: bool = False,
     user_root: str | None = None,
     extra_groups: Iterable[int] = (),
+    groups_only: bool = False,
     wait_start_fd: int = -1,
     domainname: str | None = None,
 ) -> ContainerConfig:
@@ -469,6 +472,7 @@ def make_config(
         user_root=None if user_root is None else validate_abs_path(user_root, "user root"),
         nondumpable=bool(nondumpable),
         extra_groups=groups,
+        groups_only=bool(groups_only),
         wait_start_fd=wait_start_fd,
         domainname=domainname,
     )

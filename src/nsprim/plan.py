@@ -465,7 +465,10 @@ def build_plan(cfg: ContainerConfig, stdio: tuple[int, int, int],
     caps_detail = _caps_detail(cfg.capabilities)
     ops.append(Op(lib.NSP_OP_CAP_BOUNDING, "capabilities_bounding", caps=caps,
                   detail=caps_detail))
-    groups += tuple(g for g in cfg.extra_groups if g not in groups)
+    if cfg.groups_only:
+        groups = cfg.extra_groups
+    else:
+        groups += tuple(g for g in cfg.extra_groups if g not in groups)
     ops.append(Op(lib.NSP_OP_SETGROUPS, "setgroups", ids=groups,
                   detail="groups=" + ",".join(map(str, groups))))
     ops.append(Op(lib.NSP_OP_SETID, "setid", uid=uid, gid=gid, detail=f"uid={uid} gid={gid}"))

@@ -91,6 +91,8 @@ class ContainerSpec:
     #: kind -> "host" (the caller's) or a namespace file to join; absent: new
     namespaces: Mapping[str, str] = field(default_factory=dict)
     additional_gids: tuple[int, ...] = ()
+    #: the supplementary groups are additional_gids only (OCI), none from /etc/group
+    additional_gids_only: bool = False
     domainname: str | None = None
     #: applied by the front end to the process it spawns from (inherited):
     #: RLIMIT name ("RLIMIT_NOFILE") -> [soft, hard], umask, oom_score_adj
@@ -350,6 +352,8 @@ def to_container(spec: ContainerSpec, **extra: Any) -> Any:
                              for k, v in spec.namespaces.items()}
     if spec.additional_gids:
         oci["extra_groups"] = spec.additional_gids
+    if spec.additional_gids_only:
+        oci["groups_only"] = True
     if spec.domainname is not None:
         oci["domainname"] = spec.domainname
     oci.update(extra)

@@ -230,6 +230,7 @@ def _process(p: Mapping[str, Any], kw: dict[str, Any]) -> None:
     uid = _int(user.get("uid", 0), "process.user.uid", 0, _MAX_ID)
     gid = _int(user.get("gid", 0), "process.user.gid", 0, _MAX_ID)
     kw["user"] = f"{uid}:{gid}"
+    kw["additional_gids_only"] = True  # runc: additionalGids, nothing from /etc/group
     kw["additional_gids"] = tuple(_int(g, f"process.user.additionalGids[{i}]", 0, _MAX_ID)
                                   for i, g in enumerate(_list(user.get("additionalGids"),
                                                               "process.user.additionalGids")))
