@@ -24,7 +24,8 @@ command -v docker-registry >/dev/null || need_apt+=(docker-registry)
 command -v skopeo >/dev/null || need_apt+=(skopeo)
 command -v umoci >/dev/null || need_apt+=(umoci)
 command -v htpasswd >/dev/null || need_apt+=(apache2-utils)
-# the engines that drive nsprim-runtime in the tests (podman with conmon,
+# nsprim build: saved archives are loaded and run by podman in the tests.
+# The engines that drive nsprim-runtime in the tests (podman with conmon,
 # containerd with its runc v2 shim and ctr, dockerd), runc and crun for the
 # OCI runtime benchmark, script(1) for a terminal
 command -v podman >/dev/null || need_apt+=(podman)

@@ -12,10 +12,6 @@ from __future__ import annotations
 
 import importlib
 
-TYPE_CHECKING = False  # not typing's: importing typing costs ms at every start
-if TYPE_CHECKING:
-    from typing import Any
-
 __version__ = "0.1.0"
 
 _WHERE = {
@@ -36,7 +32,10 @@ __all__ = [
     "PIPE", "STDOUT", "SpawnError", "Tmpfs", "Volume", "run", "__version__",
 ]
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from nsprim.cgroup import Cgroup, CgroupStats, Limits
     from nsprim.config import Bind, IdMap, Tmpfs
     from nsprim.container import DEVNULL, PIPE, STDOUT, CompletedContainer, Container, run
