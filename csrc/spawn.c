@@ -620,6 +620,29 @@ static int op_write_file(const struct nsp_op *op)
     return close_keep_errno(fd, n < 0 ? -1 : 0);
 }
 
+/* Tell the parent we are created, then wait for `start`'s byte on the FIFO.
+ * We hold the FIFO read-write, so it never reads EOF while we wait; a parent
+ * that goes away does not end the wait (the OCI runtime's `create` exits
+ * here); only `start` (a byte) or a signal that kills us does. */
+static int op_wait_start(struct child_ctx *c, const struct nsp_op *op)
+{
+    char b;
+    ssize_t n;
+    if (send_msg(c->sync_fd, NSP_MSG_CREATED, 0, 0, 0) < 0)
+        return -1;
+    do {
+        n = read(op->fd, &b, 1);
+    } while (n < 0 && errno == EINTR);
+    if (n < 0)
+        return -1;
+    if (n == 0) {
+        errno = EPIPE;
+        return -1;
+    }
+    close(op->fd);
+    return 0;
+}
+
 struct child_start {
     const struct nsp_spawn_args *args;
     struct nsp_msg *report;   /* where a CLONE_VM child reports failure, or NULL */
@@ -746,6 +769,9 @@ static void child_main(const struct child_start *st)
             break;
         case NSP_OP_PTY:
             r = op_pty(&c);
+            break;
+        case NSP_OP_WAIT_START:
+            r = op_wait_start(&c, op);
             break;
 
         default:
@@ -910,7 +936,8 @@ int nsp_plan_needs_parent(const struct nsp_spawn_args *a)
     int i;
     for (i = 0; i < a->nops; i++) {
         /* SYNC waits for us; PTY sends a file descriptor over the socket */
-        if (a->ops[i].kind == NSP_OP_SYNC || a->ops[i].kind == NSP_OP_PTY)
+        if (a->ops[i].kind == NSP_OP_SYNC || a->ops[i].kind == NSP_OP_PTY ||
+            a->ops[i].kind == NSP_OP_WAIT_START)
             return 1;
     }
     return 0;

@@ -39,6 +39,13 @@
  *             <-- {NSP_MSG_ERROR, errno, -1, NSP_WHAT_EXEC} -- exit 126/127
  *      read() == 0 (EOF): the command was exec'd
  *
+ * An OCI runtime's `create` (NSP_OP_WAIT_START, just before NSP_OP_FDS):
+ *             <------------- {NSP_MSG_CREATED} --
+ *      the parent returns, closes its end      read(fifo, 1): blocked until
+ *      (a later `start` writes one byte        `start`; then fds, chdir, exec;
+ *      to the FIFO)                            failures from here on are the
+ *                                              exit status (125/126/127)
+ *
  * If the parent goes away or answers anything but GO, the child exits.
  *
  * A plan without NSP_OP_SYNC and NSP_OP_PTY may run in a child that shares
@@ -97,6 +104,9 @@ enum nsp_op_kind {
                               NSP_OP_FDS puts the slave at 0, 1, 2 */
     NSP_OP_SECCOMP,        /* data = struct sock_filter[arg]: seccomp(SET_MODE_FILTER) */
     NSP_OP_SESSION_KEYRING, /* join a new anonymous session keyring */
+    NSP_OP_WAIT_START,     /* fd = a FIFO (opened O_RDWR by the parent): tell the parent
+                              {NSP_MSG_CREATED}, then block until one byte can be read
+                              from fd (the OCI runtime's `start`), close fd */
     NSP_OP__COUNT
 };
 
@@ -132,7 +142,8 @@ enum nsp_msg_type {
     NSP_MSG_READY = 1,
     NSP_MSG_GO,
     NSP_MSG_ERROR,
-    NSP_MSG_PTY
+    NSP_MSG_PTY,
+    NSP_MSG_CREATED      /* NSP_OP_WAIT_START: set up, waiting for `start` */
 };
 
 /* what, within a failed op, failed: an op can make several system calls */

@@ -24,8 +24,17 @@ command -v docker-registry >/dev/null || need_apt+=(docker-registry)
 command -v skopeo >/dev/null || need_apt+=(skopeo)
 command -v umoci >/dev/null || need_apt+=(umoci)
 command -v htpasswd >/dev/null || need_apt+=(apache2-utils)
-# nsprim build: saved archives are loaded and run by podman in the tests
-command -v podman >/dev/null || need_apt+=(podman runc)
+# nsprim build: saved archives are loaded and run by podman in the tests.
+# The engines that drive nsprim-runtime in the tests (podman with conmon,
+# containerd with its runc v2 shim and ctr, dockerd), runc and crun for the
+# OCI runtime benchmark, script(1) for a terminal
+command -v podman >/dev/null || need_apt+=(podman)
+command -v containerd >/dev/null || need_apt+=(containerd)
+command -v dockerd >/dev/null || need_apt+=(docker.io)
+command -v docker >/dev/null || need_apt+=(docker.io)
+command -v runc >/dev/null || need_apt+=(runc)
+command -v crun >/dev/null || need_apt+=(crun)
+command -v script >/dev/null || need_apt+=(bsdutils)
 # nftables (libnftables1 for NAT rules, nft for the tests), iproute2 (ip, tc),
 # Debian's python3 (a UDP server inside a test container)
 command -v nft >/dev/null || need_apt+=(nftables)
@@ -36,7 +45,18 @@ command -v podman >/dev/null || need_apt+=(podman)
 if [ ${#need_apt[@]} -gt 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
-    apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+    # the engines' packages must not start host daemons (dockerd would add
+    # iptables rules and docker0): the tests start their own, privately
+    no_start=""
+    if [ ! -e /usr/sbin/policy-rc.d ]; then
+        printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
+        chmod 755 /usr/sbin/policy-rc.d
+        no_start=1
+    fi
+    rc=0
+    apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null || rc=$?
+    [ -z "$no_start" ] || rm -f /usr/sbin/policy-rc.d
+    [ "$rc" -eq 0 ] || exit "$rc"
 fi
 
 # nsprim and its test tools go into a virtual environment in the checkout,

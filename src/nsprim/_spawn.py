@@ -92,7 +92,8 @@ def handshake(child: Child, on_ready: Callable[[], None]) -> tuple[int, Failure 
     """Answer the child until it has exec'd: READY gets `on_ready()` (the id
     maps) then GO; PTY brings the terminal's master.  Returns (the master or
     -1, None) on success, or (..., (errno, op index, what)) if the child
-    failed.  The socket is left open for the caller to close."""
+    failed.  CREATED (an OCI runtime's create) also ends it: the child waits
+    for `start`.  The socket is left open for the caller to close."""
     master = -1
     if child.failed is not None:
         return master, child.failed
@@ -101,6 +102,10 @@ def handshake(child: Child, on_ready: Callable[[], None]) -> tuple[int, Failure 
         if not data:
             return master, None  # the close-on-exec end closed: the command runs
         mtype, err, index, what = MSG.unpack(data)
+        if mtype == lib.NSP_MSG_CREATED:
+            for fd in fds:
+                os.close(fd)
+            return master, None  # set up, waiting for `start` (NSP_OP_WAIT_START)
         if mtype == lib.NSP_MSG_PTY and fds:
             os.set_inheritable(fds[0], False)
             master = fds[0]

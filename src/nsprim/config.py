@@ -304,6 +304,13 @@ class ContainerConfig:
     init: bool = False
     nondumpable: bool = False
     user_root: str | None = None  # where /etc/passwd and /etc/group are (default rootfs)
+    #: supplementary groups added to the user's (OCI additionalGids)
+    extra_groups: tuple[int, ...] = ()
+    #: the supplementary groups are extra_groups only, none from /etc/group (OCI)
+    groups_only: bool = False
+    #: a FIFO fd (O_RDWR): the child waits on it for `start` before it execs (OCI create)
+    wait_start_fd: int = -1
+    domainname: str | None = None
 
     def ns_setting(self, kind: NamespaceKind) -> NamespaceSetting:
         return self.namespaces.get(kind, False)
@@ -351,6 +358,10 @@ def make_config(
     init: bool = False,
     nondumpable: bool = False,
     user_root: str | None = None,
+    extra_groups: Iterable[int] = (),
+    groups_only: bool = False,
+    wait_start_fd: int = -1,
+    domainname: str | None = None,
 ) -> ContainerConfig:
     """Validate keyword arguments into a ContainerConfig (raises ConfigError)."""
     if isinstance(argv, (str, bytes)):
@@ -420,7 +431,12 @@ def make_config(
         if readonly_paths is None:
             readonly_paths = ()
 
-    fds = tuple(pass_fds)
+    groups = tuple(_check_id(g, "additional gid") for g in extra_groups)
+    if domainname is not None:
+        validate_hostname(domainname)
+        if ns.get(NamespaceKind.UTS) is not True:
+            raise ConfigError(f"domainname {domainname!r} needs a new uts namespace")
+    fds = tuple(pass_fds) + ((wait_start_fd,) if wait_start_fd != -1 else ())
     for fd in fds:
         if isinstance(fd, bool) or not isinstance(fd, int) or fd < 0:
             raise ConfigError(f"invalid fd to pass {fd!r}")
@@ -448,11 +464,15 @@ def make_config(
             validate_abs_path(p, "read-only path") for p in readonly_paths),
         mount_dev=bool(mount_dev),
         mount_sys=bool(mount_sys),
-        pass_fds=fds,
+        pass_fds=fds[:len(fds) - 1] if wait_start_fd != -1 else fds,
         new_session=bool(new_session),
         die_with_parent=bool(die_with_parent),
         tty=bool(tty),
         init=bool(init),
         user_root=None if user_root is None else validate_abs_path(user_root, "user root"),
         nondumpable=bool(nondumpable),
+        extra_groups=groups,
+        groups_only=bool(groups_only),
+        wait_start_fd=wait_start_fd,
+        domainname=domainname,
     )

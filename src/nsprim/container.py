@@ -235,6 +235,10 @@ class Container:
         init: bool = False,
         nondumpable: bool = False,
         user_root: str | None = None,
+        extra_groups: Iterable[int] = (),
+        groups_only: bool = False,
+        wait_start_fd: int = -1,
+        domainname: str | None = None,
         container_id: str | None = None,
         keep_rootfs: bool = False,
         network: NetworkMode | str | None = None,
@@ -310,7 +314,8 @@ class Container:
             mounts=mounts, masked_paths=masked_paths, readonly_paths=readonly_paths,
             mount_dev=mount_dev, mount_sys=mount_sys, pass_fds=pass_fds,
             new_session=new_session, die_with_parent=die_with_parent, tty=tty, init=init,
-            nondumpable=nondumpable, user_root=user_root,
+            nondumpable=nondumpable, user_root=user_root, extra_groups=extra_groups,
+            groups_only=groups_only, wait_start_fd=wait_start_fd, domainname=domainname,
         )
         #: the terminal's master side when tty=True (the container has the slave)
         self.pty_master = -1

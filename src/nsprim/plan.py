@@ -339,12 +339,6 @@ def _mounts(cfg: ContainerConfig, new: set[NamespaceKind], pidns_fd: int = -1) -
             ops.append(Op(lib.NSP_OP_BIND, "bind_sys", src="/sys", dst="/sys",
                           flags=lib.NSP_F_MKDIR | lib.NSP_F_REC | lib.NSP_F_RDONLY,
                           detail=f"{rootfs}/sys"))
-    for path in cfg.masked_paths:
-        ops.append(Op(lib.NSP_OP_MASK, "mask_path", dst=path, flags=lib.NSP_F_OPTIONAL,
-                      detail=path))
-    for path in cfg.readonly_paths:
-        ops.append(Op(lib.NSP_OP_READONLY, "readonly_path", dst=path,
-                      flags=lib.NSP_F_OPTIONAL | lib.NSP_F_REC, detail=path))
     for d in cfg.devices:
         ops.append(Op(lib.NSP_OP_BIND, "bind_device", src=d.host, dst=d.container,
                       flags=lib.NSP_F_MKFILE, detail=f"{d.host}:{d.container}"))
@@ -360,6 +354,14 @@ def _mounts(cfg: ContainerConfig, new: set[NamespaceKind], pidns_fd: int = -1) -
             ops.append(Op(lib.NSP_OP_MOUNT, "mount_tmpfs", src="tmpfs", dst=m.target,
                           fstype="tmpfs", mflags=mf, data=m.data(), flags=lib.NSP_F_MKDIR,
                           detail=m.target))
+    # masks and read-only paths after every mount (runc's order): a bind
+    # cannot uncover them, and they apply to what is bound too
+    for path in cfg.masked_paths:
+        ops.append(Op(lib.NSP_OP_MASK, "mask_path", dst=path, flags=lib.NSP_F_OPTIONAL,
+                      detail=path))
+    for path in cfg.readonly_paths:
+        ops.append(Op(lib.NSP_OP_READONLY, "readonly_path", dst=path,
+                      flags=lib.NSP_F_OPTIONAL | lib.NSP_F_REC, detail=path))
     if cfg.read_only:
         ops.append(Op(lib.NSP_OP_READONLY, "readonly_rootfs", dst="/", detail=rootfs))
     ops.append(Op(lib.NSP_OP_PIVOT_ROOT, "pivot_root", detail=f"rootfs={rootfs}"))
@@ -437,6 +439,9 @@ def build_plan(cfg: ContainerConfig, stdio: tuple[int, int, int],
         ops.append(Op(lib.NSP_OP_PTY, "terminal", detail="/dev/ptmx"))
     if cfg.hostname is not None:
         ops.append(Op(lib.NSP_OP_HOSTNAME, "sethostname", src=cfg.hostname, detail=cfg.hostname))
+    if cfg.domainname is not None:
+        ops.append(Op(lib.NSP_OP_DOMAINNAME, "setdomainname", src=cfg.domainname,
+                      detail=cfg.domainname))
     if NamespaceKind.NET in new:
         ops.append(Op(lib.NSP_OP_LOOPBACK_UP, "loopback_up", detail="lo"))
     # always a session of its own, as runc: the caller's terminal (inherited
@@ -462,12 +467,20 @@ def build_plan(cfg: ContainerConfig, stdio: tuple[int, int, int],
     caps_detail = _caps_detail(cfg.capabilities)
     ops.append(Op(lib.NSP_OP_CAP_BOUNDING, "capabilities_bounding", caps=caps,
                   detail=caps_detail))
+    if cfg.groups_only:
+        groups = cfg.extra_groups
+    else:
+        groups += tuple(g for g in cfg.extra_groups if g not in groups)
     ops.append(Op(lib.NSP_OP_SETGROUPS, "setgroups", ids=groups,
                   detail="groups=" + ",".join(map(str, groups))))
     ops.append(Op(lib.NSP_OP_SETID, "setid", uid=uid, gid=gid, detail=f"uid={uid} gid={gid}"))
     ops.append(Op(lib.NSP_OP_CAPS, "capabilities", caps=caps, detail=caps_detail))
     if cfg.no_new_privileges:
         ops.append(Op(lib.NSP_OP_NO_NEW_PRIVS, "no_new_privs"))
+    if cfg.wait_start_fd >= 0:
+        # OCI create: set up, then wait for `start` (the fds are closed after)
+        ops.append(Op(lib.NSP_OP_WAIT_START, "wait_start", fd=cfg.wait_start_fd,
+                      detail="exec fifo"))
     fds = tuple(stdio) + cfg.pass_fds
     # fds closes everything else: the sync socket becomes fd len(fds)
     ops.append(Op(lib.NSP_OP_FDS, "fds", ids=fds, detail="fds=" + ",".join(map(str, fds))))

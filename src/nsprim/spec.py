@@ -87,6 +87,25 @@ class ContainerSpec:
     stop_signal: str | None = None
     stop_timeout: int | None = None
     labels: Mapping[str, str] = field(default_factory=dict)
+    # what an OCI runtime-spec bundle carries beyond docker's flags (nsprim.oci)
+    #: None: docker's lists
+    masked_paths: tuple[str, ...] | None = None
+    readonly_paths: tuple[str, ...] | None = None
+    #: kind -> "host" (the caller's) or a namespace file to join; absent: new
+    namespaces: Mapping[str, str] = field(default_factory=dict)
+    additional_gids: tuple[int, ...] = ()
+    #: the supplementary groups are additional_gids only (OCI), none from /etc/group
+    additional_gids_only: bool = False
+    domainname: str | None = None
+    #: applied by the front end to the process it spawns from (inherited):
+    #: RLIMIT name ("RLIMIT_NOFILE") -> [soft, hard], umask, oom_score_adj
+    rlimits: Mapping[str, Sequence[int]] = field(default_factory=dict)
+    umask: int | None = None
+    oom_score_adj: int | None = None
+    #: written in the container's namespaces once it exists
+    sysctl: Mapping[str, str] = field(default_factory=dict)
+    #: OCI hooks (runtime-spec shape), run by the OCI front end on the host
+    hooks: Mapping[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -113,7 +132,7 @@ class ContainerSpec:
 
 _NOT_NONE = {"cmd", "env", "volumes", "tmpfs", "publish", "cap_add", "cap_drop", "devices",
              "device_read_bps", "device_write_bps", "labels", "restart", "network",
-             "seccomp"}
+             "seccomp", "namespaces", "additional_gids", "rlimits", "sysctl", "hooks"}
 
 
 # ------------------------------------------------------------ docker flags
@@ -328,6 +347,23 @@ def to_container(spec: ContainerSpec, **extra: Any) -> Any:
                                     publish_all=spec.publish_all,
                                     bandwidth=spec.network_bandwidth)
     mounts = [parse_volume(v) for v in spec.volumes] + [parse_tmpfs(t) for t in spec.tmpfs]
+    oci: dict[str, Any] = {}
+    if spec.masked_paths is not None:
+        oci["masked_paths"] = spec.masked_paths
+    if spec.readonly_paths is not None:
+        oci["readonly_paths"] = spec.readonly_paths
+    if spec.namespaces:
+        from nsprim.namespace import Namespace
+
+        oci["namespaces"] = {k: False if v == "host" else Namespace.from_path(v, k)
+                             for k, v in spec.namespaces.items()}
+    if spec.additional_gids:
+        oci["extra_groups"] = spec.additional_gids
+    if spec.additional_gids_only:
+        oci["groups_only"] = True
+    if spec.domainname is not None:
+        oci["domainname"] = spec.domainname
+    oci.update(extra)
     return Container(
         list(spec.cmd) or None, rootfs=spec.rootfs, image=spec.image_id or None,
         entrypoint=None if spec.entrypoint is None else list(spec.entrypoint),
@@ -341,12 +377,13 @@ def to_container(spec: ContainerSpec, **extra: Any) -> Any:
         cpus=spec.cpus, cpu_shares=spec.cpu_shares, cpuset=spec.cpuset_cpus,
         cpuset_mems=spec.cpuset_mems, pids=spec.pids_limit,
         device_read_bps=spec.device_read_bps, device_write_bps=spec.device_write_bps,
-        container_id=spec.id, keep_rootfs=not spec.auto_remove, **extra)
+        container_id=spec.id, keep_rootfs=not spec.auto_remove, **oci)
 
 
 def exec_container(spec: ContainerSpec, pid: int, argv: Sequence[str], *,
                    env: Sequence[str] = (), user: str | None = None,
-                   workdir: str | None = None, **extra: Any) -> Any:
+                   workdir: str | None = None, die_with_parent: bool = True,
+                   **extra: Any) -> Any:
     """A Container that runs `argv` inside the running container `spec`
     whose first process is `pid` (docker exec): it joins every namespace of
     that process that differs from ours and its cgroup, and takes its
@@ -387,5 +424,6 @@ def exec_container(spec: ContainerSpec, pid: int, argv: Sequence[str], *,
                      cwd=workdir or spec.workdir or image_cwd or "/", user=who,
                      user_root=root, cap_add=spec.cap_add, cap_drop=spec.cap_drop,
                      no_new_privileges=spec.no_new_privileges, seccomp=spec.seccomp,
-                     privileged=spec.privileged, nondumpable=True, die_with_parent=True,
+                     privileged=spec.privileged, nondumpable=True,
+                     die_with_parent=die_with_parent,
                      **extra)
