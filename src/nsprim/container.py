@@ -23,6 +23,7 @@ from nsprim.namespace import Namespace, NamespaceKind
 from nsprim.network import NetworkMode, PortSpec
 from nsprim.plan import Plan, build_plan
 from nsprim.rootfs import OverlayRootfs, containers_dir
+from nsprim.rootless import UserMapping
 from nsprim.state import remove_tree, run_dir
 from nsprim.volumes import Volume
 
@@ -118,7 +119,7 @@ class Container:
         cwd: str | None = None,
         user: str | int | tuple[int, int] | None = None,
         namespaces: Mapping[NamespaceKind | str, bool | Namespace] | None = None,
-        user_namespace: IdMap | None = None,
+        user_namespace: IdMap | UserMapping | str | None = None,
         cap_add: Iterable[str] = (),
         cap_drop: Iterable[str] = (),
         no_new_privileges: bool = False,
@@ -214,6 +215,12 @@ class Container:
         self._limits: Limits | None = None
         if any(v is not None for v in limit_args.values()) or device_read_bps \
                 or device_write_bps:
+            if os.geteuid() != 0:  # rootless: only with delegation (nsprim.rootless)
+                from nsprim.rootless import check_limits
+
+                check_limits([k for k, v in limit_args.items() if v is not None]
+                             + ["device_read_bps"] * bool(device_read_bps)
+                             + ["device_write_bps"] * bool(device_write_bps))
             if cgroup is not None:
                 raise ConfigError("give a cgroup or limits (memory=, cpus=, ...), not both")
             self._limits = make_limits(device_read_bps=tuple(device_read_bps),
@@ -438,6 +445,10 @@ class Container:
     def _write_id_maps(self) -> None:
         m = self.config.user_namespace
         if m is None:
+            return
+        if isinstance(m, UserMapping):  # rootless: newuidmap, or setgroups denied first
+            assert self.pid is not None
+            m.write(self.pid)
             return
         for name, text in (("uid_map", m.uid_map()), ("gid_map", m.gid_map())):
             path = f"/proc/{self.pid}/{name}"

@@ -19,6 +19,7 @@ from nsprim.config import DEFAULT_PATH, Bind, ContainerConfig, Tmpfs
 from nsprim.errors import ConfigError
 from nsprim.exe import helper_fd
 from nsprim.namespace import Namespace, NamespaceKind
+from nsprim.rootless import UserMapping
 from nsprim.seccomp import compile_bpf
 
 TYPE_CHECKING = False
@@ -366,6 +367,20 @@ def _mounts(cfg: ContainerConfig, new: set[NamespaceKind], pidns_fd: int = -1) -
     return ops
 
 
+def _setup_ids(cfg: ContainerConfig) -> tuple[int, int]:
+    m = cfg.user_namespace
+    if isinstance(m, UserMapping):
+        return m.setup_uid, m.setup_gid
+    return 0, 0
+
+
+def _setgroups_denied(cfg: ContainerConfig, new: set[NamespaceKind]) -> bool:
+    """A new user namespace whose gid_map we wrote ourselves, unprivileged:
+    setgroups(2) is denied in it."""
+    m = cfg.user_namespace
+    return NamespaceKind.USER in new and isinstance(m, UserMapping) and m.setgroups_denied
+
+
 @lru_cache(maxsize=64)
 def _caps_detail(caps: frozenset[str]) -> str:
     return ",".join(sorted(caps))
@@ -425,11 +440,19 @@ def build_plan(cfg: ContainerConfig, stdio: tuple[int, int, int],
 
     uid, gid, groups, home = resolve_user(cfg.user_root or cfg.rootfs, cfg.user)
     plan.uid, plan.gid = uid, gid
+    if isinstance(cfg.user_namespace, UserMapping) and NamespaceKind.USER in new:
+        from nsprim.rootless import unmapped_user
+
+        err = unmapped_user(cfg.user_namespace, uid, gid)
+        if err is not None:
+            raise err
     if NamespaceKind.USER in new:
         plan.sync = True
         ops.append(Op(lib.NSP_OP_SYNC, "sync", detail="id maps"))
         # become the container's root so that files we create are mapped
-        ops.append(Op(lib.NSP_OP_SETID, "setid", uid=0, gid=0, detail="uid=0 gid=0"))
+        # (rootless keep-id without subordinate ids: the user, the one id mapped)
+        su, sg = _setup_ids(cfg)
+        ops.append(Op(lib.NSP_OP_SETID, "setid", uid=su, gid=sg, detail=f"uid={su} gid={sg}"))
     if cfg.rootfs is not None:
         ops.extend(_mounts(cfg, new, joined[NamespaceKind.PID].fd if pid_by_fork else -1))
     if cfg.tty:
@@ -462,8 +485,11 @@ def build_plan(cfg: ContainerConfig, stdio: tuple[int, int, int],
     caps_detail = _caps_detail(cfg.capabilities)
     ops.append(Op(lib.NSP_OP_CAP_BOUNDING, "capabilities_bounding", caps=caps,
                   detail=caps_detail))
-    ops.append(Op(lib.NSP_OP_SETGROUPS, "setgroups", ids=groups,
-                  detail="groups=" + ",".join(map(str, groups))))
+    if _setgroups_denied(cfg, new):
+        groups = ()  # bwrap's rule: no supplementary group can be mapped there
+    else:
+        ops.append(Op(lib.NSP_OP_SETGROUPS, "setgroups", ids=groups,
+                      detail="groups=" + ",".join(map(str, groups))))
     ops.append(Op(lib.NSP_OP_SETID, "setid", uid=uid, gid=gid, detail=f"uid={uid} gid={gid}"))
     ops.append(Op(lib.NSP_OP_CAPS, "capabilities", caps=caps, detail=caps_detail))
     if cfg.no_new_privileges:

@@ -1,0 +1,341 @@
+"""Rootless nsprim: what changes when the caller is not root.
+
+Every entry point (``run``, ``Container``, the CLI) asks :func:`is_rootless`;
+when it is true and no user namespace is given or joined, the container gets
+a new user namespace of its own, mapped by :func:`mapping`:
+
+- **full** (as podman): ``newuidmap``/``newgidmap`` (Debian ``uidmap``) and a
+  range of the user's in ``/etc/subuid`` and ``/etc/subgid``: container id 0
+  is the user, ids 1..N are the subordinate range (N <= 65536);
+- **single** (as bubblewrap): without them, one id -- container root is the
+  user -- written by ourselves after ``setgroups`` is set to ``deny`` (the
+  kernel's condition for an unprivileged gid_map);
+- **keep-id** (podman's ``--userns keep-id``): the user keeps its own uid and
+  gid inside; with subordinate ids the others are mapped around it.
+
+What the kernel cannot give without root is refused before anything is
+touched, in one line that says what to install or configure
+(:class:`RootlessError`).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+
+from nsprim._record import record
+from nsprim.errors import ConfigError
+
+__all__ = ["RootlessError", "UserMapping", "is_rootless", "userns_problem", "subid_range",
+           "mapping", "MODES", "data_home", "runtime_dir", "SUBID_SIZE"]
+
+#: the size of a full mapping's subordinate part (podman's default)
+SUBID_SIZE = 65536
+#: the modes of --userns (and Container(user_namespace="...")) for a rootless caller
+MODES = ("auto", "full", "single", "keep-id")
+
+_SUBID_MAX = 1 << 20  # /etc/subuid larger than this is not read
+
+
+class RootlessError(ConfigError):
+    """What a rootless container needs and this host or user does not have."""
+
+
+def is_rootless() -> bool:
+    """True when this process is not root: nsprim then runs rootless."""
+    return os.geteuid() != 0
+
+
+def _read_int(path: str) -> int | None:
+    try:
+        with open(path) as f:
+            return int(f.read().strip() or "x")
+    except (OSError, ValueError):
+        return None
+
+
+def userns_problem() -> str | None:
+    """Why an unprivileged user namespace cannot be made here, or None."""
+    if _read_int("/proc/sys/user/max_user_namespaces") == 0:
+        return ("unprivileged user namespaces are off (user.max_user_namespaces = 0): "
+                "as root, run `sysctl -w user.max_user_namespaces=15000`")
+    if _read_int("/proc/sys/kernel/unprivileged_userns_clone") == 0:
+        return ("unprivileged user namespaces are off (kernel.unprivileged_userns_clone = 0): "
+                "as root, run `sysctl -w kernel.unprivileged_userns_clone=1`")
+    if _read_int("/proc/sys/kernel/apparmor_restrict_unprivileged_userns") == 1:
+        return ("AppArmor restricts unprivileged user namespaces "
+                "(kernel.apparmor_restrict_unprivileged_userns = 1): as root, run "
+                "`sysctl -w kernel.apparmor_restrict_unprivileged_userns=0` or give "
+                "python an AppArmor profile with `userns,`")
+    return None
+
+
+def _user_name(uid: int) -> str | None:
+    import pwd
+
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return None
+
+
+def subid_range(path: str, uid: int | None = None) -> tuple[int, int] | None:
+    """(first id, count) of the first range of `uid` (default: ours) in
+    `path` (/etc/subuid or /etc/subgid), matched by name or uid; None if
+    there is none.  A malformed line is skipped, as shadow's tools do."""
+    uid = os.getuid() if uid is None else uid
+    keys = {str(uid)}
+    name = _user_name(uid)
+    if name:
+        keys.add(name)
+    try:
+        with open(path, "rb") as f:
+            data = f.read(_SUBID_MAX + 1)
+    except OSError:
+        return None
+    if len(data) > _SUBID_MAX:
+        return None
+    for line in data.decode("utf-8", "replace").splitlines():
+        parts = line.strip().split(":")
+        if len(parts) != 3 or parts[0] not in keys:
+            continue
+        first, count = parts[1], parts[2]
+        if not (first.isascii() and first.isdigit() and count.isascii() and count.isdigit()):
+            continue
+        if int(count) > 0 and int(first) + int(count) <= 2**32 - 1:
+            return int(first), int(count)
+    return None
+
+
+Extent = tuple[int, int, int]  # (first id inside, first id on the host, count)
+
+
+@record(frozen=True)
+class UserMapping:
+    """A rootless user namespace's id maps (several extents, unlike IdMap)
+    and how they are written: by newuidmap/newgidmap (`helper`), or by
+    ourselves after ``setgroups`` is denied."""
+
+    uids: tuple[Extent, ...]
+    gids: tuple[Extent, ...]
+    helper: bool = False
+    mode: str = "single"
+    #: the uid and gid the container's setup runs as (its root when mapped)
+    setup_uid: int = 0
+    setup_gid: int = 0
+
+    @property
+    def setgroups_denied(self) -> bool:
+        return not self.helper
+
+    def uid_map(self) -> str:
+        return "".join(f"{a} {b} {n}\n" for a, b, n in self.uids)
+
+    def gid_map(self) -> str:
+        return "".join(f"{a} {b} {n}\n" for a, b, n in self.gids)
+
+    @staticmethod
+    def _to_host(extents: tuple[Extent, ...], i: int) -> int | None:
+        for inside, host, n in extents:
+            if inside <= i < inside + n:
+                return host + i - inside
+        return None
+
+    def to_host_uid(self, uid: int) -> int | None:
+        return self._to_host(self.uids, uid)
+
+    def to_host_gid(self, gid: int) -> int | None:
+        return self._to_host(self.gids, gid)
+
+    def describe(self) -> str:
+        """One line: which mapping, for messages and `inspect`."""
+        return f"{self.mode} ({self.uid_map().strip().replace(chr(10), ', ')})"
+
+    def write(self, pid: int) -> None:
+        """Write the maps of the user namespace of `pid` (waiting in its
+        handshake)."""
+        if self.helper:
+            for tool, extents in (("newuidmap", self.uids), ("newgidmap", self.gids)):
+                args = [tool, str(pid)] + [str(v) for e in extents for v in e]
+                r = subprocess.run(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.PIPE, timeout=30)
+                if r.returncode != 0:
+                    why = r.stderr.decode(errors="replace").strip().splitlines()
+                    raise RootlessError(f"{tool} {pid} failed: "
+                                        f"{why[-1] if why else 'exit ' + str(r.returncode)}")
+            return
+        for name, text in (("setgroups", "deny"), ("uid_map", self.uid_map()),
+                           ("gid_map", self.gid_map())):
+            path = f"/proc/{pid}/{name}"
+            fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+            try:
+                os.write(fd, text.encode())
+            except OSError as e:
+                raise OSError(e.errno, f"writing {name} failed: {e.strerror}", path) from e
+            finally:
+                os.close(fd)
+
+
+def _howto_subids(user: str) -> str:
+    return (f"as root, run `usermod --add-subuids 100000-165535 --add-subgids "
+            f"100000-165535 {user}`")
+
+
+def _full_parts() -> tuple[tuple[int, int], tuple[int, int]] | str:
+    """The user's subordinate uid and gid ranges, or why there are none."""
+    uid = os.getuid()
+    user = _user_name(uid) or str(uid)
+    missing = [t for t in ("newuidmap", "newgidmap") if shutil.which(t) is None]
+    if missing:
+        return (f"{' and '.join(missing)} not found: install them "
+                "(`apt-get install uidmap`) for a full id mapping")
+    su = subid_range("/etc/subuid", uid)
+    sg = subid_range("/etc/subgid", uid)
+    if su is None or sg is None:
+        which = "/etc/subuid" if su is None else "/etc/subgid"
+        return f"no range for user {user} in {which}: {_howto_subids(user)}"
+    return su, sg
+
+
+def mapping(mode: str = "auto") -> UserMapping:
+    """The user namespace mapping for this (unprivileged) process.
+
+    ``auto``: full if newuidmap and subordinate ids are there, else single;
+    ``full``: full or a RootlessError saying what is missing; ``single``: the
+    user alone; ``keep-id``: the user keeps its ids inside."""
+    check_mode(mode)
+    problem = userns_problem()
+    if problem is not None:
+        raise RootlessError(problem)
+    uid, gid = os.getuid(), os.getgid()
+    parts = None if mode == "single" else _full_parts()
+    if isinstance(parts, str):
+        if mode == "full":
+            raise RootlessError(parts)
+        parts = None
+    if mode == "keep-id":
+        if parts is None:
+            return UserMapping(((uid, uid, 1),), ((gid, gid, 1),), helper=False,
+                               mode="keep-id", setup_uid=uid, setup_gid=gid)
+        (su, sun), (sg, sgn) = parts
+        return UserMapping(_around(uid, su, min(sun, SUBID_SIZE)),
+                           _around(gid, sg, min(sgn, SUBID_SIZE)), helper=True,
+                           mode="keep-id")
+    if parts is None:
+        return UserMapping(((0, uid, 1),), ((0, gid, 1),), helper=False, mode="single")
+    (su, sun), (sg, sgn) = parts
+    return UserMapping(((0, uid, 1), (1, su, min(sun, SUBID_SIZE))),
+                       ((0, gid, 1), (1, sg, min(sgn, SUBID_SIZE))), helper=True, mode="full")
+
+
+def _around(me: int, sub: int, n: int) -> tuple[Extent, ...]:
+    """keep-id's extents: `me` is itself; 0.. the subordinate ids, skipping `me`."""
+    out: list[Extent] = []
+    below = min(me, n)
+    if below:
+        out.append((0, sub, below))
+    out.append((me, me, 1))
+    if n > below:
+        out.append((me + 1, sub + below, n - below))
+    return tuple(out)
+
+
+def unmapped_user(m: UserMapping, uid: int, gid: int) -> RootlessError | None:
+    """The error for a container user that `m` does not map, else None."""
+    bad = []
+    if m.to_host_uid(uid) is None:
+        bad.append(f"uid {uid}")
+    if m.to_host_gid(gid) is None:
+        bad.append(f"gid {gid}")
+    if not bad:
+        return None
+    me = _user_name(os.getuid()) or str(os.getuid())
+    why = _full_parts()
+    hint = why if isinstance(why, str) else "use --userns auto or full"
+    return RootlessError(f"{' and '.join(bad)} of the container's user is not mapped in its "
+                         f"user namespace ({m.describe()} for {me}): {hint}")
+
+
+# ------------------------------------------------------------------ state
+
+def data_home() -> str:
+    """$XDG_DATA_HOME, else ~/.local/share (of the real user)."""
+    d = os.environ.get("XDG_DATA_HOME")
+    if d and os.path.isabs(d):
+        return d
+    home = os.environ.get("HOME")
+    if not home or not os.path.isabs(home):
+        import pwd
+
+        try:
+            home = pwd.getpwuid(os.getuid()).pw_dir
+        except KeyError:
+            raise RootlessError(f"no home directory for uid {os.getuid()}: set "
+                                "XDG_DATA_HOME or NSPRIM_ROOT") from None
+    return os.path.join(home, ".local", "share")
+
+
+def runtime_dir() -> str | None:
+    """$XDG_RUNTIME_DIR if it is set and ours (mode 0700), else None."""
+    d = os.environ.get("XDG_RUNTIME_DIR")
+    if not d or not os.path.isabs(d):
+        return None
+    try:
+        st = os.stat(d)
+    except OSError:
+        return None
+    if st.st_uid != os.getuid():
+        raise RootlessError(f"XDG_RUNTIME_DIR {d} is owned by uid {st.st_uid}, not by you "
+                            f"({os.getuid()})")
+    return d
+
+
+def check_owned(path: str) -> None:
+    """Refuse a state directory that another user owns (it could read or
+    plant our containers' files)."""
+    st = os.stat(path)
+    if st.st_uid != os.geteuid():
+        raise RootlessError(f"nsprim state directory {path} is owned by uid {st.st_uid}, "
+                            f"not by you ({os.geteuid()}): refusing to use it")
+
+
+def check_mode(mode: str) -> str:
+    """A --userns mode, or the ConfigError naming it."""
+    if mode not in MODES:
+        raise ConfigError(f"invalid --userns {mode!r}: expected one of {', '.join(MODES)}")
+    return mode
+
+
+# ------------------------------------------------------------------ cgroups
+
+def limits_problem(flags: list[str]) -> str | None:
+    """Why resource limits (`flags`, as the user gave them) cannot be set
+    without root here, or None.
+
+    Limits need a cgroup v2 subtree delegated to the user (owned by it, with
+    the controllers enabled): cgroup v1 controllers are root's alone.
+    nsprim does not yet create containers' cgroups inside a delegated subtree
+    (the caller would first have to move itself into a leaf of it), so limits
+    are refused rootless in every case, with what a host would need."""
+    if not flags:
+        return None
+    from nsprim.cgroup import host_layout
+
+    lay = host_layout()
+    what = ", ".join(flags)
+    v1 = sorted(c for c in ("memory", "cpu", "pids") if c in lay.v1
+                and c not in lay.v2_controllers)
+    if v1:
+        return (f"{what}: resource limits need a cgroup v2 subtree delegated to you, and "
+                f"this host's {', '.join(v1)} controllers are cgroup v1 (root only): boot "
+                "with systemd.unified_cgroup_hierarchy=1 and have root delegate a subtree "
+                "(`systemd-run --user -p Delegate=yes` or `nsprim system delegate USER`)")
+    return (f"{what}: resource limits without root need a delegated cgroup v2 subtree, "
+            "which rootless nsprim does not use yet: run as root, or without limits")
+
+
+def check_limits(flags: list[str]) -> None:
+    why = limits_problem(flags)
+    if why is not None:
+        raise RootlessError(why)
