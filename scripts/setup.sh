@@ -29,6 +29,11 @@ command -v htpasswd >/dev/null || need_apt+=(apache2-utils)
 command -v nft >/dev/null || need_apt+=(nftables)
 command -v ip >/dev/null || need_apt+=(iproute2)
 [ -x /usr/bin/python3 ] || need_apt+=(python3)
+# rootless tests: newuidmap/newgidmap, Debian's python3 with cffi for the
+# unprivileged test users (root's venv is not theirs), pasta for their network
+command -v newuidmap >/dev/null || need_apt+=(uidmap)
+/usr/bin/python3 -c 'import cffi' 2>/dev/null || need_apt+=(python3-cffi)
+command -v pasta >/dev/null || need_apt+=(passt)
 if [ ${#need_apt[@]} -gt 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
