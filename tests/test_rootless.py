@@ -5,6 +5,7 @@ directories, the CLI's lifecycle, and the one-line refusals."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -17,6 +18,7 @@ from nsprim import rootless
 from nsprim.errors import ConfigError
 from nsprim.rootless import UserMapping, _around, subid_range
 
+from .conftest import need
 from .rootless_users import PY, Users
 
 NONET = ("--network", "none")
@@ -292,3 +294,62 @@ def test_keep_id_extents_are_a_bijection(me: int, sub: int, n: int) -> None:
 def test_modes_are_checked() -> None:
     with pytest.raises(ConfigError, match="invalid --userns 'nope'"):
         rootless.mapping("nope")
+
+
+# ---------------------------------------------------------------- network
+
+def _wait_http(url: str, want: str, tries: int = 100) -> str:
+    import urllib.request
+
+    last = ""
+    for _ in range(tries):
+        try:
+            with urllib.request.urlopen(url, timeout=2) as resp:  # noqa: S310 (loopback)
+                last = resp.read().decode()
+                if want in last:
+                    return last
+        except OSError as e:
+            last = str(e)
+        time.sleep(0.1)
+    return last
+
+
+def test_default_network_is_pasta_with_published_port(rootless_users: Users) -> None:
+    """The CLI's default network without root: pasta gives the container an
+    interface and a default route, and -p reaches it from the host."""
+    need(shutil.which("pasta") is not None, "needs pasta (apt-get install passt)")
+    u = rootless_users["a"]
+    r = u.nsprim("run", "--rm", "--rootfs", rootless_users.rootfs, "--", "ip", "route")
+    assert r.returncode == 0, r.stderr
+    assert "default via" in r.stdout
+    port = 20000 + os.getpid() % 20000
+    r = u.nsprim("run", "-d", "--name", "web", "-p", f"127.0.0.1:{port}:8080", "--rootfs",
+                 rootless_users.rootfs, "--", "sh", "-c",
+                 "mkdir -p /tmp/www && echo hello-rootless > /tmp/www/index.html && "
+                 "exec httpd -f -p 8080 -h /tmp/www")
+    assert r.returncode == 0, r.stderr
+    try:
+        assert _wait_http(f"http://127.0.0.1:{port}/", "hello-rootless").strip() \
+            == "hello-rootless"
+        ps = u.nsprim("ps")
+        assert f"127.0.0.1:{port}->8080/tcp" in ps.stdout
+    finally:
+        rm = u.nsprim("rm", "-f", "web")
+    assert rm.returncode == 0, rm.stderr
+    # pasta went with the container: nothing of the user's is left running
+    time.sleep(0.3)
+    left = subprocess.run(["pgrep", "-u", str(u.uid), "-a"], capture_output=True, text=True)
+    assert "pasta" not in left.stdout
+
+
+def test_network_host_and_none(rootless_users: Users) -> None:
+    u = rootless_users["a"]
+    host = os.readlink("/proc/self/ns/net")
+    r = u.nsprim("run", "--rm", "--network", "host", "--rootfs", rootless_users.rootfs,
+                 "--", "readlink", "/proc/self/ns/net")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == host
+    r = u.nsprim("run", "--rm", "--network", "none", "--rootfs", rootless_users.rootfs,
+                 "--", "ls", "/sys/class/net")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["lo"]

@@ -33,6 +33,7 @@ if TYPE_CHECKING:  # imported where used: a --rootfs container needs neither
 
     from nsprim.images.store import Image
     from nsprim.network.bridge import Attachment
+    from nsprim.rootless import UserNet
 
 __all__ = ["Container", "CompletedContainer", "run", "PIPE", "DEVNULL", "STDOUT"]
 
@@ -190,6 +191,8 @@ class Container:
             namespaces = dict(namespaces or {})
             namespaces["net"] = self.network.kind != "host"  # bridge/container: at start()
         self.attachment: Attachment | None = None
+        self._pasta_wanted = False  # rootless default network (nsprim.rootless)
+        self._usernet: UserNet | None = None
         self._netns: Namespace | None = None
         self._etc_dir: str | None = None
         #: what start() acquired on the host, each pushed as it is acquired
@@ -312,6 +315,19 @@ class Container:
         mode = self.network
         if mode.kind not in ("bridge", "container"):
             return cfg
+        if mode.kind == "bridge" and isinstance(cfg.user_namespace, UserMapping):
+            # rootless: the container's own network namespace, wired by pasta
+            # once its id maps are written (_write_id_maps)
+            from nsprim.rootless import usermode_network_tool
+
+            if usermode_network_tool() is None:
+                from nsprim.rootless import RootlessError
+
+                raise RootlessError("the default network without root needs pasta: install "
+                                    "it (`apt-get install passt`), or use --network none "
+                                    "or host")
+            self._pasta_wanted = True
+            return cfg
         ns = dict(cfg.namespaces)
         mounts = list(cfg.mounts)
         if mode.kind == "container":
@@ -349,6 +365,26 @@ class Container:
         ns[NamespaceKind.NET] = self._netns
         return _record.replace(cfg, namespaces=ns, mounts=tuple(mounts))
 
+    def _start_pasta(self) -> None:
+        from nsprim.rootless import start_pasta
+
+        assert self.pid is not None
+        publish = [(p.container_port, p.host_port, p.proto, p.host_ip)
+                   for p in self.network.publish]
+        if self.network.publish_all and self.image is not None:
+            for e in self.image.exposed_ports:
+                port, _, proto = e.partition("/")
+                publish.append((int(port), 0, proto or "tcp", ""))
+        d = os.path.join(run_dir(), "pasta")
+        os.makedirs(d, 0o700, exist_ok=True)
+        self._usernet = start_pasta(self.pid, publish, os.path.join(d, self.id + ".pid"))
+        self._resources.callback(self._release_usernet)
+
+    def _release_usernet(self) -> None:
+        if self._usernet is not None:
+            net, self._usernet = self._usernet, None
+            net.close()
+
     @property
     def ip_address(self) -> str | None:
         """The container's address on the bridge network, if it has one."""
@@ -357,6 +393,8 @@ class Container:
     @property
     def ports(self) -> list[dict[str, object]]:
         """Published ports: {proto, host_ip, host_port, container_port}."""
+        if self._usernet is not None:
+            return list(self._usernet.ports)
         return list(self.attachment.ports) if self.attachment is not None else []
 
     def _resolve_volumes(self) -> ContainerConfig:
@@ -449,6 +487,8 @@ class Container:
         if isinstance(m, UserMapping):  # rootless: newuidmap, or setgroups denied first
             assert self.pid is not None
             m.write(self.pid)
+            if self._pasta_wanted:
+                self._start_pasta()
             return
         for name, text in (("uid_map", m.uid_map()), ("gid_map", m.gid_map())):
             path = f"/proc/{self.pid}/{name}"

@@ -339,3 +339,85 @@ def check_limits(flags: list[str]) -> None:
     why = limits_problem(flags)
     if why is not None:
         raise RootlessError(why)
+
+
+# ------------------------------------------------------------------ network
+
+def usermode_network_tool() -> str | None:
+    """The user-mode network helper for the default network without root:
+    pasta (Debian ``passt``); None when it is not installed."""
+    return shutil.which("pasta")
+
+
+def _free_port(proto: str, host_ip: str) -> int:
+    import socket
+
+    kind = socket.SOCK_STREAM if proto == "tcp" else socket.SOCK_DGRAM
+    with socket.socket(socket.AF_INET, kind) as s:
+        s.bind((host_ip or "0.0.0.0", 0))
+        return int(s.getsockname()[1])
+
+
+def stop_pasta(pidfile: str) -> None:
+    """End the pasta whose pid `pidfile` holds (it keeps the container's
+    network namespace alive, so it never leaves by itself), and remove the
+    file.  The process is checked to be that pasta (its command line names
+    the file) before it is signalled: a pid is not trusted on its own."""
+    import signal
+
+    try:
+        with open(pidfile) as f:
+            pid = int(f.read().strip())
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            cmd = f.read().split(b"\0")
+        if os.path.basename(cmd[0]) == b"pasta" and os.fsencode(pidfile) in cmd:
+            os.kill(pid, signal.SIGTERM)
+    except (OSError, ValueError):
+        pass
+    try:
+        os.unlink(pidfile)
+    except OSError:
+        pass
+
+
+@record
+class UserNet:
+    """pasta attached to a container's network namespace: outbound traffic
+    through the host's sockets, published ports forwarded from the host."""
+
+    pidfile: str
+    ports: list[dict[str, object]]
+
+    def close(self) -> None:
+        stop_pasta(self.pidfile)
+
+
+def start_pasta(container_pid: int, publish: list[tuple[int, int, str, str]],
+                pidfile: str) -> UserNet:
+    """Attach pasta to the network (and user) namespace of `container_pid`,
+    configure its interface like the host's, forward `publish`
+    ((container port, host port or 0, proto, host ip)).  Returns once the
+    namespace is configured."""
+    tool = usermode_network_tool()
+    if tool is None:
+        raise RootlessError("the default network without root needs pasta: install it "
+                            "(`apt-get install passt`), or use --network none or host")
+    args = [tool, "--config-net", "--quiet", "--pid", pidfile]
+    fwd: dict[str, list[str]] = {"tcp": [], "udp": []}
+    ports: list[dict[str, object]] = []
+    for cport, hport, proto, hip in publish:
+        hport = hport or _free_port(proto, hip)
+        fwd[proto].append(f"{hip + '/' if hip else ''}{hport}:{cport}")
+        ports.append({"proto": proto, "host_ip": hip or "0.0.0.0", "host_port": hport,
+                      "container_port": cport})
+    for proto, flag in (("tcp", "-t"), ("udp", "-u")):
+        for spec in fwd[proto] or ["none"]:
+            args += [flag, spec]
+    args += ["-T", "none", "-U", "none", str(container_pid)]
+    r = subprocess.run(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                       stderr=subprocess.STDOUT, timeout=30)
+    if r.returncode != 0:
+        why = r.stdout.decode(errors="replace").strip().splitlines()
+        raise RootlessError(f"pasta failed (exit {r.returncode}): "
+                            f"{why[-1] if why else 'no message'}")
+    return UserNet(pidfile, ports)
