@@ -72,15 +72,24 @@ def test_keep_id(rootless_users: Users, who: str) -> None:
     assert r.stdout.split() == [str(u.uid), str(u.gid)]
 
 
-def test_python_api_runs_rootless_without_a_flag(rootless_users: Users) -> None:
-    u = rootless_users["a"]
-    code = ("from nsprim import run\n"
-            f"r = run(['sh', '-c', 'id -u; hostname'], rootfs={rootless_users.rootfs!r}, "
-            "hostname='box', capture_output=True)\n"
-            "print(r.returncode, r.stdout.decode().split())\n")
+@pytest.mark.parametrize("who", ["a", "c"])
+def test_python_api_runs_rootless_without_a_flag(rootless_users: Users, who: str) -> None:
+    """run() and Container: a (full mapping, written by newuidmap) and c
+    (single id, which the child maps itself)."""
+    u = rootless_users[who]
+    code = ("from nsprim import run, Container, PIPE\n"
+            f"r = run(['sh', '-c', 'id -u; hostname; cat /proc/self/uid_map'], "
+            f"rootfs={rootless_users.rootfs!r}, hostname='box', capture_output=True)\n"
+            "print(r.returncode, r.stdout.decode().split())\n"
+            f"with Container(['cat'], rootfs={rootless_users.rootfs!r}, stdin=PIPE, "
+            "stdout=PIPE) as c:\n"
+            "    print(c.communicate(b'piped', timeout=10)[0].decode(), c.returncode)\n")
     r = u.python(code)
     assert r.returncode == 0, r.stderr
-    assert r.stdout.strip() == "0 ['0', 'box']"
+    first, second = r.stdout.strip().splitlines()
+    ext = ["0", str(u.uid), "1"] + (["1", str(u.subid[0]), "65536"] if u.subid else [])
+    assert first == "0 " + str(["0", "box"] + ext)
+    assert second == "piped 0"
 
 
 def test_default_protections_inside_the_user_namespace(rootless_users: Users) -> None:

@@ -446,7 +446,8 @@ class Container:
             self._oom_before = self.cgroup.oom_kills()
         stdio, close_after = self._open_stdio()
         try:
-            plan = build_plan(cfg, (stdio[0], stdio[1], stdio[2]), self.cgroup)
+            plan = build_plan(cfg, (stdio[0], stdio[1], stdio[2]), self.cgroup,
+                              parent_maps=self._pasta_wanted)
             self._plan = plan
             child = _spawn.spawn(plan)
             self.pid = child.pid

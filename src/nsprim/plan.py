@@ -391,9 +391,10 @@ _JOIN_ORDER = (NamespaceKind.USER, NamespaceKind.MNT, NamespaceKind.NET, Namespa
 
 
 def build_plan(cfg: ContainerConfig, stdio: tuple[int, int, int],
-               cgroup: CgroupTarget | None = None) -> Plan:
+               cgroup: CgroupTarget | None = None, *, parent_maps: bool = False) -> Plan:
     """The plan that sets up and runs `cfg`'s command with `stdio` as fds 0-2,
-    in `cgroup` if one is given."""
+    in `cgroup` if one is given.  `parent_maps`: the parent writes the id
+    maps (and may act then) even when the child could write its own."""
     new = {k for k, v in cfg.namespaces.items() if v is True}
     joined = {k: v for k, v in cfg.namespaces.items() if isinstance(v, Namespace)}
     flags = 0
@@ -446,7 +447,16 @@ def build_plan(cfg: ContainerConfig, stdio: tuple[int, int, int],
         err = unmapped_user(cfg.user_namespace, uid, gid)
         if err is not None:
             raise err
-    if NamespaceKind.USER in new:
+    m = cfg.user_namespace
+    if NamespaceKind.USER in new and isinstance(m, UserMapping) and m.setgroups_denied \
+            and not parent_maps:
+        # rootless single-id mapping: the child maps its own id, as bwrap
+        # does -- no round trip to the parent, and it may share our memory
+        for name, text in (("setgroups", "deny"), ("uid_map", m.uid_map()),
+                           ("gid_map", m.gid_map())):
+            ops.append(Op(lib.NSP_OP_WRITE_FILE, "userns_map", src=f"/proc/self/{name}",
+                          data=text, detail=f"/proc/self/{name}"))
+    elif NamespaceKind.USER in new:
         plan.sync = True
         ops.append(Op(lib.NSP_OP_SYNC, "sync", detail="id maps"))
         # become the container's root so that files we create are mapped
