@@ -6,7 +6,6 @@ other's state; root inside a rootless container is only the user outside."""
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Iterator
 
 import pytest
