@@ -299,9 +299,11 @@ class Container:
                     devices.apply(self.cgroup.fd, self.cgroup.v1_paths.get("devices"),
                                   devices.rules_for(self.config.devices))
             if self.image is not None:
+                rootless = isinstance(self.config.user_namespace, UserMapping)
                 self._overlay = OverlayRootfs(self.image.layers, id=self.id,
                                               keep=self._keep_rootfs,
-                                              reuse=self._record_dir).mount()
+                                              reuse=self._record_dir,
+                                              in_userns=rootless).mount()
                 self._resources.callback(self._release_overlay)
             self._start(self._resolve_network(self._resolve_volumes()))
         except BaseException:
@@ -446,8 +448,11 @@ class Container:
             self._oom_before = self.cgroup.oom_kills()
         stdio, close_after = self._open_stdio()
         try:
+            ov = self._overlay
             plan = build_plan(cfg, (stdio[0], stdio[1], stdio[2]), self.cgroup,
-                              parent_maps=self._pasta_wanted)
+                              parent_maps=self._pasta_wanted,
+                              overlay=ov.mount_data() if ov is not None and ov.in_userns
+                              else None)
             self._plan = plan
             child = _spawn.spawn(plan)
             self.pid = child.pid

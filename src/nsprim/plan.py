@@ -288,9 +288,11 @@ def _host_devices() -> list[str]:
     return sorted(out)
 
 
-def _mounts(cfg: ContainerConfig, new: set[NamespaceKind], pidns_fd: int = -1) -> list[Op]:
+def _mounts(cfg: ContainerConfig, new: set[NamespaceKind], pidns_fd: int = -1,
+            overlay: str | None = None) -> list[Op]:
     """The root's mounts.  `pidns_fd`: a joined pid namespace, which /proc
-    must show (we are not in it ourselves: see build_plan)."""
+    must show (we are not in it ourselves: see build_plan).  `overlay`: the
+    options of an overlay the child mounts on the rootfs first (rootless)."""
     assert cfg.rootfs is not None
     rootfs = cfg.rootfs
     userns = NamespaceKind.USER in new
@@ -300,6 +302,9 @@ def _mounts(cfg: ContainerConfig, new: set[NamespaceKind], pidns_fd: int = -1) -
     ops = [
         Op(lib.NSP_OP_MOUNT_PROPAGATION, "mount_propagation", mflags=lib.MS_PRIVATE,
            detail="/ rprivate"),
+        *([] if overlay is None else [
+            Op(lib.NSP_OP_MOUNT, "mount_overlay", src="overlay", dst=rootfs, fstype="overlay",
+               data=overlay, detail=f"{rootfs} (overlay in the user namespace)")]),
         Op(lib.NSP_OP_ROOT, "rootfs", src=rootfs, flags=nodev, detail=f"rootfs={rootfs}"),
         Op(lib.NSP_OP_MOUNT, "mount_proc", src="proc", dst="/proc", fstype="proc",
            mflags=_NOSUID_NODEV_NOEXEC, flags=lib.NSP_F_MKDIR, fd=pidns_fd,
@@ -391,10 +396,13 @@ _JOIN_ORDER = (NamespaceKind.USER, NamespaceKind.MNT, NamespaceKind.NET, Namespa
 
 
 def build_plan(cfg: ContainerConfig, stdio: tuple[int, int, int],
-               cgroup: CgroupTarget | None = None, *, parent_maps: bool = False) -> Plan:
+               cgroup: CgroupTarget | None = None, *, parent_maps: bool = False,
+               overlay: str | None = None) -> Plan:
     """The plan that sets up and runs `cfg`'s command with `stdio` as fds 0-2,
     in `cgroup` if one is given.  `parent_maps`: the parent writes the id
-    maps (and may act then) even when the child could write its own."""
+    maps (and may act then) even when the child could write its own.
+    `overlay`: mount(2) options of an overlay the child mounts on the rootfs
+    before entering it (rootless: only its user namespace may mount it)."""
     new = {k for k, v in cfg.namespaces.items() if v is True}
     joined = {k: v for k, v in cfg.namespaces.items() if isinstance(v, Namespace)}
     flags = 0
@@ -464,7 +472,8 @@ def build_plan(cfg: ContainerConfig, stdio: tuple[int, int, int],
         su, sg = _setup_ids(cfg)
         ops.append(Op(lib.NSP_OP_SETID, "setid", uid=su, gid=sg, detail=f"uid={su} gid={sg}"))
     if cfg.rootfs is not None:
-        ops.extend(_mounts(cfg, new, joined[NamespaceKind.PID].fd if pid_by_fork else -1))
+        ops.extend(_mounts(cfg, new, joined[NamespaceKind.PID].fd if pid_by_fork else -1,
+                           overlay))
     if cfg.tty:
         # a terminal of the container's own /dev/pts (its root and mounts are in place)
         ops.append(Op(lib.NSP_OP_PTY, "terminal", detail="/dev/ptmx"))

@@ -1,0 +1,120 @@
+"""Rootless images: pull from the tests' loopback registry and load, as
+unprivileged users; the overlay mounted in the container's user namespace;
+copy-on-write, whiteouts, device nodes, owners."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+
+from .rootless_users import Users
+
+NONET = ("--network", "none")
+
+
+def _pull(u: object, ref: str) -> None:
+    from .rootless_users import User
+
+    assert isinstance(u, User)
+    r = u.nsprim("pull", ref, timeout=120)
+    assert r.returncode == 0, r.stderr
+
+
+def test_pull_and_run_full_and_single(rootless_users: Users, images: dict[str, str]) -> None:
+    for who in ("a", "c"):  # a: full mapping (newuidmap), c: single id
+        u = rootless_users[who]
+        _pull(u, images["app"])
+        r = u.nsprim("run", "--rm", *NONET, images["app"])
+        assert r.returncode == 0, (who, r.stderr)
+        assert r.stdout == "hello from app\n"
+        # the layers are the user's, in the user's own store
+        layers = os.path.join(u.data_root, "images")
+        assert os.stat(layers).st_uid == u.uid
+        lst = u.nsprim("images", "-q")
+        assert lst.returncode == 0 and lst.stdout.strip(), lst.stderr
+
+
+def test_overlay_copy_on_write(rootless_users: Users, images: dict[str, str]) -> None:
+    u = rootless_users["a"]
+    _pull(u, images["app"])
+    r = u.nsprim("run", "--rm", *NONET, images["app"], "sh", "-c",
+                 "echo changed > /app/hello.txt && cat /app/hello.txt && "
+                 "awk '$5 == \"/\"' /proc/self/mountinfo | grep -c ' - overlay '")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["changed", "1"]
+    r = u.nsprim("run", "--rm", *NONET, images["app"])
+    assert r.stdout == "hello from app\n"  # the image is unchanged
+    # nothing mounted on the host: the overlay lived in the container's namespaces
+    with open("/proc/self/mountinfo") as f:
+        assert u.data_root not in f.read()
+
+
+def test_whiteouts_apply(rootless_users: Users, images: dict[str, str]) -> None:
+    u = rootless_users["c"]
+    _pull(u, images["wh"])
+    r = u.nsprim("run", "--rm", *NONET, images["wh"])
+    assert r.returncode == 1, r.stderr  # the image's `ls /data` of a deleted directory
+    assert r.stdout.splitlines()[0] == "gone"
+    assert "No such file" in r.stdout
+
+
+def test_named_container_and_rmi(rootless_users: Users, images: dict[str, str]) -> None:
+    u = rootless_users["b"]
+    _pull(u, images["base"])
+    r = u.nsprim("run", "-d", "--name", "img", *NONET, images["base"], "sleep", "300")
+    assert r.returncode == 0, r.stderr
+    try:
+        ex = u.nsprim("exec", "img", "sh", "-c", "echo hi > /f && cat /f")
+        assert ex.returncode == 0, ex.stderr
+        assert ex.stdout == "hi\n"
+    finally:
+        assert u.nsprim("rm", "-f", "img").returncode == 0
+    r = u.nsprim("rmi", images["base"])
+    assert r.returncode == 0, r.stderr
+    assert images["base"].split("/", 1)[1].split(":")[0] not in u.nsprim("images").stdout
+
+
+def test_load_an_oci_layout(rootless_users: Users, images: dict[str, str]) -> None:
+    u = rootless_users["b"]
+    dest = os.path.join(rootless_users.base, "layout-copy")
+    if not os.path.exists(dest):
+        shutil.copytree(images["layout"], dest)
+        subprocess.run(["chmod", "-R", "a+rX", dest], check=True)
+    r = u.nsprim("load", "-i", dest, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert u.nsprim("images", "-q").stdout.strip()
+
+
+def test_owners_and_device_nodes_rootless(rootless_users: Users, tmp_path: object) -> None:
+    """A layer with a file of uid 1000 and a device node: extracted by the
+    user, the device skipped with a note, the owner recorded."""
+    import io
+    import tarfile
+
+    u = rootless_users["c"]
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as t:
+        info = tarfile.TarInfo("owned")
+        info.uid = info.gid = 1000
+        info.size = 2
+        t.addfile(info, io.BytesIO(b"hi"))
+        dev = tarfile.TarInfo("dev/sda")
+        dev.type = tarfile.BLKTYPE
+        dev.devmajor, dev.devminor = 8, 0
+        t.addfile(dev)
+    tar = os.path.join(rootless_users.base, "owners.tar")
+    with open(tar, "wb") as f:
+        f.write(buf.getvalue())
+    os.chmod(tar, 0o644)
+    out = os.path.join(u.home, "layer")
+    code = ("import sys\nfrom nsprim.images.layer import extract_layer, OWNER_XATTR\n"
+            f"import os\nos.mkdir({out!r})\n"
+            f"print(extract_layer(open({tar!r}, 'rb'), {out!r})[1])\n"
+            f"print(os.getxattr({out!r} + '/owned', OWNER_XATTR).decode())\n"
+            f"print(os.path.exists({out!r} + '/dev/sda'))\n")
+    r = u.python(code)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines()[1:] == ["1000:1000", "False"]
+    assert "skipped device node /dev/sda" in r.stderr
+    assert os.stat(os.path.join(out, "owned")).st_uid == u.uid
