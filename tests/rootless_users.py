@@ -17,8 +17,6 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import _assert_no_mounts_under, _static_busybox, build_busybox_rootfs, need
-
 PY = "/usr/bin/python3"
 
 
@@ -118,6 +116,8 @@ def _pylib(dest: str) -> str:
 @pytest.fixture(scope="session", name="rootless_users")
 def rootless_users_fixture() -> Iterator[Users]:
     """Users `a` and `b` (65536 subordinate ids each) and `c` (none)."""
+    from .conftest import _assert_no_mounts_under, _static_busybox, build_busybox_rootfs, need
+
     need(os.geteuid() == 0, "needs root (to create the test users)")
     for tool in ("useradd", "userdel", "usermod", "setpriv", "newuidmap", "newgidmap"):
         need(shutil.which(tool) is not None,

@@ -118,3 +118,95 @@ def test_owners_and_device_nodes_rootless(rootless_users: Users, tmp_path: objec
     assert r.stdout.splitlines()[1:] == ["1000:1000", "False"]
     assert "skipped device node /dev/sda" in r.stderr
     assert os.stat(os.path.join(out, "owned")).st_uid == u.uid
+
+
+def _docker_archive(dest: str, rootfs: str) -> str:
+    """A `docker save` archive of two layers: the busybox rootfs, then files
+    of uid 1000 (a directory, a setuid file) and a device node."""
+    import hashlib
+    import io
+    import json
+    import tarfile
+
+    def layer_of(add: object) -> bytes:
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as t:
+            add(t)  # type: ignore[operator]
+        return buf.getvalue()
+
+    def base(t: tarfile.TarFile) -> None:
+        t.add(rootfs, arcname=".", filter=lambda i: None if i.name.startswith("./proc/")
+              else i)
+
+    def own(t: tarfile.TarFile) -> None:
+        d = tarfile.TarInfo("d1000")
+        d.type, d.mode, d.uid, d.gid = tarfile.DIRTYPE, 0o755, 1000, 1000
+        t.addfile(d)
+        f = tarfile.TarInfo("owned")
+        f.mode, f.uid, f.gid, f.size = 0o4755, 1000, 1000, 3
+        t.addfile(f, io.BytesIO(b"hi\n"))
+        dev = tarfile.TarInfo("dev/sdz")
+        dev.type, dev.devmajor, dev.devminor = tarfile.BLKTYPE, 8, 0
+        t.addfile(dev)
+
+    layers = [layer_of(base), layer_of(own)]
+    diff_ids = ["sha256:" + hashlib.sha256(x).hexdigest() for x in layers]
+    config = json.dumps({"architecture": "amd64", "os": "linux",
+                         "config": {"Cmd": ["sh"]},
+                         "rootfs": {"type": "layers", "diff_ids": diff_ids}}).encode()
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w") as t:
+        def put(name: str, data: bytes) -> None:
+            i = tarfile.TarInfo(name)
+            i.size = len(data)
+            t.addfile(i, io.BytesIO(data))
+        put("config.json", config)
+        for n, x in enumerate(layers):
+            put(f"l{n}.tar", x)
+        put("manifest.json", json.dumps([{"Config": "config.json", "RepoTags": ["own:1"],
+                                          "Layers": ["l0.tar", "l1.tar"]}]).encode())
+    with open(dest, "wb") as f:
+        f.write(out.getvalue())
+    os.chmod(dest, 0o644)
+    return dest
+
+
+def test_layer_owners_are_mapped_ids(rootless_users: Users) -> None:
+    """Full mapping: a file of uid 1000 in the image is uid 1000 inside and
+    the subordinate id 999 on the host; rmi removes it all.  Single id: the
+    user's, root inside, the original owner recorded."""
+    archive = os.path.join(rootless_users.base, "own.tar")
+    if not os.path.exists(archive):
+        _docker_archive(archive, rootless_users.rootfs)
+    for who in ("a", "c"):
+        u = rootless_users[who]
+        r = u.nsprim("load", "-i", archive, timeout=120)
+        assert r.returncode == 0, r.stderr
+        assert "skipped device node /dev/sdz" in r.stderr
+        r = u.nsprim("run", "--rm", *NONET, "own:1", "sh", "-c",
+                     "stat -c '%u:%g %a' /owned /d1000; test -e /dev/sdz || echo nodev")
+        assert r.returncode == 0, (who, r.stderr)
+        layers = os.path.join(u.data_root, "images", "layers")
+        before = set(os.listdir(layers))
+        found = [os.path.join(layers, d, "owned") for d in os.listdir(layers)
+                 if os.path.exists(os.path.join(layers, d, "owned"))]
+        assert len(found) == 1
+        st = os.stat(found[0])
+        if u.subid is not None:
+            assert r.stdout.split() == ["1000:1000", "4755", "1000:1000", "755", "nodev"]
+            assert (st.st_uid, st.st_gid) == (u.subid[0] + 999, u.subid[0] + 999)
+            ex = u.nsprim("run", "--rm", *NONET, "-u", "1000", "own:1", "touch", "/d1000/x")
+            assert ex.returncode == 0, ex.stderr
+        else:
+            assert r.stdout.split() == ["0:0", "4755", "0:0", "755", "nodev"]
+            assert st.st_uid == u.uid
+            assert os.getxattr(found[0], "user.nsprim.owner") == b"1000:1000"
+        rmi = u.nsprim("rmi", "own:1")
+        assert rmi.returncode == 0, rmi.stderr
+        gone = before - set(os.listdir(layers))
+        assert os.path.basename(os.path.dirname(found[0])) in gone and len(gone) == 2
+        assert not os.path.exists(found[0])  # subordinate ids' files too
+        # the container layers (with copied-up files of uid 1000) went with --rm
+        cdir = os.path.join(u.data_root, "containers")
+        left = [os.path.join(t, n) for t, ds, fs in os.walk(cdir) for n in ds + fs]
+        assert left == []

@@ -421,3 +421,103 @@ def start_pasta(container_pid: int, publish: list[tuple[int, int, str, str]],
         raise RootlessError(f"pasta failed (exit {r.returncode}): "
                             f"{why[-1] if why else 'no message'}")
     return UserNet(pidfile, ports)
+
+
+# ------------------------------------------------------------------ files in the user namespace
+
+#: run by a fresh interpreter that makes a user namespace of its own, waits
+#: for its id maps, then works as root of that namespace: chown (the owners
+#: rootless extraction recorded) or rm (trees whose files belong to
+#: subordinate ids, or that the kernel made unreadable, as overlay's work dir)
+_HELPER = r"""
+import ctypes, os, shutil, sys
+libc = ctypes.CDLL(None, use_errno=True)
+if libc.unshare(0x10000000) != 0:
+    sys.exit("unshare(CLONE_NEWUSER): " + os.strerror(ctypes.get_errno()))
+sys.stdout.write("ready\n")
+sys.stdout.flush()
+if sys.stdin.readline().strip() != "go":
+    sys.exit(3)
+mode, path, key = sys.argv[1], sys.argv[2], sys.argv[3]
+if mode == "rm":
+    shutil.rmtree(path, ignore_errors=True)
+    sys.exit(0)
+for top, dirs, files in os.walk(path):
+    for name in dirs + files:
+        p = os.path.join(top, name)
+        try:
+            uid, gid = (int(x) for x in os.getxattr(p, key, follow_symlinks=False).split(b":"))
+        except (OSError, ValueError):
+            continue
+        try:
+            mode_ = os.lstat(p).st_mode
+            os.chown(p, uid, gid, follow_symlinks=False)
+            os.chmod(p, mode_ & 0o7777)  # chown clears setuid/setgid: put them back
+        except OSError:
+            pass  # an id the namespace does not map: the file stays the user's
+"""
+
+
+def in_userns(mode: str, path: str, m: UserMapping | None = None) -> None:
+    """Run the helper (`mode` "chown" or "rm" on `path`) as root of a user
+    namespace mapped like the containers' (`m`, default: auto)."""
+    import sys
+
+    from nsprim.images.layer import OWNER_XATTR
+
+    m = m or mapping("auto")
+    p = subprocess.Popen([sys.executable, "-I", "-c", _HELPER, mode, path, OWNER_XATTR],
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, close_fds=True)
+    assert p.stdin is not None and p.stdout is not None and p.stderr is not None
+    try:
+        if p.stdout.readline() != b"ready\n":
+            p.wait(30)
+            raise RootlessError(f"the user namespace helper failed: "
+                                f"{p.stderr.read().decode(errors='replace').strip()}")
+        m.write(p.pid)
+        p.stdin.write(b"go\n")
+        p.stdin.close()
+        if p.wait(600) != 0:
+            raise RootlessError(f"the user namespace helper ({mode} {path}) failed: "
+                                f"{p.stderr.read().decode(errors='replace').strip()}")
+    finally:
+        if p.returncode is None:
+            p.kill()
+            p.wait()
+        for f in (p.stdout, p.stderr):
+            f.close()
+
+
+def apply_owners(layer: str) -> None:
+    """After a rootless extraction with a full mapping: give the files the
+    owners their archive recorded, as ids of the user namespace (container
+    uid 1000 is the user's subordinate id 999 on the host).  With a single
+    id there is nothing to map them to: they stay the user's."""
+    m = mapping("auto")
+    if m.helper:
+        in_userns("chown", layer, m)
+
+
+def remove_tree(path: str) -> None:
+    """What nsprim.state.remove_tree could not remove as the user: files of
+    subordinate ids, or directories the kernel made unreadable."""
+    if not os.path.lexists(path):
+        return
+    # first without a helper: directories of ours the kernel made mode 000
+    # (overlay's work/work) only need their mode back
+    for top, dirs, _files in os.walk(path):
+        for d in dirs:
+            p = os.path.join(top, d)
+            try:
+                st = os.lstat(p)
+                if st.st_uid == os.geteuid() and not os.path.islink(p):
+                    os.chmod(p, 0o700)
+            except OSError:
+                pass
+    shutil.rmtree(path, ignore_errors=True)
+    if os.path.lexists(path):
+        try:
+            in_userns("rm", path)
+        except (OSError, ValueError, subprocess.SubprocessError):
+            pass

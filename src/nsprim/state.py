@@ -215,4 +215,9 @@ def remove_tree(path: str) -> None:
                     pass
         os.rmdir(path)
     except OSError:
-        pass
+        if os.geteuid() != 0 and os.path.lexists(path):
+            # rootless: files of subordinate ids, or unreadable directories
+            # (overlay's work dir) go through the user namespace
+            from nsprim import rootless
+
+            rootless.remove_tree(path)

@@ -670,6 +670,10 @@ class ImageStore:
                 if got_diff != diff_id:
                     raise LayerError(f"layer diff_id mismatch: expected {diff_id}, "
                                      f"got {got_diff}")
+                if os.geteuid() != 0:  # rootless: the owners, in the user namespace
+                    from nsprim.rootless import apply_owners
+
+                    apply_owners(tmp)
                 sizes[i] = unpacked_size(tmp)
                 try:
                     os.rename(tmp, final)
