@@ -35,6 +35,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from typing import Any
 
 GOAL = 1.0
 
@@ -48,8 +49,9 @@ def measure(rootfs: str, rounds: int, batch: int) -> dict[str, list[list[float]]
     """Per round, `batch` start-to-exit times (seconds) of each case."""
     from nsprim import run
 
-    minimal = dict(namespaces={"cgroup": False}, mount_dev=False, mount_sys=False,
-                   masked_paths=(), readonly_paths=(), seccomp="unconfined")
+    minimal: dict[str, Any] = dict(namespaces={"cgroup": False}, mount_dev=False,
+                                   mount_sys=False, masked_paths=(), readonly_paths=(),
+                                   seccomp="unconfined")
     bw = _bwrap_argv(rootfs)
 
     def nsprim_min() -> None:

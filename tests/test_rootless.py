@@ -314,7 +314,7 @@ def _wait_http(url: str, want: str, tries: int = 100) -> str:
     for _ in range(tries):
         try:
             with urllib.request.urlopen(url, timeout=2) as resp:  # noqa: S310 (loopback)
-                last = resp.read().decode()
+                last = str(resp.read().decode())
                 if want in last:
                     return last
         except OSError as e:
@@ -362,3 +362,23 @@ def test_network_host_and_none(rootless_users: Users) -> None:
                  "--", "ls", "/sys/class/net")
     assert r.returncode == 0, r.stderr
     assert r.stdout.split() == ["lo"]
+
+
+def test_restart_policy(rootless_users: Users) -> None:
+    u = rootless_users["b"]
+    r = u.nsprim("run", "-d", "--name", "again", "--restart", "on-failure:2", *NONET,
+                 "--rootfs", rootless_users.rootfs, "--", "sh", "-c", "echo run; exit 3")
+    assert r.returncode == 0, r.stderr
+    try:
+        import json
+
+        state: dict[str, object] = {}
+        for _ in range(100):
+            state = json.loads(u.nsprim("inspect", "again").stdout)[0]["State"]
+            if state.get("RestartCount") == 2 and state.get("Status") == "exited":
+                break
+            time.sleep(0.1)
+        assert (state.get("RestartCount"), state.get("ExitCode")) == (2, 3)
+        assert u.nsprim("logs", "again").stdout.split() == ["run"] * 3
+    finally:
+        assert u.nsprim("rm", "-f", "again").returncode == 0

@@ -301,9 +301,18 @@ def check_owned(path: str) -> None:
 
 
 def check_mode(mode: str) -> str:
-    """A --userns mode, or the ConfigError naming it."""
+    """A --userns mode, or the ConfigError naming it.  ``host`` (docker's:
+    no user namespace of the container's own) is root's only."""
+    if mode == "host" and os.geteuid() == 0:
+        return mode
+    if mode == "host":
+        raise RootlessError("--userns host: without root every container needs a user "
+                            "namespace of its own; use auto, full, single or keep-id")
     if mode not in MODES:
         raise ConfigError(f"invalid --userns {mode!r}: expected one of {', '.join(MODES)}")
+    if os.geteuid() == 0:
+        raise ConfigError(f"--userns {mode} is for rootless use; as root, give "
+                          "--userns-map HOSTUID[:SIZE]")
     return mode
 
 

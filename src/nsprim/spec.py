@@ -353,7 +353,8 @@ def to_container(spec: ContainerSpec, **extra: Any) -> Any:
         entrypoint=None if spec.entrypoint is None else list(spec.entrypoint),
         hostname=spec.hostname, env=list(spec.env), cwd=spec.workdir, user=spec.user,
         network=network,
-        user_namespace=parse_uidmap(spec.userns_map) if spec.userns_map else spec.userns,
+        user_namespace=parse_uidmap(spec.userns_map) if spec.userns_map
+        else None if spec.userns == "host" else spec.userns,
         cap_add=spec.cap_add, cap_drop=spec.cap_drop,
         no_new_privileges=spec.no_new_privileges, seccomp=spec.seccomp,
         privileged=spec.privileged, devices=spec.devices, read_only=spec.read_only,
