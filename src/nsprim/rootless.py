@@ -517,13 +517,22 @@ def remove_tree(path: str) -> None:
     # (overlay's work/work) only need their mode back
     for top, dirs, _files in os.walk(path):
         for d in dirs:
-            p = os.path.join(top, d)
+            try:  # never through a symlink a container left in its layer
+                fd = os.open(os.path.join(top, d),
+                             os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            except OSError:
+                try:
+                    fd = os.open(os.path.join(top, d),
+                                 os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+                except OSError:
+                    continue
             try:
-                st = os.lstat(p)
-                if st.st_uid == os.geteuid() and not os.path.islink(p):
-                    os.chmod(p, 0o700)
+                if os.fstat(fd).st_uid == os.geteuid():
+                    os.chmod(f"/proc/self/fd/{fd}", 0o700)
             except OSError:
                 pass
+            finally:
+                os.close(fd)
     shutil.rmtree(path, ignore_errors=True)
     if os.path.lexists(path):
         try:

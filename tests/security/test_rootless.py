@@ -109,3 +109,68 @@ def test_containers_of_two_users_do_not_see_each_other(rootless_users: Users,
     assert r.returncode == 0, r.stderr
     assert r.stdout.splitlines()[0].strip() == "0"
     assert "s3cret-file" not in r.stdout
+
+
+def _hostile_archive(dest: str, target_dir: str) -> None:
+    """A `docker save` archive whose one layer tries to write outside
+    itself: through a symlink to `target_dir`, a `..` name, an absolute name
+    and a hardlink out; and a file whose recorded owner is a subordinate id."""
+    import hashlib
+    import io
+    import json
+    import tarfile
+
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as t:
+        link = tarfile.TarInfo("escape")
+        link.type, link.linkname = tarfile.SYMTYPE, target_dir
+        t.addfile(link)
+        for name in ("escape/planted", "../../../../" + target_dir.lstrip("/") + "/dotdot",
+                     target_dir + "/absolute"):
+            f = tarfile.TarInfo(name)
+            f.size, f.uid, f.gid = 4, 1000, 1000
+            t.addfile(f, io.BytesIO(b"evil"))
+        hard = tarfile.TarInfo("hard")
+        hard.type, hard.linkname = tarfile.LNKTYPE, "../../etc/passwd"
+        t.addfile(hard)
+    layer = buf.getvalue()
+    diff = "sha256:" + hashlib.sha256(layer).hexdigest()
+    config = json.dumps({"architecture": "amd64", "os": "linux", "config": {"Cmd": ["x"]},
+                         "rootfs": {"type": "layers", "diff_ids": [diff]}}).encode()
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w") as t:
+        for name, data in (("config.json", config), ("l.tar", layer),
+                           ("manifest.json", json.dumps([{
+                               "Config": "config.json", "RepoTags": ["hostile:1"],
+                               "Layers": ["l.tar"]}]).encode())):
+            i = tarfile.TarInfo(name)
+            i.size = len(data)
+            t.addfile(i, io.BytesIO(data))
+    with open(dest, "wb") as f:
+        f.write(out.getvalue())
+    os.chmod(dest, 0o644)
+
+
+def test_hostile_layer_loaded_rootless_stays_inside(rootless_users: Users) -> None:
+    """Extraction as the user, then owners applied as root of a user
+    namespace: nothing lands in (or is chowned in) the user's home."""
+    a = rootless_users["a"]
+    target = os.path.join(a.home, "target")
+    assert a.run("/bin/mkdir", target).returncode == 0
+    archive = os.path.join(rootless_users.base, "hostile.tar")
+    _hostile_archive(archive, target)
+    r = a.nsprim("load", "-i", archive, timeout=120)
+    assert os.listdir(target) == [], r.stderr
+    assert os.stat(target).st_uid == a.uid
+    if r.returncode == 0:
+        layers = os.path.join(a.data_root, "images", "layers")
+        for d in os.listdir(layers):
+            esc = os.path.join(layers, d, "escape")
+            if os.path.islink(esc):
+                assert os.readlink(esc) == target  # kept as a link, inside the layer
+        assert a.nsprim("rmi", "hostile:1").returncode == 0
+    else:
+        assert len(r.stderr.strip().splitlines()) == 1
+    assert os.listdir(target) == []
+    with open("/etc/passwd") as f:
+        assert "evil" not in f.read()
