@@ -145,6 +145,8 @@ def _docker_archive(dest: str, rootfs: str) -> str:
         f = tarfile.TarInfo("owned")
         f.mode, f.uid, f.gid, f.size = 0o4755, 1000, 1000, 3
         t.addfile(f, io.BytesIO(b"hi\n"))
+        f.name, f.mode = "d1000/inner", 0o640
+        t.addfile(f, io.BytesIO(b"hi\n"))
         dev = tarfile.TarInfo("dev/sdz")
         dev.type, dev.devmajor, dev.devminor = tarfile.BLKTYPE, 8, 0
         t.addfile(dev)
@@ -201,6 +203,15 @@ def test_layer_owners_are_mapped_ids(rootless_users: Users) -> None:
             assert r.stdout.split() == ["0:0", "4755", "0:0", "755", "nodev"]
             assert st.st_uid == u.uid
             assert os.getxattr(found[0], "user.nsprim.owner") == b"1000:1000"
+        # a named volume is filled from the image at its target, owners kept
+        vol = u.nsprim("run", "--rm", *NONET, "-v", f"v{who}:/d1000", "own:1", "sh", "-c",
+                       "stat -c '%u %a %n' /d1000 /d1000/inner")
+        assert vol.returncode == 0, vol.stderr
+        inside = "1000" if u.subid is not None else "0"
+        assert vol.stdout.splitlines() == [f"{inside} 755 /d1000", f"{inside} 640 /d1000/inner"]
+        data = os.path.join(u.data_root, "volumes", f"v{who}", "_data", "inner")
+        assert os.stat(data).st_uid == (u.subid[0] + 999 if u.subid else u.uid)
+        assert u.nsprim("volume", "rm", f"v{who}").returncode == 0
         rmi = u.nsprim("rmi", "own:1")
         assert rmi.returncode == 0, rmi.stderr
         gone = before - set(os.listdir(layers))

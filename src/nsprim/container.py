@@ -425,6 +425,12 @@ class Container:
         """Fill a new volume with what the image has at `target` (docker's
         rule); nothing there (or not a directory) is an empty volume."""
         assert self._overlay is not None
+        if self._overlay.in_userns:  # rootless: the overlay is not mounted here
+            from nsprim.rootless import populate_volume
+
+            populate_volume(data_dir, self._overlay.layers, target,
+                            os.path.join(self._overlay.dir, "populate"))
+            return
         fd = os.open(self._overlay.path, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
         try:
             sub = lib.nsp_openat2(fd, os.fsencode(target.lstrip("/") or "."),

@@ -439,10 +439,76 @@ def start_pasta(container_pid: int, publish: list[tuple[int, int, str, str]],
 #: rootless extraction recorded) or rm (trees whose files belong to
 #: subordinate ids, or that the kernel made unreadable, as overlay's work dir)
 _HELPER = r"""
-import ctypes, os, shutil, sys
+import ctypes, os, shutil, stat, sys
 libc = ctypes.CDLL(None, use_errno=True)
 if libc.unshare(0x10000000) != 0:
     sys.exit("unshare(CLONE_NEWUSER): " + os.strerror(ctypes.get_errno()))
+
+
+def copy_into(src, dst):
+    # src, dst: directory fds; owners, modes, times kept; devices skipped
+    for e in os.scandir(src):
+        st = e.stat(follow_symlinks=False)
+        n = e.name
+        if stat.S_ISDIR(st.st_mode):
+            os.mkdir(n, 0o700, dir_fd=dst)
+            a = os.open(n, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=src)
+            b = os.open(n, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=dst)
+            try:
+                copy_into(a, b)
+            finally:
+                os.close(a)
+                os.close(b)
+        elif stat.S_ISREG(st.st_mode):
+            a = os.open(n, os.O_RDONLY | os.O_NOFOLLOW, dir_fd=src)
+            b = os.open(n, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600,
+                        dir_fd=dst)
+            try:
+                while True:
+                    chunk = os.read(a, 1 << 20)
+                    if not chunk:
+                        break
+                    os.write(b, chunk)
+            finally:
+                os.close(a)
+                os.close(b)
+        elif stat.S_ISLNK(st.st_mode):
+            os.symlink(os.readlink(n, dir_fd=src), n, dir_fd=dst)
+        else:
+            continue
+        try:
+            os.chown(n, st.st_uid, st.st_gid, dir_fd=dst, follow_symlinks=False)
+            if not stat.S_ISLNK(st.st_mode):
+                os.chmod(n, stat.S_IMODE(st.st_mode), dir_fd=dst)
+            os.utime(n, ns=(st.st_atime_ns, st.st_mtime_ns), dir_fd=dst,
+                     follow_symlinks=False)
+        except OSError:
+            pass
+
+
+def populate(volume, lowers, scratch, target):
+    # the image's layers as a read-only overlay in a mount namespace of our
+    # own; `target` resolved inside it (chroot: no symlink leads out)
+    if libc.unshare(0x20000) != 0:
+        sys.exit("unshare(CLONE_NEWNS): " + os.strerror(ctypes.get_errno()))
+    if libc.mount(b"none", b"/", None, 0x4000 | 0x40000, None) != 0:
+        sys.exit("mount --make-rprivate /: " + os.strerror(ctypes.get_errno()))
+    data = ("lowerdir=" + lowers + ":" + scratch + "/empty,userxattr").encode()
+    if libc.mount(b"overlay", (scratch + "/merged").encode(), b"overlay", 1, data) != 0:
+        sys.exit("mount overlay: " + os.strerror(ctypes.get_errno()))
+    vfd = os.open(volume, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    os.chroot(scratch + "/merged")
+    os.chdir("/")
+    try:
+        sfd = os.open(target, os.O_RDONLY | os.O_DIRECTORY)
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    st = os.fstat(sfd)
+    copy_into(sfd, vfd)
+    os.fchown(vfd, st.st_uid, st.st_gid)  # the volume takes the directory's owner too
+    os.fchmod(vfd, stat.S_IMODE(st.st_mode))
+
+
 sys.stdout.write("ready\n")
 sys.stdout.flush()
 if sys.stdin.readline().strip() != "go":
@@ -450,6 +516,9 @@ if sys.stdin.readline().strip() != "go":
 mode, path, key = sys.argv[1], sys.argv[2], sys.argv[3]
 if mode == "rm":
     shutil.rmtree(path, ignore_errors=True)
+    sys.exit(0)
+if mode == "populate":
+    populate(path, sys.argv[4], sys.argv[5], sys.argv[6])
     sys.exit(0)
 for top, dirs, files in os.walk(path):
     for name in dirs + files:
@@ -467,15 +536,16 @@ for top, dirs, files in os.walk(path):
 """
 
 
-def in_userns(mode: str, path: str, m: UserMapping | None = None) -> None:
-    """Run the helper (`mode` "chown" or "rm" on `path`) as root of a user
-    namespace mapped like the containers' (`m`, default: auto)."""
+def in_userns(mode: str, path: str, m: UserMapping | None = None, *extra: str) -> None:
+    """Run the helper (`mode` "chown", "rm" or "populate" on `path`) as root
+    of a user namespace mapped like the containers' (`m`, default: auto)."""
     import sys
 
     from nsprim.images.layer import OWNER_XATTR
 
     m = m or mapping("auto")
-    p = subprocess.Popen([sys.executable, "-I", "-c", _HELPER, mode, path, OWNER_XATTR],
+    p = subprocess.Popen([sys.executable, "-I", "-c", _HELPER, mode, path, OWNER_XATTR,
+                          *extra],
                          stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE, close_fds=True)
     assert p.stdin is not None and p.stdout is not None and p.stderr is not None
@@ -539,3 +609,20 @@ def remove_tree(path: str) -> None:
             in_userns("rm", path)
         except (OSError, ValueError, subprocess.SubprocessError):
             pass
+
+
+def populate_volume(volume_data: str, layers: list[str], target: str, scratch: str) -> None:
+    """Fill a new volume with what the image (`layers`, lowest first) has at
+    `target`, docker's rule, without root: the layers are mounted as a
+    read-only overlay in a user and mount namespace of a helper's own (the
+    container's overlay is not mounted on the host), `target` is resolved
+    inside it, and owners are kept as the user namespace's ids.  `scratch`:
+    an empty directory of ours for the helper's mount points."""
+    if os.listdir(volume_data):
+        return
+    for d in ("merged", "empty"):
+        os.makedirs(os.path.join(scratch, d), 0o700, exist_ok=True)
+    try:
+        in_userns("populate", volume_data, None, ":".join(reversed(layers)), scratch, target)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)

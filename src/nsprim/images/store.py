@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import _thread
 import fcntl
+import io
 import json
 import os
 import stat
@@ -953,6 +954,7 @@ class _Source:
         self.path = path
         self.tar: tarfile.TarFile | None = None
         self.file: IO[bytes] | None = None
+        self._read_lock = _thread.allocate_lock()
         if os.path.isdir(path):
             return
         from nsprim.images.targuard import check_archive
@@ -1034,7 +1036,9 @@ class _Source:
             raise LayerError(f"{self.path}: cannot read {name}: {e}") from None
         if f is None:
             raise LayerError(f"{self.path}: {name} is not a file")
-        return f
+        # every member reads the archive's one file object (seek, then
+        # read): layers imported by concurrent threads take turns
+        return _LockedMember(f, self._read_lock)  # type: ignore[return-value]
 
     def read(self, name: str, limit: int = _MAX_JSON) -> bytes:
         with self.open(name) as f:
@@ -1083,3 +1087,22 @@ def print_progress(stream: Any = None) -> Progress | None:
             out.flush()
     return report
 
+
+
+class _LockedMember(io.RawIOBase):
+    """A member of an archive whose reads hold the archive's lock."""
+
+    def __init__(self, f: IO[bytes], lock: Any) -> None:
+        self._f = f
+        self._lock = lock
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: Any) -> int:
+        with self._lock:
+            return self._f.readinto(b)  # type: ignore[attr-defined,no-any-return]
+
+    def close(self) -> None:
+        self._f.close()
+        super().close()
