@@ -382,3 +382,35 @@ def test_restart_policy(rootless_users: Users) -> None:
         assert u.nsprim("logs", "again").stdout.split() == ["run"] * 3
     finally:
         assert u.nsprim("rm", "-f", "again").returncode == 0
+
+
+def test_terminal(rootless_users: Users) -> None:
+    """-it without root: the terminal is the container's own devpts (gid 5
+    mapped in a full mapping), the command reads what is typed."""
+    import pty
+    import select
+    import signal
+
+    u = rootless_users["a"]
+    pid, fd = pty.fork()
+    if pid == 0:
+        os.chdir(u.home)
+        os.execve("/usr/bin/setpriv", [
+            "setpriv", f"--reuid={u.uid}", f"--regid={u.gid}", "--clear-groups", PY, "-m",
+            "nsprim", "run", "--rm", "-it", *NONET, "--rootfs", rootless_users.rootfs, "--",
+            "sh", "-c", "tty; read x; echo got=$x; exit 4"], u.env())
+    os.write(fd, b"typed\n")
+    out = b""
+    deadline = time.monotonic() + 20
+    while b"got=typed" not in out and time.monotonic() < deadline:
+        if select.select([fd], [], [], 0.5)[0]:
+            try:
+                out += os.read(fd, 4096)
+            except OSError:
+                break
+    if b"got=typed" not in out:
+        os.kill(pid, signal.SIGKILL)
+    _, status = os.waitpid(pid, 0)
+    os.close(fd)
+    assert b"/dev/pts/0" in out and b"got=typed" in out, out
+    assert os.waitstatus_to_exitcode(status) == 4
