@@ -24,6 +24,8 @@ command -v docker-registry >/dev/null || need_apt+=(docker-registry)
 command -v skopeo >/dev/null || need_apt+=(skopeo)
 command -v umoci >/dev/null || need_apt+=(umoci)
 command -v htpasswd >/dev/null || need_apt+=(apache2-utils)
+# nsprim build: saved archives are loaded and run by podman in the tests
+command -v podman >/dev/null || need_apt+=(podman runc)
 # nftables (libnftables1 for NAT rules, nft for the tests), iproute2 (ip, tc),
 # Debian's python3 (a UDP server inside a test container)
 command -v nft >/dev/null || need_apt+=(nftables)
@@ -34,6 +36,8 @@ command -v ip >/dev/null || need_apt+=(iproute2)
 command -v newuidmap >/dev/null || need_apt+=(uidmap)
 /usr/bin/python3 -c 'import cffi' 2>/dev/null || need_apt+=(python3-cffi)
 command -v pasta >/dev/null || need_apt+=(passt)
+# podman: the peer benchmarks.ps measures ps/images/inspect against
+command -v podman >/dev/null || need_apt+=(podman)
 if [ ${#need_apt[@]} -gt 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq

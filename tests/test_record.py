@@ -100,3 +100,16 @@ def test_non_default_after_default_is_refused() -> None:
         class Bad:
             a: int = 1
             b: int  # type: ignore[misc]
+
+
+def test_records_are_dataclasses_to_dataclasses() -> None:
+    """dataclasses.replace/fields/asdict/is_dataclass, as on a dataclass."""
+    x = Frozen(1, "y", (2,))
+    assert dataclasses.is_dataclass(x) and dataclasses.is_dataclass(Frozen)
+    assert [f.name for f in dataclasses.fields(x)] == ["a", "b", "c", "d"]
+    assert dataclasses.replace(x, b="z") == Frozen(1, "z", (2,))
+    assert dataclasses.asdict(x) == {"a": 1, "b": "y", "c": (2,), "d": frozenset()}
+    p = dataclasses.replace(Plain(3), a=4)
+    assert p.a == 4 and p.seen == ["post", "post"]
+    with pytest.raises(TypeError):
+        dataclasses.replace(x, zz=1)  # type: ignore[call-arg]

@@ -14,6 +14,13 @@ on an annotated class; defaults and `field(default_factory=...)`;
 and `__hash__` for frozen records (eq without frozen makes instances
 unhashable, as dataclasses does); `replace()` and `fields()`. ClassVar
 annotations are not fields. Type checkers see a dataclass (PEP 681).
+
+Records are also dataclasses to `dataclasses` itself: `is_dataclass`,
+`dataclasses.replace`, `fields` and `asdict` work on them (code of a user's,
+or of nsprim's, that treats them as the dataclasses they type-check as).
+The first such call imports `dataclasses` and builds the class's
+`__dataclass_fields__` from a twin made with `make_dataclass`; nothing of
+that is paid by code that does not ask.
 """
 
 from __future__ import annotations
@@ -152,6 +159,29 @@ def _frozen_delattr(self: Any, name: str) -> None:
     raise FrozenInstanceError(f"cannot delete field {name!r}")
 
 
+class _DataclassFields:
+    """The class attribute ``__dataclass_fields__``, made on first access
+    (dataclasses' functions look for it): real `dataclasses.Field`s, taken
+    from a twin dataclass with the same fields and defaults."""
+
+    def __get__(self, obj: object, owner: type) -> dict[str, Any]:
+        import dataclasses
+
+        spec: list[Any] = []
+        for f in owner.__dict__["__record_fields__"]:
+            if f.default is not MISSING:
+                spec.append((f.name, object, dataclasses.field(default=f.default)))
+            elif f.default_factory is not MISSING:
+                spec.append((f.name, object,
+                             dataclasses.field(default_factory=f.default_factory)))
+            else:
+                spec.append((f.name, object))
+        twin = dataclasses.make_dataclass(owner.__name__, spec)
+        table: dict[str, Any] = dict(twin.__dataclass_fields__)  # type: ignore[attr-defined]
+        setattr(owner, "__dataclass_fields__", table)  # noqa: B010 - replaces this descriptor
+        return table
+
+
 def _process(cls: type, frozen: bool) -> type:
     table = _collect(cls)
     c: Any = cls
@@ -160,6 +190,7 @@ def _process(cls: type, frozen: bool) -> type:
     c.__record_factories__ = any(f.default_factory is not MISSING for f in table)
     c.__record_post_init__ = hasattr(cls, "__post_init__")
     c.__match_args__ = tuple(f.name for f in table)  # type: ignore[misc]
+    c.__dataclass_fields__ = _DataclassFields()
     if "__init__" not in cls.__dict__:
         c.__init__ = _init
     if "__repr__" not in cls.__dict__:

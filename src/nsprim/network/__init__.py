@@ -13,7 +13,14 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, ClassVar
 
-__all__ = ["NetworkMode", "PortSpec", "parse_publish", "parse_bandwidth"]
+__all__ = ["NetworkMode", "PortSpec", "parse_publish", "parse_bandwidth", "mac_for_ip"]
+
+
+def mac_for_ip(ip: str) -> str:
+    """A bridge endpoint's MAC address as docker makes it: 02:42 and the four
+    bytes of its IPv4 address (locally administered, unique on the bridge)."""
+    return "02:42:" + ":".join(f"{int(b):02x}" for b in ip.split("."))
+
 
 _RATE = re.compile(r"^(\d+(?:\.\d+)?)\s*(bit|kbit|mbit|gbit|bps|kbps|mbps|gbps)?$",
                    re.IGNORECASE)
