@@ -287,7 +287,16 @@ static int mount_proc_of(int target, const struct nsp_op *op)
 
 static int op_mount(struct child_ctx *c, const struct nsp_op *op)
 {
-    int fd = open_in_root(c, op->dst, op->flags);
+    int fd;
+    if (c->root_fd < 0 && op->dst[0] == '/') {
+        /* before NSP_OP_ROOT there is no root yet: dst is a directory of the
+         * host, in our own mount namespace (the overlay of a rootless
+         * container, which only its user namespace may mount) */
+        c->what = NSP_WHAT_TARGET;
+        fd = open(op->dst, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    } else {
+        fd = open_in_root(c, op->dst, op->flags);
+    }
     if (fd < 0)
         return -1;
     c->what = NSP_WHAT_ATTACH;

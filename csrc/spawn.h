@@ -71,7 +71,8 @@ enum nsp_op_kind {
     NSP_OP_ROOT,           /* src = rootfs on the host: rbind it onto itself, open it
                               (NSP_F_NODEV: nodev on the whole tree) */
     NSP_OP_MOUNT,          /* fstype, src, data, mflags, dst inside the root; fd >= 0:
-                              procfs of the pid namespace fd (fstype "proc") */
+                              procfs of the pid namespace fd (fstype "proc"); before
+                              NSP_OP_ROOT, dst is an absolute directory on the host */
     NSP_OP_BIND,           /* src on the host -> dst inside the root (flags: REC, RDONLY,
                               NODEV) */
     NSP_OP_MASK,           /* dst inside the root: hide (/dev/null over files, ro tmpfs over dirs) */

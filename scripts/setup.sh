@@ -40,6 +40,11 @@ command -v script >/dev/null || need_apt+=(bsdutils)
 command -v nft >/dev/null || need_apt+=(nftables)
 command -v ip >/dev/null || need_apt+=(iproute2)
 [ -x /usr/bin/python3 ] || need_apt+=(python3)
+# rootless tests: newuidmap/newgidmap, Debian's python3 with cffi for the
+# unprivileged test users (root's venv is not theirs), pasta for their network
+command -v newuidmap >/dev/null || need_apt+=(uidmap)
+/usr/bin/python3 -c 'import cffi' 2>/dev/null || need_apt+=(python3-cffi)
+command -v pasta >/dev/null || need_apt+=(passt)
 # podman: the peer benchmarks.ps measures ps/images/inspect against
 command -v podman >/dev/null || need_apt+=(podman)
 if [ ${#need_apt[@]} -gt 0 ]; then

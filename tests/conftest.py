@@ -210,3 +210,7 @@ def images(registry: object, tmp_path_factory: pytest.TempPathFactory) -> dict[s
     refs["multi"] = registry.push(b.layout, "multi", "test/multi", all_=True) + ":latest"
     refs["layout"] = str(b.layout)
     return refs
+
+
+# the unprivileged users of the rootless tests (tests/rootless_users.py)
+from .rootless_users import rootless_users_fixture  # noqa: E402,F401

@@ -31,7 +31,7 @@ def one_line_error(stderr: str) -> str:
 
 @pytest.mark.parametrize("argv", [
     ["run", "--pid", "host", "--rootfs", "/", "true"],  # was --pids-limit
-    ["run", "--userns", "host", "--rootfs", "/", "true"],  # was --userns-map
+    ["run", "--usern", "host", "--rootfs", "/", "true"],  # was --userns(-map)
     ["run", "--pids", "5", "--rootfs", "/", "true"],
     ["run", "--priv", "--rootfs", "/", "true"],  # was --privileged
     ["ps", "--al"],

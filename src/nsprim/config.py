@@ -17,6 +17,7 @@ from nsprim.caps import resolve_caps
 from nsprim.devices import Device, parse_device
 from nsprim.errors import ConfigError
 from nsprim.namespace import Namespace, NamespaceKind
+from nsprim.rootless import UserMapping
 from nsprim.seccomp import SeccompProfile
 from nsprim.volumes import Volume
 
@@ -284,7 +285,7 @@ class ContainerConfig:
     cwd: str | None = None
     user: tuple[str, str | None] | None = None
     namespaces: Mapping[NamespaceKind, NamespaceSetting] = field(default_factory=dict)
-    user_namespace: IdMap | None = None
+    user_namespace: IdMap | UserMapping | None = None
     capabilities: frozenset[str] = field(default_factory=lambda: resolve_caps())
     no_new_privileges: bool = False  # docker's default: setuid binaries work
     #: docker's default profile unless told otherwise; None: unconfined
@@ -338,7 +339,7 @@ def make_config(
     cwd: str | None = None,
     user: str | int | tuple[int, int] | None = None,
     namespaces: Mapping[NamespaceKind | str, NamespaceSetting] | None = None,
-    user_namespace: IdMap | None = None,
+    user_namespace: IdMap | UserMapping | str | None = None,
     cap_add: Iterable[str] = (),
     cap_drop: Iterable[str] = (),
     no_new_privileges: bool = False,
@@ -386,8 +387,21 @@ def make_config(
         if isinstance(v, Namespace) and v.kind is not kind:
             raise ConfigError(f"namespace {kind.value} given a {v.kind.value} namespace")
         ns[kind] = v
+    if isinstance(user_namespace, str) or (
+            user_namespace is None and not isinstance(ns.get(NamespaceKind.USER), Namespace)
+            and os.geteuid() != 0):
+        # rootless (or a mode by name): a user namespace of our own (nsprim.rootless)
+        from nsprim import rootless
+
+        if isinstance(ns.get(NamespaceKind.USER), Namespace):
+            raise ConfigError("user_namespace and joining a user namespace are exclusive")
+        user_namespace = rootless.mapping(
+            user_namespace or os.environ.get("NSPRIM_USERNS") or "auto")
+    if isinstance(user_namespace, UserMapping) and user_namespace.mode == "keep-id" \
+            and user is None:
+        user = (os.getuid(), os.getgid())  # podman's keep-id: the user, as itself
     if user_namespace is not None:
-        if not isinstance(user_namespace, IdMap):
+        if not isinstance(user_namespace, (IdMap, UserMapping)):
             raise ConfigError(f"invalid user_namespace {user_namespace!r}: expected an IdMap")
         if isinstance(ns.get(NamespaceKind.USER), Namespace):
             raise ConfigError("user_namespace and joining a user namespace are exclusive")

@@ -25,6 +25,7 @@ from nsprim.namespace import Namespace, NamespaceKind
 from nsprim.network import NetworkMode, PortSpec
 from nsprim.plan import Plan, build_plan
 from nsprim.rootfs import OverlayRootfs, containers_dir
+from nsprim.rootless import UserMapping
 from nsprim.state import remove_tree, run_dir
 from nsprim.volumes import Volume
 
@@ -35,6 +36,7 @@ if TYPE_CHECKING:  # imported where used: a --rootfs container needs neither
     from nsprim.images.store import Image
     from nsprim.network.bridge import Attachment
     from nsprim.pool import CgroupPool
+    from nsprim.rootless import UserNet
 
 __all__ = ["Container", "run", "PIPE", "DEVNULL", "STDOUT"]  # and CompletedContainer (lazily)
 
@@ -215,7 +217,7 @@ class Container:
         cwd: str | None = None,
         user: str | int | tuple[int, int] | None = None,
         namespaces: NamespacesArg | None = None,
-        user_namespace: IdMap | None = None,
+        user_namespace: IdMap | UserMapping | str | None = None,
         cap_add: Iterable[str] = (),
         cap_drop: Iterable[str] = (),
         no_new_privileges: bool = False,
@@ -300,6 +302,8 @@ class Container:
                 raise ConfigError("give network= or namespaces={'net': ...}, not both")
             nsmap["net"] = self.network.kind != "host"  # bridge/container: at start()
         self.attachment: Attachment | None = None
+        self._pasta_wanted = False  # rootless default network (nsprim.rootless)
+        self._usernet: UserNet | None = None
         self._netns: Namespace | None = None
         self._etc_dir: str | None = None
         #: what start() acquired on the host, each pushed as it is acquired
@@ -326,6 +330,12 @@ class Container:
         self._limits: Limits | None = None
         if any(v is not None for v in limit_args.values()) or device_read_bps \
                 or device_write_bps:
+            if os.geteuid() != 0:  # rootless: only with delegation (nsprim.rootless)
+                from nsprim.rootless import check_limits
+
+                check_limits([k for k, v in limit_args.items() if v is not None]
+                             + ["device_read_bps"] * bool(device_read_bps)
+                             + ["device_write_bps"] * bool(device_write_bps))
             if cgroup is not None:
                 raise ConfigError("give a cgroup or limits (memory=, cpus=, ...), not both")
             self._limits = make_limits(device_read_bps=tuple(device_read_bps),
@@ -440,9 +450,11 @@ class Container:
                 self.cgroup = self._pool.acquire()
                 self._resources.callback(self._return_cgroup)
             if self.image is not None:
+                rootless = isinstance(self.config.user_namespace, UserMapping)
                 self._overlay = OverlayRootfs(self.image.layers, id=self.id,
                                               keep=self._keep_rootfs,
-                                              reuse=self._record_dir).mount()
+                                              reuse=self._record_dir,
+                                              in_userns=rootless).mount()
                 self._resources.callback(self._release_overlay)
             self._start(self._resolve_network(self._resolve_volumes()))
         except BaseException:
@@ -455,6 +467,19 @@ class Container:
         joins it; container:X: X's namespace."""
         mode = self.network
         if mode.kind not in ("bridge", "container"):
+            return cfg
+        if mode.kind == "bridge" and isinstance(cfg.user_namespace, UserMapping):
+            # rootless: the container's own network namespace, wired by pasta
+            # once its id maps are written (_write_id_maps)
+            from nsprim.rootless import usermode_network_tool
+
+            if usermode_network_tool() is None:
+                from nsprim.rootless import RootlessError
+
+                raise RootlessError("the default network without root needs pasta: install "
+                                    "it (`apt-get install passt`), or use --network none "
+                                    "or host")
+            self._pasta_wanted = True
             return cfg
         ns = dict(cfg.namespaces)
         mounts = list(cfg.mounts)
@@ -493,6 +518,26 @@ class Container:
         ns[NamespaceKind.NET] = self._netns
         return _record.replace(cfg, namespaces=ns, mounts=tuple(mounts))
 
+    def _start_pasta(self) -> None:
+        from nsprim.rootless import start_pasta
+
+        assert self.pid is not None
+        publish = [(p.container_port, p.host_port, p.proto, p.host_ip)
+                   for p in self.network.publish]
+        if self.network.publish_all and self.image is not None:
+            for e in self.image.exposed_ports:
+                port, _, proto = e.partition("/")
+                publish.append((int(port), 0, proto or "tcp", ""))
+        d = os.path.join(run_dir(), "pasta")
+        os.makedirs(d, 0o700, exist_ok=True)
+        self._usernet = start_pasta(self.pid, publish, os.path.join(d, self.id + ".pid"))
+        self._resources.callback(self._release_usernet)
+
+    def _release_usernet(self) -> None:
+        if self._usernet is not None:
+            net, self._usernet = self._usernet, None
+            net.close()
+
     @property
     def ip_address(self) -> str | None:
         """The container's address on the bridge network, if it has one."""
@@ -501,6 +546,8 @@ class Container:
     @property
     def ports(self) -> list[dict[str, object]]:
         """Published ports: {proto, host_ip, host_port, container_port}."""
+        if self._usernet is not None:
+            return list(self._usernet.ports)
         return list(self.attachment.ports) if self.attachment is not None else []
 
     def _resolve_volumes(self) -> ContainerConfig:
@@ -529,6 +576,12 @@ class Container:
         """Fill a new volume with what the image has at `target` (docker's
         rule); nothing there (or not a directory) is an empty volume."""
         assert self._overlay is not None
+        if self._overlay.in_userns:  # rootless: the overlay is not mounted here
+            from nsprim.rootless import populate_volume
+
+            populate_volume(data_dir, self._overlay.layers, target,
+                            os.path.join(self._overlay.dir, "populate"))
+            return
         fd = os.open(self._overlay.path, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
         try:
             sub = lib.nsp_openat2(fd, os.fsencode(target.lstrip("/") or "."),
@@ -552,7 +605,11 @@ class Container:
             self._oom_before = self.cgroup.oom_kills()
         stdio, close_after = self._open_stdio()
         try:
-            plan = build_plan(cfg, (stdio[0], stdio[1], stdio[2]), self.cgroup)
+            ov = self._overlay
+            plan = build_plan(cfg, (stdio[0], stdio[1], stdio[2]), self.cgroup,
+                              parent_maps=self._pasta_wanted,
+                              overlay=ov.mount_data() if ov is not None and ov.in_userns
+                              else None)
             self._plan = plan
             child = _spawn_child(plan, cfg.die_with_parent)
             self.pid = child.pid
@@ -590,6 +647,12 @@ class Container:
     def _write_id_maps(self) -> None:
         m = self.config.user_namespace
         if m is None:
+            return
+        if isinstance(m, UserMapping):  # rootless: newuidmap, or setgroups denied first
+            assert self.pid is not None
+            m.write(self.pid)
+            if self._pasta_wanted:
+                self._start_pasta()
             return
         for name, text in (("uid_map", m.uid_map()), ("gid_map", m.gid_map())):
             path = f"/proc/{self.pid}/{name}"

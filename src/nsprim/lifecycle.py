@@ -265,6 +265,11 @@ def release_resources(rec: Record, *, remove_rootfs: bool = False) -> None:
             bridge.release_container(rec.id)
         except OSError:
             pass
+    pasta = os.path.join(run, "pasta", rec.id + ".pid")
+    if os.path.exists(pasta):  # rootless default network (nsprim.rootless)
+        from nsprim.rootless import stop_pasta
+
+        stop_pasta(pasta)
     merged = os.path.join(rec.dir, "merged")
     if os.path.ismount(merged):
         try:

@@ -19,6 +19,7 @@ from nsprim.config import DEFAULT_PATH, Bind, ContainerConfig, Tmpfs
 from nsprim.errors import ConfigError
 from nsprim.exe import helper_fd
 from nsprim.namespace import Namespace, NamespaceKind
+from nsprim.rootless import UserMapping
 from nsprim.seccomp import compile_bpf
 
 TYPE_CHECKING = False
@@ -287,9 +288,11 @@ def _host_devices() -> list[str]:
     return sorted(out)
 
 
-def _mounts(cfg: ContainerConfig, new: set[NamespaceKind], pidns_fd: int = -1) -> list[Op]:
+def _mounts(cfg: ContainerConfig, new: set[NamespaceKind], pidns_fd: int = -1,
+            overlay: str | None = None) -> list[Op]:
     """The root's mounts.  `pidns_fd`: a joined pid namespace, which /proc
-    must show (we are not in it ourselves: see build_plan)."""
+    must show (we are not in it ourselves: see build_plan).  `overlay`: the
+    options of an overlay the child mounts on the rootfs first (rootless)."""
     assert cfg.rootfs is not None
     rootfs = cfg.rootfs
     userns = NamespaceKind.USER in new
@@ -299,6 +302,9 @@ def _mounts(cfg: ContainerConfig, new: set[NamespaceKind], pidns_fd: int = -1) -
     ops = [
         Op(lib.NSP_OP_MOUNT_PROPAGATION, "mount_propagation", mflags=lib.MS_PRIVATE,
            detail="/ rprivate"),
+        *([] if overlay is None else [
+            Op(lib.NSP_OP_MOUNT, "mount_overlay", src="overlay", dst=rootfs, fstype="overlay",
+               data=overlay, detail=f"{rootfs} (overlay in the user namespace)")]),
         Op(lib.NSP_OP_ROOT, "rootfs", src=rootfs, flags=nodev, detail=f"rootfs={rootfs}"),
         Op(lib.NSP_OP_MOUNT, "mount_proc", src="proc", dst="/proc", fstype="proc",
            mflags=_NOSUID_NODEV_NOEXEC, flags=lib.NSP_F_MKDIR, fd=pidns_fd,
@@ -368,6 +374,20 @@ def _mounts(cfg: ContainerConfig, new: set[NamespaceKind], pidns_fd: int = -1) -
     return ops
 
 
+def _setup_ids(cfg: ContainerConfig) -> tuple[int, int]:
+    m = cfg.user_namespace
+    if isinstance(m, UserMapping):
+        return m.setup_uid, m.setup_gid
+    return 0, 0
+
+
+def _setgroups_denied(cfg: ContainerConfig, new: set[NamespaceKind]) -> bool:
+    """A new user namespace whose gid_map we wrote ourselves, unprivileged:
+    setgroups(2) is denied in it."""
+    m = cfg.user_namespace
+    return NamespaceKind.USER in new and isinstance(m, UserMapping) and m.setgroups_denied
+
+
 @lru_cache(maxsize=64)
 def _caps_detail(caps: frozenset[str]) -> str:
     return ",".join(sorted(caps))
@@ -378,9 +398,13 @@ _JOIN_ORDER = (NamespaceKind.USER, NamespaceKind.MNT, NamespaceKind.NET, Namespa
 
 
 def build_plan(cfg: ContainerConfig, stdio: tuple[int, int, int],
-               cgroup: CgroupTarget | None = None) -> Plan:
+               cgroup: CgroupTarget | None = None, *, parent_maps: bool = False,
+               overlay: str | None = None) -> Plan:
     """The plan that sets up and runs `cfg`'s command with `stdio` as fds 0-2,
-    in `cgroup` if one is given."""
+    in `cgroup` if one is given.  `parent_maps`: the parent writes the id
+    maps (and may act then) even when the child could write its own.
+    `overlay`: mount(2) options of an overlay the child mounts on the rootfs
+    before entering it (rootless: only its user namespace may mount it)."""
     new = {k for k, v in cfg.namespaces.items() if v is True}
     joined = {k: v for k, v in cfg.namespaces.items() if isinstance(v, Namespace)}
     flags = 0
@@ -427,13 +451,31 @@ def build_plan(cfg: ContainerConfig, stdio: tuple[int, int, int],
 
     uid, gid, groups, home = resolve_user(cfg.user_root or cfg.rootfs, cfg.user)
     plan.uid, plan.gid = uid, gid
-    if NamespaceKind.USER in new:
+    if isinstance(cfg.user_namespace, UserMapping) and NamespaceKind.USER in new:
+        from nsprim.rootless import unmapped_user
+
+        err = unmapped_user(cfg.user_namespace, uid, gid)
+        if err is not None:
+            raise err
+    m = cfg.user_namespace
+    if NamespaceKind.USER in new and isinstance(m, UserMapping) and m.setgroups_denied \
+            and not parent_maps:
+        # rootless single-id mapping: the child maps its own id, as bwrap
+        # does -- no round trip to the parent, and it may share our memory
+        for name, text in (("setgroups", "deny"), ("uid_map", m.uid_map()),
+                           ("gid_map", m.gid_map())):
+            ops.append(Op(lib.NSP_OP_WRITE_FILE, "userns_map", src=f"/proc/self/{name}",
+                          data=text, detail=f"/proc/self/{name}"))
+    elif NamespaceKind.USER in new:
         plan.sync = True
         ops.append(Op(lib.NSP_OP_SYNC, "sync", detail="id maps"))
         # become the container's root so that files we create are mapped
-        ops.append(Op(lib.NSP_OP_SETID, "setid", uid=0, gid=0, detail="uid=0 gid=0"))
+        # (rootless keep-id without subordinate ids: the user, the one id mapped)
+        su, sg = _setup_ids(cfg)
+        ops.append(Op(lib.NSP_OP_SETID, "setid", uid=su, gid=sg, detail=f"uid={su} gid={sg}"))
     if cfg.rootfs is not None:
-        ops.extend(_mounts(cfg, new, joined[NamespaceKind.PID].fd if pid_by_fork else -1))
+        ops.extend(_mounts(cfg, new, joined[NamespaceKind.PID].fd if pid_by_fork else -1,
+                           overlay))
     if cfg.tty:
         # a terminal of the container's own /dev/pts (its root and mounts are in place)
         ops.append(Op(lib.NSP_OP_PTY, "terminal", detail="/dev/ptmx"))
@@ -471,8 +513,11 @@ def build_plan(cfg: ContainerConfig, stdio: tuple[int, int, int],
         groups = cfg.extra_groups
     else:
         groups += tuple(g for g in cfg.extra_groups if g not in groups)
-    ops.append(Op(lib.NSP_OP_SETGROUPS, "setgroups", ids=groups,
-                  detail="groups=" + ",".join(map(str, groups))))
+    if _setgroups_denied(cfg, new):
+        groups = ()  # bwrap's rule: no supplementary group can be mapped there
+    else:
+        ops.append(Op(lib.NSP_OP_SETGROUPS, "setgroups", ids=groups,
+                      detail="groups=" + ",".join(map(str, groups))))
     ops.append(Op(lib.NSP_OP_SETID, "setid", uid=uid, gid=gid, detail=f"uid={uid} gid={gid}"))
     ops.append(Op(lib.NSP_OP_CAPS, "capabilities", caps=caps, detail=caps_detail))
     if cfg.no_new_privileges:

@@ -36,7 +36,8 @@ class OverlayRootfs:
     """An overlay of `layers` (directories, lowest first) plus a writable layer."""
 
     def __init__(self, layers: Sequence[str | os.PathLike[str]], *, id: str | None = None,
-                 keep: bool = False, readonly: bool = False, reuse: bool = False) -> None:
+                 keep: bool = False, readonly: bool = False, reuse: bool = False,
+                 in_userns: bool = False) -> None:
         if not layers:
             raise ValueError("an overlay needs at least one layer")
         self.layers = [os.fspath(x) for x in layers]
@@ -52,6 +53,9 @@ class OverlayRootfs:
         self.work = os.path.join(self.dir, "work")
         self.path = os.path.join(self.dir, "merged")
         self.mounted = False
+        #: rootless: the container's child mounts it, in its user namespace
+        #: (see mount_data); mount() only prepares the directories
+        self.in_userns = in_userns
         self._lock: FileLock | None = None
         self._created = False
 
@@ -76,8 +80,9 @@ class OverlayRootfs:
                 open(os.path.join(self.dir, "keep"), "w").close()
             for d in (self.upper, self.work, self.path):
                 os.makedirs(d, 0o755, exist_ok=self.reuse)
-            self._mount()
-            self.mounted = True
+            if not self.in_userns:
+                self._mount()
+                self.mounted = True
         except BaseException:
             self.close()
             raise
@@ -119,6 +124,27 @@ class OverlayRootfs:
                 os.close(cwd)
             return
         m.mount("overlay", self.path, "overlay", m.MS_RDONLY if self.readonly else 0, data)
+
+    def mount_data(self) -> str:
+        """The overlay's mount(2) options for a mount inside a user namespace
+        (``userxattr``: whiteouts and opaque directories in user.overlay.*).
+        Long layer lists go through short symlinks under the container's
+        directory, so the options fit a page."""
+        lowers = list(reversed(self.layers))
+        data = (f"lowerdir={':'.join(lowers)},upperdir={self.upper},workdir={self.work},"
+                "userxattr")
+        if len(data) <= _PAGE:
+            return data
+        links = os.path.join(self.dir, "l")
+        os.makedirs(links, 0o700, exist_ok=True)
+        short = []
+        for i, layer in enumerate(lowers):
+            link = os.path.join(links, str(i))
+            if not os.path.islink(link):
+                os.symlink(layer, link)
+            short.append(link)
+        return (f"lowerdir={':'.join(short)},upperdir={self.upper},workdir={self.work},"
+                "userxattr")
 
     def unmount(self) -> None:
         if self.mounted:

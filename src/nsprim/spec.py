@@ -64,6 +64,7 @@ class ContainerSpec:
     network_bandwidth: str | None = None
     # ids and security
     userns_map: str | None = None
+    userns: str | None = None  # rootless: auto, full, single, keep-id (nsprim.rootless)
     cap_add: tuple[str, ...] = ()
     cap_drop: tuple[str, ...] = ()
     no_new_privileges: bool = False
@@ -254,6 +255,7 @@ def from_run_flags(a: Any, image: str | None, cmd: Sequence[str]) -> ContainerSp
         hostname=a.hostname, env=tuple(env_list(a.env)), workdir=a.workdir, user=a.user,
         network=a.network, publish=tuple(a.publish), publish_all=a.publish_all,
         network_bandwidth=a.network_bandwidth, userns_map=a.userns_map,
+        userns=getattr(a, "userns", None),
         cap_add=tuple(a.cap_add), cap_drop=tuple(a.cap_drop), **security_opts(a.security_opt),
         privileged=a.privileged, devices=tuple(a.device), read_only=a.read_only,
         volumes=tuple(a.volume), tmpfs=tuple(a.tmpfs), memory=a.memory,
@@ -304,6 +306,10 @@ def validate(spec: ContainerSpec) -> None:
         parse_device(d)
     if spec.userns_map:
         parse_uidmap(spec.userns_map)
+    if spec.userns is not None:
+        from nsprim.rootless import check_mode
+
+        check_mode(spec.userns)
     if spec.stop_signal is not None:
         parse_signal(spec.stop_signal)
     if spec.stop_timeout is not None and spec.stop_timeout < 0:
@@ -324,6 +330,20 @@ def validate(spec: ContainerSpec) -> None:
                     cpuset_mems=spec.cpuset_mems, pids=spec.pids_limit,
                     device_read_bps=tuple(spec.device_read_bps),
                     device_write_bps=tuple(spec.device_write_bps))
+        if os.geteuid() != 0:
+            from nsprim.rootless import check_limits
+
+            check_limits(_limit_flags(spec))
+
+
+def _limit_flags(spec: ContainerSpec) -> list[str]:
+    """The flags of `spec` that need a cgroup, as a user typed them."""
+    pairs = (("-m", spec.memory), ("--memory-swap", spec.memory_swap), ("--cpus", spec.cpus),
+             ("--cpu-shares", spec.cpu_shares), ("--cpuset-cpus", spec.cpuset_cpus),
+             ("--cpuset-mems", spec.cpuset_mems), ("--pids-limit", spec.pids_limit),
+             ("--device-read-bps", spec.device_read_bps or None),
+             ("--device-write-bps", spec.device_write_bps or None))
+    return [flag for flag, v in pairs if v is not None]
 
 
 # ------------------------------------------------------------ the Container
@@ -369,7 +389,8 @@ def to_container(spec: ContainerSpec, **extra: Any) -> Any:
         entrypoint=None if spec.entrypoint is None else list(spec.entrypoint),
         hostname=spec.hostname, env=list(spec.env), cwd=spec.workdir, user=spec.user,
         network=network,
-        user_namespace=parse_uidmap(spec.userns_map) if spec.userns_map else None,
+        user_namespace=parse_uidmap(spec.userns_map) if spec.userns_map
+        else None if spec.userns == "host" else spec.userns,
         cap_add=spec.cap_add, cap_drop=spec.cap_drop,
         no_new_privileges=spec.no_new_privileges, seccomp=spec.seccomp,
         privileged=spec.privileged, devices=spec.devices, read_only=spec.read_only,

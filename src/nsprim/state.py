@@ -1,8 +1,10 @@
 """Where nsprim keeps things on the host, and small helpers for state files.
 
 - state root (persistent): ``NSPRIM_ROOT``, default /var/lib/nsprim
+  (rootless: ``$XDG_DATA_HOME/nsprim``, default ~/.local/share/nsprim)
 - run dir (runtime: locks, per-boot state): ``NSPRIM_RUN``, default
   /run/nsprim, or ``$NSPRIM_ROOT/run`` when only NSPRIM_ROOT is set
+  (rootless: ``$XDG_RUNTIME_DIR/nsprim``, else ``<state root>/run``)
 
 Both are private to their owner (mode 0700, like docker's /var/lib/docker
 0710): container roots, volume data, image layers and logs below them are
@@ -51,6 +53,9 @@ def private_dir(path: str) -> str:
         if os.geteuid() == 0:
             raise PermissionError(errno.EPERM, f"nsprim state directory is owned by uid "
                                   f"{st.st_uid}, not root: refusing to use it", path)
+        from nsprim.rootless import check_owned
+
+        check_owned(path)  # rootless: another user's directory is refused too
     elif stat.S_IMODE(st.st_mode) & 0o077:
         os.chmod(path, stat.S_IMODE(st.st_mode) & 0o700)
     _private.add(path)
@@ -80,7 +85,14 @@ def root_args() -> list[str]:
 def _root_path() -> str:
     if _chosen is not None:
         return _chosen[0]
-    return os.environ.get("NSPRIM_ROOT") or "/var/lib/nsprim"
+    root = os.environ.get("NSPRIM_ROOT")
+    if root:
+        return root
+    if os.geteuid() != 0:  # rootless: $XDG_DATA_HOME/nsprim (nsprim.rootless)
+        from nsprim.rootless import data_home
+
+        return os.path.join(data_home(), "nsprim")
+    return "/var/lib/nsprim"
 
 
 def _run_path() -> str:
@@ -90,7 +102,14 @@ def _run_path() -> str:
     if run:
         return run
     root = os.environ.get("NSPRIM_ROOT")
-    return os.path.join(root, "run") if root else "/run/nsprim"
+    if root:
+        return os.path.join(root, "run")
+    if os.geteuid() != 0:  # rootless: $XDG_RUNTIME_DIR/nsprim, else in the state root
+        from nsprim.rootless import runtime_dir
+
+        xdg = runtime_dir()
+        return os.path.join(xdg, "nsprim") if xdg else os.path.join(_root_path(), "run")
+    return "/run/nsprim"
 
 
 def state_root() -> str:
@@ -196,4 +215,9 @@ def remove_tree(path: str) -> None:
                     pass
         os.rmdir(path)
     except OSError:
-        pass
+        if os.geteuid() != 0 and os.path.lexists(path):
+            # rootless: files of subordinate ids, or unreadable directories
+            # (overlay's work dir) go through the user namespace
+            from nsprim import rootless
+
+            rootless.remove_tree(path)

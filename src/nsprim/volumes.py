@@ -115,7 +115,15 @@ def remove(name: str) -> None:
             raise OSError(errno.EBUSY, f"volume {name} is in use", name)
         import shutil
 
-        shutil.rmtree(os.path.dirname(info.mountpoint))
+        d = os.path.dirname(info.mountpoint)
+        if os.geteuid() != 0:  # rootless: subordinate ids' files go through the userns
+            from nsprim import rootless
+
+            rootless.remove_tree(d)
+            if os.path.lexists(d):
+                raise OSError(errno.EACCES, f"volume {name} could not be removed", d)
+            return
+        shutil.rmtree(d)
 
 
 def _in_use(path: str) -> bool:

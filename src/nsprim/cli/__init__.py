@@ -265,6 +265,8 @@ def _build_parser(only: str | None = None) -> _Parser:
                    help="shape the container's traffic, e.g. 100mbit")
     r.add_argument("--userns-map", metavar="HOSTUID[:SIZE]",
                    help="new user namespace: container uid 0 is HOSTUID")
+    r.add_argument("--userns", metavar="MODE",
+                   help="rootless: auto (default), full, single or keep-id")
     r.add_argument("--security-opt", action="append", default=[], metavar="OPT",
                    help="no-new-privileges[=true|false], seccomp=unconfined|PROFILE.json")
     r.add_argument("--privileged", action="store_true",
@@ -445,7 +447,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from nsprim.lifecycle import collect
 
         collect()  # the view stays true when a supervisor was killed
-    _collect_image_tmp()
+    try:
+        _collect_image_tmp()
+    except ValueError as e:  # rootless: a state directory that is not the user's
+        return _fail(str(e))
     where = _DISPATCH.get(a.command or "")
     if where is None:
         parser.print_help(sys.stderr)

@@ -266,8 +266,21 @@ def _remove(pfd: int, base: str) -> None:
         os.unlink(base, dir_fd=pfd)
 
 
+#: rootless extraction (nsprim.rootless): files stay the user's; an owner
+#: other than root is recorded in this xattr ("uid:gid") instead
+OWNER_XATTR = "user.nsprim.owner"
+
+
 def _apply_meta(pfd: int, base: str, m: tarfile.TarInfo, is_link: bool, fd: int = -1) -> None:
-    if fd >= 0:
+    rootless = os.geteuid() != 0
+    if rootless:
+        if (m.uid, m.gid) != (0, 0) and not is_link:
+            _record_owner(pfd, base, m, fd)
+        if fd >= 0:
+            os.fchmod(fd, m.mode & 0o7777)
+        elif not is_link:
+            os.chmod(base, m.mode & 0o7777, dir_fd=pfd)
+    elif fd >= 0:
         os.fchown(fd, m.uid, m.gid)
         os.fchmod(fd, m.mode & 0o7777)
     else:
@@ -289,6 +302,19 @@ def _apply_meta(pfd: int, base: str, m: tarfile.TarInfo, is_link: bool, fd: int 
         finally:
             if target != fd:
                 os.close(target)
+
+
+def _record_owner(pfd: int, base: str, m: tarfile.TarInfo, fd: int) -> None:
+    """Rootless: keep the owner the archive gave (`uid:gid`) in an xattr."""
+    target = fd if fd >= 0 else os.open(base, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC,
+                                         dir_fd=pfd)
+    try:
+        os.setxattr(f"/proc/self/fd/{target}", OWNER_XATTR, f"{m.uid}:{m.gid}".encode())
+    except OSError:
+        pass  # a filesystem without user xattrs: the owner is the user's, as is
+    finally:
+        if target != fd:
+            os.close(target)
 
 
 def extract_layer(stream: Readable, dest: str, *, whiteouts: bool = True) -> tuple[str, int]:
@@ -346,7 +372,9 @@ def _extract_member(tar: tarfile.TarFile, m: tarfile.TarInfo, root: _Root,
     pfd = root.dir(parent)
     try:
         if whiteouts and base == _OPAQUE:
-            os.setxattr(f"/proc/self/fd/{pfd}", "trusted.overlay.opaque", b"y")
+            # rootless overlays are mounted with userxattr (nsprim.rootfs)
+            ns = "user" if os.geteuid() != 0 else "trusted"
+            os.setxattr(f"/proc/self/fd/{pfd}", f"{ns}.overlay.opaque", b"y")
             return
         if whiteouts and base.startswith(_WH + _WH):
             return  # other aufs metadata (.wh..wh.plnk, ...): skipped, as docker does
@@ -398,6 +426,13 @@ def _extract_member(tar: tarfile.TarFile, m: tarfile.TarInfo, root: _Root,
                 os.link(tbase, base, src_dir_fd=tpfd, dst_dir_fd=pfd, follow_symlinks=False)
             finally:
                 os.close(tpfd)
+            return
+        elif (m.ischr() or m.isblk()) and os.geteuid() != 0:
+            # rootless: no device nodes (as rootless podman); nodev would
+            # make them useless in the container anyway
+            import sys
+
+            print(f"nsprim: skipped device node /{rel} (rootless)", file=sys.stderr)
             return
         elif m.ischr() or m.isblk() or m.isfifo():
             kind = stat.S_IFCHR if m.ischr() else stat.S_IFBLK if m.isblk() else stat.S_IFIFO

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import _thread
 import fcntl
+import io
 import json
 import os
 import stat
@@ -709,6 +710,10 @@ class ImageStore:
                 if got_diff != diff_id:
                     raise LayerError(f"layer diff_id mismatch: expected {diff_id}, "
                                      f"got {got_diff}")
+                if os.geteuid() != 0:  # rootless: the owners, in the user namespace
+                    from nsprim.rootless import apply_owners
+
+                    apply_owners(tmp)
                 sizes[i] = unpacked_size(tmp)
                 try:
                     os.rename(tmp, final)
@@ -1026,6 +1031,7 @@ class _Source:
         self.path = path
         self.tar: tarfile.TarFile | None = None
         self.file: IO[bytes] | None = None
+        self._read_lock = _thread.allocate_lock()
         if os.path.isdir(path):
             return
         from nsprim.images.targuard import check_archive
@@ -1107,7 +1113,9 @@ class _Source:
             raise LayerError(f"{self.path}: cannot read {name}: {e}") from None
         if f is None:
             raise LayerError(f"{self.path}: {name} is not a file")
-        return f
+        # every member reads the archive's one file object (seek, then
+        # read): layers imported by concurrent threads take turns
+        return _LockedMember(f, self._read_lock)  # type: ignore[return-value]
 
     def read(self, name: str, limit: int = _MAX_JSON) -> bytes:
         with self.open(name) as f:
@@ -1156,3 +1164,22 @@ def print_progress(stream: Any = None) -> Progress | None:
             out.flush()
     return report
 
+
+
+class _LockedMember(io.RawIOBase):
+    """A member of an archive whose reads hold the archive's lock."""
+
+    def __init__(self, f: IO[bytes], lock: Any) -> None:
+        self._f = f
+        self._lock = lock
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: Any) -> int:
+        with self._lock:
+            return self._f.readinto(b)  # type: ignore[attr-defined,no-any-return]
+
+    def close(self) -> None:
+        self._f.close()
+        super().close()
