@@ -324,6 +324,15 @@ def _print_rows(a: argparse.Namespace, rows: list[dict[str, Any]], header: str,
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else list(argv)
+    if "daemon" in args[:3]:  # its own parser: nsprim [--root DIR] daemon ...
+        i = args.index("daemon")
+        before = args[:i]
+        if before in ([], ["--root", *before[1:2]]) or (len(before) == 1 and
+                                                          before[0].startswith("--root=")):
+            from nsprim.daemon import main as daemon_main
+
+            root = before[1] if len(before) == 2 else (before[0][7:] if before else None)
+            return daemon_main(args[i + 1:], root)
     parser = _build_parser(_chosen(args))
     try:
         a = parser.parse_args(args)
