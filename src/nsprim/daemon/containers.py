@@ -264,6 +264,11 @@ class Containers:
         rec = _find(m["id"])
         force = req.qbool("force")
         req.qbool("v")
+        started = rec.state.get("started_at")
+        if rec.running and isinstance(started, float) and ended_since(rec, started):
+            from nsprim.lifecycle import wait_exited
+
+            await asyncio.to_thread(wait_exited, rec, 30)  # it has ended: finishing
         if rec.running and not force:
             what = "restarting" if rec.status == "restarting" else "running"
             raise ApiError(409, f"cannot remove container \"/{rec.name}\": container is "
@@ -442,7 +447,8 @@ class Containers:
             tasks: list[asyncio.Task[Any]] = []
             try:
                 if want_stdin and fifo >= 0:
-                    tasks.append(asyncio.create_task(self._stdin_fifo(reader, trailing, fifo)))
+                    tasks.append(asyncio.create_task(self._stdin_fifo(rec, reader, trailing,
+                                                                      fifo, ended)))
                 elif want_stdin and tty:
                     tasks.append(asyncio.create_task(self._stdin_tty(rec, reader, trailing,
                                                                      ended)))
@@ -471,9 +477,16 @@ class Containers:
         return Hijack(run, "application/vnd.docker.raw-stream" if tty else
                       "application/vnd.docker.multiplexed-stream")
 
-    async def _stdin_fifo(self, reader: asyncio.StreamReader, trailing: bytes, fd: int) -> None:
+    async def _stdin_fifo(self, rec: Record, reader: asyncio.StreamReader, trailing: bytes,
+                          fd: int, ended: Any) -> None:
         try:
             await pump_input(reader, trailing, fd)
+            # what was written stays in the FIFO only while someone has it
+            # open: the container, once it runs
+            delay = 0.001
+            while not rec.running and not ended():
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 0.05)
         except (ConnectionError, OSError):
             pass
         finally:
