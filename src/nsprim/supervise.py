@@ -80,7 +80,9 @@ def run_once(rec: Record, report: Any) -> None:
                      supervisor_pid=me, supervisor_start=_proc_start(me),
                      started_at=time.time(), finished_at=None, exit_code=None,
                      oom_killed=False, oom_before=oom_before, ip=c.ip_address, ports=c.ports,
-                     error=None, pty_fd=c.pty_master if tty else None)
+                     error=None, pty_fd=c.pty_master if tty else None,
+                     gateway=getattr(c.attachment, "gateway", None),
+                     prefixlen=getattr(c.attachment, "prefixlen", None))
     if rec.state.get("stopping"):  # a stop that came while it was starting: it saw no pid
         import signal
 

@@ -71,10 +71,12 @@ def _networks(st: dict[str, Any], cfg: dict[str, Any], running: bool) -> dict[st
     mode = cfg.get("network") or "bridge"
     if mode.startswith("container:"):
         return {}
-    ip = st.get("ip") or "" if running else ""
+    ip = (st.get("ip") or "") if running else ""
+    gw = (st.get("gateway") or "") if running else ""
     return {mode: {"IPAMConfig": None, "Links": None, "Aliases": None, "NetworkID": mode,
-                   "EndpointID": "", "Gateway": "", "IPAddress": ip or "",
-                   "IPPrefixLen": 16 if ip else 0, "IPv6Gateway": "",
+                   "EndpointID": "", "Gateway": gw, "IPAddress": ip,
+                   "IPPrefixLen": int(st.get("prefixlen") or 16) if ip else 0,
+                   "IPv6Gateway": "",
                    "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0, "MacAddress": "",
                    "DriverOpts": None}}
 
@@ -193,7 +195,8 @@ def container_inspect(rec: Record) -> dict[str, Any]:
         "NetworkSettings": {
             "Bridge": "", "SandboxID": "", "SandboxKey": "", "HairpinMode": False,
             "Ports": ports, "IPAddress": (st.get("ip") or "") if running else "",
-            "IPPrefixLen": 16 if running and st.get("ip") else 0, "Gateway": "",
+            "IPPrefixLen": int(st.get("prefixlen") or 16) if running and st.get("ip") else 0,
+            "Gateway": (st.get("gateway") or "") if running else "",
             "MacAddress": "", "Networks": _networks(st, cfg, running),
         },
     }
