@@ -29,6 +29,13 @@ command -v htpasswd >/dev/null || need_apt+=(apache2-utils)
 command -v nft >/dev/null || need_apt+=(nftables)
 command -v ip >/dev/null || need_apt+=(iproute2)
 [ -x /usr/bin/python3 ] || need_apt+=(python3)
+# nsprim daemon's clients: the docker CLI (docker.io's, where no newer one is
+# installed), docker-compose v1, script (a terminal for -it); dockerd and
+# containerd (docker.io) are the benchmark's peer
+command -v docker >/dev/null || need_apt+=(docker.io)
+command -v dockerd >/dev/null || need_apt+=(docker.io)
+command -v docker-compose >/dev/null || need_apt+=(docker-compose)
+command -v script >/dev/null || need_apt+=(bsdutils)
 if [ ${#need_apt[@]} -gt 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq

@@ -82,10 +82,25 @@ def _networks(st: dict[str, Any], cfg: dict[str, Any], running: bool) -> dict[st
 
 
 def _state_of(rec: Record) -> tuple[dict[str, Any], dict[str, Any], str]:
+    """Config, state and docker's status.  A container whose process has
+    ended is exited at once (the shim's exit record), also while its
+    supervisor is still finishing: as docker answers right after a wait."""
     cfg, st = rec.config, rec.state
     status = rec.status
     if status == "starting":
         status = "created"
+    if status in ("running", "restarting"):
+        try:
+            with open(os.path.join(rec.dir, "exit")) as f:
+                code_s, _sig, ns = f.read().split()
+            started = st.get("started_at")
+            if isinstance(started, (int, float)) and int(ns) / 1e9 >= started and \
+                    cfg.get("restart", "no") in ("no", ""):
+                st = dict(st, status="exited", exit_code=int(code_s),
+                          finished_at=int(ns) / 1e9)
+                status = "exited"
+        except (OSError, ValueError):
+            pass
     return cfg, st, status
 
 
