@@ -130,7 +130,8 @@ services:
     ports: ["127.0.0.1:{port}:80"]
   backend:
     image: {base}
-    command: ["sh", "-c", "echo backend up; echo from-backend > /tmp/hostname; exec httpd -f -p 8080 -h /tmp"]
+    command: ["sh", "-c", "echo backend up; echo from-backend > /tmp/hostname;
+              exec httpd -f -p 8080 -h /tmp"]
     network_mode: bridge
 """)
 
