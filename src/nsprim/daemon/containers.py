@@ -140,8 +140,18 @@ class Containers:
         spec = cr.spec
         try:
             validate(spec)
+            from nsprim.caps import resolve_caps
+
+            resolve_caps(spec.cap_add, spec.cap_drop)  # unknown names, before anything
         except ConfigError as e:
             raise ApiError(400, str(e)) from None
+        if not re.fullmatch(r"(sha256:)?[0-9a-f]{12,64}", spec.image or ""):
+            from nsprim.images.reference import parse_reference
+
+            try:
+                parse_reference(spec.image or "")
+            except ConfigError as e:
+                raise ApiError(400, f"invalid reference format: {e}") from None
         try:
             img = default_store().get(spec.image)
         except ImageNotFound:

@@ -53,7 +53,7 @@ def _strlist(d: Mapping[str, Any], key: str, where: str) -> list[str] | None:
     v = d.get(key)
     if v is None:
         return None
-    if isinstance(v, str):
+    if isinstance(v, str) and key in ("Cmd", "Entrypoint", "Test"):
         return [v]
     if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
         raise ApiError(400, f"invalid {where}{key}: expected an array of strings")
