@@ -227,16 +227,18 @@ def test_volumes_and_df(docker_daemon: DockerDaemon, base: str) -> None:
 
 def test_events_during_a_run(docker_daemon: DockerDaemon, base: str) -> None:
     d = docker_daemon
-    ev = subprocess.Popen(["docker", "events", "--filter", "type=container", "--format",
-                           "{{.Action}}"], stdout=subprocess.PIPE, text=True, env=d.env)
+    ev = subprocess.Popen(["docker", "events", "--filter", "type=container", "--filter",
+                           "container=evrun", "--format", "{{.Action}} {{.Actor.Attributes.name}}"],
+                          stdout=subprocess.PIPE, text=True, env=d.env)
     try:
         time.sleep(0.5)
-        assert d.docker("run", "--rm", base, "true").returncode == 0
+        assert d.docker("run", "--rm", "--name", "evrun", base, "true").returncode == 0
         time.sleep(0.5)
     finally:
         ev.send_signal(signal.SIGINT)
         out, _ = ev.communicate(timeout=10)
-    actions = out.split()
+    assert all(line.endswith(" evrun") for line in out.splitlines()), out
+    actions = [line.split()[0] for line in out.splitlines()]
     for a in ("create", "start", "die", "destroy"):
         assert a in actions, actions
     assert actions.index("create") < actions.index("start") < actions.index("destroy")

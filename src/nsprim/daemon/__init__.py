@@ -129,6 +129,10 @@ async def _serve(a: argparse.Namespace, hosts: list[str]) -> int:
     loop.set_default_executor(ThreadPoolExecutor(max_workers=64,
                                                  thread_name_prefix="nsprim-daemon"))
     daemon = Daemon()
+    if not os.environ.get("NSPRIM_DAEMON_NO_ZYGOTE"):
+        from nsprim.daemon.zygote import Zygote
+
+        daemon.zygote = Zygote()
     server = Server(daemon.router, debug=a.debug)
     gid = _group_id(a.group)
     listeners: list[asyncio.base_events.Server] = []
@@ -163,6 +167,8 @@ async def _serve(a: argparse.Namespace, hosts: list[str]) -> int:
             except OSError:
                 pass
         await server.close_connections()
+        if daemon.zygote is not None:
+            daemon.zygote.close()
     return 0
 
 

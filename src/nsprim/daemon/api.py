@@ -36,10 +36,13 @@ class Events:
         self.subscribers: set[asyncio.Queue[dict[str, Any]]] = set()
         self._watcher: asyncio.Task[None] | None = None
         self._known: dict[str, str] = {}
+        self._attrs: dict[str, dict[str, str]] = {}
 
     def emit(self, kind: str, action: str, ident: str, attrs: dict[str, str]) -> None:
         if not self.subscribers:
             return
+        if kind == "container":
+            attrs = {**self._attrs.get(ident, {}), **attrs}
         now = time.time_ns()
         ev = {"Type": kind, "Action": action, "Actor": {"ID": ident, "Attributes": attrs},
               "scope": "local", "time": now // 10**9, "timeNano": now}
@@ -67,14 +70,17 @@ class Events:
     def unsubscribe(self, q: asyncio.Queue[dict[str, Any]]) -> None:
         self.subscribers.discard(q)
 
-    @staticmethod
-    def _snapshot() -> dict[str, str]:
+    def _snapshot(self) -> dict[str, str]:
         from nsprim.lifecycle import records
 
         out = {}
         for rec in records():
             s = rec.status
             out[rec.id] = "created" if s == "starting" else "exited" if s == "dead" else s
+            if rec.id not in self._attrs:
+                cfg = rec.config
+                self._attrs[rec.id] = {"name": str(cfg.get("name", "")),
+                                       "image": str(cfg.get("image") or "")}
         return out
 
     async def _watch(self) -> None:
@@ -107,6 +113,7 @@ class Daemon:
         from nsprim.daemon.containers import Containers
 
         self.events = Events()
+        self.zygote: Any = None
         self.containers = Containers(self)
         self.router = Router()
         self._routes()
@@ -218,6 +225,8 @@ class Daemon:
             "Isolation": "", "InitBinary": "nsprim-init", "Warnings": []}
 
     async def df(self, req: Request, m: re.Match[str]) -> Response:
+        await self.containers.settle()
+
         def work() -> dict[str, Any]:
             from nsprim.images.store import default_store
             from nsprim.lifecycle import records
@@ -344,6 +353,7 @@ class Daemon:
 
         force = req.qbool("force")
         self_img = await asyncio.to_thread(self._image, m["name"])
+        await self.containers.settle()
         try:
             removed = await asyncio.to_thread(default_store().remove, m["name"], force=force)
         except ImageInUse as e:
@@ -464,6 +474,7 @@ class Daemon:
         from nsprim.volumes import remove
 
         self._volume(m["name"])
+        await self.containers.settle()
         try:
             await asyncio.to_thread(remove, m["name"])
         except OSError as e:
@@ -472,6 +483,8 @@ class Daemon:
         return Response(204)
 
     async def volume_prune(self, req: Request, m: re.Match[str]) -> Response:
+        await self.containers.settle()
+
         def work() -> list[str]:
             from nsprim.volumes import list_volumes, remove
 

@@ -89,6 +89,22 @@ class Containers:
         #: when this daemon last started each container (wait's next-exit)
         self.started: dict[str, float] = {}
         self._locks: dict[str, asyncio.Lock] = {}
+        #: auto-removed containers whose wait has been answered while their
+        #: supervisor removes them: what depends on their removal waits
+        self.removing: dict[str, Record] = {}
+
+    async def settle(self, timeout: float = 10.0) -> None:
+        """Wait until the removals in progress are done (a name, a volume or
+        an image they held is free again, as docker has it after its wait)."""
+        deadline = time.monotonic() + timeout
+        delay = 0.002
+        while self.removing:
+            for cid, rec in list(self.removing.items()):
+                if not os.path.isdir(rec.dir) or time.monotonic() > deadline:
+                    del self.removing[cid]
+            if self.removing:
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 0.05)
 
     def lock(self, cid: str) -> asyncio.Lock:
         lk = self._locks.get(cid)
@@ -124,7 +140,13 @@ class Containers:
         if name is not None:
             name = name.lstrip("/")
         cr = parse_create(req.json(), name)
-        rec = await asyncio.to_thread(self._create, cr)
+        try:
+            rec = await asyncio.to_thread(self._create, cr)
+        except ApiError as e:
+            if e.status != 409 or not self.removing:
+                raise
+            await self.settle()  # the name may be a --rm container's, being removed
+            rec = await asyncio.to_thread(self._create, cr)
         self.d.events.emit("container", "create", rec.id, {"name": rec.name,
                                                           "image": cr.spec.image or ""})
         return json_response({"Id": rec.id, "Warnings": []}, 201)
@@ -198,7 +220,9 @@ class Containers:
         from nsprim.lifecycle import collect, remove_record, start_detached
 
         collect()
-        err = start_detached(rec)
+        err = self._start_by_zygote(rec)
+        if err == "":  # no zygote: the supervisor starts as the CLI starts it
+            err = start_detached(rec)
         if err is not None and rec.config.get("auto_remove"):
             from nsprim.lifecycle import keep_exit_code
 
@@ -206,6 +230,28 @@ class Containers:
                            if "exec:" in err else 125)
             remove_record(rec)
         return err
+
+    def _start_by_zygote(self, rec: Record) -> str | None:
+        """Start the supervisor through the daemon's zygote: None, the error,
+        or "" when there is no zygote to ask."""
+        z = self.d.zygote
+        if z is None:
+            return ""
+        r, w = os.pipe2(os.O_CLOEXEC)
+        rec.update_state(status="starting", starting_at=time.time())
+        try:
+            asked = z.start(rec.id, w)
+        finally:
+            os.close(w)
+        with os.fdopen(r) as f:
+            answer = f.readline().strip() if asked else None
+        if answer is None:
+            return ""
+        if answer == "ok":
+            return None
+        if rec.state.get("status") == "starting":
+            rec.update_state(status="exited", exit_code=125, finished_at=time.time())
+        return answer[4:] if answer.startswith("err ") else "the supervisor failed to start"
 
     # ------------------------------------------------------- stop, kill, ...
     def _timeout(self, req: Request, rec: Record) -> float:
@@ -307,6 +353,7 @@ class Containers:
     async def prune(self, req: Request, m: re.Match[str]) -> Response:
         from nsprim.lifecycle import records
 
+        await self.settle()
         gone = []
         for rec in await asyncio.to_thread(records):
             if rec.status in ("exited", "created", "dead") and not rec.running:
@@ -324,6 +371,7 @@ class Containers:
         if not isinstance(filters, dict):
             raise ApiError(400, "invalid filters: expected a JSON object")
         show_all = req.qbool("all")
+        await self.settle()
         limit = req.qint("limit", -1)
         rows = await asyncio.to_thread(self._list, filters, show_all or bool(limit and limit > 0))
         if limit is not None and limit > 0:
@@ -417,7 +465,11 @@ class Containers:
                 code = exit_code_now(rec)
                 if code is None:
                     code = 0
-                if condition != "removed":
+                # an auto-removed one is being removed by its supervisor: its
+                # exit code is final (docker's "removing" state)
+                if condition != "removed" or rec.config.get("auto_remove"):
+                    if rec.config.get("auto_remove"):
+                        self.removing[rec.id] = rec
                     return {"StatusCode": code, "Error": None}
             await asyncio.sleep(delay)
             delay = min(delay * 2, 0.05)
@@ -680,8 +732,15 @@ class Containers:
             asyncio.create_task(self._exec_reap(e, c))
             return Response(200)
 
+        # docker-py reads a hijacked stream from the raw socket, past the
+        # buffer that parsed the 101: bytes that arrive with the 101 are lost
+        # to it.  Its client gets a moment to read the head first.
+        pause = 0.05 if "docker-sdk-python" in req.headers.get("user-agent", "") else 0.0
+
         async def run(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
                       trailing: bytes) -> None:
+            if pause:
+                await asyncio.sleep(pause)
             c = await self._exec_spawn(rec, e, detached=False)
             if isinstance(c, str):
                 msg = f"OCI runtime exec failed: exec failed: {c}: unknown\r\n".encode()

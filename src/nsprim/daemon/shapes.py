@@ -98,7 +98,7 @@ def _state_of(rec: Record) -> tuple[dict[str, Any], dict[str, Any], str]:
                     cfg.get("restart", "no") in ("no", ""):
                 st = dict(st, status="exited", exit_code=int(code_s),
                           finished_at=int(ns) / 1e9)
-                status = "exited"
+                status = "removing" if cfg.get("auto_remove") else "exited"
         except (OSError, ValueError):
             pass
     return cfg, st, status
