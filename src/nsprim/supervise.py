@@ -217,8 +217,13 @@ def finish(container_id: str, lock_fds: str) -> int:
             os.close(int(fd))
         except OSError:
             pass
-    rec.update_state(status="restarting" if restart else "exited", exit_code=code,
-                     finished_at=finished, oom_killed=oom)
+    if not os.path.isdir(rec.dir):
+        return 0  # removed meanwhile (the daemon's rm -f does not wait for us)
+    try:
+        rec.update_state(status="restarting" if restart else "exited", exit_code=code,
+                         finished_at=finished, oom_killed=oom)
+    except FileNotFoundError:
+        return 0
     if restart:
         n = int(rec.state.get("restart_count", 0))
         if _backoff(rec, min(0.1 * (2 ** min(n, 6)), 5.0)):  # docker-like backoff

@@ -37,12 +37,23 @@ class Events:
         self._watcher: asyncio.Task[None] | None = None
         self._known: dict[str, str] = {}
         self._attrs: dict[str, dict[str, str]] = {}
+        #: container events sent per id (each once per run)
+        self._done: dict[str, set[str]] = {}
 
     def emit(self, kind: str, action: str, ident: str, attrs: dict[str, str]) -> None:
         if not self.subscribers:
             return
         if kind == "container":
             attrs = {**self._attrs.get(ident, {}), **attrs}
+            done = self._done.setdefault(ident, set())
+            if action in ("create", "start", "die", "destroy"):
+                if action in done:
+                    return  # the watcher and a handler both saw it
+                done.add(action)
+                if action == "start":
+                    done.discard("die")
+                elif action == "die":
+                    done.discard("start")
         now = time.time_ns()
         ev = {"Type": kind, "Action": action, "Actor": {"ID": ident, "Attributes": attrs},
               "scope": "local", "time": now // 10**9, "timeNano": now}
@@ -50,9 +61,6 @@ class Events:
             ev.update({"status": action, "id": ident, "from": attrs.get("image", "")})
         for q in list(self.subscribers):
             q.put_nowait(ev)
-        if kind == "container" and action in ("create", "start", "die", "destroy"):
-            self._known[ident] = {"create": "created", "start": "running", "die": "exited",
-                                  "destroy": ""}[action]
 
     def emit_threadsafe(self, loop: asyncio.AbstractEventLoop, kind: str, action: str,
                         ident: str, attrs: dict[str, str]) -> None:
@@ -62,6 +70,9 @@ class Events:
         q: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         if not self.subscribers:
             self._known = self._snapshot()
+            self._done = {cid: {"create"} | ({"start"} if st == "running" else {"die"}
+                                             if st != "created" else set())
+                          for cid, st in self._known.items()}
         self.subscribers.add(q)
         if self._watcher is None or self._watcher.done():
             self._watcher = asyncio.create_task(self._watch())
@@ -88,23 +99,21 @@ class Events:
             await asyncio.sleep(0.05)
             now = await asyncio.to_thread(self._snapshot)
             for cid, s in now.items():
-                old = self._known.get(cid)
-                if old == s:
-                    continue
-                if old is None:
+                if cid not in self._known:
                     self.emit("container", "create", cid, {})
-                if s == "running":
+                if s in ("running", "exited", "restarting", "removing"):
+                    if s != "running" and "start" not in self._done.get(cid, set()) and \
+                            "die" in self._done.get(cid, set()):
+                        continue
                     self.emit("container", "start", cid, {})
-                elif s in ("exited", "restarting") and old == "running":
+                if s in ("exited", "restarting", "removing"):
                     self.emit("container", "die", cid, {})
-                elif s == "exited" and old in (None, "created"):
-                    self.emit("container", "start", cid, {})
-                    self.emit("container", "die", cid, {})
-            for cid, old in list(self._known.items()):
-                if cid not in now and old:
-                    if old == "running":
+            for cid in list(self._known):
+                if cid not in now:
+                    if "start" in self._done.get(cid, set()):
                         self.emit("container", "die", cid, {})
                     self.emit("container", "destroy", cid, {})
+                    self._done.pop(cid, None)
             self._known = now
 
 

@@ -207,7 +207,7 @@ class Containers:
     async def start(self, req: Request, m: re.Match[str]) -> Response:
         rec = _find(m["id"])
         async with self.lock(rec.id):
-            if rec.running:
+            if rec.running and not _has_ended(rec):
                 return Response(304)
             self.started[rec.id] = time.time()
             err = await asyncio.to_thread(self._start, rec)
@@ -217,8 +217,10 @@ class Containers:
         return Response(204)
 
     def _start(self, rec: Record) -> str | None:
-        from nsprim.lifecycle import collect, remove_record, start_detached
+        from nsprim.lifecycle import collect, remove_record, start_detached, wait_exited
 
+        if rec.running and _has_ended(rec):
+            wait_exited(rec, 30)  # the last run's supervisor is still finishing
         collect()
         err = self._start_by_zygote(rec)
         if err == "":  # no zygote: the supervisor starts as the CLI starts it
@@ -274,21 +276,17 @@ class Containers:
             raise ApiError(400, str(e)) from None
 
     async def stop(self, req: Request, m: re.Match[str]) -> Response:
-        from nsprim.lifecycle import stop
-
         rec = _find(m["id"])
         sig = self._signal(req, None)
-        if not rec.running:
+        if not rec.running or _has_ended(rec):
             return Response(304)
-        await asyncio.to_thread(stop, rec, self._timeout(req, rec), sig)
+        await asyncio.to_thread(_stop, rec, self._timeout(req, rec), sig)
         return Response(204)
 
     async def restart(self, req: Request, m: re.Match[str]) -> Response:
-        from nsprim.lifecycle import stop
-
         rec = _find(m["id"])
         sig = self._signal(req, None)
-        await asyncio.to_thread(stop, rec, self._timeout(req, rec), sig)
+        await asyncio.to_thread(_stop, rec, self._timeout(req, rec), sig)
         async with self.lock(rec.id):
             self.started[rec.id] = time.time()
             err = await asyncio.to_thread(self._start, rec)
@@ -334,7 +332,7 @@ class Containers:
         return Response(204)
 
     def _remove(self, rec: Record) -> None:
-        from nsprim.lifecycle import remove_record, request_stop, signal_container, wait_exited
+        from nsprim.lifecycle import remove_record, request_stop, signal_container
 
         if rec.running:
             request_stop(rec)
@@ -342,7 +340,7 @@ class Containers:
                 signal_container(rec, signal.SIGKILL)
             except ProcessLookupError:
                 pass
-            wait_exited(rec, 30)
+            _wait_ended(rec, 30)  # the exit is recorded; its supervisor need not finish
         code = exit_code_now(rec)
         if code is not None:
             from nsprim.lifecycle import keep_exit_code
@@ -869,6 +867,46 @@ class Containers:
                 except OSError:
                     pass
             c._close_pipes()
+
+
+def _has_ended(rec: Record) -> bool:
+    """Has the current run's process ended (its supervisor may still be
+    finishing)?"""
+    started = rec.state.get("started_at")
+    return isinstance(started, (int, float)) and ended_since(rec, float(started))
+
+
+def _wait_ended(rec: Record, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    delay = 0.001
+    while not _has_ended(rec):
+        if not rec.running:
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(delay)
+        delay = min(delay * 2, 0.02)
+    return True
+
+
+def _stop(rec: Record, timeout: float, sig: int | None) -> None:
+    """docker stop: the stop signal, SIGKILL after `timeout`; done when the
+    process has ended (its supervisor finishes on its own)."""
+    from nsprim.lifecycle import parse_signal, request_stop, signal_container
+
+    if not rec.running:
+        return
+    request_stop(rec)
+    try:
+        signal_container(rec, sig or parse_signal(rec.config.get("stop_signal") or "SIGTERM"))
+    except ProcessLookupError:
+        return
+    if not _wait_ended(rec, timeout):
+        try:
+            signal_container(rec, signal.SIGKILL)
+        except ProcessLookupError:
+            return
+        _wait_ended(rec, 30)
 
 
 def _wake(fut: asyncio.Future[None]) -> None:

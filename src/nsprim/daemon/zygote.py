@@ -89,6 +89,10 @@ def _child(container_id: str, ready_fd: int, sock: socket.socket) -> None:
 
     gc.disable()  # a short life until the exec of the shim
     sock.close()
+    null = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):  # as `python -m nsprim.supervise` is started: not the daemon's
+        os.dup2(null, fd)
+    os.close(null)
     os.setsid()
     for s in (signal.SIGCHLD, signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGPIPE):
         signal.signal(s, signal.SIG_DFL)
