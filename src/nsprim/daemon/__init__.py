@@ -202,6 +202,9 @@ def main(argv: list[str], root: str | None = None) -> int:
         from nsprim.lifecycle import collect
 
         collect()  # what a killed supervisor left
+        from nsprim.daemon.containers import collect_removals
+
+        collect_removals()
         return asyncio.run(_serve(a, a.host or [DEFAULT_HOST]))
     except UsageError as e:
         print(f"nsprim daemon: {e}", file=sys.stderr)

@@ -318,12 +318,9 @@ class Containers:
         rec = _find(m["id"])
         force = req.qbool("force")
         req.qbool("v")
-        started = rec.state.get("started_at")
-        if rec.running and isinstance(started, float) and ended_since(rec, started):
-            from nsprim.lifecycle import wait_exited
-
-            await asyncio.to_thread(wait_exited, rec, 30)  # it has ended: finishing
-        if rec.running and not force:
+        # a container whose process has ended is not running (its supervisor
+        # may still be finishing: the removal does not wait for it)
+        if rec.running and not _has_ended(rec) and not force:
             what = "restarting" if rec.status == "restarting" else "running"
             raise ApiError(409, f"cannot remove container \"/{rec.name}\": container is "
                            f"{what}: stop the container before removing or force remove")
@@ -346,7 +343,8 @@ class Containers:
             from nsprim.lifecycle import keep_exit_code
 
             keep_exit_code(rec.id, code)
-        remove_record(rec)
+        if not _remove_later(rec):
+            remove_record(rec)
 
     async def prune(self, req: Request, m: re.Match[str]) -> Response:
         from nsprim.lifecycle import records
@@ -480,7 +478,7 @@ class Containers:
         want_stdin = req.qbool("stdin")
         want_out, want_err = req.qbool("stdout"), req.qbool("stderr")
         logs, stream = req.qbool("logs"), req.qbool("stream")
-        t0 = time.time()
+        t0 = _run_start(rec)
         offset = 0 if logs else log_size(rec)
         fifo = -1
         if want_stdin and cfg.get("interactive") and not tty:
@@ -593,8 +591,8 @@ class Containers:
             raise ApiError(400, f"invalid tail value {tail!r}")
         since, until = _when(req.q("since")), _when(req.q("until"))
         tty = bool(rec.config.get("tty"))
-        t0 = time.time()
-        following = follow and rec.running
+        t0 = _run_start(rec)
+        following = follow and rec.running and not _has_ended(rec)
 
         async def body() -> Any:
             entries: Any = follow_log(rec, 0, None)
@@ -867,6 +865,78 @@ class Containers:
                 except OSError:
                     pass
             c._close_pipes()
+
+
+class _Removed(Record):
+    """A record moved out of the containers directory, to be freed."""
+
+    def __init__(self, cid: str, where: str) -> None:
+        super().__init__(cid)
+        self._where = where
+
+    @property
+    def dir(self) -> str:
+        return self._where
+
+
+def _trash_dir() -> str:
+    from nsprim.state import state_root
+
+    return os.path.join(state_root(), "removing")
+
+
+def _remove_later(rec: Record) -> bool:
+    """docker rm's visible part now -- the record leaves the containers
+    directory and its name is free -- and the freeing (overlay, container
+    layer, cgroup, bridge lease) in the background.  False if the record
+    could not be moved (the caller removes it the slow way)."""
+    from nsprim.lifecycle import release_name
+
+    trash = _trash_dir()
+    name = rec.name
+    try:
+        os.makedirs(trash, 0o700, exist_ok=True)
+        where = os.path.join(trash, rec.id)
+        os.rename(rec.dir, where)
+    except OSError:
+        return False
+    if name:
+        release_name(name, rec.id)
+    import threading
+
+    threading.Thread(target=_free, args=(_Removed(rec.id, where),), daemon=True).start()
+    return True
+
+
+def _free(rec: Record) -> None:
+    import shutil
+
+    from nsprim.lifecycle import release_resources
+
+    try:
+        release_resources(rec, remove_rootfs=True)
+    finally:
+        shutil.rmtree(rec.dir, ignore_errors=True)
+
+
+def collect_removals() -> None:
+    """Free what a daemon that was stopped mid-removal left."""
+    try:
+        ids = os.listdir(_trash_dir())
+    except FileNotFoundError:
+        return
+    for cid in ids:
+        _free(_Removed(cid, os.path.join(_trash_dir(), cid)))
+
+
+def _run_start(rec: Record) -> float:
+    """When the run to follow began: the current one's start, or now for a
+    container that is to be started."""
+    st = rec.state
+    started = st.get("started_at")
+    if st.get("status") in ("running", "restarting") and isinstance(started, (int, float)):
+        return float(started)
+    return time.time()
 
 
 def _has_ended(rec: Record) -> bool:

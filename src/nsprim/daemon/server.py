@@ -18,6 +18,7 @@ import asyncio
 import json
 import re
 import sys
+import time
 import traceback
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -297,9 +298,11 @@ class Server:
                 raise
             req = Request(method, path, parse_qs(url.query, keep_blank_values=True), headers,
                           body, version)
+            t = time.perf_counter()
             result = await route.handler(req, match)
             if self.debug:
-                self.log(f"{method} {target} -> {getattr(result, 'status', 101)}")
+                self.log(f"{method} {target} -> {getattr(result, 'status', 101)} "
+                         f"({(time.perf_counter() - t) * 1000:.1f} ms)")
             return result, close
         except ApiError as e:
             if self.debug or e.status >= 500:
