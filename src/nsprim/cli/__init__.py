@@ -140,6 +140,7 @@ _DISPATCH = {
     "pull": "images:cmd_pull", "load": "images:cmd_load", "images": "images:cmd_images",
     "rmi": "images:cmd_rmi",
     "volume": "volumes:cmd_volume",
+    "attach": "attach:cmd_attach", "create": "run:cmd_run",
 }
 _COMMANDS = frozenset(_DISPATCH)
 
@@ -166,8 +167,13 @@ def _build_parser(only: str | None = None) -> _Parser:
     sub: Any = p.add_subparsers(dest="command", parser_class=_Parser)
     if only is not None:
         sub = _OnlyOne(sub, only)
-    r = sub.add_parser("run", help="run a command in a new container", add_help=False,
-                       description="Run a command in a new container.")
+    if only == "create":  # create takes run's flags, and starts nothing
+        r = sub.add_parser("create", help="create a container (start it later)",
+                           add_help=False, description="Create a container.")
+        r.set_defaults(create_only=True)
+    else:
+        r = sub.add_parser("run", help="run a command in a new container", add_help=False,
+                           description="Run a command in a new container.")
     r.add_argument("--help", action="help", help="show this help message and exit")
     r.add_argument("--rm", action="store_true", help="remove the container when it exits")
     r.add_argument("-d", "--detach", action="store_true", help="run in the background, print "
@@ -249,7 +255,15 @@ def _build_parser(only: str | None = None) -> _Parser:
                          ("wait", "wait for containers, print their exit codes"),
                          ("inspect", "show containers as JSON")):
         sp = sub.add_parser(cname, help=chelp)
+        if cname == "start":
+            sp.add_argument("-a", "--attach", action="store_true",
+                            help="attach to its output (and exit with its status)")
+            sp.add_argument("-i", "--interactive", action="store_true",
+                            help="attach to its stdin too")
         sp.add_argument("containers", nargs="+")
+    at = sub.add_parser("attach", help="attach to a running container's stdio")
+    at.add_argument("--no-stdin", action="store_true", help="do not attach stdin")
+    at.add_argument("container")
     rmc = sub.add_parser("rm", help="remove containers")
     rmc.add_argument("-f", "--force", action="store_true")
     rmc.add_argument("containers", nargs="+")
