@@ -36,6 +36,7 @@ from nsprim.daemon.streams import (
     follow_log,
     frame,
     log_size,
+    poll_delay,
     pump_input,
     read_some,
     set_winsize,
@@ -451,7 +452,7 @@ class Containers:
     async def _wait(self, rec: Record, t0: float, condition: str) -> dict[str, Any]:
         from nsprim.lifecycle import kept_exit_code
 
-        delay = 0.001
+        since = time.monotonic()
         code: int | None = None
         while True:
             if not os.path.isdir(rec.dir):
@@ -467,8 +468,7 @@ class Containers:
                     if rec.config.get("auto_remove"):
                         self.removing[rec.id] = rec
                     return {"StatusCode": code, "Error": None}
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 0.05)
+            await asyncio.sleep(poll_delay(since))
 
     # ---------------------------------------------------------------- attach
     async def attach(self, req: Request, m: re.Match[str]) -> Hijack:
@@ -541,10 +541,9 @@ class Containers:
             await pump_input(reader, trailing, fd)
             # what was written stays in the FIFO only while someone has it
             # open: the container, once it runs
-            delay = 0.001
+            since = time.monotonic()
             while not rec.running and not ended():
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 0.05)
+                await asyncio.sleep(poll_delay(since))
         except (ConnectionError, OSError):
             pass
         finally:
@@ -947,15 +946,13 @@ def _has_ended(rec: Record) -> bool:
 
 
 def _wait_ended(rec: Record, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    delay = 0.001
+    since = time.monotonic()
     while not _has_ended(rec):
         if not rec.running:
             return True
-        if time.monotonic() > deadline:
+        if time.monotonic() > since + timeout:
             return False
-        time.sleep(delay)
-        delay = min(delay * 2, 0.02)
+        time.sleep(poll_delay(since))
     return True
 
 

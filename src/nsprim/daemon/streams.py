@@ -10,12 +10,21 @@ import errno
 import json
 import os
 import struct
+import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from nsprim.lifecycle import Record, alive
 
 STDOUT, STDERR = 1, 2
+
+
+def poll_delay(since: float) -> float:
+    """How long to sleep between two looks at a container's files, `since`
+    (monotonic) the wait began: short at first -- most waits end within a
+    second, and the delay is added to every ``docker run`` -- longer later."""
+    waited = time.monotonic() - since
+    return 0.001 if waited < 1 else 0.01 if waited < 10 else 0.05
 
 
 def frame(stream: int, data: bytes) -> bytes:
@@ -69,7 +78,7 @@ async def follow_log(rec: Record, offset: int, ended: Callable[[], bool] | None
     """The log's entries from byte `offset`; with `ended`, keep following
     until it says so (then read what is left)."""
     buf = b""
-    delay = 0.001
+    since = time.monotonic()
     f = None
     try:
         while True:
@@ -90,7 +99,6 @@ async def follow_log(rec: Record, offset: int, ended: Callable[[], bool] | None
                         continue
                     if isinstance(entry, dict):
                         yield entry
-                delay = 0.001
                 continue
             if ended is None:
                 return
@@ -110,8 +118,7 @@ async def follow_log(rec: Record, offset: int, ended: Callable[[], bool] | None
                     if isinstance(entry, dict):
                         yield entry
                 return
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 0.05)
+            await asyncio.sleep(poll_delay(since))
     finally:
         if f is not None:
             f.close()
