@@ -36,6 +36,8 @@ command -v docker >/dev/null || need_apt+=(docker.io)
 command -v dockerd >/dev/null || need_apt+=(docker.io)
 command -v docker-compose >/dev/null || need_apt+=(docker-compose)
 command -v script >/dev/null || need_apt+=(bsdutils)
+# podman: the peer benchmarks.ps measures ps/images/inspect against
+command -v podman >/dev/null || need_apt+=(podman)
 if [ ${#need_apt[@]} -gt 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq

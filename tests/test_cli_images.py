@@ -142,5 +142,5 @@ def test_images_size_is_the_unpacked_size_of_all_layers(root: str,
             for k in ("base", "app")}
     assert {i["ID"]: i["Size"] for i in image_rows(root)} == want
     table = cli(root, "images").stdout.splitlines()
-    assert table[0].split() == ["REPOSITORY", "TAG", "IMAGE", "ID", "SIZE"]
+    assert table[0].split() == ["REPOSITORY", "TAG", "IMAGE", "ID", "CREATED", "SIZE"]
     assert sorted(line.split()[-1] for line in table[1:]) == sorted(want.values())

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -16,8 +17,9 @@ def test_create_then_start_attached(private_root: str, images: dict[str, str]) -
     r = cli_at(private_root, "create", "--name", "c1", base, "sh", "-c",
                "echo out; echo err >&2; exit 6")
     assert r.returncode == 0 and len(r.stdout.strip()) == 64, r.stderr
-    ps = cli_at(private_root, "ps", "-a", "--format", "json").stdout
-    assert '"State": "created"' in ps and '"Names": "c1"' in ps
+    rows = [json.loads(line) for line in
+            cli_at(private_root, "ps", "-a", "--format", "json").stdout.splitlines()]
+    assert [(r["Names"], r["State"]) for r in rows] == [("c1", "created")]
     r = cli_at(private_root, "start", "-a", "c1")
     assert (r.returncode, r.stdout, r.stderr) == (6, "out\n", "err\n")
     assert cli_at(private_root, "rm", "c1").returncode == 0  # not running any more

@@ -165,11 +165,12 @@ def test_restart_policy_on_failure(root: str, rootfs: str) -> None:
     assert r.returncode == 0, r.stderr
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
-        st = state(root, "flaky")["State"]
-        if st["Status"] == "exited" and st["RestartCount"] == 2:  # type: ignore[index]
+        info = state(root, "flaky")
+        st = info["State"]
+        if st["Status"] == "exited" and info["RestartCount"] == 2:  # type: ignore[index]
             break
         time.sleep(0.1)
-    assert st["RestartCount"] == 2 and st["ExitCode"] == 3  # type: ignore[index]
+    assert info["RestartCount"] == 2 and st["ExitCode"] == 3  # type: ignore[index]
     assert cli(root, "logs", "flaky").stdout == "run\nrun\nrun\n"
 
 
@@ -177,7 +178,7 @@ def test_restart_always_until_stopped(root: str, rootfs: str) -> None:
     cli(root, "run", "-d", "--name", "phoenix", "--restart", "always", "--network", "none",
         "--rootfs", rootfs, "--", "sh", "-c", "sleep 0.2; exit 0")
     deadline = time.monotonic() + 30
-    while state(root, "phoenix")["State"]["RestartCount"] < 2:  # type: ignore[index, operator]
+    while state(root, "phoenix")["RestartCount"] < 2:  # type: ignore[operator]
         assert time.monotonic() < deadline
         time.sleep(0.1)
     assert cli(root, "stop", "-t", "1", "phoenix").returncode == 0
@@ -329,8 +330,9 @@ def _wait_restarting(root: str, name: str, count: int) -> None:
     """Until `name` has restarted `count` times and waits out its backoff."""
     deadline = time.monotonic() + 30
     while True:
-        st = state(root, name)["State"]
-        if st["Status"] == "restarting" and st["RestartCount"] >= count:  # type: ignore[index]
+        info = state(root, name)
+        st = info["State"]
+        if st["Status"] == "restarting" and info["RestartCount"] >= count:  # type: ignore[index, operator]
             return
         assert time.monotonic() < deadline, st
         time.sleep(0.05)

@@ -139,10 +139,42 @@ _DISPATCH = {
     "exec": "containers:cmd_exec",
     "pull": "images:cmd_pull", "load": "images:cmd_load", "images": "images:cmd_images",
     "rmi": "images:cmd_rmi",
-    "volume": "volumes:cmd_volume",
+    "volume": "volumes:cmd_volume", "network": "networks:cmd_network",
     "attach": "attach:cmd_attach", "create": "run:cmd_run",
 }
 _COMMANDS = frozenset(_DISPATCH)
+
+#: docker's management commands (``container ls``, ``image rm``...) as the
+#: plain commands they stand for; a subcommand not listed keeps its name
+#: (``container stop`` is ``stop``)
+_MANAGEMENT = {
+    "container": {"ls": ["ps"], "list": ["ps"], "ps": ["ps"],
+                  "inspect": ["inspect", "--type", "container"], "remove": ["rm"]},
+    "image": {"ls": ["images"], "list": ["images"], "rm": ["rmi"], "remove": ["rmi"],
+              "inspect": ["inspect", "--type", "image"]},
+}
+
+
+def _skip_root(argv: list[str]) -> int:
+    """The index of the first argument after the ``--root`` options."""
+    i = 0
+    while i < len(argv) and (argv[i] == "--root" or argv[i].startswith("--root=")):
+        i += 2 if argv[i] == "--root" else 1
+    return i
+
+
+def _expand_management(argv: list[str]) -> list[str]:
+    """``[--root R] container ls -a`` -> ``[--root R] ps -a``."""
+    i = _skip_root(argv)
+    if i + 1 >= len(argv) or argv[i] not in _MANAGEMENT:
+        return argv
+    sub = argv[i + 1]
+    plain = _MANAGEMENT[argv[i]].get(sub)
+    if plain is None:
+        if sub not in _COMMANDS or sub in _MANAGEMENT:
+            return argv  # the parser names the bad subcommand
+        plain = [sub]
+    return argv[:i] + plain + argv[i + 2:]
 
 
 def _chosen(argv: Sequence[str]) -> str | None:
@@ -233,9 +265,18 @@ def _build_parser(only: str | None = None) -> _Parser:
     r.add_argument("cmd", nargs=argparse.REMAINDER, metavar="[IMAGE] CMD")
 
     ps = sub.add_parser("ps", help="list containers")
-    ps.add_argument("-a", "--all", action="store_true")
-    ps.add_argument("-q", "--quiet", action="store_true")
-    ps.add_argument("--format", choices=["table", "json"], default="table")
+    ps.add_argument("-a", "--all", action="store_true", help="show all containers")
+    ps.add_argument("-q", "--quiet", action="store_true", help="only ids")
+    ps.add_argument("-n", "--last", type=_int_arg("--last"), default=-1, metavar="N",
+                    help="the N last created containers (all states)")
+    ps.add_argument("-l", "--latest", action="store_true", help="the last created container")
+    ps.add_argument("-s", "--size", action="store_true", help="total file sizes")
+    ps.add_argument("--no-trunc", action="store_true", help="do not truncate output")
+    ps.add_argument("-f", "--filter", action="append", default=[], metavar="KEY=VALUE",
+                    help="name, id, label, status, ancestor, exited, before, since, "
+                    "network, volume, publish, expose")
+    ps.add_argument("--format", metavar="FORMAT",
+                    help="table, table TEMPLATE, json or a Go template")
     lg = sub.add_parser("logs", help="show a container's output")
     lg.add_argument("-f", "--follow", action="store_true")
     lg.add_argument("-t", "--timestamps", action="store_true")
@@ -252,8 +293,7 @@ def _build_parser(only: str | None = None) -> _Parser:
     kl.add_argument("-s", "--signal", default="KILL")
     kl.add_argument("containers", nargs="+")
     for cname, chelp in (("start", "start stopped containers"),
-                         ("wait", "wait for containers, print their exit codes"),
-                         ("inspect", "show containers as JSON")):
+                         ("wait", "wait for containers, print their exit codes")):
         sp = sub.add_parser(cname, help=chelp)
         if cname == "start":
             sp.add_argument("-a", "--attach", action="store_true",
@@ -261,6 +301,11 @@ def _build_parser(only: str | None = None) -> _Parser:
             sp.add_argument("-i", "--interactive", action="store_true",
                             help="attach to its stdin too")
         sp.add_argument("containers", nargs="+")
+    ins = sub.add_parser("inspect", help="show containers, images, volumes or networks as JSON")
+    ins.add_argument("-f", "--format", metavar="FORMAT", help="json or a Go template")
+    ins.add_argument("--type", choices=["container", "image", "volume", "network"])
+    ins.add_argument("-s", "--size", action="store_true", help="container sizes")
+    ins.add_argument("containers", nargs="+", metavar="NAME")
     at = sub.add_parser("attach", help="attach to a running container's stdio")
     at.add_argument("--no-stdin", action="store_true", help="do not attach stdin")
     at.add_argument("container")
@@ -285,7 +330,13 @@ def _build_parser(only: str | None = None) -> _Parser:
     ld.add_argument("-q", "--quiet", action="store_true")
     im = sub.add_parser("images", help="list images")
     im.add_argument("-q", "--quiet", action="store_true")
-    im.add_argument("--format", choices=["table", "json"], default="table")
+    im.add_argument("-a", "--all", action="store_true")
+    im.add_argument("--no-trunc", action="store_true")
+    im.add_argument("--digests", action="store_true")
+    im.add_argument("-f", "--filter", action="append", default=[], metavar="KEY=VALUE",
+                    help="reference, label, dangling, before, since")
+    im.add_argument("--format", metavar="FORMAT")
+    im.add_argument("repository", nargs="?")
     rm = sub.add_parser("rmi", help="remove images")
     rm.add_argument("-f", "--force", action="store_true")
     rm.add_argument("images", nargs="+", metavar="IMAGE")
@@ -293,13 +344,27 @@ def _build_parser(only: str | None = None) -> _Parser:
     vs = vol.add_subparsers(dest="volume_command", parser_class=_Parser)
     vc = vs.add_parser("create")
     vc.add_argument("name")
-    vl = vs.add_parser("ls")
+    vl = vs.add_parser("ls", aliases=["list"])
     vl.add_argument("-q", "--quiet", action="store_true")
-    vl.add_argument("--format", choices=["table", "json"], default="table")
-    vr = vs.add_parser("rm")
+    vl.add_argument("--format", metavar="FORMAT")
+    vl.add_argument("-f", "--filter", action="append", default=[], metavar="KEY=VALUE",
+                    help="name, label, driver")
+    vr = vs.add_parser("rm", aliases=["remove"])
     vr.add_argument("names", nargs="+")
     vi = vs.add_parser("inspect")
+    vi.add_argument("-f", "--format", metavar="FORMAT")
     vi.add_argument("names", nargs="+")
+    net = sub.add_parser("network", help="the networks (bridge, host, none)")
+    ns = net.add_subparsers(dest="network_command", parser_class=_Parser)
+    nl = ns.add_parser("ls", aliases=["list"])
+    nl.add_argument("-q", "--quiet", action="store_true")
+    nl.add_argument("--no-trunc", action="store_true")
+    nl.add_argument("--format", metavar="FORMAT")
+    nl.add_argument("-f", "--filter", action="append", default=[], metavar="KEY=VALUE",
+                    help="name, id, driver, type, label, scope")
+    ni = ns.add_parser("inspect")
+    ni.add_argument("-f", "--format", metavar="FORMAT")
+    ni.add_argument("names", nargs="+")
     return p
 
 
@@ -347,7 +412,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             root = before[1] if len(before) == 2 else (before[0][7:] if before else None)
             return daemon_main(args[i + 1:], root)
-    parser = _build_parser(_chosen(args))
+    args = _expand_management(args)
+    chosen = _chosen(args)
+    if chosen is None:
+        rest = args[_skip_root(args):]
+        if rest and rest[0] in _MANAGEMENT:  # `container bogus`: one line
+            sub = rest[1] if len(rest) > 1 else ""
+            return _fail(f"{rest[0]}: unknown command {sub!r}", 1)
+    parser = _build_parser(chosen)
     try:
         a = parser.parse_args(args)
     except UsageError as e:

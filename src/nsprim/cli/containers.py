@@ -22,7 +22,6 @@ from nsprim.cli import (
     _collect_leftovers,
     _fail,
     _oneline,
-    _print_rows,
 )
 from nsprim.cli.run import _attach, _start_detached
 
@@ -67,65 +66,33 @@ def _not_running(rec: Any) -> str:
     return f"container {rec.id} is not running"
 
 
-def _records_arg(names: list[str]) -> list[Any]:
-    from nsprim.lifecycle import find
-
-    return [find(n) for n in names]
-
-
-def _ago(t: float | None) -> str:
-    if not t:
-        return ""
-    d = max(0, time.time() - t)
-    for unit, secs in (("days", 86400), ("hours", 3600), ("minutes", 60)):
-        if d >= secs:
-            n = int(d // secs)
-            return f"{n} {unit if n > 1 else unit[:-1]}"
-    return f"{int(d)} seconds"
-
-
-def _status_text(rec: Any) -> str:
-    st = rec.state
-    s = rec.status
-    if s == "running":
-        return f"Up {_ago(st.get('started_at'))}"
-    if s == "restarting":
-        return f"Restarting ({st.get('exit_code')})"
-    if s == "exited":
-        return f"Exited ({st.get('exit_code')}) {_ago(st.get('finished_at'))} ago"
-    return str(s).capitalize()
-
-
-def _ports_text(ports: list[dict[str, Any]] | None) -> str:
-    return ", ".join(f"{p['host_ip'] or '0.0.0.0'}:{p['host_port']}->{p['container_port']}/"
-                     f"{p['proto']}" for p in ports or [])
-
-
 def cmd_ps(a: argparse.Namespace) -> int:
+    from nsprim.cli.listing import emit
+    from nsprim.dockerfmt import load, shapes
+    from nsprim.dockerfmt.filters import (
+        CONTAINER_FILTERS,
+        FilterError,
+        parse_filters,
+        select_containers,
+    )
 
-    from nsprim.lifecycle import collect, records
+    items = load.containers()
+    if any(load.needs_collect(c) for c in items):
+        from nsprim.lifecycle import collect
 
-    collect()
-    rows = []
-    for rec in sorted(records(), key=lambda r: -float(r.config.get("created", 0))):
-        cfg, st = rec.config, rec.state
-        if not a.all and rec.status not in ("running", "restarting"):
-            continue
-        cmd = " ".join(cfg.get("cmd") or [])
-        rows.append({"ID": rec.id[:12], "Image": cfg.get("image") or cfg.get("rootfs") or "",
-                     "Command": cmd, "CreatedAt": cfg.get("created"),
-                     "Status": _status_text(rec), "State": rec.status,
-                     "Ports": _ports_text(st.get("ports") if rec.status == "running" else None),
-                     "Names": cfg.get("name", "")})
-    def line(r: dict[str, Any]) -> str:
-        command = '"' + (r["Command"][:20] + ("…" if len(r["Command"]) > 20 else "")) + '"'
-        return (f"{r['ID']:14}{r['Image'][:27]:28}{command:24}{r['Status']:26}"
-                f"{r['Ports'][:27]:28}{r['Names']}")
-
-    _print_rows(a, rows,
-                f"{'CONTAINER ID':14}{'IMAGE':28}{'COMMAND':24}{'STATUS':26}{'PORTS':28}NAMES",
-                line)
-    return 0
+        collect()  # the view stays true when a supervisor was killed
+        items = load.containers()
+    try:
+        chosen = select_containers(items, parse_filters(a.filter, CONTAINER_FILTERS),
+                                   show_all=a.all, last=1 if a.latest else a.last)
+    except FilterError as e:
+        print(str(e), file=sys.stderr)
+        return EXIT_ERROR
+    now = time.time()
+    summaries = load.summarize(chosen, size=a.size, now=now)
+    rows = [shapes.ps_row(s, trunc=not a.no_trunc, now=now) for s in summaries]
+    default = shapes.PS_TABLE + ("\t{{.Size}}" if a.size else "")
+    return emit(a.format, rows, default=default, headers=shapes.HEADERS, quiet=a.quiet)
 
 
 def cmd_logs(a: argparse.Namespace) -> int:
@@ -299,54 +266,71 @@ def cmd_wait(a: argparse.Namespace) -> int:
     return _for_each(a.containers, act)
 
 
-def _iso(t: float | None) -> str | None:
-    if not t:
-        return None
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t % 1 * 1e9):09d}Z"
+def _lookup(kind: str, name: str, cache: dict[str, Any]) -> Any:
+    """The inspect object of `name` as a `kind`; LookupError if none."""
+    from nsprim.dockerfmt import load
+
+    if kind == "container":
+        c = load.container(name)
+        if "images" not in cache:
+            cache["images"] = load.ImageCache()
+            cache["network"] = load.network_info()
+        obj = load.inspect_container(c, cache["images"], cache["network"])
+        if cache.get("size"):
+            rw, root = load.container_size(c, cache["images"])
+            obj["SizeRw"], obj["SizeRootFs"] = rw, root
+        return obj
+    if kind == "image":
+        return load.inspect_image(name)
+    if kind == "volume":
+        from nsprim.errors import ConfigError
+
+        try:
+            return load.inspect_volume(name)
+        except ConfigError:
+            raise LookupError(name) from None
+    return load.inspect_network(name)
+
+
+_NO_SUCH = {"container": "No such container", "image": "No such image",
+            "volume": "No such volume", "network": "No such network"}
+
+
+def inspect_objects(names: list[str], kind: str | None, fmt: str | None,
+                    size: bool = False) -> int:
+    """docker inspect: each name as `kind` (else a container, an image, a
+    volume or a network, the first found); JSON or a template each."""
+    from nsprim.cli.listing import EXIT_USAGE, inspect_output
+    from nsprim.dockerfmt.gotemplate import TemplateError, parse, prepare_format
+
+    if fmt and fmt != "json":
+        try:
+            parse(prepare_format(fmt)[1])
+        except TemplateError as e:  # before anything is looked up, as docker
+            print(f"template parsing error: {e}", file=sys.stderr)
+            return EXIT_USAGE
+    cache: dict[str, Any] = {"size": size}
+    objs, errors = [], []
+    for name in names:
+        for k in [kind] if kind else ["container", "image", "volume", "network"]:
+            try:
+                objs.append(_lookup(k, name, cache))
+                break
+            except (LookupError, OSError):
+                continue
+        else:
+            errors.append(f"{_NO_SUCH[kind]}: {name}" if kind else f"No such object: {name}")
+    out, template_errors = inspect_output(fmt, objs)
+    sys.stdout.write(out)
+    for msg in errors:
+        print(f"Error: {msg}", file=sys.stderr)
+    for msg in template_errors:
+        print(msg, file=sys.stderr)
+    return EXIT_ERROR if errors or template_errors else 0
 
 
 def cmd_inspect(a: argparse.Namespace) -> int:
-    import json
-
-    out = []
-    rc = 0
-    for name in a.containers:
-        try:
-            (rec,) = _records_arg([name])
-        except LookupError:
-            rc = _client_error(f"No such object: {name}")
-            continue
-        cfg, st = rec.config, rec.state
-        status = rec.status
-        out.append({
-            "Id": rec.id, "Name": "/" + cfg.get("name", ""), "Created": _iso(cfg.get("created")),
-            "Image": cfg.get("image_id") or "", "Path": (cfg.get("cmd") or [""])[0],
-            "Args": (cfg.get("cmd") or [])[1:],
-            "State": {"Status": status, "Running": status == "running",
-                      "Pid": st.get("pid") if status == "running" else 0,
-                      "ExitCode": st.get("exit_code") or 0, "OOMKilled": bool(st.get("oom_killed")),
-                      "StartedAt": _iso(st.get("started_at")),
-                      "FinishedAt": _iso(st.get("finished_at")), "Error": st.get("error") or "",
-                      "RestartCount": st.get("restart_count", 0)},
-            "Config": {"Image": cfg.get("image") or "", "Cmd": cfg.get("cmd"),
-                       "Entrypoint": cfg.get("entrypoint"), "Env": cfg.get("env"),
-                       "WorkingDir": cfg.get("workdir") or "", "User": cfg.get("user") or "",
-                       "Hostname": cfg.get("hostname") or rec.id[:12], "Tty": cfg.get("tty")},
-            "HostConfig": {"AutoRemove": cfg.get("auto_remove"),
-                           "RestartPolicy": {"Name": cfg.get("restart")},
-                           "NetworkMode": cfg.get("network"),
-                           "ReadonlyRootfs": cfg.get("read_only"),
-                           "Memory": cfg.get("memory"), "NanoCpus": cfg.get("cpus"),
-                           "PidsLimit": cfg.get("pids_limit"), "CapAdd": cfg.get("cap_add"),
-                           "CapDrop": cfg.get("cap_drop")},
-            "Mounts": [{"Spec": v} for v in cfg.get("volumes", [])] +
-                      [{"Type": "tmpfs", "Spec": t} for t in cfg.get("tmpfs", [])],
-            "NetworkSettings": {"IPAddress": st.get("ip") or "",
-                                "Ports": st.get("ports") or []},
-            "LogPath": rec.log_path,
-        })
-    print(json.dumps(out, indent=4))
-    return rc
+    return inspect_objects(a.containers, a.type, a.format, a.size)
 
 
 def cmd_exec(a: argparse.Namespace) -> int:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import sys
+from typing import Any
 
 from nsprim.cli import (
     _fail,
     _oneline,
-    _print_rows,
 )
 
 
@@ -38,33 +39,79 @@ def cmd_load(a: argparse.Namespace) -> int:
     return 0
 
 
-def _human(n: int) -> str:
-    size = float(n)
-    for unit in ("B", "kB", "MB", "GB"):
-        if size < 1000 or unit == "GB":
-            return f"{size:.3g}{unit}"
-        size /= 1000
-    return f"{n}B"
+_IMAGE_FILTERS = ("reference", "label", "dangling", "before", "since")
+
+
+def _ref_match(pattern: str, repo: str, tag: str) -> bool:
+    """docker's reference filter: a glob on ``repo`` or ``repo:tag``."""
+    import fnmatch
+
+    if ":" in pattern.rpartition("/")[2]:
+        return fnmatch.fnmatchcase(f"{repo}:{tag}", pattern)
+    return fnmatch.fnmatchcase(repo, pattern)
 
 
 def cmd_images(a: argparse.Namespace) -> int:
+    import time
 
-    from nsprim.images.reference import parse_reference
-    from nsprim.images.store import default_store
+    from nsprim.cli.listing import FilterError, emit, label_match, parse_filters
+    from nsprim.dockerfmt import load, shapes
 
+    try:
+        f = parse_filters(a.filter, _IMAGE_FILTERS)
+        for v in f.get("dangling", []):
+            if v not in ("true", "false", "1", "0"):
+                raise FilterError(f"Error response from daemon: Invalid filter "
+                                  f"'dangling={v}'")
+        summaries = load.image_objects(summary=True)
+        created: dict[str, int] = {}
+        for key in ("before", "since"):
+            for ref in f.get(key, []):
+                try:
+                    img = load.inspect_image(ref)
+                except LookupError:
+                    raise FilterError(f"Error response from daemon: No such image: {ref}"
+                                      ) from None
+                created[ref] = int(shapes.parse_rfc3339(img["Created"]))
+    except FilterError as e:
+        print(str(e), file=sys.stderr)
+        return 1
+    except (LookupError, OSError, ValueError) as e:
+        return _fail(_oneline(e))
+    now = time.time()
     rows = []
-    for img in default_store().images():
-        for n in img.names or ["<none>:<none>"]:
-            if n == "<none>:<none>":
-                repo, tag = "<none>", "<none>"
-            else:
-                fam = parse_reference(n).familiar()
-                repo, _, tag = fam.rpartition(":")
-            rows.append({"Repository": repo, "Tag": tag, "ID": img.id[7:19],
-                         "Size": _human(img.size), "Layers": len(img.layers)})
-    _print_rows(a, rows, f"{'REPOSITORY':40} {'TAG':16} {'IMAGE ID':14} {'SIZE':>8}",
-                lambda r: f"{r['Repository']:40} {r['Tag']:16} {r['ID']:14} {r['Size']:>8}")
-    return 0
+    for s in summaries:
+        if "label" in f and not label_match(s.get("Labels") or {}, f["label"]):
+            continue
+        if any(not s["Created"] < created[r] for r in f.get("before", [])):
+            continue
+        if any(not s["Created"] > created[r] for r in f.get("since", [])):
+            continue
+        tags = s["RepoTags"] or [None]
+        dangling = not s["RepoTags"]
+        if "dangling" in f and dangling != (f["dangling"][-1] in ("true", "1")):
+            continue
+        for tag in tags:
+            repo_tag = tag or ""
+            repo, _, t = repo_tag.rpartition(":") if tag else ("<none>", "", "<none>")
+            if a.repository and not _ref_match(a.repository, repo, t) and \
+                    repo_tag != a.repository:
+                continue
+            if "reference" in f and not any(_ref_match(p, repo, t) for p in f["reference"]):
+                continue
+            digest = next((d.rpartition("@")[2] for d in s["RepoDigests"]
+                           if d.startswith(repo + "@")), None)
+            rows.append(shapes.images_row(s, tag, trunc=not a.no_trunc, digest=digest,
+                                          now=now))
+    default = shapes.IMAGES_TABLE
+    if a.digests:
+        default = default.replace("{{.Tag}}\t", "{{.Tag}}\t{{.Digest}}\t")
+    if a.quiet:  # an image with several tags is listed once
+        unique: dict[str, Any] = {}
+        for r in rows:
+            unique.setdefault(r.ID(), r)
+        rows = list(unique.values())
+    return emit(a.format, rows, default=default, headers=shapes.IMAGE_HEADERS, quiet=a.quiet)
 
 
 def cmd_rmi(a: argparse.Namespace) -> int:

@@ -10,9 +10,31 @@ from nsprim.cli import (
 )
 
 
-def cmd_volume(a: argparse.Namespace) -> int:
-    import json
+def _volume_ls(a: argparse.Namespace) -> int:
+    import sys
 
+    from nsprim.cli.listing import FilterError, emit, label_match, parse_filters
+    from nsprim.dockerfmt import load, shapes
+
+    try:
+        f = parse_filters(a.filter, ("name", "label", "driver", "dangling"))
+    except FilterError as e:
+        print(str(e), file=sys.stderr)
+        return 1
+    rows = []
+    for v in load.volume_objects():
+        if "name" in f and not any(n in v["Name"] for n in f["name"]):
+            continue
+        if "driver" in f and v["Driver"] not in f["driver"]:
+            continue
+        if "label" in f and not label_match(v["Labels"] or {}, f["label"]):
+            continue
+        rows.append(shapes.volume_row(v))
+    return emit(a.format, rows, default=shapes.VOLUMES_TABLE, headers=shapes.VOLUME_HEADERS,
+                quiet=a.quiet, quiet_field="Name")
+
+
+def cmd_volume(a: argparse.Namespace) -> int:
     from nsprim import volumes
     from nsprim.errors import ConfigError
 
@@ -20,24 +42,16 @@ def cmd_volume(a: argparse.Namespace) -> int:
         if a.volume_command == "create":
             info, _ = volumes.create(a.name)
             print(info.name)
-        elif a.volume_command == "ls":
-            vols = volumes.list_volumes()
-            if a.quiet:
-                for v in vols:
-                    print(v.name)
-            elif a.format == "json":
-                for v in vols:
-                    print(json.dumps(v.to_json()))
-            else:
-                print(f"{'DRIVER':10} VOLUME NAME")
-                for v in vols:
-                    print(f"{'local':10} {v.name}")
-        elif a.volume_command == "rm":
+        elif a.volume_command in ("ls", "list"):
+            return _volume_ls(a)
+        elif a.volume_command in ("rm", "remove"):
             for n in a.names:
                 volumes.remove(n)
                 print(n)
         elif a.volume_command == "inspect":
-            print(json.dumps([volumes.get(n).to_json() for n in a.names], indent=4))
+            from nsprim.cli.containers import inspect_objects
+
+            return inspect_objects(a.names, "volume", a.format)
         else:
             return _fail("volume: expected create, ls, rm or inspect")
     except (ConfigError, LookupError, OSError) as e:

@@ -327,7 +327,7 @@ class Daemon:
         for i, h in enumerate(reversed(hist)):
             out.append({"Id": img.id if i == 0 else "<missing>", "Created": 0,
                         "CreatedBy": h.get("created_by", ""),
-                        "Tags": shapes._familiar(img.names) if i == 0 else None,
+                        "Tags": shapes.familiar(img.names) if i == 0 else None,
                         "Size": 0, "Comment": h.get("comment", "")})
         if not out:
             out = [{"Id": img.id, "Created": 0, "CreatedBy": "", "Tags": None,

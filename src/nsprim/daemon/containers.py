@@ -393,8 +393,8 @@ class Containers:
                 raise ApiError(400, f"invalid filter '{key}'")
         collect()
         out = []
-        for rec in sorted(records(), key=lambda r: -float(r.config.get("created", 0) or 0)):
-            s = shapes.container_summary(rec)
+        recs = sorted(records(), key=lambda r: -float(r.config.get("created", 0) or 0))
+        for rec, s in zip(recs, shapes.container_summaries(recs), strict=True):
             if not (show_all or s["State"] == "running" or values("status")):
                 continue
             if values("status") and s["State"] not in values("status"):

@@ -10,7 +10,13 @@ from typing import Any, ClassVar
 from nsprim.errors import ConfigError
 from nsprim.network.ports import PortSpec, parse_publish
 
-__all__ = ["NetworkMode", "PortSpec", "parse_publish", "parse_bandwidth"]
+__all__ = ["NetworkMode", "PortSpec", "parse_publish", "parse_bandwidth", "mac_for_ip"]
+
+
+def mac_for_ip(ip: str) -> str:
+    """A bridge endpoint's MAC address as docker makes it: 02:42 and the four
+    bytes of its IPv4 address (locally administered, unique on the bridge)."""
+    return "02:42:" + ":".join(f"{int(b):02x}" for b in ip.split("."))
 
 _RATE = re.compile(r"^(\d+(?:\.\d+)?)\s*(bit|kbit|mbit|gbit|bps|kbps|mbps|gbps)?$",
                    re.IGNORECASE)

@@ -37,6 +37,7 @@ from typing import Any
 
 from nsprim.errors import ConfigError
 from nsprim.namespace import Namespace
+from nsprim.network import mac_for_ip
 from nsprim.network.nft import Nft
 from nsprim.network.ports import PortSpec
 from nsprim.network.rtnl import Rtnl
@@ -556,7 +557,7 @@ def attach(container_id: str, netns: Namespace, *, inner: Rtnl | None = None,
             try:
                 # eth0 gets index 2 in the new namespace (lo is 1): no lookups
                 rt.add_veth(veth, "eth0", netns.fd, master=socket.if_nametoindex(BRIDGE),
-                            peer_index=_ETH0)
+                            peer_index=_ETH0, peer_mac=mac_for_ip(address))
                 with inner or Rtnl(netns) as rin:
                     rin.add_addr(_ETH0, address, net.prefixlen)
                     rin.set_link(_ETH0, up=True)

@@ -27,6 +27,7 @@ _NLMSG_ERROR = 2
 RTM_NEWLINK, RTM_DELLINK, RTM_GETLINK, RTM_NEWADDR, RTM_NEWROUTE = 16, 17, 18, 20, 24
 NLM_F_REQUEST, NLM_F_ACK, NLM_F_EXCL, NLM_F_CREATE = 0x1, 0x4, 0x200, 0x400
 IFLA_IFNAME, IFLA_MTU, IFLA_MASTER, IFLA_LINKINFO, IFLA_NET_NS_FD = 3, 4, 10, 18, 28
+IFLA_ADDRESS = 1
 IFLA_INFO_KIND, IFLA_INFO_DATA, VETH_INFO_PEER = 1, 2, 1
 IFA_ADDRESS, IFA_LOCAL = 1, 2
 RTA_GATEWAY, RTA_TABLE = 5, 15
@@ -160,11 +161,14 @@ class Rtnl:
                       f"creating bridge {name}")
 
     def add_veth(self, name: str, peer: str, peer_netns_fd: int, *, master: int | None = None,
-                 peer_index: int = 0) -> None:
+                 peer_index: int = 0, peer_mac: str | None = None) -> None:
         """A veth pair: `name` here (up, in bridge `master`), `peer` in the
-        namespace of `peer_netns_fd` (with interface index `peer_index`)."""
+        namespace of `peer_netns_fd` (with interface index `peer_index` and
+        the MAC address `peer_mac`, ``02:42:...``)."""
         peer_info = _ifinfo(peer_index) + _str(IFLA_IFNAME, peer) + \
             _u32(IFLA_NET_NS_FD, peer_netns_fd)
+        if peer_mac is not None:
+            peer_info += _attr(IFLA_ADDRESS, bytes.fromhex(peer_mac.replace(":", "")))
         linkinfo = _str(IFLA_INFO_KIND, "veth") + \
             _attr(IFLA_INFO_DATA, _attr(VETH_INFO_PEER, peer_info))
         up = _IFF_UP if master is not None else 0
