@@ -364,60 +364,34 @@ class Containers:
         return json_response(await asyncio.to_thread(shapes.container_inspect, rec))
 
     async def list_(self, req: Request, m: re.Match[str]) -> Response:
-        filters = req.qjson("filters") or {}
-        if not isinstance(filters, dict):
-            raise ApiError(400, "invalid filters: expected a JSON object")
+        from nsprim.dockerfmt.filters import FilterError, api_filters
+
+        try:
+            filters = api_filters(req.q("filters"))
+        except FilterError as e:
+            raise ApiError(400, str(e)) from None
         show_all = req.qbool("all")
-        await self.settle()
         limit = req.qint("limit", -1)
-        rows = await asyncio.to_thread(self._list, filters, show_all or bool(limit and limit > 0))
-        if limit is not None and limit > 0:
-            rows = rows[:limit]
+        size = req.qbool("size")
+        await self.settle()
+        rows = await asyncio.to_thread(self._list, filters, show_all, limit or -1, size)
         return json_response(rows)
 
-    def _list(self, filters: dict[str, Any], show_all: bool) -> list[dict[str, Any]]:
+    def _list(self, filters: dict[str, list[str]], show_all: bool, limit: int,
+              size: bool) -> list[dict[str, Any]]:
+        """docker's selection (nsprim.dockerfmt.filters, as ps), in docker's shapes."""
+        from nsprim.dockerfmt.filters import FilterError, select_containers
+        from nsprim.dockerfmt.load import summarize
         from nsprim.lifecycle import collect, records
 
-        def values(key: str) -> list[str]:
-            v = filters.get(key)
-            if isinstance(v, dict):  # the old {"name": {"x": true}} shape
-                return [k for k, on in v.items() if on]
-            if isinstance(v, list):
-                return [str(x) for x in v]
-            if v is not None:
-                raise ApiError(400, f"invalid filter {key!r}")
-            return []
-
-        for key in filters:
-            if key not in ("status", "name", "id", "label", "ancestor", "exited"):
-                raise ApiError(400, f"invalid filter '{key}'")
         collect()
-        out = []
-        recs = sorted(records(), key=lambda r: -float(r.config.get("created", 0) or 0))
-        for rec, s in zip(recs, shapes.container_summaries(recs), strict=True):
-            if not (show_all or s["State"] == "running" or values("status")):
-                continue
-            if values("status") and s["State"] not in values("status"):
-                continue
-            if values("name") and not any(re.search(n.lstrip("/"), s["Names"][0][1:])
-                                          for n in values("name")):
-                continue
-            if values("id") and not any(rec.id.startswith(i) for i in values("id")):
-                continue
-            if values("ancestor") and s["Image"] not in values("ancestor") and \
-                    s["ImageID"] not in values("ancestor"):
-                continue
-            if values("exited") and (s["State"] != "exited" or str(
-                    rec.state.get("exit_code")) not in values("exited")):
-                continue
-            ok = True
-            for lab in values("label"):
-                k, eq, v = lab.partition("=")
-                if k not in s["Labels"] or (eq and s["Labels"][k] != v):
-                    ok = False
-            if ok:
-                out.append(s)
-        return out
+        items = sorted((shapes._loaded(r) for r in records()),
+                       key=lambda c: -float(c.spec.created or 0))
+        try:
+            chosen = select_containers(items, filters, show_all=show_all, last=limit)
+        except FilterError as e:
+            raise ApiError(400, str(e).removeprefix("Error response from daemon: ")) from None
+        return summarize(chosen, size=size)
 
     # ------------------------------------------------------------------ wait
     async def wait(self, req: Request, m: re.Match[str]) -> StreamResponse:
