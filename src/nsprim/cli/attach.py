@@ -101,6 +101,13 @@ def attach_loop(rec: Any, *, stdin: bool, t0: float, offset: int, fifo: int = -1
                 for line in lines:
                     _emit(line, tty)
                 continue
+            if f is not None:
+                from nsprim.daemon.streams import _rotated
+
+                if _rotated(f, rec.log_path):  # the shim rotated the log: go on in the new
+                    f.close()
+                    f, offset = None, 0
+                    continue
             if ended_since(rec, t0) or (not rec.running and
                                         rec.state.get("status") not in ("created", "starting")):
                 if f is not None:

@@ -100,6 +100,12 @@ async def follow_log(rec: Record, offset: int, ended: Callable[[], bool] | None
                     if isinstance(entry, dict):
                         yield entry
                 continue
+            if f is not None and _rotated(f, rec.log_path):
+                # the shim rotated the log (--log-opt max-size): what is left
+                # of the old file was just read; go on in the new one
+                f.close()
+                f, offset = None, 0
+                continue
             if ended is None:
                 return
             if ended():
@@ -122,6 +128,13 @@ async def follow_log(rec: Record, offset: int, ended: Callable[[], bool] | None
     finally:
         if f is not None:
             f.close()
+
+
+def _rotated(f: Any, path: str) -> bool:
+    try:
+        return os.stat(path).st_ino != os.fstat(f.fileno()).st_ino
+    except FileNotFoundError:
+        return False
 
 
 def entry_bytes(entry: dict[str, Any], timestamps: bool = False) -> tuple[int, bytes]:
