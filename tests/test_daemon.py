@@ -230,13 +230,22 @@ def test_events_during_a_run(docker_daemon: DockerDaemon, base: str) -> None:
     ev = subprocess.Popen(["docker", "events", "--filter", "type=container", "--filter",
                            "container=evrun", "--format", "{{.Action}} {{.Actor.Attributes.name}}"],
                           stdout=subprocess.PIPE, text=True, env=d.env)
+    out = ""
     try:
         time.sleep(0.5)
         assert d.docker("run", "--rm", "--name", "evrun", base, "true").returncode == 0
-        time.sleep(0.5)
+        assert ev.stdout is not None
+        os.set_blocking(ev.stdout.fileno(), False)
+        deadline = time.monotonic() + 20
+        while "destroy" not in out and time.monotonic() < deadline:
+            try:
+                out += os.read(ev.stdout.fileno(), 65536).decode()
+            except BlockingIOError:
+                time.sleep(0.05)
     finally:
         ev.send_signal(signal.SIGINT)
-        out, _ = ev.communicate(timeout=10)
+        rest, _ = ev.communicate(timeout=10)
+        out += rest or ""
     assert all(line.endswith(" evrun") for line in out.splitlines()), out
     actions = [line.split()[0] for line in out.splitlines()]
     for a in ("create", "start", "die", "destroy"):

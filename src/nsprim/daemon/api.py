@@ -82,11 +82,12 @@ class Events:
         self.subscribers.discard(q)
 
     def _snapshot(self) -> dict[str, str]:
+        from nsprim.daemon.shapes import _state_of
         from nsprim.lifecycle import records
 
         out = {}
         for rec in records():
-            s = rec.status
+            s = _state_of(rec)[2]  # exited as soon as the process is (the shim's record)
             out[rec.id] = "created" if s == "starting" else "exited" if s == "dead" else s
             if rec.id not in self._attrs:
                 cfg = rec.config
