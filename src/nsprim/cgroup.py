@@ -37,9 +37,9 @@ import signal
 import stat as stat_mod
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
 from functools import lru_cache
 
+from nsprim._record import field, record
 from nsprim.errors import ConfigError
 from nsprim.state import FileLock, root_id, run_dir
 from nsprim.units import format_cpuset, parse_cpus, parse_cpuset, parse_size
@@ -55,7 +55,7 @@ _V1_ALWAYS = ("memory", "pids", "cpu", "cpuacct")  # joined for stats and OOM re
 
 # ----------------------------------------------------------------- host layout
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Layout:
     """Where the host's cgroup hierarchies are mounted."""
 
@@ -104,7 +104,7 @@ def host_layout() -> Layout:
 
 # ---------------------------------------------------------------------- limits
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Limits:
     """Validated resource limits (docker's meanings)."""
 
@@ -232,7 +232,7 @@ def weight_to_shares(weight: int) -> int:
 
 # ---------------------------------------------------------------------- stats
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class CgroupStats:
     """A snapshot of a cgroup's accounting (None: not available on this host)."""
 
@@ -699,6 +699,12 @@ class Cgroup:
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
+
+    def held_fds(self) -> list[int]:
+        """The fd of the lock that marks this cgroup owned (none for a cgroup
+        opened by name).  A process that takes the container over keeps it
+        open; collection leaves the cgroup alone while it is."""
+        return [self._lock.fd] if self._lock is not None and self._lock.fd >= 0 else []
 
     def remove(self, timeout: float = 10.0) -> None:
         """Kill what is left, wait for the cgroup to empty, remove it.  Idempotent."""

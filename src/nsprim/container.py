@@ -7,18 +7,14 @@ pidfd.  The stdio arguments work like subprocess's.
 
 from __future__ import annotations
 
-import dataclasses
 import errno
 import os
-import selectors
-import shutil
 import signal
-import subprocess
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from typing import IO, TYPE_CHECKING, Any, NoReturn
+from contextlib import ExitStack
 
-from nsprim import _spawn, devices, volumes
+from nsprim import _record, _spawn, devices, volumes
 from nsprim._native import ffi, lib
 from nsprim.cgroup import Cgroup, Limits, make_limits
 from nsprim.config import Bind, ContainerConfig, IdMap, MountSpec, make_config, validate_env
@@ -27,39 +23,38 @@ from nsprim.namespace import Namespace, NamespaceKind
 from nsprim.network import NetworkMode, PortSpec
 from nsprim.plan import Plan, build_plan
 from nsprim.rootfs import OverlayRootfs, containers_dir
-from nsprim.state import run_dir
+from nsprim.state import remove_tree, run_dir
 from nsprim.volumes import Volume
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:  # imported where used: a --rootfs container needs neither
+    from typing import IO, Any, NoReturn
+
     from nsprim.images.store import Image
     from nsprim.network.bridge import Attachment
 
 __all__ = ["Container", "CompletedContainer", "run", "PIPE", "DEVNULL", "STDOUT"]
 
-PIPE = subprocess.PIPE
-DEVNULL = subprocess.DEVNULL
-STDOUT = subprocess.STDOUT
+# subprocess's values: Container and run() take subprocess's own constants
+PIPE = -1
+STDOUT = -2
+DEVNULL = -3
 
-StdioSpec = None | int | IO[Any]
+if TYPE_CHECKING:
+    StdioSpec = None | int | IO[Any]
+
+    from nsprim._completed import CompletedContainer
 
 
+def __getattr__(name: str) -> Any:
+    # CompletedContainer subclasses subprocess.CompletedProcess: subprocess
+    # (with selectors, threading, locale) is imported by run(), not by every
+    # user of Container (the CLI's 30 ms start)
+    if name == "CompletedContainer":
+        from nsprim._completed import CompletedContainer
 
-class CompletedContainer(subprocess.CompletedProcess):  # type: ignore[type-arg]
-    """What run() returns: subprocess's CompletedProcess plus container facts.
-
-    `returncode` follows subprocess (negative: killed by that signal);
-    `exit_code` follows docker (128+N when killed by signal N).
-    """
-
-    def __init__(self, args: Any, returncode: int, stdout: Any = None, stderr: Any = None,
-                 container_id: str = "", oom_killed: bool = False):
-        super().__init__(args, returncode, stdout, stderr)
-        self.container_id = container_id
-        self.oom_killed = oom_killed
-
-    @property
-    def exit_code(self) -> int:
-        return self.returncode if self.returncode >= 0 else 128 - self.returncode
+        return CompletedContainer
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _find_image(name: str) -> Image:
@@ -196,6 +191,10 @@ class Container:
         self.attachment: Attachment | None = None
         self._netns: Namespace | None = None
         self._etc_dir: str | None = None
+        #: what start() acquired on the host, each pushed as it is acquired
+        #: (cgroup, overlay, network namespace, bridge attachment, /etc
+        #: files) and released in reverse by _release_resources()
+        self._resources = ExitStack()
         cfg = make_config(
             argv, rootfs=rootfs, hostname=hostname, env=env, cwd=cwd, user=user,
             namespaces=namespaces, user_namespace=user_namespace, cap_add=cap_add,
@@ -284,6 +283,7 @@ class Container:
             if self._limits is not None and self.cgroup is None:
                 self.cgroup = Cgroup.create(self.id[:16], limits=self._limits)
                 self._owns_cgroup = True
+                self._resources.callback(self._release_cgroup)
                 if not self.config.privileged:
                     # docker's device rules (nodev holds without a cgroup too)
                     devices.apply(self.cgroup.fd, self.cgroup.v1_paths.get("devices"),
@@ -292,6 +292,7 @@ class Container:
                 self._overlay = OverlayRootfs(self.image.layers, id=self.id,
                                               keep=self._keep_rootfs,
                                               reuse=self._record_dir).mount()
+                self._resources.callback(self._release_overlay)
             self._start(self._resolve_network(self._resolve_volumes()))
         except BaseException:
             self._release_resources()
@@ -310,16 +311,19 @@ class Container:
             target = mode.target
             if isinstance(target, Namespace):
                 self._netns = Namespace(os.dup(target.fd), NamespaceKind.NET)
+                self._resources.callback(self._release_netns)
             else:
                 pid = target.pid if isinstance(target, Container) else target
                 if not isinstance(pid, int):
                     raise ConfigError(f"unknown container {target!r} for network container:")
                 self._netns = Namespace.of(pid, NamespaceKind.NET)
+                self._resources.callback(self._release_netns)
         else:
             from nsprim.network import bridge
             from nsprim.network.rtnl import Rtnl
 
             self._netns, inner = Rtnl.pooled_netns()
+            self._resources.callback(self._release_netns)
             publish = list(mode.publish)
             if mode.publish_all and self.image is not None:
                 for p in self.image.exposed_ports:
@@ -327,14 +331,16 @@ class Container:
                     publish.append(PortSpec(int(port), 0, proto or "tcp"))
             self.attachment = bridge.attach(self.id, self._netns, inner=inner,
                                             publish=publish, bandwidth=mode.bandwidth)
+            self._resources.callback(self._release_attachment)
             if cfg.rootfs is not None:
                 self._etc_dir = os.path.join(run_dir(), "containers", self.id)
+                self._resources.callback(self._release_etc_dir)
                 files = bridge.write_etc_files(self._etc_dir, cfg.hostname or self.id[:12],
                                                self.attachment.address)
                 taken = {m.target for m in mounts}
                 mounts += [Bind(src, dst) for dst, src in files.items() if dst not in taken]
         ns[NamespaceKind.NET] = self._netns
-        return dataclasses.replace(cfg, namespaces=ns, mounts=tuple(mounts))
+        return _record.replace(cfg, namespaces=ns, mounts=tuple(mounts))
 
     @property
     def ip_address(self) -> str | None:
@@ -366,7 +372,7 @@ class Container:
         if self._overlay is not None:
             with open(os.path.join(self._overlay.dir, "volumes"), "w") as f:
                 f.write("\n".join(used) + "\n")
-        return dataclasses.replace(cfg, mounts=tuple(resolved))
+        return _record.replace(cfg, mounts=tuple(resolved))
 
     def _populate(self, data_dir: str, target: str) -> None:
         """Fill a new volume with what the image has at `target` (docker's
@@ -406,7 +412,7 @@ class Container:
         finally:
             for fd in close_after:
                 os.close(fd)
-        with child.sock:
+        try:
             try:
                 master, failed = _spawn.handshake(child, self._write_id_maps)
             except BaseException:
@@ -416,6 +422,8 @@ class Container:
             if failed is not None:
                 self._close_pipes()
                 self._child_failed(plan, *failed)
+        finally:
+            child.sock.close()
 
     def _child_failed(self, plan: Plan, err: int, index: int, what: int = 0) -> NoReturn:
         """Reap the child that failed at op `index` (-1: the helper's exec of
@@ -477,6 +485,9 @@ class Container:
         if self._pidfd < 0:
             raise RuntimeError("container not started")
         if timeout is not None:
+            import selectors
+            import subprocess
+
             sel = selectors.DefaultSelector()
             with sel:
                 sel.register(self._pidfd, selectors.EVENT_READ)
@@ -504,24 +515,54 @@ class Container:
             self.oom_killed = self.cgroup.oom_kills() > self._oom_before
         self._release_resources()
 
+    def hand_over(self) -> list[int]:
+        """For a process that takes this running container over (the
+        supervisor, before it execs its shim): the fds that keep the
+        container's host resources owned -- the locks of its overlay, its
+        cgroup and its lease, and the sockets holding its published ports --
+        to be kept open (inheritable) while the container lives.  Our
+        reference to its network namespace is closed: the container holds it."""
+        fds: list[int] = []
+        for holder in (self._overlay, self.cgroup if self._owns_cgroup else None,
+                       self.attachment):
+            if holder is not None:
+                fds += holder.held_fds()
+        self._release_netns()
+        return fds
+
     def _release_resources(self) -> None:
-        """Remove the cgroup we created (killing what is left in it) and the
-        container layer of an image's overlay.  Idempotent."""
+        """Release what start() acquired, in reverse order of acquisition:
+        the /etc files, the bridge attachment, our reference to the network
+        namespace, the overlay (and its container layer), the cgroup we
+        created (killing what is left in it).  Every release runs even if
+        one fails; idempotent."""
+        self._resources.close()
+
+    def _release_cgroup(self) -> None:
         if self._owns_cgroup and self.cgroup is not None:
-            self.cgroup.remove()
             self._owns_cgroup = False
+            self.cgroup.remove()
+
+    def _release_overlay(self) -> None:
         if self._overlay is not None:
-            self._overlay.close()
-            self._overlay = None
-        gone = self.returncode is not None and self.config.ns_setting(NamespaceKind.PID) is True
+            overlay, self._overlay = self._overlay, None
+            overlay.close()
+
+    def _release_netns(self) -> None:
         if self._netns is not None:
-            self._netns.close()  # our reference: the namespace dies with the container
-            self._netns = None
+            netns, self._netns = self._netns, None
+            netns.close()  # our reference: the namespace dies with the container
+
+    def _release_attachment(self) -> None:
         if self.attachment is not None:
-            self.attachment.detach(netns_gone=gone)
-            self.attachment = None
+            gone = (self.returncode is not None
+                    and self.config.ns_setting(NamespaceKind.PID) is True)
+            attachment, self.attachment = self.attachment, None
+            attachment.detach(netns_gone=gone)
+
+    def _release_etc_dir(self) -> None:
         if self._etc_dir is not None:
-            shutil.rmtree(self._etc_dir, ignore_errors=True)
+            remove_tree(self._etc_dir)
             self._etc_dir = None
 
     def send_signal(self, sig: int) -> None:
@@ -541,6 +582,9 @@ class Container:
     def communicate(self, input: bytes | None = None, timeout: float | None = None
                     ) -> tuple[bytes | None, bytes | None]:
         """Send `input`, read stdout/stderr to EOF, wait; like Popen.communicate."""
+        import selectors
+        import subprocess
+
         deadline = None if timeout is None else time.monotonic() + timeout
         out: dict[int, list[bytes]] = {}
         sel = selectors.DefaultSelector()
@@ -620,6 +664,10 @@ def run(
     killed and subprocess.TimeoutExpired raised; with `check`, a non-zero
     exit raises subprocess.CalledProcessError.
     """
+    import subprocess
+
+    from nsprim._completed import CompletedContainer
+
     if capture_output:
         if stdout is not None or stderr is not None:
             raise ValueError("capture_output cannot be combined with stdout or stderr")

@@ -12,14 +12,17 @@ it describes.  Values keep docker's spellings (``-v`` strings, ``"256m"``,
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any
 
+from nsprim import _record
+from nsprim._record import field, record
 from nsprim.errors import ConfigError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["ContainerSpec", "validate", "to_container", "exec_container", "from_run_flags",
            "parse_volume",
@@ -29,7 +32,7 @@ RESTART = re.compile(r"no|always|unless-stopped|on-failure(:[0-9]{1,9})?", re.AS
 _OCTAL_MODE = re.compile(r"[0-7]{1,4}", re.ASCII)
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class ContainerSpec:
     """A container as docker's flags describe it (frozen, JSON-serialisable)."""
 
@@ -87,7 +90,7 @@ class ContainerSpec:
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
-        for f in dataclasses.fields(self):
+        for f in _record.fields(self):
             v = getattr(self, f.name)
             out[f.name] = list(v) if isinstance(v, tuple) else (
                 dict(v) if isinstance(v, Mapping) else v)
@@ -98,7 +101,7 @@ class ContainerSpec:
         """The spec of a record (unknown keys are ignored, missing ones take
         their defaults: records of older versions load)."""
         kw: dict[str, Any] = {}
-        for f in dataclasses.fields(cls):
+        for f in _record.fields(cls):
             if f.name not in data or data[f.name] is None and f.name in _NOT_NONE:
                 continue
             v = data[f.name]
@@ -248,7 +251,6 @@ def from_run_flags(a: Any, image: str | None, cmd: Sequence[str]) -> ContainerSp
 def validate(spec: ContainerSpec) -> None:
     """Every check of a spec, before anything is created: a ConfigError
     naming the first bad value.  (The image itself is looked up later.)"""
-    from nsprim.cgroup import make_limits
     from nsprim.config import parse_user, validate_env, validate_hostname
     from nsprim.devices import parse_device
     from nsprim.lifecycle import check_name, parse_signal
@@ -291,11 +293,16 @@ def validate(spec: ContainerSpec) -> None:
         load_profile(spec.seccomp)
     elif spec.seccomp not in ("default", "unconfined"):
         raise ConfigError(f"invalid seccomp {spec.seccomp!r}")
-    make_limits(memory=spec.memory, memory_swap=spec.memory_swap, cpus=spec.cpus,
-                cpu_shares=spec.cpu_shares, cpuset=spec.cpuset_cpus,
-                cpuset_mems=spec.cpuset_mems, pids=spec.pids_limit,
-                device_read_bps=tuple(spec.device_read_bps),
-                device_write_bps=tuple(spec.device_write_bps))
+    limits = (spec.memory, spec.memory_swap, spec.cpus, spec.cpu_shares, spec.cpuset_cpus,
+              spec.cpuset_mems, spec.pids_limit)
+    if any(v is not None for v in limits) or spec.device_read_bps or spec.device_write_bps:
+        from nsprim.cgroup import make_limits
+
+        make_limits(memory=spec.memory, memory_swap=spec.memory_swap, cpus=spec.cpus,
+                    cpu_shares=spec.cpu_shares, cpuset=spec.cpuset_cpus,
+                    cpuset_mems=spec.cpuset_mems, pids=spec.pids_limit,
+                    device_read_bps=tuple(spec.device_read_bps),
+                    device_write_bps=tuple(spec.device_write_bps))
 
 
 # ------------------------------------------------------------ the Container

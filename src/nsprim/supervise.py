@@ -23,9 +23,12 @@ import os
 import select
 import sys
 import time
-from typing import Any
 
 from nsprim.lifecycle import Record, release_resources, remove_record, wake_path
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 SHIM = os.path.join(os.path.dirname(os.path.abspath(__file__)), "nsprim-shim")
 
@@ -35,15 +38,6 @@ def build_container(rec: Record, **extra: Any) -> Any:
     from nsprim.spec import to_container
 
     return to_container(rec.spec, **extra)
-
-
-def _lock_fds(c: Any) -> list[int]:
-    fds = []
-    for holder in (c._overlay, c.cgroup, c.attachment):
-        lock = getattr(holder, "_lock", None)
-        if lock is not None and getattr(lock, "fd", -1) >= 0:
-            fds.append(lock.fd)
-    return fds
 
 
 def run_once(rec: Record, report: Any) -> None:
@@ -88,14 +82,11 @@ def run_once(rec: Record, report: Any) -> None:
 
         signal.pidfd_send_signal(c.pidfd, signal.SIGKILL)
     report("ok")
-    locks = _lock_fds(c) + (c.attachment.holder_fds() if c.attachment is not None else []) + \
-        held
+    locks = c.hand_over() + held
     out_fd, err_fd = (c.pty_master, -1) if tty else (c.stdout.fileno(), c.stderr.fileno())
     keep = [c.pidfd, *[fd for fd in (out_fd, err_fd) if fd >= 0], *locks]
     for fd in keep:
         os.set_inheritable(fd, True)
-    if c._netns is not None:
-        c._netns.close()  # the container holds its namespace
     from nsprim.state import root_args
 
     os.execv(SHIM, [SHIM, rec.dir, str(c.pidfd), f"t{out_fd}" if tty else str(out_fd),

@@ -15,7 +15,6 @@ import argparse
 import signal
 import sys
 import time
-from typing import Any
 
 from nsprim.cli import (
     _INT,
@@ -24,6 +23,10 @@ from nsprim.cli import (
     _oneline,
 )
 from nsprim.cli.run import _attach, _start_detached
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 EXIT_ERROR = 1  # docker's status for a command that failed on a container
 
