@@ -93,6 +93,7 @@ class Containers:
         #: auto-removed containers whose wait has been answered while their
         #: supervisor removes them: what depends on their removal waits
         self.removing: dict[str, Record] = {}
+        self._collected = 0.0
 
     async def settle(self, timeout: float = 10.0) -> None:
         """Wait until the removals in progress are done (a name, a volume or
@@ -222,7 +223,10 @@ class Containers:
 
         if rec.running and _has_ended(rec):
             wait_exited(rec, 30)  # the last run's supervisor is still finishing
-        collect()
+        now = time.monotonic()
+        if now - self._collected > 2:  # what killed supervisors left: not at every start
+            self._collected = now
+            collect()
         err = self._start_by_zygote(rec)
         if err == "":  # no zygote: the supervisor starts as the CLI starts it
             err = start_detached(rec)
