@@ -302,3 +302,19 @@ def test_daemon_refuses_bad_flags(tmp_path: Any) -> None:
     r = subprocess.run(base + ["-H", "ftp://x"], capture_output=True, text=True, timeout=30)
     assert r.returncode == 125 and "ftp://x" in r.stderr
     assert not os.path.exists(tmp_path / "s" / "containers")
+
+
+def test_load_a_docker_save_archive(docker_daemon: DockerDaemon, images: dict[str, str],
+                                    tmp_path: Any) -> None:
+    need(shutil.which("skopeo") is not None, "needs skopeo")
+    d = docker_daemon
+    archive = tmp_path / "app.tar"
+    r = subprocess.run(["skopeo", "copy", "--src-tls-verify=false",
+                        f"docker://{images['app']}", f"docker-archive:{archive}:local/loaded:v1"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    r = d.docker("load", "-i", str(archive))
+    assert r.returncode == 0 and "Loaded image: local/loaded:v1" in r.stdout, r.stderr
+    r = d.docker("run", "--rm", "local/loaded:v1")
+    assert (r.returncode, r.stdout) == (0, "hello from app\n"), r.stderr
+    assert d.docker("rmi", "local/loaded:v1").returncode == 0

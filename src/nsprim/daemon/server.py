@@ -57,6 +57,8 @@ class Request:
     headers: dict[str, str]
     body: bytes = b""
     version: str = API_VERSION
+    #: a spooled route's body: an open temporary file (deleted), at its start
+    body_file: Any = None
 
     def q(self, name: str, default: str | None = None) -> str | None:
         v = self.query.get(name)
@@ -152,9 +154,10 @@ class Router:
     def __init__(self) -> None:
         self.routes: list[Route] = []
 
-    def add(self, method: str, pattern: str, handler: Handler, *, max_body: int = MAX_JSON_BODY
-            ) -> None:
-        self.routes.append(Route(method, re.compile("^" + pattern + "$"), handler, max_body))
+    def add(self, method: str, pattern: str, handler: Handler, *, max_body: int = MAX_JSON_BODY,
+            spool: bool = False) -> None:
+        self.routes.append(Route(method, re.compile("^" + pattern + "$"), handler, max_body,
+                                 spool))
 
     def match(self, method: str, path: str) -> tuple[Route, re.Match[str]]:
         allowed = False
@@ -168,6 +171,18 @@ class Router:
         if allowed:
             raise ApiError(405, f"method {method} not allowed on {path}")
         raise ApiError(404, f"page not found: {path}")
+
+
+def _spool_file() -> Any:
+    """A temporary file for a streamed body, under the state root (private,
+    on the store's filesystem), deleted from the start."""
+    import os
+    import tempfile
+
+    from nsprim.state import private_dir, state_root
+
+    d = private_dir(os.path.join(state_root(), "tmp-api"))
+    return tempfile.TemporaryFile(dir=d)
 
 
 def base_headers() -> list[tuple[str, str]]:
@@ -250,7 +265,8 @@ class Server:
                 return
 
     async def _read_body(self, conn: h11.Connection, reader: asyncio.StreamReader,
-                         limit: int) -> bytes:
+                         limit: int, spool: Any = None) -> bytes:
+        """The body (at most `limit` bytes), or written to the file `spool`."""
         parts: list[bytes] = []
         size = 0
         while True:
@@ -259,8 +275,14 @@ class Server:
                 size += len(ev.data)
                 if size > limit:
                     raise ApiError(413, f"request body too large: more than {limit} bytes")
-                parts.append(bytes(ev.data))
+                if spool is not None:
+                    spool.write(ev.data)
+                else:
+                    parts.append(bytes(ev.data))
             elif isinstance(ev, h11.EndOfMessage):
+                if spool is not None:
+                    spool.flush()
+                    spool.seek(0)
                 return b"".join(parts)
             else:
                 raise ApiError(400, "bad request: the body ended early")
@@ -291,15 +313,20 @@ class Server:
                 close = True  # the body is not read: the connection cannot be reused
                 raise ApiError(413, f"request body too large: {declared} bytes, the limit "
                                f"is {route.max_body}")
+            spool = _spool_file() if route.spool else None
             try:
-                body = await self._read_body(conn, reader, route.max_body)
-            except ApiError:
-                close = True
-                raise
-            req = Request(method, path, parse_qs(url.query, keep_blank_values=True), headers,
-                          body, version)
-            t = time.perf_counter()
-            result = await route.handler(req, match)
+                try:
+                    body = await self._read_body(conn, reader, route.max_body, spool)
+                except ApiError:
+                    close = True
+                    raise
+                req = Request(method, path, parse_qs(url.query, keep_blank_values=True),
+                              headers, body, version, spool)
+                t = time.perf_counter()
+                result = await route.handler(req, match)
+            finally:
+                if spool is not None:
+                    spool.close()
             if self.debug:
                 self.log(f"{method} {target} -> {getattr(result, 'status', 101)} "
                          f"({(time.perf_counter() - t) * 1000:.1f} ms)")
