@@ -318,3 +318,14 @@ def test_load_a_docker_save_archive(docker_daemon: DockerDaemon, images: dict[st
     r = d.docker("run", "--rm", "local/loaded:v1")
     assert (r.returncode, r.stdout) == (0, "hello from app\n"), r.stderr
     assert d.docker("rmi", "local/loaded:v1").returncode == 0
+
+
+def test_login_checks_the_credentials(docker_daemon: DockerDaemon, auth_registry: Any) -> None:
+    d = docker_daemon
+    host = auth_registry.host
+    r = d.docker("login", host, "-u", "tester", "--password-stdin", input="wrong\n")
+    assert r.returncode == 1 and "unauthorized" in r.stderr.lower(), r.stdout + r.stderr
+    r = d.docker("login", host, "-u", "tester", "--password-stdin", input="s3cret\n")
+    assert r.returncode == 0 and "Login Succeeded" in r.stdout, r.stderr
+    assert host in (d.config_dir / "config.json").read_text()  # kept by the CLI
+    assert d.docker("logout", host).returncode == 0

@@ -290,8 +290,39 @@ class Daemon:
         return StreamResponse(body())
 
     async def auth(self, req: Request, m: re.Match[str]) -> Response:
-        raise ApiError(501, "login through the daemon is not implemented by nsprim yet; "
-                       "credentials in ~/.docker/config.json are used for pulls")
+        """docker login: the credentials are tried against the registry's
+        /v2/ (basic, or a bearer token from its realm); nothing is stored
+        here (the docker CLI keeps them in its config)."""
+        body = req.json()
+        if not isinstance(body, dict) or not all(
+                isinstance(body.get(k, ""), str) for k in ("username", "password",
+                                                           "serveraddress")):
+            raise ApiError(400, "invalid auth body: username, password and serveraddress "
+                           "are strings")
+        user, pw = body.get("username") or "", body.get("password") or ""
+        server = (body.get("serveraddress") or "docker.io").strip()
+        host = re.sub(r"^https?://", "", server).split("/")[0]
+        if not host or not re.fullmatch(r"[A-Za-z0-9.\-]+(:[0-9]{1,5})?|\[[0-9a-fA-F:]+\]"
+                                        r"(:[0-9]{1,5})?", host):
+            raise ApiError(400, f"invalid registry address {server!r}")
+        if host in ("docker.io", "index.docker.io"):
+            host = "registry-1.docker.io"
+
+        def check() -> None:
+            from nsprim.images.reference import parse_reference
+            from nsprim.images.registry import RegistryClient
+
+            client = RegistryClient(parse_reference(f"{host}/library/login-check"))
+            client._basic = (user, pw)  # these credentials, not the config's
+            client._open("").close()
+
+        try:
+            await asyncio.to_thread(check)
+        except OSError as e:
+            msg = " ".join(str(e).split())
+            raise ApiError(401 if "unauthorized" in msg or "401" in msg else 500,
+                           f"login attempt to {host} failed: {msg}") from None
+        return json_response({"Status": "Login Succeeded", "IdentityToken": ""})
 
     # ---------------------------------------------------------------- images
     async def images(self, req: Request, m: re.Match[str]) -> Response:
