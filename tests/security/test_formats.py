@@ -100,7 +100,11 @@ def test_runaway_templates_stop_with_one_line() -> None:
     with pytest.raises(TemplateError, match="exceeded maximum template depth"):
         parse('{{define "a"}}x{{template "a" .}}{{end}}{{template "a" .}}').execute({})
     with pytest.raises(TemplateError, match="output larger than 16 MiB"):
-        parse("{{range 100000000}}0123456789abcdef{{end}}").execute({})
+        parse("{{range 900000}}0123456789abcdefghij{{end}}").execute({})
+    with pytest.raises(TemplateError, match="more than 1000000 range steps"):
+        parse("{{range 3333333333}}{{end}}").execute({})
+    with pytest.raises(TemplateError, match="more than 1000000 range steps"):
+        parse("{{range 1000}}{{range 1001}}{{end}}{{end}}").execute({})
     with pytest.raises(TemplateError, match="nesting deeper than 100"):
         parse("{{if 1}}" * 5000)
     with pytest.raises(TemplateError, match="nesting deeper than 100"):

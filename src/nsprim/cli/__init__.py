@@ -163,6 +163,12 @@ _DISPATCH = {
     "volume": "volumes:cmd_volume", "network": "networks:cmd_network",
     "attach": "attach:cmd_attach", "create": "run:cmd_run",
 }
+# build, tag, save, history, push, login, logout, builder (cli/build.py)
+_BUILD_COMMANDS = ("build", "tag", "save", "history", "push", "login", "logout", "builder")
+_DISPATCH.update({"build": "build:cmd_build", "tag": "build:cmd_tag", "save": "build:cmd_save",
+                  "history": "build:cmd_history", "push": "build:cmd_push",
+                  "login": "build:cmd_login", "logout": "build:cmd_logout",
+                  "builder": "build:cmd_builder"})
 _COMMANDS = frozenset(_DISPATCH)
 
 #: docker's management commands (``container ls``, ``image rm``...) as the
@@ -347,7 +353,7 @@ def _build_parser(only: str | None = None) -> _Parser:
     pl.add_argument("image", metavar="NAME[:TAG|@DIGEST]")
     pl.add_argument("-q", "--quiet", action="store_true")
     ld = sub.add_parser("load", help="load a docker save archive or an OCI layout")
-    ld.add_argument("-i", "--input", required=True, metavar="FILE")
+    ld.add_argument("-i", "--input", metavar="FILE", help="default: standard input")
     ld.add_argument("-q", "--quiet", action="store_true")
     im = sub.add_parser("images", help="list images")
     im.add_argument("-q", "--quiet", action="store_true")
@@ -386,6 +392,10 @@ def _build_parser(only: str | None = None) -> _Parser:
     ni = ns.add_parser("inspect")
     ni.add_argument("-f", "--format", metavar="FORMAT")
     ni.add_argument("names", nargs="+")
+    if only is None or only in _BUILD_COMMANDS:
+        from nsprim.cli import build as _build_cli
+
+        _build_cli.add_parsers(sub)
     return p
 
 
@@ -454,8 +464,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         from nsprim.state import use_root
 
         use_root(a.root)  # explicit: the environment is left alone
-    if a.command in ("inspect", "logs", "wait", "stop", "start", "restart", "rm", "kill",
-                     "exec"):
+    if a.command in ("logs", "wait", "stop", "start", "restart", "rm", "kill",
+                     "exec"):  # (ps and inspect collect when a record they read needs it)
         from nsprim.lifecycle import collect
 
         collect()  # the view stays true when a supervisor was killed

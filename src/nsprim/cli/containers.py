@@ -275,6 +275,11 @@ def _lookup(kind: str, name: str, cache: dict[str, Any]) -> Any:
 
     if kind == "container":
         c = load.container(name)
+        if load.needs_collect(c):  # its supervisor was killed: the record is made true
+            from nsprim.lifecycle import collect
+
+            collect()
+            c = load.container(name)
         if "images" not in cache:
             cache["images"] = load.ImageCache()
             cache["network"] = load.network_info()
@@ -304,9 +309,10 @@ def inspect_objects(names: list[str], kind: str | None, fmt: str | None,
     """docker inspect: each name as `kind` (else a container, an image, a
     volume or a network, the first found); JSON or a template each."""
     from nsprim.cli.listing import EXIT_USAGE, inspect_output
-    from nsprim.dockerfmt.gotemplate import TemplateError, parse, prepare_format
 
     if fmt and fmt != "json":
+        from nsprim.dockerfmt.gotemplate import TemplateError, parse, prepare_format
+
         try:
             parse(prepare_format(fmt)[1])
         except TemplateError as e:  # before anything is looked up, as docker

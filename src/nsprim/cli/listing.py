@@ -17,9 +17,12 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
 
 from nsprim.dockerfmt.filters import FilterError, label_match, parse_filters
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["emit", "go_indent_json", "inspect_output", "FilterError", "label_match",
            "parse_filters"]
@@ -85,13 +88,13 @@ def go_indent_json(value: Any) -> str:
 def inspect_output(fmt: str | None, objects: Iterable[Any]) -> tuple[str, list[str]]:
     """(the text to print, the errors) of ``inspect [-f FMT]`` of
     `objects`; a template that does not parse raises TemplateError."""
-    from nsprim.dockerfmt.gotemplate import go_json, parse
-    from nsprim.dockerfmt.shapes import template_view
-
     fmt = fmt or ""
     objs = list(objects)
     if not fmt:
         return go_indent_json(objs) + "\n", []
+    from nsprim.dockerfmt.gotemplate import go_json, parse
+    from nsprim.dockerfmt.shapes import template_view
+
     if fmt == "json":
         return "".join(go_json(o) + "\n" for o in objs), []
     from nsprim.dockerfmt.gotemplate import TemplateError, prepare_format

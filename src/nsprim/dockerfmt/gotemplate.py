@@ -30,9 +30,12 @@ import json
 import math
 import re
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
 
 from nsprim.dockerfmt.table import header_for, prepare_format, tabwrite
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["TemplateError", "Template", "parse", "go_print", "go_json", "tabwrite", "typed",
            "NilList", "NilMap",
@@ -891,6 +894,7 @@ class _ExecError(Exception):
 
 
 _MAX_NESTING = 100  # if/range/with and parentheses inside each other
+_MAX_STEPS = 1_000_000  # range iterations in one execution (they need not print)
 _MAX_OUTPUT = 16 << 20  # a template that loops (nearly) forever stops here
 _MAX_DEPTH = 100  # nested {{template}} calls (a template that calls itself)
 
@@ -919,6 +923,7 @@ class _Exec:
         self.out = out
         self.size = 0
         self.depth = 0
+        self.steps = 0
 
     def emit(self, text: str) -> None:
         self.size += len(text)
@@ -982,6 +987,8 @@ class _Exec:
         elif isinstance(v, (list, tuple)):
             items = list(enumerate(v))
         elif isinstance(v, int) and not isinstance(v, bool):
+            if v > _MAX_STEPS:
+                raise _ExecError(n, pipe.src, f"more than {_MAX_STEPS} range steps")
             items = [(i, i) for i in range(v)]
         elif v is None or v is MISSING:
             items = []
@@ -990,6 +997,9 @@ class _Exec:
         if not items:
             self.walk(n.orelse, dot, scope)
             return
+        self.steps += len(items)
+        if self.steps > _MAX_STEPS:
+            raise _ExecError(n, pipe.src, f"more than {_MAX_STEPS} range steps")
         for k, e in items:
             mark = len(scope)
             if len(decl) == 1:

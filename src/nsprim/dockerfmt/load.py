@@ -16,11 +16,13 @@ import os
 import re
 import time
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Any
 
 from nsprim.dockerfmt import shapes
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from nsprim.spec import ContainerSpec
 
 __all__ = ["Container", "containers", "needs_collect", "container", "ImageCache", "network_info",

@@ -30,20 +30,22 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
 
-if TYPE_CHECKING:  # (imported by the callers: listing images needs none of it)
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # (the spec is imported by the callers: listing images needs none of it)
+    from typing import Any
+
     from nsprim.spec import ContainerSpec
 
-__all__ = ["JSON", "ZERO_TIME", "rfc3339", "human_duration", "human_size", "go_quote",
+    JSON = dict[str, Any]
+
+__all__ = ["ZERO_TIME", "rfc3339", "human_duration", "human_size", "go_quote",
            "ellipsis", "docker_status", "status_text", "merged_config", "argv",
            "port_bindings", "exposed_ports", "mounts", "container_inspect",
            "container_summary", "ps_row", "PsRow", "display_ports", "image_inspect",
            "image_summary", "images_row", "volume_inspect", "volume_row",
            "network_inspect", "network_row", "network_id", "mac_for_ip", "BUILTIN_NETWORKS",
            "PS_TABLE", "IMAGES_TABLE", "VOLUMES_TABLE", "NETWORKS_TABLE", "HEADERS"]
-
-JSON = dict[str, Any]
 
 ZERO_TIME = "0001-01-01T00:00:00Z"
 

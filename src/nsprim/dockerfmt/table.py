@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from typing import Any
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["prepare_format", "header_for", "tabwrite", "plain_fields", "render_plain"]
 

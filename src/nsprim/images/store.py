@@ -252,6 +252,31 @@ class Image:
     def volumes(self) -> list[str]:
         return sorted((self._c().get("Volumes") or {}).keys())
 
+    @property
+    def history(self) -> list[dict[str, Any]]:
+        h = self.config.get("history") or []
+        return [e for e in h if isinstance(e, dict)] if isinstance(h, list) else []
+
+    def tag(self, target: str) -> Image:
+        """Name this image `target` too (docker tag)."""
+        return default_store().tag(self.id, target)
+
+    def save(self, path: str, *, format: str = "docker") -> None:
+        """Write this image to `path` as a docker save archive (or OCI layout)."""
+        from nsprim.images.archive import save
+
+        with open(path, "wb") as f:
+            save([self.names[0] if self.names else self.id], f, format=format)
+
+    def push(self, name: str | None = None, **kwargs: Any) -> str:
+        """Push to a registry (see nsprim.images.push); the manifest digest."""
+        from nsprim.images.push import push
+
+        target = name or (self.names[0] if self.names else None)
+        if target is None:
+            raise ConfigError(f"image {self.id[:19]} has no name to push to")
+        return push(target, **kwargs)
+
     def argv(self, cmd: list[str] | None = None, entrypoint: list[str] | None = None
              ) -> list[str]:
         """docker's rule: ``--entrypoint`` replaces the image's entrypoint and
@@ -601,6 +626,20 @@ class ImageStore:
         repos[name] = image_id
         self._save_repos(repos)
 
+    def tag(self, source: str, target: str) -> Image:
+        """docker tag: `target` (normalised, docker's short names) names the
+        image `source` names.  ConfigError names a bad target."""
+        ref = parse_reference(target)
+        if ref.digest:
+            raise ConfigError(f"invalid reference format {target!r}: a tag cannot have a "
+                              "digest")
+        img = self.get(source)
+        with self._locked():
+            if not os.path.exists(self._image_path(img.id)):
+                raise ImageNotFound(f"no such image: {source}")
+            self._tag(str(ref), img.id)
+        return self.get(img.id)
+
     def _check_sizes(self, descs: list[dict[str, Any]]) -> None:
         for d in descs:
             size = d["size"]
@@ -686,6 +725,10 @@ class ImageStore:
                 raise
 
         try:
+            # imported here: concurrent.futures pulls in logging (a cached
+            # rebuild never needs it)
+            from concurrent.futures import ThreadPoolExecutor
+
             with ThreadPoolExecutor(max_workers=min(3, max(1, len(descs)))) as pool:
                 for f in [pool.submit(one, i) for i in range(len(descs))]:
                     f.result()
@@ -910,7 +953,41 @@ class ImageStore:
                 if not self._blob_in_use(name):
                     os.unlink(p)
         self.collect_tmp()  # only what dead pulls left: running ones keep theirs
+        self._gc_blobcache()
         return out
+
+    def _gc_blobcache(self) -> None:
+        """Compressed blobs (build, push, save) of layers no longer here."""
+        cache = os.path.join(self.root, "blobcache")
+        try:
+            names = os.listdir(cache)
+        except FileNotFoundError:
+            return
+        keep: set[str] = set()
+        for name in names:
+            if not name.endswith(".json") or name == "pushed.json":
+                continue
+            p = os.path.join(cache, name)
+            try:
+                with open(p) as f:
+                    blob = json.load(f)
+            except (OSError, ValueError):
+                continue
+            if os.path.isdir(os.path.join(self.root, "layers", name[:-5])):
+                keep.add(os.path.basename(str(blob.get("path", ""))))
+            else:
+                os.unlink(p)
+        import time
+
+        for name in names:
+            p = os.path.join(cache, name)
+            try:
+                # a .tmp is a blob being written: only an old one is a leftover
+                if (name.endswith(".gz") and name not in keep) or (
+                        name.endswith(".tmp") and os.stat(p).st_mtime < time.time() - 3600):
+                    os.unlink(p)
+            except FileNotFoundError:
+                pass
 
     def _blob_in_use(self, hexname: str) -> bool:
         for iid in self._all_ids():

@@ -21,6 +21,7 @@ def mac_for_ip(ip: str) -> str:
     bytes of its IPv4 address (locally administered, unique on the bridge)."""
     return "02:42:" + ":".join(f"{int(b):02x}" for b in ip.split("."))
 
+
 _RATE = re.compile(r"^(\d+(?:\.\d+)?)\s*(bit|kbit|mbit|gbit|bps|kbps|mbps|gbps)?$",
                    re.IGNORECASE)
 _RATE_UNITS = {"bit": 1, "kbit": 10**3, "mbit": 10**6, "gbit": 10**9,
