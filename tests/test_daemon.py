@@ -329,3 +329,22 @@ def test_login_checks_the_credentials(docker_daemon: DockerDaemon, auth_registry
     assert r.returncode == 0 and "Login Succeeded" in r.stdout, r.stderr
     assert host in (d.config_dir / "config.json").read_text()  # kept by the CLI
     assert d.docker("logout", host).returncode == 0
+
+
+def test_build_through_the_api(docker_daemon: DockerDaemon, base: str, tmp_path: Any) -> None:
+    d = docker_daemon
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text(f"FROM {base}\nCOPY hello.txt /hello.txt\n"
+                                    "RUN echo built > /built.txt\n"
+                                    'CMD ["cat", "/hello.txt", "/built.txt"]\n')
+    (ctx / "hello.txt").write_text("hello from build\n")
+    r = d.docker("build", "-t", "local/built:1", str(ctx), timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "Successfully tagged local/built:1" in r.stdout
+    r = d.docker("run", "--rm", "local/built:1")
+    assert (r.returncode, r.stdout) == (0, "hello from build\nbuilt\n"), r.stderr
+    (ctx / "Dockerfile").write_text(f"FROM {base}\nRUN exit 3\n")
+    r = d.docker("build", "-t", "local/broken:1", str(ctx), timeout=300)
+    assert r.returncode == 1 and "local/broken" not in d.docker("images").stdout
+    assert d.docker("rmi", "local/built:1").returncode == 0

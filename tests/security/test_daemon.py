@@ -204,8 +204,9 @@ def test_bad_query_values(docker_daemon: DockerDaemon, base: str) -> None:
 
 def test_tar_bodies_refused_and_nothing_written(docker_daemon: DockerDaemon,
                                                 base: str) -> None:
-    """archive PUT and build: 501 until the confined tar code lands; load:
-    the store's confined loader refuses hostile archives; nothing is written."""
+    """archive PUT: 501 until the confined archive code lands; build: the
+    context is extracted confined; load: the store's confined loader refuses
+    hostile archives; nothing is written outside, no image is added."""
     import io
     import tarfile
 
@@ -218,12 +219,19 @@ def test_tar_bodies_refused_and_nothing_written(docker_daemon: DockerDaemon,
     r = d.docker("run", "-d", base, "sleep", "60")
     cid = r.stdout.strip()
     try:
-        for method, path in (("PUT", f"/containers/{cid}/archive?path=/tmp"),
-                             ("POST", "/build?t=x")):
-            st, _, out = api(d, method, path, buf.getvalue(),
-                             headers={"Content-Type": "application/x-tar"})
-            assert st == 501, (path, st, out)
+        st, _, out = api(d, "PUT", f"/containers/{cid}/archive?path=/tmp", buf.getvalue(),
+                         headers={"Content-Type": "application/x-tar"})
+        assert st == 501, (st, out)
         images_before = api(d, "GET", "/images/json")[2]
+        # build: the context is extracted confined (../ names stay inside it),
+        # so this one has no Dockerfile: the build fails, nothing is made
+        for q, body in (("t=evil:1", buf.getvalue()), ("t=evil:1&dockerfile=../../etc/passwd",
+                                                        buf.getvalue()),
+                        ("t=evil:1", b"\x1f\x8b" + b"gzip bomb" * 10)):
+            st, _, out = api(d, "POST", f"/build?{q}", body,
+                             headers={"Content-Type": "application/x-tar"})
+            assert st == 400 or (st == 200 and b'"errorDetail"' in out), (q, st, out)
+        assert not list((Path(d.root) / "tmp-api").glob("build-*"))
         # load: the store's confined loader refuses the archive, adds nothing
         for body in (buf.getvalue(), b"not a tar at all", _hostile_save()):
             st, _, out = api(d, "POST", "/images/load", body,

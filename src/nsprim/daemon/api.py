@@ -26,6 +26,8 @@ from nsprim.daemon.server import (
 VERSION = "28.2.2-nsprim"
 #: the largest tar body accepted (docker load): NSPRIM_IMAGE_MAX_SIZE's default
 _MAX_ARCHIVE = 64 << 30
+#: the largest build context accepted (a plain tar)
+_MAX_CONTEXT = 4 << 30
 _NAME = r"(?P<name>.+?)"
 
 
@@ -151,7 +153,7 @@ class Daemon:
         r.add("POST", "/images/prune", self.image_prune)
         r.add("POST", "/images/load", self.image_load, max_body=_MAX_ARCHIVE, spool=True)
         r.add("GET", "/images/get", self.not_yet)
-        r.add("POST", "/build", self.build)
+        r.add("POST", "/build", self.build, max_body=_MAX_CONTEXT, spool=True)
         r.add("GET", f"/images/{_NAME}/json", self.image_inspect)
         r.add("GET", f"/images/{_NAME}/history", self.image_history)
         r.add("POST", f"/images/{_NAME}/tag", self.image_tag)
@@ -173,8 +175,109 @@ class Daemon:
     async def not_yet(self, req: Request, m: re.Match[str]) -> Response:
         raise ApiError(501, f"{req.method} {req.path} is not implemented by nsprim's daemon yet")
 
-    async def build(self, req: Request, m: re.Match[str]) -> Response:
-        raise ApiError(501, "build is not implemented by nsprim yet (nsprim build is to come)")
+    async def build(self, req: Request, m: re.Match[str]) -> StreamResponse:
+        """POST /build: the tar context in the body (spooled), extracted
+        confined (the layer extractor: TarGuard, openat2 RESOLVE_IN_ROOT, no
+        whiteouts), then nsprim.images.build with docker's parameters; the
+        output as docker's ``{"stream": ...}`` lines and an ``aux`` id."""
+        try:
+            from nsprim.images.build import BuildError
+            from nsprim.images.build import build as run_build
+        except ImportError:
+            raise ApiError(501, "build is not implemented by nsprim yet") from None
+        if req.q("remote"):
+            raise ApiError(501, "a remote build context is not supported by nsprim")
+        tags = [t for t in req.query.get("t", []) if t]
+        dockerfile = req.q("dockerfile") or "Dockerfile"
+        parts = dockerfile.replace("\\", "/").split("/")
+        if dockerfile.startswith("/") or ".." in parts or "\0" in dockerfile:
+            raise ApiError(400, f"invalid dockerfile {dockerfile!r}: a path inside the context")
+        args = req.qjson("buildargs") or {}
+        labels = req.qjson("labels") or {}
+        for what, d in (("buildargs", args), ("labels", labels)):
+            if not isinstance(d, dict) or not all(
+                    isinstance(k, str) and (isinstance(v, str) or v is None)
+                    for k, v in d.items()):
+                raise ApiError(400, f"invalid {what}: a JSON object of strings")
+        quiet = req.qbool("q")
+        no_cache, pull = req.qbool("nocache"), req.qbool("pull")
+        target = req.q("target") or None
+        network = req.q("networkmode") or "bridge"
+        if network == "default":
+            network = "bridge"
+        f = req.body_file
+        import shutil
+        import tempfile
+
+        from nsprim.state import private_dir, state_root
+
+        ctx = tempfile.mkdtemp(dir=private_dir(os.path.join(state_root(), "tmp-api")),
+                               prefix="build-")
+
+        def extract() -> None:
+            from nsprim.images.layer import extract_layer
+
+            head = f.read(4)
+            f.seek(0)
+            if head[:2] == b"\x1f\x8b" or head == b"\x28\xb5\x2f\xfd":
+                raise ApiError(400, "a compressed build context is not supported by nsprim's "
+                               "daemon: send a plain tar")
+            extract_layer(f, ctx, whiteouts=False)
+
+        try:
+            await asyncio.to_thread(extract)
+        except (OSError, ValueError) as e:
+            shutil.rmtree(ctx, ignore_errors=True)
+            raise ApiError(400, f"invalid build context: {' '.join(str(e).split())}") from None
+        except BaseException:
+            shutil.rmtree(ctx, ignore_errors=True)
+            raise
+        loop = asyncio.get_running_loop()
+        q: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+
+        class Progress:
+            def write(self, text: str) -> int:
+                if text and not quiet:
+                    loop.call_soon_threadsafe(q.put_nowait, {"stream": text})
+                return len(text)
+
+            def flush(self) -> None:
+                pass
+
+        def work() -> None:
+            try:
+                img = run_build(ctx, dockerfile=os.path.join(ctx, dockerfile), tags=tags,
+                                build_args={k: v for k, v in args.items() if v is not None},
+                                target=target, no_cache=no_cache, pull=pull, network=network,
+                                labels=labels,
+                                progress=Progress())  # type: ignore[arg-type]
+                out: list[dict[str, Any]] = [{"aux": {"ID": img.id}}]
+                if not quiet:
+                    out.append({"stream": f"Successfully built {img.id[7:19]}\n"})
+                    out += [{"stream": f"Successfully tagged {t}\n"} for t in tags]
+                else:
+                    out.append({"stream": img.id + "\n"})
+                for line in out:
+                    loop.call_soon_threadsafe(q.put_nowait, line)
+            except (BuildError, OSError, ValueError) as e:
+                msg = " ".join(str(e).split()) or type(e).__name__
+                loop.call_soon_threadsafe(q.put_nowait, {"errorDetail": {"message": msg},
+                                                         "error": msg})
+            finally:
+                shutil.rmtree(ctx, ignore_errors=True)
+                loop.call_soon_threadsafe(q.put_nowait, None)
+
+        task = loop.run_in_executor(None, work)
+
+        async def body() -> Any:
+            while True:
+                item = await q.get()
+                if item is None:
+                    break
+                yield json.dumps(item).encode() + b"\r\n"
+            await task
+
+        return StreamResponse(body())
 
     # ---------------------------------------------------------------- system
     async def ping(self, req: Request, m: re.Match[str]) -> Response:
