@@ -348,3 +348,23 @@ def test_build_through_the_api(docker_daemon: DockerDaemon, base: str, tmp_path:
     r = d.docker("build", "-t", "local/broken:1", str(ctx), timeout=300)
     assert r.returncode == 1 and "local/broken" not in d.docker("images").stdout
     assert d.docker("rmi", "local/built:1").returncode == 0
+
+
+def test_push_save_load_round_trip(docker_daemon: DockerDaemon, base: str, registry: Any,
+                                   tmp_path: Any) -> None:
+    d = docker_daemon
+    target = f"{registry.host}/test/pushed:1"
+    assert d.docker("tag", base, target).returncode == 0
+    r = d.docker("push", target, timeout=120)
+    assert r.returncode == 0 and "digest: sha256:" in r.stdout, r.stdout + r.stderr
+    r = subprocess.run(["skopeo", "inspect", "--tls-verify=false", f"docker://{target}"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and '"Digest"' in r.stdout, r.stderr  # read back by skopeo
+    archive = tmp_path / "saved.tar"
+    r = d.docker("save", "-o", str(archive), target)
+    assert r.returncode == 0 and archive.stat().st_size > 0, r.stderr
+    assert d.docker("rmi", target).returncode == 0
+    r = d.docker("load", "-i", str(archive))
+    assert r.returncode == 0 and f"Loaded image: {target}" in r.stdout, r.stdout + r.stderr
+    assert d.docker("run", "--rm", target, "echo", "back").stdout == "back\n"
+    assert d.docker("rmi", target).returncode == 0

@@ -152,13 +152,13 @@ class Daemon:
         r.add("POST", "/images/create", self.image_pull)
         r.add("POST", "/images/prune", self.image_prune)
         r.add("POST", "/images/load", self.image_load, max_body=_MAX_ARCHIVE, spool=True)
-        r.add("GET", "/images/get", self.not_yet)
+        r.add("GET", "/images/get", self.image_save)
         r.add("POST", "/build", self.build, max_body=_MAX_CONTEXT, spool=True)
         r.add("GET", f"/images/{_NAME}/json", self.image_inspect)
         r.add("GET", f"/images/{_NAME}/history", self.image_history)
         r.add("POST", f"/images/{_NAME}/tag", self.image_tag)
-        r.add("POST", f"/images/{_NAME}/push", self.not_yet)
-        r.add("GET", f"/images/{_NAME}/get", self.not_yet)
+        r.add("POST", f"/images/{_NAME}/push", self.image_push)
+        r.add("GET", f"/images/{_NAME}/get", self.image_save)
         r.add("DELETE", f"/images/{_NAME}", self.image_delete)
         r.add("GET", "/volumes", self.volumes)
         r.add("POST", "/volumes/create", self.volume_create)
@@ -535,6 +535,91 @@ class Daemon:
                 lines.append(json.dumps({"stream": what + "\n"}))
                 self.events.emit("image", "load", img.id, {"name": n})
         return Response(200, ("\n".join(lines) + "\n").encode())
+
+    async def image_push(self, req: Request, m: re.Match[str]) -> StreamResponse:
+        """docker push (nsprim.images.push; credentials from the daemon's
+        docker config), streamed as docker's status lines and an aux digest."""
+        from nsprim.errors import ConfigError
+        from nsprim.images.reference import parse_reference
+
+        tag = req.q("tag") or ""
+        name = m["name"] + (f":{tag}" if tag else "")
+        try:
+            ref = parse_reference(name)
+        except ConfigError as e:
+            raise ApiError(400, str(e)) from None
+        await asyncio.to_thread(self._image, name)  # 404 before the stream starts
+        loop = asyncio.get_running_loop()
+        q: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+
+        def work() -> None:
+            from nsprim.images.push import push
+
+            def progress(line: str) -> None:
+                loop.call_soon_threadsafe(q.put_nowait, {"status": line.rstrip("\n")})
+
+            try:
+                digest = push(str(ref), progress=progress)
+                for line in ({"status": f"{ref.tag or 'latest'}: digest: {digest}"},
+                             {"aux": {"Tag": ref.tag or "latest", "Digest": digest}}):
+                    loop.call_soon_threadsafe(q.put_nowait, line)
+            except Exception as e:  # noqa: BLE001 - any failure ends the stream with it
+                msg = " ".join(str(e).split()) or type(e).__name__
+                loop.call_soon_threadsafe(q.put_nowait, {"errorDetail": {"message": msg},
+                                                         "error": msg})
+            finally:
+                loop.call_soon_threadsafe(q.put_nowait, None)
+
+        task = loop.run_in_executor(None, work)
+
+        async def body() -> Any:
+            yield json.dumps({"status": f"The push refers to repository "
+                                       f"[{ref.familiar().rsplit(':', 1)[0]}]"}).encode() + b"\n"
+            while True:
+                item = await q.get()
+                if item is None:
+                    break
+                yield json.dumps(item).encode() + b"\n"
+            await task
+
+        return StreamResponse(body())
+
+    async def image_save(self, req: Request, m: re.Match[str]) -> StreamResponse:
+        """docker save: a docker save archive of the images named (written
+        to a private temporary file first, then sent)."""
+        names = [m["name"]] if m.re.groupindex.get("name") else req.query.get("names", [])
+        if not names:
+            raise ApiError(400, "no image names given")
+        for n in names:
+            await asyncio.to_thread(self._image, n)
+        from nsprim.daemon.server import _spool_file
+
+        f = _spool_file()
+
+        def work() -> None:
+            from nsprim.images.archive import save
+
+            save(names, f)
+            f.flush()
+            f.seek(0)
+
+        try:
+            await asyncio.to_thread(work)
+        except (OSError, ValueError) as e:
+            f.close()
+            raise ApiError(500, " ".join(str(e).split())) from None
+
+        async def body() -> Any:
+            try:
+                while True:
+                    chunk = await asyncio.to_thread(f.read, 1 << 20)
+                    if not chunk:
+                        break
+                    yield chunk
+            finally:
+                f.close()
+
+        return StreamResponse(body(), content_type="application/x-tar")
 
     async def image_prune(self, req: Request, m: re.Match[str]) -> Response:
         return json_response({"ImagesDeleted": None, "SpaceReclaimed": 0})
