@@ -36,6 +36,7 @@ from nsprim.daemon.streams import (
     follow_log,
     frame,
     log_size,
+    open_log,
     poll_delay,
     pump_input,
     read_some,
@@ -458,6 +459,7 @@ class Containers:
         logs, stream = req.qbool("logs"), req.qbool("stream")
         t0 = _run_start(rec)
         offset = 0 if logs else log_size(rec)
+        log = open_log(rec) if stream or logs else None
         fifo = -1
         if want_stdin and cfg.get("interactive") and not tty:
             from nsprim.supervise import stdin_path
@@ -489,7 +491,7 @@ class Containers:
                     tasks.append(asyncio.create_task(self._stdin_tty(rec, reader, trailing,
                                                                      ended)))
                 if stream or logs:
-                    async for entry in follow_log(rec, offset, ended if stream else None):
+                    async for entry in follow_log(rec, offset, ended if stream else None, log):
                         s, data = entry_bytes(entry)
                         if (s == STDOUT and not want_out) or (s == STDERR and not want_err):
                             continue
@@ -500,6 +502,8 @@ class Containers:
             finally:
                 for t in tasks:
                     t.cancel()
+                if log is not None:
+                    log.close()
                 if fifo >= 0:
                     try:
                         os.close(fifo)

@@ -73,13 +73,28 @@ def log_size(rec: Record) -> int:
         return 0
 
 
-async def follow_log(rec: Record, offset: int, ended: Callable[[], bool] | None
-                     ) -> AsyncIterator[dict[str, Any]]:
-    """The log's entries from byte `offset`; with `ended`, keep following
-    until it says so (then read what is left)."""
+def open_log(rec: Record) -> Any:
+    """The container's log, opened (made if missing) now: a follower that
+    holds it reads all of a short run's output even if an auto-removed
+    container's record is gone before it has read it."""
+    try:
+        fd = os.open(rec.log_path, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW,
+                     0o640)
+    except OSError:
+        return None
+    return os.fdopen(fd, "rb")
+
+
+async def follow_log(rec: Record, offset: int, ended: Callable[[], bool] | None,
+                     opened: Any = None) -> AsyncIterator[dict[str, Any]]:
+    """The log's entries from byte `offset` (of `opened`, the log opened
+    beforehand, if given); with `ended`, keep following until it says so
+    (then read what is left)."""
     buf = b""
     since = time.monotonic()
-    f = None
+    f = opened
+    if f is not None:
+        f.seek(offset)
     try:
         while True:
             if f is None:
