@@ -13,6 +13,7 @@
  * It allocates nothing after start and stays a few hundred KiB.
  *
  * usage: nsprim-shim DIR PIDFD OUTFD ERRFD -- CMD...   (OUTFD/ERRFD may be -1)
+ * OUTFD written tN is a terminal's master side N: logged as read, not by lines.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -32,6 +33,7 @@
 struct stream {
     int fd;
     const char *name;
+    int raw;  /* a terminal: what is read is logged as it comes, not by lines */
     char buf[LINE_MAX_BYTES];
     size_t len;
 };
@@ -111,9 +113,9 @@ static int pump(struct stream *s)
     if (s->fd < 0)
         return 0;
     r = read(s->fd, s->buf + s->len, sizeof s->buf - s->len);
-    if (r < 0)
-        return errno == EINTR || errno == EAGAIN ? 1 : 0;
-    if (r == 0) {
+    if (r < 0 && (errno == EINTR || errno == EAGAIN))
+        return 1;
+    if (r <= 0) {  /* end, or EIO: a terminal whose last slave has closed */
         if (s->len)
             emit(s->name, s->buf, s->len);
         s->len = 0;
@@ -122,6 +124,11 @@ static int pump(struct stream *s)
         return 0;
     }
     s->len += (size_t)r;
+    if (s->raw) {
+        emit(s->name, s->buf, s->len);
+        s->len = 0;
+        return 1;
+    }
     for (i = 0; i < s->len; i++) {
         if (s->buf[i] == '\n') {
             emit(s->name, s->buf + start, i + 1 - start);
@@ -160,7 +167,8 @@ int main(int argc, char **argv)
     signal(SIGINT, SIG_IGN);
     signal(SIGPIPE, SIG_IGN);
     pidfd = atoi(argv[2]);
-    out.fd = atoi(argv[3]);
+    out.raw = argv[3][0] == 't';
+    out.fd = atoi(argv[3] + out.raw);
     out.name = "stdout";
     err.fd = atoi(argv[4]);
     err.name = "stderr";

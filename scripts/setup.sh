@@ -45,6 +45,13 @@ command -v ip >/dev/null || need_apt+=(iproute2)
 command -v newuidmap >/dev/null || need_apt+=(uidmap)
 /usr/bin/python3 -c 'import cffi' 2>/dev/null || need_apt+=(python3-cffi)
 command -v pasta >/dev/null || need_apt+=(passt)
+# nsprim daemon's clients: the docker CLI (docker.io's, where no newer one is
+# installed), docker-compose v1, script (a terminal for -it); dockerd and
+# containerd (docker.io) are the benchmark's peer
+command -v docker >/dev/null || need_apt+=(docker.io)
+command -v dockerd >/dev/null || need_apt+=(docker.io)
+command -v docker-compose >/dev/null || need_apt+=(docker-compose)
+command -v script >/dev/null || need_apt+=(bsdutils)
 # podman: the peer benchmarks.ps measures ps/images/inspect against
 command -v podman >/dev/null || need_apt+=(podman)
 if [ ${#need_apt[@]} -gt 0 ]; then

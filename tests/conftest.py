@@ -10,6 +10,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -212,5 +213,63 @@ def images(registry: object, tmp_path_factory: pytest.TempPathFactory) -> dict[s
     return refs
 
 
+class DockerDaemon:
+    """An `nsprim daemon` of the tests' own: its socket, state root and the
+    environment that points the docker CLI and docker-py at it."""
+
+    def __init__(self, base: Path) -> None:
+        self.root = str(base / "state")
+        self.sock = str(base / "docker.sock")
+        self.host = f"unix://{self.sock}"
+        self.config_dir = base / "docker-config"
+        self.config_dir.mkdir()
+        self.log = open(base / "daemon.log", "w+b")  # noqa: SIM115 - closed in stop()
+        self.env = dict(os.environ, DOCKER_HOST=self.host, DOCKER_CONFIG=str(self.config_dir),
+                        TESTCONTAINERS_RYUK_DISABLED="true")
+        self.start()
+
+    def start(self) -> None:
+        import time
+
+        self.proc = subprocess.Popen([sys.executable, "-m", "nsprim", "--root", self.root,
+                                      "daemon", "-H", self.host], stdout=self.log,
+                                     stderr=subprocess.STDOUT)
+
+        deadline = time.monotonic() + 30
+        while not os.path.exists(self.sock):
+            assert self.proc.poll() is None, self.output()
+            assert time.monotonic() < deadline, "the daemon did not start"
+            time.sleep(0.02)
+
+    def output(self) -> str:
+        self.log.seek(0)
+        return self.log.read().decode(errors="replace")
+
+    def docker(self, *args: str, timeout: float = 60, **kw: Any
+               ) -> subprocess.CompletedProcess[str]:
+        """The real docker CLI against this daemon."""
+        return subprocess.run(["docker", *args], capture_output=True, text=True,
+                              timeout=timeout, env=self.env, **kw)
+
+    def stop(self) -> None:
+        for cid in self.docker("ps", "-aq").stdout.split():
+            self.docker("rm", "-f", cid)
+        self.proc.terminate()
+        rc = self.proc.wait(30)
+        self.log.close()
+        assert rc == 0, f"the daemon exited {rc}"
+        assert not os.path.exists(self.sock), "the daemon left its socket"
+
+
+@pytest.fixture(scope="session")
+def docker_daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DockerDaemon]:
+    """`nsprim daemon` on a temporary socket and state root (one per session);
+    every container is removed afterwards."""
+    need(_is_root(), "needs root")
+    need(shutil.which("docker") is not None, "needs the docker CLI (docker-ce-cli or docker.io)")
+    d = DockerDaemon(tmp_path_factory.mktemp("daemon"))
+    yield d
+    d.stop()
+    assert cli_at(d.root, "ps", "-a", "-q").stdout.strip() == ""
 # the unprivileged users of the rootless tests (tests/rootless_users.py)
 from .rootless_users import rootless_users_fixture  # noqa: E402,F401

@@ -45,7 +45,7 @@ if TYPE_CHECKING:
     from typing import Any
 
 __all__ = ["Record", "records", "find", "reserve", "release_name", "collect",
-           "containers_dir", "NAME_RE"]
+           "containers_dir", "NAME_RE", "start_detached", "keep_exit_code", "kept_exit_code"]
 
 NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$")
 
@@ -477,3 +477,67 @@ _NOUN = ("turing hopper lovelace ritchie thompson torvalds knuth dijkstra hamilt
 def _random_name() -> str:
     b = os.urandom(3)
     return f"{_ADJ[b[0] % len(_ADJ)]}_{_NOUN[b[1] % len(_NOUN)]}{b[2] % 100}"
+
+
+# ------------------------------------------- create and start apart (the API)
+
+def start_detached(rec: Record) -> str | None:
+    """Start the supervisor of the created (or exited) container `rec` and
+    wait until the container runs: None, or the one-line error.  The
+    supervisor is in a session of its own: it outlives the caller (the
+    daemon's live restore)."""
+    import subprocess
+    import sys
+
+    from nsprim.state import root_args
+
+    r, w = os.pipe2(os.O_CLOEXEC)
+    rec.update_state(status="starting", starting_at=time.time())
+    try:
+        subprocess.Popen([sys.executable, "-m", "nsprim.supervise", *root_args(), "start",
+                          rec.id, str(w)],
+                         pass_fds=[w], start_new_session=True, stdin=subprocess.DEVNULL,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    finally:
+        os.close(w)
+    with os.fdopen(r) as f:
+        answer = f.readline().strip()
+    if answer == "ok":
+        return None
+    if rec.state.get("status") == "starting":
+        rec.update_state(status="exited", exit_code=125, finished_at=time.time())
+    return answer[4:] if answer.startswith("err ") else "the supervisor failed to start"
+
+
+def _exits_dir() -> str:
+    return os.path.join(state_root(), "exits")
+
+
+def keep_exit_code(container_id: str, code: int) -> None:
+    """Keep the exit code of an auto-removed container for a while: docker's
+    ``wait?condition=removed`` answers it after the record is gone."""
+    d = _exits_dir()
+    try:
+        os.makedirs(d, 0o700, exist_ok=True)
+        atomic_write(os.path.join(d, container_id), str(code).encode(), 0o600,
+                     durable=False)
+        now = time.time()
+        for name in os.listdir(d):  # what no one asked for within 10 minutes
+            p = os.path.join(d, name)
+            try:
+                if now - os.stat(p).st_mtime > 600:
+                    os.unlink(p)
+            except OSError:
+                pass
+    except OSError:
+        pass
+
+
+def kept_exit_code(container_id: str) -> int | None:
+    if not re.fullmatch(r"[0-9a-f]{64}", container_id):
+        return None
+    try:
+        with open(os.path.join(_exits_dir(), container_id)) as f:
+            return int(f.read().strip())
+    except (OSError, ValueError):
+        return None

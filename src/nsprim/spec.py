@@ -277,8 +277,6 @@ def validate(spec: ContainerSpec) -> None:
     from nsprim.lifecycle import check_name, parse_signal
     from nsprim.network import NetworkMode
 
-    if spec.detach and spec.tty:
-        raise ConfigError("run: -t with -d is not supported (no terminal to attach later)")
     if not isinstance(spec.restart, str) or not RESTART.fullmatch(spec.restart):
         raise ConfigError(f"invalid restart policy {spec.restart!r}: no, always, "
                           "unless-stopped or on-failure[:N]")

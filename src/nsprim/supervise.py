@@ -44,14 +44,23 @@ def run_once(rec: Record, report: Any) -> None:
     """Start the container, record it, report, exec the shim (no return)."""
     import subprocess
 
-    c = build_container(rec, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                        stderr=subprocess.PIPE, die_with_parent=True)
+    cfg = rec.config
+    tty = bool(cfg.get("tty"))
+    stdin_fd, held = _stdin_fifo(rec, cfg) if cfg.get("interactive") and not tty else (-1, [])
+    stdio: dict[str, Any] = {"tty": True} if tty else {
+        "stdin": stdin_fd if stdin_fd >= 0 else subprocess.DEVNULL,
+        "stdout": subprocess.PIPE, "stderr": subprocess.PIPE}
+    c = build_container(rec, die_with_parent=True, **stdio)
     try:
-        c.start()
+        try:
+            c.start()
+        finally:
+            if stdin_fd >= 0:
+                os.close(stdin_fd)
     except BaseException as e:
-        rec.update_state(status="exited", exit_code=125, error=" ".join(str(e).split()),
-                         finished_at=time.time())
-        report(f"err {' '.join(str(e).split())}")
+        msg = _start_error(c, e)
+        rec.update_state(status="exited", exit_code=125, error=msg, finished_at=time.time())
+        report(f"err {msg}")
         raise SystemExit(125) from None
     from nsprim.lifecycle import _proc_start
 
@@ -65,21 +74,60 @@ def run_once(rec: Record, report: Any) -> None:
                      supervisor_pid=me, supervisor_start=_proc_start(me),
                      started_at=time.time(), finished_at=None, exit_code=None,
                      oom_killed=False, oom_before=oom_before, ip=c.ip_address, ports=c.ports,
-                     error=None)
+                     error=None, pty_fd=c.pty_master if tty else None,
+                     gateway=getattr(c.attachment, "gateway", None),
+                     prefixlen=getattr(c.attachment, "prefixlen", None))
     if rec.state.get("stopping"):  # a stop that came while it was starting: it saw no pid
         import signal
 
         signal.pidfd_send_signal(c.pidfd, signal.SIGKILL)
     report("ok")
-    locks = c.hand_over()
-    keep = [c.pidfd, c.stdout.fileno(), c.stderr.fileno(), *locks]
+    locks = c.hand_over() + held
+    out_fd, err_fd = (c.pty_master, -1) if tty else (c.stdout.fileno(), c.stderr.fileno())
+    keep = [c.pidfd, *[fd for fd in (out_fd, err_fd) if fd >= 0], *locks]
     for fd in keep:
         os.set_inheritable(fd, True)
     from nsprim.state import root_args
 
-    os.execv(SHIM, [SHIM, rec.dir, str(c.pidfd), str(c.stdout.fileno()),
-                    str(c.stderr.fileno()), "--", sys.executable, "-m", "nsprim.supervise",
+    os.execv(SHIM, [SHIM, rec.dir, str(c.pidfd), f"t{out_fd}" if tty else str(out_fd),
+                    str(err_fd), "--", sys.executable, "-m", "nsprim.supervise",
                     *root_args(), "finish", rec.id, ",".join(map(str, locks))])
+
+
+def stdin_path(rec: Record) -> str:
+    """The FIFO that is the stdin of a container created with OpenStdin and
+    no terminal (the daemon's attach writes to it)."""
+    return os.path.join(rec.dir, "stdin")
+
+
+def _stdin_fifo(rec: Record, cfg: dict[str, Any]) -> tuple[int, list[int]]:
+    """(the container's stdin, fds the shim holds): the read end of the
+    record's FIFO; unless StdinOnce, a write end the shim keeps open, so the
+    container's stdin never ends when an attached client goes (docker -i)."""
+    import fcntl
+
+    path = stdin_path(rec)
+    try:
+        os.mkfifo(path, 0o600)
+    except FileExistsError:
+        pass
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
+    fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~os.O_NONBLOCK)
+    held = [] if cfg.get("stdin_once") else \
+        [os.open(path, os.O_WRONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)]
+    return fd, held
+
+
+def _start_error(c: Any, e: BaseException) -> str:
+    """One line for a start that failed; a command that could not be exec'd
+    in docker's (runc's) words, which its CLI maps to 126/127."""
+    from nsprim.errors import SpawnError
+
+    if isinstance(e, SpawnError) and e.step == "exec":
+        from nsprim.cli.run import _argv0, _exec_failure
+
+        return _exec_failure(e.detail or _argv0(c, ""), e.errno or 0)
+    return " ".join(str(e).split())
 
 
 def start(container_id: str, ready_fd: int) -> int:
@@ -160,8 +208,13 @@ def finish(container_id: str, lock_fds: str) -> int:
             os.close(int(fd))
         except OSError:
             pass
-    rec.update_state(status="restarting" if restart else "exited", exit_code=code,
-                     finished_at=finished, oom_killed=oom)
+    if not os.path.isdir(rec.dir):
+        return 0  # removed meanwhile (the daemon's rm -f does not wait for us)
+    try:
+        rec.update_state(status="restarting" if restart else "exited", exit_code=code,
+                         finished_at=finished, oom_killed=oom)
+    except FileNotFoundError:
+        return 0
     if restart:
         n = int(rec.state.get("restart_count", 0))
         if _backoff(rec, min(0.1 * (2 ** min(n, 6)), 5.0)):  # docker-like backoff
@@ -169,6 +222,9 @@ def finish(container_id: str, lock_fds: str) -> int:
             run_once(rec, lambda msg: None)
         rec.update_state(status="exited")  # stopped while it waited
     if rec.config.get("auto_remove"):
+        from nsprim.lifecycle import keep_exit_code
+
+        keep_exit_code(rec.id, int(rec.state.get("exit_code", code)))
         remove_record(rec)
     return 0
 

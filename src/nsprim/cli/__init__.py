@@ -161,6 +161,7 @@ _DISPATCH = {
     "pull": "images:cmd_pull", "load": "images:cmd_load", "images": "images:cmd_images",
     "rmi": "images:cmd_rmi",
     "volume": "volumes:cmd_volume", "network": "networks:cmd_network",
+    "attach": "attach:cmd_attach", "create": "run:cmd_run",
 }
 # build, tag, save, history, push, login, logout, builder (cli/build.py)
 _BUILD_COMMANDS = ("build", "tag", "save", "history", "push", "login", "logout", "builder")
@@ -225,8 +226,13 @@ def _build_parser(only: str | None = None) -> _Parser:
     sub: Any = p.add_subparsers(dest="command", parser_class=_Parser)
     if only is not None:
         sub = _OnlyOne(sub, only)
-    r = sub.add_parser("run", help="run a command in a new container", add_help=False,
-                       description="Run a command in a new container.")
+    if only == "create":  # create takes run's flags, and starts nothing
+        r = sub.add_parser("create", help="create a container (start it later)",
+                           add_help=False, description="Create a container.")
+        r.set_defaults(create_only=True)
+    else:
+        r = sub.add_parser("run", help="run a command in a new container", add_help=False,
+                           description="Run a command in a new container.")
     r.add_argument("--help", action="help", help="show this help message and exit")
     r.add_argument("--rm", action="store_true", help="remove the container when it exits")
     r.add_argument("-d", "--detach", action="store_true", help="run in the background, print "
@@ -318,12 +324,20 @@ def _build_parser(only: str | None = None) -> _Parser:
     for cname, chelp in (("start", "start stopped containers"),
                          ("wait", "wait for containers, print their exit codes")):
         sp = sub.add_parser(cname, help=chelp)
+        if cname == "start":
+            sp.add_argument("-a", "--attach", action="store_true",
+                            help="attach to its output (and exit with its status)")
+            sp.add_argument("-i", "--interactive", action="store_true",
+                            help="attach to its stdin too")
         sp.add_argument("containers", nargs="+")
     ins = sub.add_parser("inspect", help="show containers, images, volumes or networks as JSON")
     ins.add_argument("-f", "--format", metavar="FORMAT", help="json or a Go template")
     ins.add_argument("--type", choices=["container", "image", "volume", "network"])
     ins.add_argument("-s", "--size", action="store_true", help="container sizes")
     ins.add_argument("containers", nargs="+", metavar="NAME")
+    at = sub.add_parser("attach", help="attach to a running container's stdio")
+    at.add_argument("--no-stdin", action="store_true", help="do not attach stdin")
+    at.add_argument("container")
     rmc = sub.add_parser("rm", help="remove containers")
     rmc.add_argument("-f", "--force", action="store_true")
     rmc.add_argument("containers", nargs="+")
@@ -421,7 +435,17 @@ def _print_rows(a: argparse.Namespace, rows: list[dict[str, Any]], header: str,
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _expand_management(sys.argv[1:] if argv is None else list(argv))
+    args = sys.argv[1:] if argv is None else list(argv)
+    if "daemon" in args[:3]:  # its own parser: nsprim [--root DIR] daemon ...
+        i = args.index("daemon")
+        before = args[:i]
+        if before in ([], ["--root", *before[1:2]]) or (len(before) == 1 and
+                                                          before[0].startswith("--root=")):
+            from nsprim.daemon import main as daemon_main
+
+            root = before[1] if len(before) == 2 else (before[0][7:] if before else None)
+            return daemon_main(args[i + 1:], root)
+    args = _expand_management(args)
     chosen = _chosen(args)
     if chosen is None:
         rest = args[_skip_root(args):]

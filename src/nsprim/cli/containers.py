@@ -189,6 +189,21 @@ def cmd_kill(a: argparse.Namespace) -> int:
 
 
 def cmd_start(a: argparse.Namespace) -> int:
+    if getattr(a, "attach", False) or getattr(a, "interactive", False):
+        if len(a.containers) != 1:
+            return _fail("start: you cannot start and attach multiple containers at once")
+        from nsprim.cli.attach import start_attached
+        from nsprim.lifecycle import find
+
+        try:
+            rec = find(a.containers[0])
+        except LookupError as e:
+            return _daemon_error(_oneline(e))
+        if rec.running:
+            return _daemon_error(f"container {rec.id} is already running")
+        _collect_leftovers()
+        return start_attached(rec, bool(a.interactive))
+
     def act(rec: Any, name: str) -> bool:
         if not rec.running:
             _collect_leftovers()

@@ -57,7 +57,8 @@ def cmd_run(a: argparse.Namespace) -> int:
     try:
         spec = from_run_flags(a, image, cmd)
         validate(spec)  # every check, before anything is created
-        not_tty = None if a.detach else _not_a_tty(a.tty, a.interactive)
+        not_tty = None if a.detach or getattr(a, "create_only", False) else \
+            _not_a_tty(a.tty, a.interactive)
         if not_tty:
             return _fail(not_tty, EXIT_NOT_A_TTY)
         _collect_leftovers()
@@ -72,7 +73,10 @@ def cmd_run(a: argparse.Namespace) -> int:
                 from nsprim.lifecycle import parse_signal
 
                 parse_signal(spec.stop_signal)
-        rec = new_record(spec.to_json())
+        cfg = spec.to_json()
+        if getattr(a, "create_only", False) and a.interactive:
+            cfg["stdin_once"] = True  # docker's create -i: stdin ends with the attached one's
+        rec = new_record(cfg)
         from nsprim.container import DEVNULL, PIPE
 
         # a foreground container's output goes through us into its log
@@ -89,6 +93,9 @@ def cmd_run(a: argparse.Namespace) -> int:
         if rec is not None:
             remove_record(rec)
         return _fail(_oneline(e))
+    if getattr(a, "create_only", False):  # nsprim create: started later (start [-a])
+        print(rec.id)
+        return 0
     if a.detach:
         return _start_detached(rec)
     return _run_foreground(a, rec, c, cmd or [image or ""])

@@ -1,0 +1,844 @@
+"""The rest of the API: system (_ping, version, info, df, events), images,
+volumes, networks; and the router that puts every route together."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import platform
+import re
+import time
+from typing import Any
+
+from nsprim.daemon import shapes
+from nsprim.daemon.server import (
+    API_VERSION,
+    MIN_API_VERSION,
+    ApiError,
+    Request,
+    Response,
+    Router,
+    StreamResponse,
+    json_response,
+)
+
+VERSION = "28.2.2-nsprim"
+#: the largest tar body accepted (docker load): NSPRIM_IMAGE_MAX_SIZE's default
+_MAX_ARCHIVE = 64 << 30
+#: the largest build context accepted (a plain tar)
+_MAX_CONTEXT = 4 << 30
+_NAME = r"(?P<name>.+?)"
+
+
+class Events:
+    """docker's event stream: actions of the daemon (pull, tag, delete) and
+    container state changes, which a watcher sees in the records while
+    someone listens (so containers of the nsprim CLI show too)."""
+
+    def __init__(self) -> None:
+        self.subscribers: set[asyncio.Queue[dict[str, Any]]] = set()
+        self._watcher: asyncio.Task[None] | None = None
+        self._known: dict[str, str] = {}
+        self._attrs: dict[str, dict[str, str]] = {}
+        #: container events sent per id (each once per run)
+        self._done: dict[str, set[str]] = {}
+
+    def emit(self, kind: str, action: str, ident: str, attrs: dict[str, str]) -> None:
+        if not self.subscribers:
+            return
+        if kind == "container":
+            attrs = {**self._attrs.get(ident, {}), **attrs}
+            done = self._done.setdefault(ident, set())
+            if action in ("create", "start", "die", "destroy"):
+                if action in done:
+                    return  # the watcher and a handler both saw it
+                done.add(action)
+                if action == "start":
+                    done.discard("die")
+                elif action == "die":
+                    done.discard("start")
+        now = time.time_ns()
+        ev = {"Type": kind, "Action": action, "Actor": {"ID": ident, "Attributes": attrs},
+              "scope": "local", "time": now // 10**9, "timeNano": now}
+        if kind == "container":
+            ev.update({"status": action, "id": ident, "from": attrs.get("image", "")})
+        for q in list(self.subscribers):
+            q.put_nowait(ev)
+
+    def emit_threadsafe(self, loop: asyncio.AbstractEventLoop, kind: str, action: str,
+                        ident: str, attrs: dict[str, str]) -> None:
+        loop.call_soon_threadsafe(self.emit, kind, action, ident, attrs)
+
+    def subscribe(self) -> asyncio.Queue[dict[str, Any]]:
+        q: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        if not self.subscribers:
+            self._known = self._snapshot()
+            self._done = {cid: {"create"} | ({"start"} if st == "running" else {"die"}
+                                             if st != "created" else set())
+                          for cid, st in self._known.items()}
+        self.subscribers.add(q)
+        if self._watcher is None or self._watcher.done():
+            self._watcher = asyncio.create_task(self._watch())
+        return q
+
+    def unsubscribe(self, q: asyncio.Queue[dict[str, Any]]) -> None:
+        self.subscribers.discard(q)
+
+    def _snapshot(self) -> dict[str, str]:
+        from nsprim.daemon.shapes import _state_of
+        from nsprim.lifecycle import records
+
+        out = {}
+        for rec in records():
+            s = _state_of(rec)[2]  # exited as soon as the process is (the shim's record)
+            out[rec.id] = "created" if s == "starting" else "exited" if s == "dead" else s
+            if rec.id not in self._attrs:
+                cfg = rec.config
+                self._attrs[rec.id] = {"name": str(cfg.get("name", "")),
+                                       "image": str(cfg.get("image") or "")}
+        return out
+
+    async def _watch(self) -> None:
+        while self.subscribers:
+            await asyncio.sleep(0.05)
+            now = await asyncio.to_thread(self._snapshot)
+            for cid, s in now.items():
+                if cid not in self._known:
+                    self.emit("container", "create", cid, {})
+                if s in ("running", "exited", "restarting", "removing"):
+                    if s != "running" and "start" not in self._done.get(cid, set()) and \
+                            "die" in self._done.get(cid, set()):
+                        continue
+                    self.emit("container", "start", cid, {})
+                if s in ("exited", "restarting", "removing"):
+                    self.emit("container", "die", cid, {})
+            for cid in list(self._known):
+                if cid not in now:
+                    if "start" in self._done.get(cid, set()):
+                        self.emit("container", "die", cid, {})
+                    self.emit("container", "destroy", cid, {})
+                    self._done.pop(cid, None)
+            self._known = now
+
+
+class Daemon:
+    def __init__(self) -> None:
+        from nsprim.daemon.containers import Containers
+
+        self.events = Events()
+        self.zygote: Any = None
+        self.containers = Containers(self)
+        self.router = Router()
+        self._routes()
+
+    def _routes(self) -> None:
+        r = self.router
+        r.add("GET", "/_ping", self.ping)
+        r.add("HEAD", "/_ping", self.ping)
+        r.add("GET", "/version", self.version)
+        r.add("GET", "/info", self.info)
+        r.add("GET", "/system/df", self.df)
+        r.add("GET", "/events", self.events_stream)
+        r.add("POST", "/auth", self.auth)
+        self.containers.routes(r)
+        for path in ("archive", "top", "stats", "rename", "pause", "unpause", "update",
+                     "export", "changes"):
+            method = "GET" if path in ("archive", "top", "stats", "export", "changes") else "POST"
+            r.add(method, f"/containers/(?P<id>[^/]+)/{path}", self.not_yet)
+        r.add("PUT", "/containers/(?P<id>[^/]+)/archive", self.not_yet)
+        r.add("HEAD", "/containers/(?P<id>[^/]+)/archive", self.not_yet)
+        r.add("GET", "/images/json", self.images)
+        r.add("POST", "/images/create", self.image_pull)
+        r.add("POST", "/images/prune", self.image_prune)
+        r.add("POST", "/images/load", self.image_load, max_body=_MAX_ARCHIVE, spool=True)
+        r.add("GET", "/images/get", self.image_save)
+        r.add("POST", "/build", self.build, max_body=_MAX_CONTEXT, spool=True)
+        r.add("GET", f"/images/{_NAME}/json", self.image_inspect)
+        r.add("GET", f"/images/{_NAME}/history", self.image_history)
+        r.add("POST", f"/images/{_NAME}/tag", self.image_tag)
+        r.add("POST", f"/images/{_NAME}/push", self.image_push)
+        r.add("GET", f"/images/{_NAME}/get", self.image_save)
+        r.add("DELETE", f"/images/{_NAME}", self.image_delete)
+        r.add("GET", "/volumes", self.volumes)
+        r.add("POST", "/volumes/create", self.volume_create)
+        r.add("POST", "/volumes/prune", self.volume_prune)
+        r.add("GET", "/volumes/(?P<name>[^/]+)", self.volume_inspect)
+        r.add("DELETE", "/volumes/(?P<name>[^/]+)", self.volume_delete)
+        r.add("GET", "/networks", self.networks)
+        r.add("POST", "/networks/create", self.network_create)
+        r.add("POST", "/networks/prune", self.network_prune)
+        r.add("GET", "/networks/(?P<name>[^/]+)", self.network_inspect)
+        r.add("DELETE", "/networks/(?P<name>[^/]+)", self.network_delete)
+        r.add("POST", "/networks/(?P<name>[^/]+)/(?:connect|disconnect)", self.network_create)
+
+    async def not_yet(self, req: Request, m: re.Match[str]) -> Response:
+        raise ApiError(501, f"{req.method} {req.path} is not implemented by nsprim's daemon yet")
+
+    async def build(self, req: Request, m: re.Match[str]) -> StreamResponse:
+        """POST /build: the tar context in the body (spooled), extracted
+        confined (the layer extractor: TarGuard, openat2 RESOLVE_IN_ROOT, no
+        whiteouts), then nsprim.images.build with docker's parameters; the
+        output as docker's ``{"stream": ...}`` lines and an ``aux`` id."""
+        try:
+            from nsprim.images.build import BuildError
+            from nsprim.images.build import build as run_build
+        except ImportError:
+            raise ApiError(501, "build is not implemented by nsprim yet") from None
+        if req.q("remote"):
+            raise ApiError(501, "a remote build context is not supported by nsprim")
+        tags = [t for t in req.query.get("t", []) if t]
+        dockerfile = req.q("dockerfile") or "Dockerfile"
+        parts = dockerfile.replace("\\", "/").split("/")
+        if dockerfile.startswith("/") or ".." in parts or "\0" in dockerfile:
+            raise ApiError(400, f"invalid dockerfile {dockerfile!r}: a path inside the context")
+        args = req.qjson("buildargs") or {}
+        labels = req.qjson("labels") or {}
+        for what, d in (("buildargs", args), ("labels", labels)):
+            if not isinstance(d, dict) or not all(
+                    isinstance(k, str) and (isinstance(v, str) or v is None)
+                    for k, v in d.items()):
+                raise ApiError(400, f"invalid {what}: a JSON object of strings")
+        quiet = req.qbool("q")
+        no_cache, pull = req.qbool("nocache"), req.qbool("pull")
+        target = req.q("target") or None
+        network = req.q("networkmode") or "bridge"
+        if network == "default":
+            network = "bridge"
+        f = req.body_file
+        import shutil
+        import tempfile
+
+        from nsprim.state import private_dir, state_root
+
+        ctx = tempfile.mkdtemp(dir=private_dir(os.path.join(state_root(), "tmp-api")),
+                               prefix="build-")
+
+        def extract() -> None:
+            from nsprim.images.layer import extract_layer
+
+            head = f.read(4)
+            f.seek(0)
+            if head[:2] == b"\x1f\x8b" or head == b"\x28\xb5\x2f\xfd":
+                raise ApiError(400, "a compressed build context is not supported by nsprim's "
+                               "daemon: send a plain tar")
+            extract_layer(f, ctx, whiteouts=False)
+
+        try:
+            await asyncio.to_thread(extract)
+        except (OSError, ValueError) as e:
+            shutil.rmtree(ctx, ignore_errors=True)
+            raise ApiError(400, f"invalid build context: {' '.join(str(e).split())}") from None
+        except BaseException:
+            shutil.rmtree(ctx, ignore_errors=True)
+            raise
+        loop = asyncio.get_running_loop()
+        q: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+
+        class Progress:
+            def write(self, text: str) -> int:
+                if text and not quiet:
+                    loop.call_soon_threadsafe(q.put_nowait, {"stream": text})
+                return len(text)
+
+            def flush(self) -> None:
+                pass
+
+        def work() -> None:
+            try:
+                img = run_build(ctx, dockerfile=os.path.join(ctx, dockerfile), tags=tags,
+                                build_args={k: v for k, v in args.items() if v is not None},
+                                target=target, no_cache=no_cache, pull=pull, network=network,
+                                labels=labels,
+                                progress=Progress())  # type: ignore[arg-type]
+                out: list[dict[str, Any]] = [{"aux": {"ID": img.id}}]
+                if not quiet:
+                    out.append({"stream": f"Successfully built {img.id[7:19]}\n"})
+                    out += [{"stream": f"Successfully tagged {t}\n"} for t in tags]
+                else:
+                    out.append({"stream": img.id + "\n"})
+                for line in out:
+                    loop.call_soon_threadsafe(q.put_nowait, line)
+            except (BuildError, OSError, ValueError) as e:
+                msg = " ".join(str(e).split()) or type(e).__name__
+                loop.call_soon_threadsafe(q.put_nowait, {"errorDetail": {"message": msg},
+                                                         "error": msg})
+            finally:
+                shutil.rmtree(ctx, ignore_errors=True)
+                loop.call_soon_threadsafe(q.put_nowait, None)
+
+        task = loop.run_in_executor(None, work)
+
+        async def body() -> Any:
+            while True:
+                item = await q.get()
+                if item is None:
+                    break
+                yield json.dumps(item).encode() + b"\r\n"
+            await task
+
+        return StreamResponse(body())
+
+    # ---------------------------------------------------------------- system
+    async def ping(self, req: Request, m: re.Match[str]) -> Response:
+        return Response(200, b"OK" if req.method == "GET" else b"", "text/plain; charset=utf-8",
+                        [("Cache-Control", "no-cache, no-store, must-revalidate"),
+                         ("Pragma", "no-cache"), ("Builder-Version", "1")])
+
+    async def version(self, req: Request, m: re.Match[str]) -> Response:
+        from nsprim import __version__
+
+        u = os.uname()
+        details = {"ApiVersion": API_VERSION, "MinAPIVersion": MIN_API_VERSION,
+                   "Os": "linux", "Arch": _arch(), "KernelVersion": u.release}
+        return json_response({
+            "Platform": {"Name": "nsprim"},
+            "Components": [{"Name": "Engine", "Version": VERSION, "Details": details}],
+            "Version": VERSION, "ApiVersion": API_VERSION, "MinAPIVersion": MIN_API_VERSION,
+            "GitCommit": f"nsprim-{__version__}", "GoVersion": "none", "Os": "linux",
+            "Arch": _arch(), "KernelVersion": u.release, "BuildTime": ""})
+
+    async def info(self, req: Request, m: re.Match[str]) -> Response:
+        return json_response(await asyncio.to_thread(self._info))
+
+    def _info(self) -> dict[str, Any]:
+        from nsprim.images.store import default_store
+        from nsprim.lifecycle import records
+        from nsprim.state import state_root
+
+        recs = records()
+        running = sum(1 for r in recs if r.status == "running")
+        u = os.uname()
+        mem = 0
+        try:
+            with open("/proc/meminfo") as f:
+                mem = int(f.readline().split()[1]) * 1024
+        except (OSError, ValueError, IndexError):
+            pass
+        v2_only = os.path.exists("/sys/fs/cgroup/cgroup.controllers")
+        return {
+            "ID": _daemon_id(), "Containers": len(recs), "ContainersRunning": running,
+            "ContainersPaused": 0, "ContainersStopped": len(recs) - running,
+            "Images": len(default_store().images()), "Driver": "overlay2",
+            "DriverStatus": [], "DockerRootDir": state_root(), "Name": u.nodename,
+            "OperatingSystem": _os_name(), "OSType": "linux", "OSVersion": "",
+            "Architecture": platform.machine(), "NCPU": os.cpu_count() or 1, "MemTotal": mem,
+            "KernelVersion": u.release, "ServerVersion": VERSION, "CgroupDriver": "cgroupfs",
+            "CgroupVersion": "2" if v2_only else "1", "MemoryLimit": True,
+            "SwapLimit": True, "CpuCfsPeriod": True, "CpuCfsQuota": True, "CPUShares": True,
+            "CPUSet": True, "PidsLimit": True, "IPv4Forwarding": True, "Debug": False,
+            "LoggingDriver": "json-file", "DefaultRuntime": "nsprim",
+            "Runtimes": {"nsprim": {"path": "nsprim"}},
+            "SecurityOptions": ["name=seccomp,profile=builtin"],
+            "Swarm": {"NodeID": "", "NodeAddr": "", "LocalNodeState": "inactive",
+                      "ControlAvailable": False, "Error": "", "RemoteManagers": None},
+            "Plugins": {"Volume": ["local"], "Network": ["bridge", "host", "null"],
+                        "Log": ["json-file"], "Authorization": None},
+            "RegistryConfig": {"IndexConfigs": {}, "InsecureRegistryCIDRs": ["127.0.0.0/8"],
+                               "Mirrors": []},
+            "Labels": [], "ExperimentalBuild": False, "LiveRestoreEnabled": True,
+            "Isolation": "", "InitBinary": "nsprim-init", "Warnings": []}
+
+    async def df(self, req: Request, m: re.Match[str]) -> Response:
+        await self.containers.settle()
+
+        def work() -> dict[str, Any]:
+            from nsprim.images.store import default_store
+            from nsprim.lifecycle import records
+            from nsprim.volumes import list_volumes
+
+            imgs = [shapes.image_summary(i) for i in default_store().images()]
+            return {"LayersSize": sum(i["Size"] for i in imgs), "Images": imgs,
+                    "Containers": [dict(shapes.container_summary(r), SizeRw=0, SizeRootFs=0)
+                                   for r in records()],
+                    "Volumes": [dict(v.to_json(), UsageData={"Size": -1, "RefCount": -1})
+                                for v in list_volumes()],
+                    "BuildCache": []}
+
+        return json_response(await asyncio.to_thread(work))
+
+    async def events_stream(self, req: Request, m: re.Match[str]) -> StreamResponse:
+        filters = req.qjson("filters") or {}
+        if not isinstance(filters, dict):
+            raise ApiError(400, "invalid filters")
+        until = req.q("until")
+        deadline = float(until) if until and _num(until) else None
+        q = self.events.subscribe()
+
+        def wanted(ev: dict[str, Any]) -> bool:
+            for key, field in (("type", "Type"), ("event", "Action")):
+                vals = _filter_values(filters.get(key))
+                if vals and ev.get(field) not in vals:
+                    return False
+            cons = _filter_values(filters.get("container"))
+            if cons and not any(ev["Actor"]["ID"].startswith(c) or
+                                ev["Actor"]["Attributes"].get("name") == c for c in cons):
+                return False
+            return True
+
+        async def body() -> Any:
+            try:
+                yield b""
+                while True:
+                    timeout = None if deadline is None else max(0.0, deadline - time.time())
+                    try:
+                        ev = await asyncio.wait_for(q.get(), timeout)
+                    except asyncio.TimeoutError:
+                        return
+                    if wanted(ev):
+                        yield json.dumps(ev).encode() + b"\n"
+            finally:
+                self.events.unsubscribe(q)
+
+        return StreamResponse(body())
+
+    async def auth(self, req: Request, m: re.Match[str]) -> Response:
+        """docker login: the credentials are tried against the registry's
+        /v2/ (basic, or a bearer token from its realm); nothing is stored
+        here (the docker CLI keeps them in its config)."""
+        body = req.json()
+        if not isinstance(body, dict) or not all(
+                isinstance(body.get(k, ""), str) for k in ("username", "password",
+                                                           "serveraddress")):
+            raise ApiError(400, "invalid auth body: username, password and serveraddress "
+                           "are strings")
+        user, pw = body.get("username") or "", body.get("password") or ""
+        server = (body.get("serveraddress") or "docker.io").strip()
+        host = re.sub(r"^https?://", "", server).split("/")[0]
+        if not host or not re.fullmatch(r"[A-Za-z0-9.\-]+(:[0-9]{1,5})?|\[[0-9a-fA-F:]+\]"
+                                        r"(:[0-9]{1,5})?", host):
+            raise ApiError(400, f"invalid registry address {server!r}")
+        if host in ("docker.io", "index.docker.io"):
+            host = "registry-1.docker.io"
+
+        def check() -> None:
+            from nsprim.images.reference import parse_reference
+            from nsprim.images.registry import RegistryClient
+
+            client = RegistryClient(parse_reference(f"{host}/library/login-check"))
+            client._basic = (user, pw)  # these credentials, not the config's
+            client._open("").close()
+
+        try:
+            await asyncio.to_thread(check)
+        except OSError as e:
+            msg = " ".join(str(e).split())
+            raise ApiError(401 if "unauthorized" in msg or "401" in msg else 500,
+                           f"login attempt to {host} failed: {msg}") from None
+        return json_response({"Status": "Login Succeeded", "IdentityToken": ""})
+
+    # ---------------------------------------------------------------- images
+    async def images(self, req: Request, m: re.Match[str]) -> Response:
+        from nsprim.images.store import default_store
+
+        imgs = await asyncio.to_thread(lambda: default_store().images())
+        rows = [shapes.image_summary(i) for i in imgs]
+        filters = req.qjson("filters") or {}
+        refs = _filter_values(filters.get("reference")) if isinstance(filters, dict) else []
+        if refs:
+            import fnmatch
+
+            rows = [r for r in rows if any(fnmatch.fnmatch(t, p) or
+                                           fnmatch.fnmatch(t.rsplit(":", 1)[0], p)
+                                           for t in r["RepoTags"] for p in refs)]
+        if not req.qbool("all"):
+            rows = [r for r in rows if r["RepoTags"] or r["RepoDigests"]] or rows
+        return json_response(rows)
+
+    def _image(self, name: str) -> Any:
+        from nsprim.images.store import ImageNotFound, default_store
+
+        try:
+            return default_store().get(name)
+        except ImageNotFound:
+            raise ApiError(404, f"No such image: {name}") from None
+
+    async def image_inspect(self, req: Request, m: re.Match[str]) -> Response:
+        img = await asyncio.to_thread(self._image, m["name"])
+        return json_response(shapes.image_inspect(img))
+
+    async def image_history(self, req: Request, m: re.Match[str]) -> Response:
+        img = await asyncio.to_thread(self._image, m["name"])
+        hist = img.config.get("history") or []
+        out = []
+        for i, h in enumerate(reversed(hist)):
+            out.append({"Id": img.id if i == 0 else "<missing>", "Created": 0,
+                        "CreatedBy": h.get("created_by", ""),
+                        "Tags": shapes.familiar(img.names) if i == 0 else None,
+                        "Size": 0, "Comment": h.get("comment", "")})
+        if not out:
+            out = [{"Id": img.id, "Created": 0, "CreatedBy": "", "Tags": None,
+                    "Size": img.size, "Comment": ""}]
+        return json_response(out)
+
+    async def image_tag(self, req: Request, m: re.Match[str]) -> Response:
+        from nsprim.errors import ConfigError
+        from nsprim.images.reference import parse_reference
+        from nsprim.images.store import default_store
+
+        repo, tag = req.q("repo") or "", req.q("tag") or "latest"
+        if not repo:
+            raise ApiError(400, "repository name must have at least one component")
+        try:
+            ref = parse_reference(f"{repo}:{tag}")
+        except ConfigError as e:
+            raise ApiError(400, str(e)) from None
+        img = await asyncio.to_thread(self._image, m["name"])
+
+        def tag_it() -> None:
+            store = default_store()
+            with store._locked():
+                store._tag(str(ref), img.id)
+
+        await asyncio.to_thread(tag_it)
+        self.events.emit("image", "tag", img.id, {"name": ref.familiar()})
+        return Response(201)
+
+    async def image_delete(self, req: Request, m: re.Match[str]) -> Response:
+        from nsprim.images.store import ImageInUse, default_store
+
+        force = req.qbool("force")
+        self_img = await asyncio.to_thread(self._image, m["name"])
+        await self.containers.settle()
+        try:
+            removed = await asyncio.to_thread(default_store().remove, m["name"], force=force)
+        except ImageInUse as e:
+            raise ApiError(409, str(e)) from None
+        out = []
+        for line in removed:
+            kind, _, what = line.partition(": ")
+            out.append({kind: what})
+            self.events.emit("image", "untag" if kind == "Untagged" else "delete",
+                             self_img.id, {"name": what})
+        return json_response(out)
+
+    async def image_load(self, req: Request, m: re.Match[str]) -> Response:
+        """docker load: a ``docker save`` archive or an OCI layout tar in the
+        body, read by the store's confined loader (TarGuard, bounds); a bad
+        or hostile archive is a 400 and adds nothing."""
+        from nsprim.images.store import default_store
+
+        f = req.body_file
+
+        def load() -> list[Any]:
+            return list(default_store().load(f"/proc/self/fd/{f.fileno()}"))
+
+        try:
+            imgs = await asyncio.to_thread(load)
+        except (OSError, ValueError) as e:
+            raise ApiError(400, f"invalid image archive: {' '.join(str(e).split())}") from None
+        lines = []
+        for img in imgs:
+            names = shapes.familiar(img.names)
+            for n in names or [img.id]:
+                what = f"Loaded image: {n}" if names else f"Loaded image ID: {n}"
+                lines.append(json.dumps({"stream": what + "\n"}))
+                self.events.emit("image", "load", img.id, {"name": n})
+        return Response(200, ("\n".join(lines) + "\n").encode())
+
+    async def image_push(self, req: Request, m: re.Match[str]) -> StreamResponse:
+        """docker push (nsprim.images.push; credentials from the daemon's
+        docker config), streamed as docker's status lines and an aux digest."""
+        from nsprim.errors import ConfigError
+        from nsprim.images.reference import parse_reference
+
+        tag = req.q("tag") or ""
+        name = m["name"] + (f":{tag}" if tag else "")
+        try:
+            ref = parse_reference(name)
+        except ConfigError as e:
+            raise ApiError(400, str(e)) from None
+        await asyncio.to_thread(self._image, name)  # 404 before the stream starts
+        loop = asyncio.get_running_loop()
+        q: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+
+        def work() -> None:
+            from nsprim.images.push import push
+
+            def progress(line: str) -> None:
+                loop.call_soon_threadsafe(q.put_nowait, {"status": line.rstrip("\n")})
+
+            try:
+                digest = push(str(ref), progress=progress)
+                for line in ({"status": f"{ref.tag or 'latest'}: digest: {digest}"},
+                             {"aux": {"Tag": ref.tag or "latest", "Digest": digest}}):
+                    loop.call_soon_threadsafe(q.put_nowait, line)
+            except Exception as e:  # noqa: BLE001 - any failure ends the stream with it
+                msg = " ".join(str(e).split()) or type(e).__name__
+                loop.call_soon_threadsafe(q.put_nowait, {"errorDetail": {"message": msg},
+                                                         "error": msg})
+            finally:
+                loop.call_soon_threadsafe(q.put_nowait, None)
+
+        task = loop.run_in_executor(None, work)
+
+        async def body() -> Any:
+            yield json.dumps({"status": f"The push refers to repository "
+                                       f"[{ref.familiar().rsplit(':', 1)[0]}]"}).encode() + b"\n"
+            while True:
+                item = await q.get()
+                if item is None:
+                    break
+                yield json.dumps(item).encode() + b"\n"
+            await task
+
+        return StreamResponse(body())
+
+    async def image_save(self, req: Request, m: re.Match[str]) -> StreamResponse:
+        """docker save: a docker save archive of the images named (written
+        to a private temporary file first, then sent)."""
+        names = [m["name"]] if m.re.groupindex.get("name") else req.query.get("names", [])
+        if not names:
+            raise ApiError(400, "no image names given")
+        for n in names:
+            await asyncio.to_thread(self._image, n)
+        from nsprim.daemon.server import _spool_file
+
+        f = _spool_file()
+
+        def work() -> None:
+            from nsprim.images.archive import save
+
+            save(names, f)
+            f.flush()
+            f.seek(0)
+
+        try:
+            await asyncio.to_thread(work)
+        except (OSError, ValueError) as e:
+            f.close()
+            raise ApiError(500, " ".join(str(e).split())) from None
+
+        async def body() -> Any:
+            try:
+                while True:
+                    chunk = await asyncio.to_thread(f.read, 1 << 20)
+                    if not chunk:
+                        break
+                    yield chunk
+            finally:
+                f.close()
+
+        return StreamResponse(body(), content_type="application/x-tar")
+
+    async def image_prune(self, req: Request, m: re.Match[str]) -> Response:
+        return json_response({"ImagesDeleted": None, "SpaceReclaimed": 0})
+
+    async def image_pull(self, req: Request, m: re.Match[str]) -> StreamResponse:
+        from nsprim.errors import ConfigError
+        from nsprim.images.reference import parse_reference
+
+        if req.q("fromSrc"):
+            raise ApiError(501, "image import (fromSrc) is not implemented by nsprim")
+        src = req.q("fromImage") or ""
+        tag = req.q("tag") or ""
+        if not src:
+            raise ApiError(400, "fromImage is required")
+        name = src
+        if tag:
+            name = f"{src}@{tag}" if tag.startswith("sha256:") else f"{src}:{tag}"
+        try:
+            ref = parse_reference(name)
+        except ConfigError as e:
+            raise ApiError(400, str(e)) from None
+        auth = req.headers.get("x-registry-auth")
+        if auth:
+            _check_auth(auth)
+        loop = asyncio.get_running_loop()
+        q: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+
+        def progress(layer: str, status: str) -> None:
+            loop.call_soon_threadsafe(q.put_nowait, {"status": status, "id": layer})
+
+        def pull() -> None:
+            from nsprim.images.store import default_store
+
+            try:
+                img = default_store().pull(str(ref), progress=progress)
+                digest = next((d.partition("@")[2] for d in img.repo_digests), "")
+                for line in ([{"status": f"Digest: {digest}"}] if digest else []) + \
+                        [{"status": f"Status: Downloaded newer image for {ref.familiar()}"}]:
+                    loop.call_soon_threadsafe(q.put_nowait, line)
+                self.events.emit_threadsafe(loop, "image", "pull", img.id,
+                                            {"name": ref.familiar()})
+            except Exception as e:  # noqa: BLE001 - any failure ends the stream with it
+                msg = " ".join(str(e).split()) or type(e).__name__
+                loop.call_soon_threadsafe(q.put_nowait, {"errorDetail": {"message": msg},
+                                                         "error": msg})
+            finally:
+                loop.call_soon_threadsafe(q.put_nowait, None)
+
+        task = loop.run_in_executor(None, pull)
+        tag_shown = ref.tag or "latest"
+
+        async def body() -> Any:
+            yield json.dumps({"status": f"Pulling from {ref.familiar().rsplit(':', 1)[0]}",
+                              "id": tag_shown}).encode() + b"\n"
+            while True:
+                item = await q.get()
+                if item is None:
+                    break
+                yield json.dumps(item).encode() + b"\n"
+            await task
+
+        return StreamResponse(body())
+
+    # --------------------------------------------------------------- volumes
+    async def volumes(self, req: Request, m: re.Match[str]) -> Response:
+        from nsprim.volumes import list_volumes
+
+        vols = await asyncio.to_thread(list_volumes)
+        return json_response({"Volumes": [v.to_json() for v in vols], "Warnings": None})
+
+    async def volume_create(self, req: Request, m: re.Match[str]) -> Response:
+        from nsprim.errors import ConfigError
+        from nsprim.volumes import create
+
+        body = req.json(optional=True) or {}
+        if not isinstance(body, dict):
+            raise ApiError(400, "invalid volume create body: expected a JSON object")
+        name = body.get("Name") or os.urandom(32).hex()
+        driver = body.get("Driver") or "local"
+        if not isinstance(name, str) or not isinstance(driver, str):
+            raise ApiError(400, "invalid volume create body: Name and Driver are strings")
+        if driver != "local":
+            raise ApiError(400, f"volume driver {driver!r} is not supported by nsprim "
+                           "(local is)")
+        if body.get("DriverOpts"):
+            raise ApiError(400, "volume DriverOpts are not supported by nsprim")
+        try:
+            info, _ = await asyncio.to_thread(create, name)
+        except ConfigError as e:
+            raise ApiError(400, str(e)) from None
+        return json_response(info.to_json(), 201)
+
+    def _volume(self, name: str) -> Any:
+        from nsprim.errors import ConfigError
+        from nsprim.volumes import get
+
+        try:
+            return get(name)
+        except (LookupError, ConfigError):
+            raise ApiError(404, f"get {name}: no such volume") from None
+
+    async def volume_inspect(self, req: Request, m: re.Match[str]) -> Response:
+        info = await asyncio.to_thread(self._volume, m["name"])
+        return json_response(info.to_json())
+
+    async def volume_delete(self, req: Request, m: re.Match[str]) -> Response:
+        from nsprim.volumes import remove
+
+        self._volume(m["name"])
+        await self.containers.settle()
+        try:
+            await asyncio.to_thread(remove, m["name"])
+        except OSError as e:
+            raise ApiError(409, f"remove {m['name']}: volume is in use - "
+                           f"{' '.join(str(e.strerror).split())}") from None
+        return Response(204)
+
+    async def volume_prune(self, req: Request, m: re.Match[str]) -> Response:
+        await self.containers.settle()
+
+        def work() -> list[str]:
+            from nsprim.volumes import list_volumes, remove
+
+            out = []
+            used = _volumes_of_containers()
+            for v in list_volumes():
+                if v.name in used:
+                    continue
+                try:
+                    remove(v.name)
+                    out.append(v.name)
+                except OSError:
+                    pass
+            return out
+
+        gone = await asyncio.to_thread(work)
+        return json_response({"VolumesDeleted": gone or None, "SpaceReclaimed": 0})
+
+    # -------------------------------------------------------------- networks
+    async def networks(self, req: Request, m: re.Match[str]) -> Response:
+        return json_response([shapes.network(n) for n in ("bridge", "host", "none")])
+
+    async def network_inspect(self, req: Request, m: re.Match[str]) -> Response:
+        if m["name"] not in ("bridge", "host", "none"):
+            raise ApiError(404, f"network {m['name']} not found")
+        return json_response(shapes.network(m["name"]))
+
+    async def network_create(self, req: Request, m: re.Match[str]) -> Response:
+        raise ApiError(501, "user-defined networks are not implemented by nsprim yet "
+                       "(bridge, host and none are)")
+
+    async def network_delete(self, req: Request, m: re.Match[str]) -> Response:
+        if m["name"] in ("bridge", "host", "none"):
+            raise ApiError(403, f"{m['name']} is a pre-defined network and cannot be removed")
+        raise ApiError(404, f"network {m['name']} not found")
+
+    async def network_prune(self, req: Request, m: re.Match[str]) -> Response:
+        return json_response({"NetworksDeleted": None})
+
+
+def _volumes_of_containers() -> set[str]:
+    from nsprim.lifecycle import records
+
+    out = set()
+    for rec in records():
+        for v in rec.config.get("volumes") or []:
+            src = v.split(":")[0]
+            if not src.startswith("/"):
+                out.add(src)
+    return out
+
+
+def _filter_values(v: Any) -> list[str]:
+    if isinstance(v, dict):
+        return [k for k, on in v.items() if on]
+    if isinstance(v, list):
+        return [str(x) for x in v]
+    return []
+
+
+def _num(s: str) -> bool:
+    try:
+        float(s)
+        return True
+    except ValueError:
+        return False
+
+
+def _check_auth(header: str) -> None:
+    """X-Registry-Auth: base64url JSON; refused clearly when malformed."""
+    import base64
+    import binascii
+
+    try:
+        raw = base64.urlsafe_b64decode(header + "=" * (-len(header) % 4))
+        data = json.loads(raw) if raw.strip() else {}
+    except (binascii.Error, ValueError):
+        raise ApiError(400, "invalid X-Registry-Auth header: not base64-encoded JSON") from None
+    if not isinstance(data, dict):
+        raise ApiError(400, "invalid X-Registry-Auth header: not a JSON object")
+
+
+def _arch() -> str:
+    m = platform.machine()
+    return {"x86_64": "amd64", "aarch64": "arm64"}.get(m, m)
+
+
+def _os_name() -> str:
+    try:
+        with open("/etc/os-release") as f:
+            for line in f:
+                if line.startswith("PRETTY_NAME="):
+                    return line.split("=", 1)[1].strip().strip('"')
+    except OSError:
+        pass
+    return "Linux"
+
+
+def _daemon_id() -> str:
+    from nsprim.state import root_id
+
+    return str(root_id())

@@ -1,0 +1,260 @@
+"""Container output and input for the API: following a container's log
+(what the supervisor's shim writes, so it is the same for a container made
+by ``nsprim run -d``), docker's stream framing, the stdin FIFO and the
+terminal's master side (taken from the supervisor with ``pidfd_getfd``)."""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import json
+import os
+import struct
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from nsprim.lifecycle import Record, alive
+
+STDOUT, STDERR = 1, 2
+
+
+def poll_delay(since: float) -> float:
+    """How long to sleep between two looks at a container's files, `since`
+    (monotonic) the wait began: short at first -- most waits end within a
+    second, and the delay is added to every ``docker run`` -- longer later."""
+    waited = time.monotonic() - since
+    return 0.001 if waited < 1 else 0.01 if waited < 10 else 0.05
+
+
+def frame(stream: int, data: bytes) -> bytes:
+    """docker's multiplexed framing: [stream, 0, 0, 0, length (big endian 32)]."""
+    return struct.pack(">BxxxL", stream, len(data)) + data
+
+
+def exit_time(rec: Record) -> float | None:
+    """When the last run ended (the shim's exit record), None if none."""
+    try:
+        with open(os.path.join(rec.dir, "exit")) as f:
+            return int(f.read().split()[2]) / 1e9
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def exit_code_now(rec: Record) -> int | None:
+    try:
+        with open(os.path.join(rec.dir, "exit")) as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        st = rec.state
+        return st.get("exit_code") if isinstance(st.get("exit_code"), int) else None
+
+
+def ended_since(rec: Record, t0: float) -> bool:
+    """Has a run of `rec` ended after `t0` (or the record gone)?"""
+    if not os.path.isdir(rec.dir):
+        return True
+    t = exit_time(rec)
+    if t is not None and t >= t0:
+        return True
+    st = rec.state
+    fin = st.get("finished_at")
+    if st.get("status") in ("exited", "dead") and isinstance(fin, (int, float)) and fin >= t0:
+        return True
+    if st.get("status") in ("running", "restarting") and not rec.running:
+        return True  # its supervisor was killed
+    return False
+
+
+def log_size(rec: Record) -> int:
+    try:
+        return os.stat(rec.log_path).st_size
+    except OSError:
+        return 0
+
+
+def open_log(rec: Record) -> Any:
+    """The container's log, opened (made if missing) now: a follower that
+    holds it reads all of a short run's output even if an auto-removed
+    container's record is gone before it has read it."""
+    try:
+        fd = os.open(rec.log_path, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW,
+                     0o640)
+    except OSError:
+        return None
+    return os.fdopen(fd, "rb")
+
+
+async def follow_log(rec: Record, offset: int, ended: Callable[[], bool] | None,
+                     opened: Any = None) -> AsyncIterator[dict[str, Any]]:
+    """The log's entries from byte `offset` (of `opened`, the log opened
+    beforehand, if given); with `ended`, keep following until it says so
+    (then read what is left)."""
+    buf = b""
+    since = time.monotonic()
+    f = opened
+    if f is not None:
+        f.seek(offset)
+    try:
+        while True:
+            if f is None:
+                try:
+                    f = open(rec.log_path, "rb")
+                    f.seek(offset)
+                except FileNotFoundError:
+                    f = None
+            data = f.read() if f is not None else b""
+            if data:
+                buf += data
+                *lines, buf = buf.split(b"\n")
+                for line in lines:
+                    try:
+                        entry = json.loads(line)
+                    except ValueError:
+                        continue
+                    if isinstance(entry, dict):
+                        yield entry
+                continue
+            if f is not None and _rotated(f, rec.log_path):
+                # the shim rotated the log (--log-opt max-size): what is left
+                # of the old file was just read; go on in the new one
+                f.close()
+                f, offset = None, 0
+                continue
+            if ended is None:
+                return
+            if ended():
+                if f is None:
+                    try:
+                        f = open(rec.log_path, "rb")
+                        f.seek(offset)
+                    except FileNotFoundError:
+                        return
+                rest = f.read()
+                for line in (buf + rest).split(b"\n"):
+                    try:
+                        entry = json.loads(line)
+                    except ValueError:
+                        continue
+                    if isinstance(entry, dict):
+                        yield entry
+                return
+            await asyncio.sleep(poll_delay(since))
+    finally:
+        if f is not None:
+            f.close()
+
+
+def _rotated(f: Any, path: str) -> bool:
+    try:
+        return os.stat(path).st_ino != os.fstat(f.fileno()).st_ino
+    except FileNotFoundError:
+        return False
+
+
+def entry_bytes(entry: dict[str, Any], timestamps: bool = False) -> tuple[int, bytes]:
+    text = str(entry.get("log", ""))
+    if timestamps:
+        text = f"{entry.get('time', '')} {text}"
+    stream = STDERR if entry.get("stream") == "stderr" else STDOUT
+    return stream, text.encode("utf-8", "surrogateescape")
+
+
+# ------------------------------------------------------------- input side
+
+_libc: Any = None
+
+
+def pidfd_getfd(pid: int, start: int | None, target: int) -> int:
+    """A duplicate of fd `target` of process (pid, start): how the daemon
+    reaches the terminal a container's supervisor holds (root only,
+    ptrace-mode access to the supervisor)."""
+    global _libc
+    if not alive(pid, start):
+        raise ProcessLookupError(errno.ESRCH, "the container's supervisor is gone")
+    if _libc is None:
+        import ctypes
+
+        _libc = ctypes.CDLL(None, use_errno=True)
+    pidfd = os.pidfd_open(pid)
+    try:
+        if not alive(pid, start):
+            raise ProcessLookupError(errno.ESRCH, "the container's supervisor is gone")
+        fd = int(_libc.syscall(438, pidfd, target, 0))  # SYS_pidfd_getfd
+        if fd < 0:
+            import ctypes
+
+            err = ctypes.get_errno()
+            raise OSError(err, f"pidfd_getfd: {os.strerror(err)}")
+        return fd
+    finally:
+        os.close(pidfd)
+
+
+def terminal_of(rec: Record) -> int:
+    """The master side of a running tty container's terminal (a new fd)."""
+    st = rec.state
+    fd = st.get("pty_fd")
+    if not rec.running or not isinstance(fd, int) or fd < 0:
+        raise ProcessLookupError(errno.ESRCH, f"container {rec.id} is not running")
+    return pidfd_getfd(int(st["supervisor_pid"]), st.get("supervisor_start"), fd)
+
+
+def set_winsize(fd: int, h: int, w: int) -> None:
+    import fcntl
+    import termios
+
+    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", h, w, 0, 0))
+
+
+def _wake(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)
+
+
+async def write_all(fd: int, data: bytes) -> None:
+    """Write to a non-blocking fd, waiting while it is full."""
+    loop = asyncio.get_running_loop()
+    view = memoryview(data)
+    while view:
+        try:
+            n = os.write(fd, view)
+            view = view[n:]
+        except BlockingIOError:
+            fut: asyncio.Future[None] = loop.create_future()
+            loop.add_writer(fd, _wake, fut)
+            try:
+                await fut
+            finally:
+                loop.remove_writer(fd)
+
+
+async def read_some(fd: int) -> bytes:
+    """Read from a non-blocking fd; b"" at its end (EIO of a hung-up terminal too)."""
+    loop = asyncio.get_running_loop()
+    while True:
+        try:
+            return os.read(fd, 65536)
+        except BlockingIOError:
+            fut: asyncio.Future[None] = loop.create_future()
+            loop.add_reader(fd, _wake, fut)
+            try:
+                await fut
+            finally:
+                loop.remove_reader(fd)
+        except OSError as e:
+            if e.errno == errno.EIO:
+                return b""
+            raise
+
+
+async def pump_input(reader: asyncio.StreamReader, trailing: bytes, fd: int) -> None:
+    """Copy the client's bytes to `fd` until the client's side ends."""
+    os.set_blocking(fd, False)
+    if trailing:
+        await write_all(fd, trailing)
+    while True:
+        data = await reader.read(65536)
+        if not data:
+            return
+        await write_all(fd, data)
