@@ -141,6 +141,12 @@ _DISPATCH = {
     "rmi": "images:cmd_rmi",
     "volume": "volumes:cmd_volume",
 }
+#: commands whose module also builds its own parser ("module" -> its
+#: add_parser(sub) and cmd_NAME(a)), imported only when chosen
+_MODULES = {
+    "cp": "cp",
+}
+_DISPATCH.update({name: f"{mod}:cmd_{name.replace('-', '_')}" for name, mod in _MODULES.items()})
 _COMMANDS = frozenset(_DISPATCH)
 
 
@@ -286,6 +292,11 @@ def _build_parser(only: str | None = None) -> _Parser:
     vr.add_argument("names", nargs="+")
     vi = vs.add_parser("inspect")
     vi.add_argument("names", nargs="+")
+    import importlib
+
+    for name, mod in _MODULES.items():
+        if only is None or only == name:
+            importlib.import_module(f"nsprim.cli.{mod}").add_parser(sub)
     return p
 
 

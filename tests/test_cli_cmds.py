@@ -1,0 +1,117 @@
+"""The everyday docker commands and flags of issue 12 ("missing commands
+and flags"): cp, and the bad-input checks of every new flag."""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from .conftest import cli_at
+
+
+def _cli(root: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return cli_at(root, *args)
+
+
+@pytest.fixture
+def running(private_root: str, fresh_rootfs: str) -> str:
+    r = cli_at(private_root, "run", "-d", "--name", "c1", "--network", "none", "--rootfs",
+               fresh_rootfs, "sleep", "1000")
+    assert r.returncode == 0, r.stderr
+    return private_root
+
+
+# ------------------------------------------------------------------- cp
+
+def test_cp_both_ways_running(running: str, tmp_path: Path) -> None:
+    root = running
+    assert _cli(root, "exec", "c1", "sh", "-c",
+                "mkdir -p /tmp/d/sub && echo hi > /tmp/d/f && echo g > /tmp/d/sub/g && "
+                "chown 1000:1000 /tmp/d/f").returncode == 0
+    # a directory that does not exist on the host becomes DEST
+    assert _cli(root, "cp", "c1:/tmp/d", str(tmp_path / "new")).returncode == 0
+    assert (tmp_path / "new" / "sub" / "g").read_text() == "g\n"
+    assert os.stat(tmp_path / "new" / "f").st_uid == 0  # the caller's without -a
+    # into an existing directory: DEST/basename; -a keeps owners
+    assert _cli(root, "cp", "-a", "c1:/tmp/d", str(tmp_path)).returncode == 0
+    assert os.stat(tmp_path / "d" / "f").st_uid == 1000
+    # contents only with /.
+    (tmp_path / "cont").mkdir()
+    assert _cli(root, "cp", "c1:/tmp/d/.", str(tmp_path / "cont")).returncode == 0
+    assert sorted(os.listdir(tmp_path / "cont")) == ["f", "sub"]
+    # a file to a new name, and back in to a directory and a new name
+    assert _cli(root, "cp", "c1:/tmp/d/f", str(tmp_path / "g.txt")).returncode == 0
+    assert (tmp_path / "g.txt").read_text() == "hi\n"
+    os.chown(tmp_path / "g.txt", 1234, 1234)
+    assert _cli(root, "cp", str(tmp_path / "g.txt"), "c1:/tmp/").returncode == 0
+    assert _cli(root, "cp", str(tmp_path / "new"), "c1:/tmp/copied").returncode == 0
+    r = _cli(root, "exec", "c1", "sh", "-c", "stat -c %u /tmp/g.txt; cat /tmp/copied/sub/g")
+    assert r.stdout == "0\ng\n", r.stderr
+
+
+def test_cp_tar_streams(running: str) -> None:
+    root = running
+    r = subprocess.run([sys.executable, "-m", "nsprim", "--root", root, "cp", "c1:/etc",
+                        "-"], capture_output=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    with tarfile.open(fileobj=io.BytesIO(r.stdout)) as t:
+        names = t.getnames()
+    assert names[0] == "etc" and "etc/passwd" in names
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as t:
+        ti = tarfile.TarInfo("in/x.txt")
+        ti.size = 3
+        t.addfile(ti, io.BytesIO(b"abc"))
+    r = subprocess.run([sys.executable, "-m", "nsprim", "--root", root, "cp", "-",
+                        "c1:/tmp"], input=buf.getvalue(), capture_output=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert _cli(root, "exec", "c1", "cat", "/tmp/in/x.txt").stdout == "abc"
+
+
+def test_cp_stopped_container_with_image(private_root: str, images: dict[str, str],
+                                         tmp_path: Path) -> None:
+    """A stopped container's root: its image's layers and what it wrote."""
+    root = private_root
+    assert _cli(root, "pull", "-q", images["app"]).returncode == 0
+    r = _cli(root, "run", "--name", "done", "--network", "none", images["app"], "sh", "-c",
+             "echo mine > /app/mine.txt")
+    assert r.returncode == 0, r.stderr
+    assert _cli(root, "cp", "done:/app", str(tmp_path / "app")).returncode == 0
+    assert sorted(os.listdir(tmp_path / "app")) == ["hello.txt", "mine.txt"]
+    (tmp_path / "put.txt").write_text("put\n")
+    assert _cli(root, "cp", str(tmp_path / "put.txt"), "done:/app/").returncode == 0
+    rec_upper = Path(root) / "containers"
+    ups = [p for p in rec_upper.glob("*/upper/app/put.txt")]
+    assert len(ups) == 1 and ups[0].read_text() == "put\n"
+    assert not [m for m in open("/proc/self/mountinfo") if str(rec_upper) in m]
+
+
+@pytest.mark.parametrize("args, line", [
+    (["cp", "/a", "/b"], "Error: must specify at least one container source"),
+    (["cp", "c1:/a", "c1:/b"], "Error: copying between containers is not supported"),
+    (["cp", "nosuch:/a", "/tmp"], "Error response from daemon: No such container: nosuch"),
+    (["cp", "c1:/nope", "/tmp"],
+     "Error response from daemon: Could not find the file /nope in container c1"),
+    (["cp", "c1:/etc/passwd/", "/tmp"], "Error response from daemon: /etc/passwd/: not a "
+     "directory"),
+])
+def test_cp_errors(running: str, args: list[str], line: str) -> None:
+    r = _cli(running, *args)
+    assert (r.returncode, r.stderr) == (1, line + "\n")
+
+
+def test_cp_dir_onto_file_and_missing_dir(running: str, tmp_path: Path) -> None:
+    tmp_path = tmp_path / "host"
+    tmp_path.mkdir()
+    (tmp_path / "f").write_text("x")
+    r = _cli(running, "cp", "c1:/etc", str(tmp_path / "f"))
+    assert r.returncode == 1 and "cannot copy a directory to a file" in r.stderr
+    r = _cli(running, "cp", "c1:/etc/passwd", str(tmp_path / "nodir") + "/")
+    assert r.returncode == 1 and "must exist" in r.stderr
+    assert sorted(os.listdir(tmp_path)) == ["f"]
