@@ -269,14 +269,25 @@ def release_resources(rec: Record, *, remove_rootfs: bool = False) -> None:
             shutil.rmtree(os.path.join(rec.dir, d), ignore_errors=True)
 
 
-def remove_record(rec: Record) -> None:
+def remove_record(rec: Record, *, volumes: bool = False) -> None:
+    """Remove a container's record and layer; with `volumes` (``rm -v``, and
+    always for ``--rm``, as docker) its anonymous volumes too."""
     import shutil
 
+    cfg = rec.config
     release_resources(rec, remove_rootfs=True)
     name = rec.name
     shutil.rmtree(rec.dir, ignore_errors=True)
     if name:
         release_name(name, rec.id)
+    if volumes or cfg.get("auto_remove"):
+        from nsprim import volumes as vols
+
+        for vname in cfg.get("anonymous_volumes") or ():
+            try:
+                vols.remove(vname)
+            except (LookupError, OSError, ValueError):
+                pass  # in use elsewhere or gone: kept, as docker
 
 
 def collect() -> list[str]:

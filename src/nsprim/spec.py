@@ -22,7 +22,8 @@ from typing import Any
 from nsprim.errors import ConfigError
 
 __all__ = ["ContainerSpec", "validate", "to_container", "exec_container", "from_run_flags",
-           "parse_volume",
+           "parse_volume", "parse_mount", "read_env_file", "parse_labels",
+           "with_anonymous_volumes",
            "parse_tmpfs", "parse_uidmap", "env_list", "security_opts", "RESTART"]
 
 RESTART = re.compile(r"no|always|unless-stopped|on-failure(:[0-9]{1,9})?", re.ASCII)
@@ -84,6 +85,9 @@ class ContainerSpec:
     stop_signal: str | None = None
     stop_timeout: int | None = None
     labels: Mapping[str, str] = field(default_factory=dict)
+    # issue 12's flags (cli/run.py); docker's spellings
+    mounts: tuple[str, ...] = ()               # --mount type=bind|volume|tmpfs,...
+    anonymous_volumes: tuple[str, ...] = ()    # names made for -v /dst, VOLUME; rm -v
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -110,23 +114,35 @@ class ContainerSpec:
 
 _NOT_NONE = {"cmd", "env", "volumes", "tmpfs", "publish", "cap_add", "cap_drop", "devices",
              "device_read_bps", "device_write_bps", "labels", "restart", "network",
-             "seccomp"}
+             "seccomp", "mounts", "anonymous_volumes"}
 
 
 # ------------------------------------------------------------ docker flags
 
 def parse_volume(spec: str) -> Any:
-    """``-v /host:/ctr[:ro]`` (a bind: the host path must exist) or
-    ``-v NAME:/ctr[:ro]`` (a named volume, created on first use)."""
+    """``-v /host:/ctr[:OPTS]`` (a bind: the host path must exist),
+    ``-v NAME:/ctr[:OPTS]`` (a named volume, created on first use) or
+    ``-v /ctr`` (an anonymous volume: a Volume named "anonymous" until
+    :func:`with_anonymous_volumes` names it).  OPTS: ``ro`` or ``rw``, and
+    SELinux's ``z``/``Z`` (accepted; no SELinux labelling is done here)."""
     from nsprim.config import Bind, validate_mount_target
     from nsprim.volumes import Volume
 
     parts = spec.split(":")
+    if len(parts) == 1 and parts[0].startswith("/"):
+        try:
+            target = validate_mount_target(parts[0], "volume target")
+        except ConfigError as e:
+            raise ConfigError(f"invalid volume specification {spec!r}: {e}") from None
+        return Volume("anonymous", target)
     if len(parts) not in (2, 3) or not parts[0] or not parts[1]:
         raise ConfigError(f"invalid volume specification {spec!r}: expected SRC:DST[:ro|rw]")
-    mode = parts[2] if len(parts) == 3 else "rw"
-    if mode not in ("ro", "rw"):
-        raise ConfigError(f"invalid volume mode {mode!r} in {spec!r}: expected ro or rw")
+    opts = parts[2].split(",") if len(parts) == 3 else []
+    if any(o not in ("ro", "rw", "z", "Z") for o in opts) or \
+            sum(o in ("ro", "rw") for o in opts) > 1 or sum(o in ("z", "Z") for o in opts) > 1:
+        raise ConfigError(f"invalid volume mode {parts[2]!r} in {spec!r}: expected ro or rw "
+                          "(and z or Z)")
+    mode = "ro" if "ro" in opts else "rw"
     if not parts[1].startswith("/"):
         raise ConfigError(f"invalid volume specification {spec!r}: the container path "
                           "must be absolute")
@@ -142,6 +158,183 @@ def parse_volume(spec: str) -> Any:
     if not os.path.exists(parts[0]):
         raise ConfigError(f"invalid volume {spec!r}: host path {parts[0]!r} does not exist")
     return Bind(parts[0], parts[1], readonly=mode == "ro")
+
+
+def absolute_volume(spec: str, cwd: str | None = None) -> str:
+    """``-v ./dir:/ctr`` with the host path made absolute (from the caller's
+    working directory, as docker's CLI does); other specs unchanged."""
+    src, sep, rest = spec.partition(":")
+    if sep and (src in (".", "..") or src.startswith("./") or src.startswith("../")):
+        return os.path.normpath(os.path.join(cwd or os.getcwd(), src)) + sep + rest
+    return spec
+
+
+_MOUNT_TYPES = ("bind", "volume", "tmpfs")
+_TRUE = ("", "1", "true")
+_FALSE = ("0", "false")
+
+
+def parse_mount(spec: str) -> Any:
+    """docker's ``--mount type=bind|volume|tmpfs,source=...,target=...[,readonly]``
+    (also ``src``, ``dst``/``destination``, ``ro``, ``bind-propagation``,
+    ``volume-nocopy``, ``tmpfs-size``, ``tmpfs-mode``, ``consistency``) ->
+    Bind, Volume (named "anonymous" without a source) or Tmpfs."""
+    from nsprim.config import Bind, Tmpfs, validate_mount_target
+    from nsprim.units import parse_size
+    from nsprim.volumes import Volume
+
+    kv: dict[str, str] = {}
+    for item in spec.split(","):
+        key, sep, val = item.partition("=")
+        key = key.strip().lower()
+        if key in ("src", "source"):
+            key = "source"
+        elif key in ("dst", "destination", "target"):
+            key = "target"
+        elif key == "ro":
+            key = "readonly"
+        if key not in ("type", "source", "target", "readonly", "bind-propagation",
+                       "volume-nocopy", "tmpfs-size", "tmpfs-mode", "consistency",
+                       "bind-nonrecursive", "volume-driver", "volume-opt", "volume-label"):
+            raise ConfigError(f"invalid argument {spec!r} for --mount: unexpected key "
+                              f"{key!r} in {item!r}")
+        if key in kv:
+            raise ConfigError(f"invalid argument {spec!r} for --mount: {key!r} given twice")
+        kv[key] = val
+    kind = kv.get("type", "volume")
+    if kind not in _MOUNT_TYPES:
+        raise ConfigError(f"invalid argument {spec!r} for --mount: invalid type {kind!r}: "
+                          "bind, volume or tmpfs")
+    target = kv.get("target")
+    if not target:
+        raise ConfigError(f"invalid argument {spec!r} for --mount: target is required")
+    ro_text = kv.get("readonly", "false").lower()
+    if ro_text not in _TRUE + _FALSE:
+        raise ConfigError(f"invalid argument {spec!r} for --mount: invalid readonly "
+                          f"{kv['readonly']!r}")
+    ro = ro_text in _TRUE
+    prop = kv.get("bind-propagation")
+    if prop is not None and (kind != "bind" or prop not in (
+            "private", "rprivate", "shared", "rshared", "slave", "rslave")):
+        raise ConfigError(f"invalid argument {spec!r} for --mount: invalid bind-propagation "
+                          f"{prop!r}")
+    if any(k.startswith("tmpfs-") for k in kv) and kind != "tmpfs" or \
+            any(k.startswith("volume-") for k in kv) and kind != "volume":
+        raise ConfigError(f"invalid argument {spec!r} for --mount: options of another "
+                          f"type for type={kind}")
+    for k in ("volume-driver",):
+        if k in kv and kv[k] not in ("", "local"):
+            raise ConfigError(f"invalid argument {spec!r} for --mount: only the local volume "
+                              "driver is supported")
+    try:
+        if kind == "tmpfs":
+            if kv.get("source"):
+                raise ConfigError(f"invalid argument {spec!r} for --mount: a tmpfs has no "
+                                  "source")
+            mode_text = kv.get("tmpfs-mode", "1777")
+            if not _OCTAL_MODE.fullmatch(mode_text):
+                raise ConfigError(f"invalid argument {spec!r} for --mount: invalid tmpfs-mode "
+                                  f"{mode_text!r}")
+            size = parse_size(kv["tmpfs-size"], "tmpfs-size") if "tmpfs-size" in kv else None
+            return Tmpfs(target, size=size, mode=int(mode_text, 8), readonly=ro)
+        src = kv.get("source", "")
+        if kind == "bind":
+            if not src.startswith("/"):
+                raise ConfigError(f"invalid mount config for type \"bind\": invalid source "
+                                  f"{src!r}: an absolute host path is required")
+            if not os.path.exists(src):
+                raise ConfigError(f"invalid mount config for type \"bind\": bind source "
+                                  f"path does not exist: {src}")
+            return Bind(src, target, readonly=ro)
+        validate_mount_target(target, "mount target")
+        return Volume(src or "anonymous", target, readonly=ro)
+    except ConfigError as e:
+        if str(e).startswith(("invalid argument", "invalid mount config")):
+            raise
+        raise ConfigError(f"invalid argument {spec!r} for --mount: {e}") from None
+
+
+def with_anonymous_volumes(spec: ContainerSpec, image_volumes: Sequence[str] = ()
+                           ) -> ContainerSpec:
+    """`spec` with a fresh name for each anonymous volume (``-v /dst``,
+    ``--mount type=volume`` without a source, and each of the image's
+    VOLUMEs that no mount covers), listed in ``anonymous_volumes`` so that
+    ``rm -v`` (and ``--rm``) removes them."""
+    from nsprim.config import validate_mount_target
+
+    names = list(spec.anonymous_volumes)
+    vols, mounts = [], []
+    targets: set[str] = set()
+
+    def fresh() -> str:
+        n = os.urandom(32).hex()
+        names.append(n)
+        return n
+
+    for v in spec.volumes:
+        m = parse_volume(v)
+        targets.add(m.target)
+        vols.append(f"{fresh()}:{v}" if ":" not in v else v)
+    for v in spec.mounts:
+        m = parse_mount(v)
+        targets.add(m.target)
+        if type(m).__name__ == "Volume" and m.name == "anonymous":
+            v = f"{v},source={fresh()}"
+        mounts.append(v)
+    for t in spec.tmpfs:
+        targets.add(parse_tmpfs(t).target)
+    for path in image_volumes:
+        try:
+            target = validate_mount_target(path, "image VOLUME")
+        except ConfigError:
+            continue  # as docker: a VOLUME it cannot mount is skipped
+        if target not in targets:
+            targets.add(target)
+            vols.append(f"{fresh()}:{target}")
+    return dataclasses.replace(spec, volumes=tuple(vols), mounts=tuple(mounts),
+                               anonymous_volumes=tuple(names))
+
+
+_LABEL_KEY = re.compile(r"[^=\s][^=]*", re.ASCII)
+
+
+def read_env_file(path: str, what: str = "env file") -> list[str]:
+    """docker's --env-file (and --label-file): one KEY=VALUE a line (a bare
+    KEY takes the caller's value), blank lines and ``#`` comments skipped."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read((1 << 20) + 1)
+    except OSError as e:
+        raise ConfigError(f"open {path}: {(e.strerror or str(e)).lower()}") from None
+    if len(data) > 1 << 20:
+        raise ConfigError(f"{what} {path!r}: larger than 1 MiB")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"{what} {path!r}: not UTF-8 text") from None
+    out = []
+    for n, line in enumerate(text.splitlines(), 1):
+        line = line.lstrip()
+        if not line or line.startswith("#"):
+            continue
+        key = line.partition("=")[0]
+        if not key or any(c.isspace() for c in key):
+            raise ConfigError(f"{what} {path!r} line {n}: invalid variable {key!r}: "
+                              "names have no whitespace")
+        out.append(line)
+    return out
+
+
+def parse_labels(values: Sequence[str], files: Sequence[str] = ()) -> dict[str, str]:
+    """--label-file files then --label KEY[=VALUE] values (later ones win)."""
+    out: dict[str, str] = {}
+    items = [x for f in files for x in read_env_file(f, "label file")] + list(values)
+    for item in items:
+        key, _, val = item.partition("=")
+        if not _LABEL_KEY.fullmatch(key):
+            raise ConfigError(f"invalid label {item!r}: empty name")
+        out[key] = val
+    return out
 
 
 def parse_tmpfs(spec: str) -> Any:
@@ -229,12 +422,19 @@ def from_run_flags(a: Any, image: str | None, cmd: Sequence[str]) -> ContainerSp
         name=a.name, image=image, rootfs=a.rootfs, cmd=tuple(cmd),
         entrypoint=None if a.entrypoint is None else ((a.entrypoint,) if a.entrypoint
                                                       else ()),
-        hostname=a.hostname, env=tuple(env_list(a.env)), workdir=a.workdir, user=a.user,
+        hostname=a.hostname,
+        env=tuple(env_list([e for f in getattr(a, "env_file", None) or ()
+                            for e in read_env_file(f)] + list(a.env))),
+        workdir=a.workdir, user=a.user,
         network=a.network, publish=tuple(a.publish), publish_all=a.publish_all,
         network_bandwidth=a.network_bandwidth, userns_map=a.userns_map,
         cap_add=tuple(a.cap_add), cap_drop=tuple(a.cap_drop), **security_opts(a.security_opt),
         privileged=a.privileged, devices=tuple(a.device), read_only=a.read_only,
-        volumes=tuple(a.volume), tmpfs=tuple(a.tmpfs), memory=a.memory,
+        volumes=tuple(absolute_volume(v) for v in a.volume), tmpfs=tuple(a.tmpfs),
+        mounts=tuple(getattr(a, "mount", None) or ()),
+        labels=parse_labels(getattr(a, "label", None) or (),
+                            getattr(a, "label_file", None) or ()),
+        memory=a.memory,
         memory_swap=a.memory_swap, cpus=a.cpus, cpu_shares=a.cpu_shares,
         cpuset_cpus=a.cpuset_cpus, cpuset_mems=a.cpuset_mems, pids_limit=a.pids_limit,
         device_read_bps=tuple(a.device_read_bps), device_write_bps=tuple(a.device_write_bps),
@@ -279,6 +479,12 @@ def validate(spec: ContainerSpec) -> None:
         parse_volume(v)
     for t in spec.tmpfs:
         parse_tmpfs(t)
+    for mnt in spec.mounts:
+        parse_mount(mnt)
+    if not isinstance(spec.labels, Mapping) or not all(
+            isinstance(k, str) and _LABEL_KEY.fullmatch(k) and isinstance(v, str)
+            for k, v in spec.labels.items()):
+        raise ConfigError(f"invalid labels {spec.labels!r}")
     for d in spec.devices:
         parse_device(d)
     if spec.userns_map:
@@ -320,7 +526,10 @@ def to_container(spec: ContainerSpec, **extra: Any) -> Any:
         network = NetworkMode.parse(net, publish=list(spec.publish),
                                     publish_all=spec.publish_all,
                                     bandwidth=spec.network_bandwidth)
-    mounts = [parse_volume(v) for v in spec.volumes] + [parse_tmpfs(t) for t in spec.tmpfs]
+    if spec.volumes or spec.mounts:  # unnamed ones (the Python API) get a name now
+        spec = with_anonymous_volumes(spec)
+    mounts = [parse_volume(v) for v in spec.volumes] + [parse_tmpfs(t) for t in spec.tmpfs] + \
+        [parse_mount(m) for m in spec.mounts]
     return Container(
         list(spec.cmd) or None, rootfs=spec.rootfs, image=spec.image_id or None,
         entrypoint=None if spec.entrypoint is None else list(spec.entrypoint),

@@ -194,6 +194,14 @@ def _build_parser(only: str | None = None) -> _Parser:
     r.add_argument("--entrypoint", metavar="CMD", help="override the image's ENTRYPOINT")
     r.add_argument("--hostname", "-h", dest="hostname", metavar="NAME")
     r.add_argument("-e", "--env", action="append", default=[], metavar="KEY=VALUE")
+    r.add_argument("--env-file", action="append", default=[], metavar="FILE",
+                   help="read environment variables from a file")
+    r.add_argument("-l", "--label", action="append", default=[], metavar="KEY=VALUE",
+                   help="set metadata on the container")
+    r.add_argument("--label-file", action="append", default=[], metavar="FILE",
+                   help="read labels from a file (KEY=VALUE lines)")
+    r.add_argument("--mount", action="append", default=[],
+                   metavar="type=bind|volume|tmpfs,...", help="attach a filesystem mount")
     r.add_argument("-w", "--workdir", metavar="DIR")
     r.add_argument("-u", "--user", metavar="UID[:GID]")
     r.add_argument("-i", "--interactive", action="store_true", help="keep stdin attached")
@@ -258,6 +266,8 @@ def _build_parser(only: str | None = None) -> _Parser:
         sp.add_argument("containers", nargs="+")
     rmc = sub.add_parser("rm", help="remove containers")
     rmc.add_argument("-f", "--force", action="store_true")
+    rmc.add_argument("-v", "--volumes", action="store_true",
+                     help="remove the container's anonymous volumes")
     rmc.add_argument("containers", nargs="+")
     ex = sub.add_parser("exec", help="run a command in a running container", add_help=False)
     ex.add_argument("--help", action="help")

@@ -268,7 +268,7 @@ def cmd_rm(a: argparse.Namespace) -> int:
             except ProcessLookupError:
                 pass
             wait_exited(rec, 30)
-        remove_record(rec)
+        remove_record(rec, volumes=getattr(a, "volumes", False))
         print(name)
         return True
 

@@ -39,7 +39,7 @@ def cmd_run(a: argparse.Namespace) -> int:
 
     from nsprim.errors import ConfigError
     from nsprim.lifecycle import new_record, remove_record
-    from nsprim.spec import from_run_flags, to_container, validate
+    from nsprim.spec import from_run_flags, to_container, validate, with_anonymous_volumes
 
     cmd = a.cmd[1:] if a.cmd and a.cmd[0] == "--" else a.cmd
     image = None
@@ -66,10 +66,13 @@ def cmd_run(a: argparse.Namespace) -> int:
             # the image's STOPSIGNAL unless --stop-signal (docker's rule)
             spec = dataclasses.replace(spec, image_id=img.id,
                                        stop_signal=spec.stop_signal or img.stop_signal)
+            spec = with_anonymous_volumes(spec, img.volumes)
             if spec.stop_signal is not None:
                 from nsprim.lifecycle import parse_signal
 
                 parse_signal(spec.stop_signal)
+        else:
+            spec = with_anonymous_volumes(spec)
         rec = new_record(spec.to_json())
         from nsprim.container import DEVNULL, PIPE
 
