@@ -97,6 +97,8 @@ enum nsp_op_kind {
                               NSP_OP_FDS puts the slave at 0, 1, 2 */
     NSP_OP_SECCOMP,        /* data = struct sock_filter[arg]: seccomp(SET_MODE_FILTER) */
     NSP_OP_SESSION_KEYRING, /* join a new anonymous session keyring */
+    NSP_OP_RLIMIT,         /* arg = RLIMIT_*, ids = soft low, soft high, hard low, hard
+                              high 32 bits: setrlimit */
     NSP_OP__COUNT
 };
 

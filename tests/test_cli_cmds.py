@@ -214,3 +214,232 @@ def test_bad_run_flags(private_root: str, fresh_rootfs: str, flags: list[str],
     d = Path(private_root) / "containers"
     assert not d.exists() or os.listdir(d) == []
     assert _volumes(private_root) == []
+
+
+# ------------------------------------- stats, top, port, pause, rename, update
+
+def _cgroup_file(root: str, cid: str, ctrl: str, name: str) -> str:
+    """A file of the container's cgroup, read by a process of its state root."""
+    code = ("import sys; from nsprim.cgroup import Cgroup; cg = Cgroup.open(sys.argv[1]); "
+            "d = cg.v1_paths.get(sys.argv[2]) or cg.v2_path; "
+            "print(open(d + '/' + sys.argv[3]).read().strip())")
+    r = subprocess.run([sys.executable, "-c", code, cid[:16], ctrl, name], text=True,
+                       capture_output=True, env=dict(os.environ, NSPRIM_ROOT=root),
+                       timeout=30)
+    assert r.returncode == 0, r.stderr
+    return r.stdout.strip()
+
+
+def _id(root: str, name: str) -> str:
+    for d in (Path(root) / "containers").iterdir():
+        spec = json.loads((d / "spec.json").read_text())
+        if spec["name"] == name:
+            return d.name
+    raise AssertionError(name)
+
+
+def test_stats_top_port(private_root: str, fresh_rootfs: str) -> None:
+    root = private_root
+    r = _cli(root, "run", "-d", "--name", "st", "-m", "64m", "-p", "127.0.0.1::80",
+             "--rootfs", fresh_rootfs, "sh", "-c", "sleep 1000 & sleep 1001")
+    assert r.returncode == 0, r.stderr
+    r = _cli(root, "stats", "--no-stream", "--format", "json")
+    assert r.returncode == 0, r.stderr
+    (row,) = [json.loads(line) for line in r.stdout.splitlines()]
+    assert row["Name"] == "st" and row["ID"] == _id(root, "st")[:12]
+    assert row["MemUsage"].endswith(" / 64MiB") and row["PIDs"] == "2"
+    assert row["CPUPerc"].endswith("%") and " / " in row["NetIO"] and " / " in row["BlockIO"]
+    r = _cli(root, "stats", "--no-stream", "--format", "table {{.Name}}\t{{.PIDs}}", "st")
+    assert r.stdout.split("\n")[1].split() == ["st", "2"], r.stdout
+    r = _cli(root, "stats", "--no-stream")
+    assert r.stdout.startswith("CONTAINER ID   NAME   CPU %   MEM USAGE / LIMIT")
+    r = _cli(root, "top", "st")
+    assert r.returncode == 0 and "sleep 1000" in r.stdout and "sleep 1001" in r.stdout
+    assert r.stdout.startswith("UID") and len(r.stdout.splitlines()) == 3
+    r = _cli(root, "port", "st")
+    assert r.returncode == 0 and r.stdout.startswith("80/tcp -> 127.0.0.1:"), r.stdout
+    host_port = int(r.stdout.strip().rsplit(":", 1)[1])
+    assert _cli(root, "port", "st", "80/tcp").stdout == f"127.0.0.1:{host_port}\n"
+    r = _cli(root, "port", "st", "81")
+    assert (r.returncode, r.stderr) == (
+        1, "Error response from daemon: No public port '81/tcp' published for st\n")
+
+
+def test_pause_rename_update(private_root: str, fresh_rootfs: str) -> None:
+    root = private_root
+    r = _cli(root, "run", "-d", "--name", "p1", "--network", "none", "--rootfs", fresh_rootfs,
+             "sh", "-c", "while :; do echo x >> /tmp/ticks; sleep 0.05; done")
+    assert r.returncode == 0, r.stderr
+    cid = r.stdout.strip()
+    ticks = Path(fresh_rootfs) / "tmp" / "ticks"
+    assert _cli(root, "pause", "p1").stdout == "p1\n"
+    r = _cli(root, "pause", "p1")
+    assert (r.returncode, r.stderr) == (
+        1, f"Error response from daemon: container {cid} is already paused\n")
+    import time
+
+    before = ticks.read_text()
+    time.sleep(0.5)
+    assert ticks.read_text() == before  # frozen
+    assert _cli(root, "unpause", "p1").returncode == 0
+    time.sleep(0.5)
+    assert len(ticks.read_text()) > len(before)
+    r = _cli(root, "unpause", "p1")
+    assert r.returncode == 1 and "is not paused" in r.stderr
+    # rename: the new name finds it, the old one does not
+    assert _cli(root, "rename", "p1", "p2").returncode == 0
+    assert _cli(root, "exec", "p2", "true").returncode == 0
+    assert _cli(root, "exec", "p1", "true").returncode == 1
+    assert _cli(root, "run", "-d", "--name", "other", "--network", "none", "--rootfs",
+                fresh_rootfs, "sleep", "100").returncode == 0
+    r = _cli(root, "rename", "p2", "other")
+    assert r.returncode == 1 and 'name "/other" is already in use' in r.stderr
+    r = _cli(root, "rename", "p2", "bad name")
+    assert r.returncode == 125 and "bad name" in r.stderr
+    # update: the running cgroup and the spec
+    r = _cli(root, "update", "--memory", "96m", "--pids-limit", "40", "--cpu-quota", "20000",
+             "p2")
+    assert (r.returncode, r.stdout) == (0, "p2\n"), r.stderr
+    assert _cgroup_file(root, cid, "memory", "memory.limit_in_bytes") == str(96 << 20)
+    assert _cgroup_file(root, cid, "pids", "pids.max") == "40"
+    assert _cgroup_file(root, cid, "cpu", "cpu.cfs_quota_us") == "20000"
+    spec = json.loads((Path(root) / "containers" / cid / "spec.json").read_text())
+    assert (spec["memory"], spec["pids_limit"], spec["cpu_quota"]) == ("96m", 40, 20000)
+    r = _cli(root, "update", "--memory", "1q", "p2")
+    assert r.returncode == 125 and "'1q'" in r.stderr
+    assert _cgroup_file(root, cid, "memory", "memory.limit_in_bytes") == str(96 << 20)
+
+
+def test_diff_and_export(private_root: str, images: dict[str, str], tmp_path: Path) -> None:
+    root = private_root
+    assert _cli(root, "pull", "-q", images["app"]).returncode == 0
+    r = _cli(root, "run", "--name", "d1", "--network", "none", images["app"], "sh", "-c",
+             "echo n > /app/new; rm /app/hello.txt; mkdir /newdir")
+    assert r.returncode == 0, r.stderr
+    r = _cli(root, "diff", "d1")
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    for want in ("C /app", "A /app/new", "D /app/hello.txt", "A /newdir"):
+        assert want in lines, r.stdout
+    out = tmp_path / "fs.tar"
+    assert _cli(root, "export", "-o", str(out), "d1").returncode == 0
+    with tarfile.open(out) as t:
+        names = set(t.getnames())
+    assert {"bin/busybox", "app/new", "newdir"} <= names and "app/hello.txt" not in names
+    assert not any(n.startswith("/") or n.startswith("./") for n in names)
+    # a running container: its filesystem, not /proc
+    r = _cli(root, "run", "-d", "--name", "d2", "--network", "none", images["app"], "sleep",
+             "100")
+    assert r.returncode == 0, r.stderr
+    r = subprocess.run([sys.executable, "-m", "nsprim", "--root", root, "export", "d2"],
+                       capture_output=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    with tarfile.open(fileobj=io.BytesIO(r.stdout)) as t:
+        names = set(t.getnames())
+    assert "app/hello.txt" in names and not any(n.startswith("proc/") for n in names)
+
+
+# ---------------------------------------------------------- run's new flags
+
+def test_process_flags(private_root: str, fresh_rootfs: str) -> None:
+    root = private_root
+    r = _cli(root, "run", "--rm", "--rootfs", fresh_rootfs, "--ulimit", "nofile=512:1024",
+             "--oom-score-adj", "300", "--sysctl", "net.ipv4.ip_forward=1", "--shm-size", "8m",
+             "--group-add", "123", "--group-add", "extra", "sh", "-c",
+             "ulimit -n; ulimit -Hn; cat /proc/self/oom_score_adj; "
+             "cat /proc/sys/net/ipv4/ip_forward; df -k /dev/shm | tail -1; id -G")
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[:4] == ["512", "1024", "300", "1"]
+    assert lines[4].split()[1] == "8192"
+    groups = lines[5].split()
+    assert groups == ["0", "123", "2000"]  # root's, 123 and extra's
+    with open("/proc/sys/net/ipv4/ip_forward") as f:
+        host_forward = f.read()
+    r = _cli(root, "run", "--rm", "--network", "none", "--rootfs", fresh_rootfs, "--sysctl",
+             f"net.ipv4.ip_forward={1 - int(host_forward)}", "true")
+    assert r.returncode == 0
+    with open("/proc/sys/net/ipv4/ip_forward") as f:
+        assert f.read() == host_forward  # the container's namespace's, not the host's
+
+
+def test_namespace_flags(private_root: str, fresh_rootfs: str) -> None:
+    import socket
+
+    root = private_root
+    r = _cli(root, "run", "--rm", "--network", "none", "--rootfs", fresh_rootfs, "--uts",
+             "host", "--ipc", "host", "--pid", "host", "sh", "-c",
+             "hostname; readlink /proc/self/ns/ipc; ls /proc | grep -c '^[0-9]'")
+    assert r.returncode == 0, r.stderr
+    host, ipc, nprocs = r.stdout.split()
+    assert host == socket.gethostname() and ipc == os.readlink("/proc/self/ns/ipc")
+    assert int(nprocs) > 5
+    assert _cli(root, "run", "-d", "--name", "ns1", "--network", "none", "--ipc", "shareable",
+                "--rootfs", fresh_rootfs, "sleep", "1000").returncode == 0
+    r = _cli(root, "run", "--rm", "--network", "none", "--pid", "container:ns1", "--ipc",
+             "container:ns1", "--rootfs", fresh_rootfs, "sh", "-c",
+             "ps -o comm | grep -c sleep; readlink /proc/self/ns/ipc")
+    assert r.returncode == 0, r.stderr
+    count, ipc2 = r.stdout.split()
+    assert count == "1"
+    r = _cli(root, "exec", "ns1", "readlink", "/proc/self/ns/ipc")
+    assert r.stdout.strip() == ipc2
+    r = _cli(root, "run", "--rm", "--network", "none", "--pid", "container:nosuch",
+             "--rootfs", fresh_rootfs, "true")
+    assert r.returncode == 125 and "nosuch" in r.stderr
+
+
+def test_cidfile_pull_attach(private_root: str, fresh_rootfs: str, tmp_path: Path) -> None:
+    root = private_root
+    cidfile = tmp_path / "cid"
+    r = _cli(root, "run", "-d", "--cidfile", str(cidfile), "--network", "none", "--rootfs",
+             fresh_rootfs, "true")
+    assert r.returncode == 0 and cidfile.read_text() == r.stdout.strip()
+    r = _cli(root, "run", "--rm", "--cidfile", str(cidfile), "--network", "none", "--rootfs",
+             fresh_rootfs, "true")
+    assert r.returncode == 125 and "container ID file found" in r.stderr
+    r = _cli(root, "run", "--rm", "--pull", "never", "--network", "none",
+             "localhost:1/nothing/here")
+    assert (r.returncode, r.stderr) == (125, "nsprim: No such image: localhost:1/nothing/here\n")
+    r = _cli(root, "run", "--name", "att", "-a", "STDOUT", "--network", "none", "--rootfs",
+             fresh_rootfs, "sh", "-c", "echo out; echo err >&2")
+    assert (r.returncode, r.stdout, r.stderr) == (0, "out\n", "")
+    r = _cli(root, "logs", "att")
+    assert (r.stdout, r.stderr) == ("out\n", "err\n")
+
+
+BAD_RUN_FLAGS_2 = [
+    (["--ulimit", "nofile=2:1"], "invalid ulimit 'nofile=2:1'"),
+    (["--ulimit", "bogus=1"], "invalid ulimit 'bogus=1'"),
+    (["--ulimit", "nofile=x"], "invalid ulimit 'nofile=x'"),
+    (["--sysctl", "kernel.hostname=x"], "sysctl 'kernel.hostname' is not allowed"),
+    (["--sysctl", "novalue"], "invalid --sysctl 'novalue'"),
+    (["--sysctl", "../../etc=1"], "invalid sysctl '../../etc'"),
+    (["--shm-size", "0"], "invalid shm-size 0"),
+    (["--shm-size", "1q"], "invalid shm-size '1q'"),
+    (["--oom-score-adj", "5000"], "invalid --oom-score-adj 5000"),
+    (["--oom-score-adj", "x"], "invalid oom-score-adj 'x'"),
+    (["--group-add", "a:b"], "invalid --group-add 'a:b'"),
+    (["--pid", "moon"], "invalid --pid 'moon'"),
+    (["--ipc", "weird"], "invalid --ipc 'weird'"),
+    (["--uts", "container:x"], "invalid --uts 'container:x'"),
+    (["--platform", "linux/s390x" if os.uname().machine != "s390x" else "linux/amd64"],
+     "invalid --platform"),
+    (["--platform", "LINUX"], "invalid --platform 'LINUX'"),
+    (["--memory-reservation", "1q"], "invalid memory-reservation '1q'"),
+    (["-m", "10m", "--memory-reservation", "20m"], "invalid memory-reservation '20m'"),
+    (["--cpu-quota", "5"], "invalid cpu-quota 5"),
+    (["--cpu-period", "10"], "invalid cpu-period 10"),
+    (["--cpus", "1", "--cpu-quota", "50000"], "conflicting options: --cpus and --cpu-"),
+    (["--blkio-weight", "5"], "invalid blkio-weight 5"),
+    (["--pull", "sometimes"], "invalid pull option: 'sometimes'"),
+    (["-a", "stdweird"], 'invalid argument "stdweird" for "-a, --attach" flag'),
+    (["-d", "-a", "stdout"], "conflicting options: cannot specify both --attach and"),
+    (["--cidfile", "/nonexistent/dir/cid"], "invalid --cidfile '/nonexistent/dir/cid'"),
+]
+
+
+@pytest.mark.parametrize("flags, needle", BAD_RUN_FLAGS_2)
+def test_bad_run_flags_2(private_root: str, fresh_rootfs: str, flags: list[str],
+                         needle: str) -> None:
+    test_bad_run_flags(private_root, fresh_rootfs, flags, needle)

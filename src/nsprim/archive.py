@@ -123,20 +123,31 @@ def host_root(path: str = "/") -> Iterator[Root]:
 
 
 @contextmanager
-def container_root(rec: Any, *, write: bool = False) -> Iterator[Root]:
-    """The root of the container of record `rec` (see the module doc)."""
+def container_root(rec: Any, *, write: bool = False, live: bool = True) -> Iterator[Root]:
+    """The root of the container of record `rec` (see the module doc).
+    Without `live`, never the running container's mounts: its root
+    filesystem alone (export, diff, commit)."""
     from nsprim.lifecycle import _live_pid, _proc_start
 
     spec = rec.spec
+    merged = os.path.join(rec.dir, "merged")
+    if not live and not spec.rootfs and os.path.ismount(merged):
+        # a running container's overlay, as mounted on the host
+        r = Root(os.open(merged, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC))
+        try:
+            yield r
+        finally:
+            r.close()
+        return
     shift = 0
     if spec.userns_map:
         from nsprim.spec import parse_uidmap
 
         m = parse_uidmap(spec.userns_map)
         shift = m.host_uid - m.container_id
-    live = _live_pid(rec) if rec.running else None
-    if live is not None:
-        pid, start = live
+    running = _live_pid(rec) if live and rec.running else None
+    if running is not None:
+        pid, start = running
         try:
             fd = os.open(f"/proc/{pid}/root", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
         except OSError:
@@ -338,6 +349,18 @@ def _reopen(pfd: int, base: str, flags: int) -> int:
     return os.open(f"/proc/self/fd/{pfd}", flags | os.O_CLOEXEC)
 
 
+def _kernel_fs(fd: int) -> bool:
+    """Is directory `fd` on a filesystem with no storage of its own (procfs,
+    sysfs, devpts, mqueue, ...: an anonymous device holding no blocks)?
+    Its files are no container's content, and may be endless: a copy takes
+    its mount point only."""
+    try:
+        st = os.statvfs(f"/proc/self/fd/{fd}")
+    except OSError:
+        return False
+    return st.f_blocks == 0 and os.major(os.fstat(fd).st_dev) == 0
+
+
 def _add(tar: tarfile.TarFile, root: Root, pfd: int, base: str, arcname: str,
          st: os.stat_result, seen: dict[tuple[int, int], str], budget: _Budget,
          depth: int) -> None:
@@ -354,15 +377,18 @@ def _add(tar: tarfile.TarFile, root: Root, pfd: int, base: str, arcname: str,
             raise
         try:
             ti.type = tarfile.DIRTYPE
-            budget.member(0)
-            tar.addfile(ti)
+            if arcname:  # "": the root of an export, its entries at the top
+                budget.member(0)
+                tar.addfile(ti)
+            if _kernel_fs(dfd):
+                return  # a live container's /proc, /sys: their mount points only
             for entry in sorted(os.listdir(dfd)):
                 try:
                     cst = os.stat(entry, dir_fd=dfd, follow_symlinks=False)
                 except FileNotFoundError:
                     continue
-                _add(tar, root, dfd, entry, f"{arcname}/{entry}", cst, seen, budget,
-                     depth + 1)
+                _add(tar, root, dfd, entry, f"{arcname}/{entry}" if arcname else entry, cst,
+                     seen, budget, depth + 1)
         finally:
             os.close(dfd)
         return

@@ -157,6 +157,12 @@ class Container:
         pids: int | None = None,
         device_read_bps: Iterable[str] = (),
         device_write_bps: Iterable[str] = (),
+        limits: Limits | None = None,
+        ulimits: Iterable[str] = (),
+        sysctls: Mapping[str, str] | None = None,
+        oom_score_adj: int | None = None,
+        shm_size: int | str | None = None,
+        group_add: Iterable[str | int] = (),
         stdin: StdioSpec = None,
         stdout: StdioSpec = None,
         stderr: StdioSpec = None,
@@ -204,7 +210,8 @@ class Container:
             mounts=mounts, masked_paths=masked_paths, readonly_paths=readonly_paths,
             mount_dev=mount_dev, mount_sys=mount_sys, pass_fds=pass_fds,
             new_session=new_session, die_with_parent=die_with_parent, tty=tty, init=init,
-            nondumpable=nondumpable, user_root=user_root,
+            nondumpable=nondumpable, user_root=user_root, ulimits=ulimits, sysctls=sysctls,
+            oom_score_adj=oom_score_adj, shm_size=shm_size, group_add=group_add,
         )
         #: the terminal's master side when tty=True (the container has the slave)
         self.pty_master = -1
@@ -213,7 +220,12 @@ class Container:
                           cpu_shares=cpu_shares, cpu_weight=cpu_weight, cpuset=cpuset,
                           cpuset_mems=cpuset_mems, pids=pids)
         self._limits: Limits | None = None
-        if any(v is not None for v in limit_args.values()) or device_read_bps \
+        if limits is not None:  # ready limits (possibly none: a cgroup for accounting)
+            if cgroup is not None or any(v is not None for v in limit_args.values()) or \
+                    device_read_bps or device_write_bps:
+                raise ConfigError("give limits or limit keywords or a cgroup, not several")
+            self._limits = limits
+        elif any(v is not None for v in limit_args.values()) or device_read_bps \
                 or device_write_bps:
             if cgroup is not None:
                 raise ConfigError("give a cgroup or limits (memory=, cpus=, ...), not both")

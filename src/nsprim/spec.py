@@ -88,6 +88,19 @@ class ContainerSpec:
     # issue 12's flags (cli/run.py); docker's spellings
     mounts: tuple[str, ...] = ()               # --mount type=bind|volume|tmpfs,...
     anonymous_volumes: tuple[str, ...] = ()    # names made for -v /dst, VOLUME; rm -v
+    memory_reservation: str | None = None
+    cpu_period: int | None = None
+    cpu_quota: int | None = None
+    blkio_weight: int | None = None
+    oom_score_adj: int | None = None
+    pid_mode: str | None = None                # host | container:NAME
+    ipc_mode: str | None = None                # host | container:NAME | shareable | private
+    uts_mode: str | None = None                # host
+    group_add: tuple[str, ...] = ()
+    platform: str | None = None
+    ulimits: tuple[str, ...] = ()              # NAME=SOFT[:HARD]
+    sysctls: Mapping[str, str] = field(default_factory=dict)
+    shm_size: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -114,7 +127,7 @@ class ContainerSpec:
 
 _NOT_NONE = {"cmd", "env", "volumes", "tmpfs", "publish", "cap_add", "cap_drop", "devices",
              "device_read_bps", "device_write_bps", "labels", "restart", "network",
-             "seccomp", "mounts", "anonymous_volumes"}
+             "seccomp", "mounts", "anonymous_volumes", "group_add", "ulimits", "sysctls"}
 
 
 # ------------------------------------------------------------ docker flags
@@ -440,7 +453,104 @@ def from_run_flags(a: Any, image: str | None, cmd: Sequence[str]) -> ContainerSp
         device_read_bps=tuple(a.device_read_bps), device_write_bps=tuple(a.device_write_bps),
         restart=a.restart, auto_remove=a.rm, tty=a.tty, interactive=a.interactive,
         init=a.init, detach=a.detach, stop_signal=a.stop_signal,
-        stop_timeout=a.stop_timeout)
+        stop_timeout=a.stop_timeout,
+        **{f: getattr(a, f) for f in _RUN_EXTRA if getattr(a, f, None) is not None},
+        group_add=tuple(getattr(a, "group_add", None) or ()),
+        ulimits=tuple(getattr(a, "ulimit", None) or ()),
+        sysctls=parse_sysctls(getattr(a, "sysctl", None) or ()),
+        shm_size=getattr(a, "shm_size", None))
+
+
+def parse_sysctls(values: Sequence[str]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for v in values:
+        key, sep, val = v.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"invalid --sysctl {v!r}: expected KEY=VALUE")
+        out[key] = val
+    return out
+
+
+#: flags of issue 12 copied as they are from ``nsprim run``'s arguments
+_RUN_EXTRA = ("memory_reservation", "cpu_period", "cpu_quota", "blkio_weight",
+              "oom_score_adj", "pid_mode", "ipc_mode", "uts_mode", "platform")
+
+
+def limits_of(spec: ContainerSpec) -> Any:
+    """The cgroup limits of `spec` (nsprim.cgroup.Limits; all None is a
+    cgroup for accounting only: stats, pause, update)."""
+    from nsprim.cgroup import make_limits
+
+    return make_limits(memory=spec.memory, memory_swap=spec.memory_swap, cpus=spec.cpus,
+                       cpu_shares=spec.cpu_shares, cpuset=spec.cpuset_cpus,
+                       cpuset_mems=spec.cpuset_mems, pids=spec.pids_limit,
+                       device_read_bps=tuple(spec.device_read_bps),
+                       device_write_bps=tuple(spec.device_write_bps),
+                       memory_reservation=spec.memory_reservation,
+                       cpu_period=spec.cpu_period, cpu_quota=spec.cpu_quota,
+                       blkio_weight=spec.blkio_weight)
+
+
+_NS_MODE = {"pid_mode": ("--pid", ("host",)), "uts_mode": ("--uts", ("host",)),
+            "ipc_mode": ("--ipc", ("host", "shareable", "private"))}
+_PLATFORM = re.compile(r"[a-z0-9_]+(/[a-z0-9_]+(/[a-z0-9_]+)?)?", re.ASCII)
+_GROUP = re.compile(r"[0-9]{1,10}|[a-zA-Z_][a-zA-Z0-9_.-]{0,31}", re.ASCII)
+
+
+def host_platform() -> tuple[str, str]:
+    """(os, architecture) in OCI's words."""
+    import platform
+
+    m = platform.machine()
+    return "linux", {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm",
+                     "i686": "386", "ppc64le": "ppc64le", "s390x": "s390x",
+                     "riscv64": "riscv64"}.get(m, m)
+
+
+def _validate_extra(spec: ContainerSpec) -> None:
+    """The checks of issue 12's flags."""
+    from nsprim.lifecycle import check_name
+
+    for f, (flag, words) in _NS_MODE.items():
+        v = getattr(spec, f)
+        if v is None or v in words:
+            continue
+        if isinstance(v, str) and v.startswith("container:") and f != "uts_mode":
+            check_name(v[len("container:"):])
+            continue
+        raise ConfigError(f"invalid {flag} {v!r}: expected "
+                          + ", ".join(words) + ("" if f == "uts_mode" else " or container:NAME"))
+    if spec.oom_score_adj is not None and (isinstance(spec.oom_score_adj, bool) or
+                                           not isinstance(spec.oom_score_adj, int) or
+                                           not -1000 <= spec.oom_score_adj <= 1000):
+        raise ConfigError(f"invalid --oom-score-adj {spec.oom_score_adj!r}: from -1000 to "
+                          "1000")
+    for g in spec.group_add:
+        if not isinstance(g, str) or not _GROUP.fullmatch(g):
+            raise ConfigError(f"invalid --group-add {g!r}: a group name or number")
+    from nsprim.config import parse_ulimit, validate_shm_size, validate_sysctl
+
+    for u in spec.ulimits:
+        parse_ulimit(u)
+    if not isinstance(spec.sysctls, Mapping):
+        raise ConfigError(f"invalid sysctls {spec.sysctls!r}")
+    for k, v in spec.sysctls.items():
+        validate_sysctl(k, v)
+        if k.startswith("net.") and spec.network in ("host",):
+            raise ConfigError(f"sysctl {k!r} is not allowed with --network host: it would "
+                              "change the host's")
+        if not k.startswith("net.") and spec.ipc_mode == "host":
+            raise ConfigError(f"sysctl {k!r} is not allowed with --ipc host")
+    validate_shm_size(spec.shm_size)
+    if spec.platform is not None:
+        if not _PLATFORM.fullmatch(spec.platform):
+            raise ConfigError(f"invalid --platform {spec.platform!r}: expected os[/arch"
+                              "[/variant]]")
+        want = tuple(spec.platform.split("/")[:2])
+        have = host_platform()
+        if want[0] != have[0] or len(want) > 1 and want[1] != have[1]:
+            raise ConfigError(f"invalid --platform {spec.platform!r}: this host runs "
+                              f"{have[0]}/{have[1]} only")
 
 
 # -------------------------------------------------------------- validation
@@ -504,6 +614,8 @@ def validate(spec: ContainerSpec) -> None:
                 cpuset_mems=spec.cpuset_mems, pids=spec.pids_limit,
                 device_read_bps=tuple(spec.device_read_bps),
                 device_write_bps=tuple(spec.device_write_bps))
+    limits_of(spec)
+    _validate_extra(spec)
 
 
 # ------------------------------------------------------------ the Container
@@ -530,6 +642,21 @@ def to_container(spec: ContainerSpec, **extra: Any) -> Any:
         spec = with_anonymous_volumes(spec)
     mounts = [parse_volume(v) for v in spec.volumes] + [parse_tmpfs(t) for t in spec.tmpfs] + \
         [parse_mount(m) for m in spec.mounts]
+    namespaces: dict[str, Any] = {}
+    for kind, mode in (("pid", spec.pid_mode), ("ipc", spec.ipc_mode), ("uts", spec.uts_mode)):
+        if mode == "host":
+            namespaces[kind] = False
+        elif mode and mode.startswith("container:"):
+            from nsprim.lifecycle import _live_pid, find
+            from nsprim.namespace import Namespace
+
+            orec = find(mode[len("container:"):])
+            live = _live_pid(orec) if orec.running else None
+            if live is None:
+                raise LookupError(f"container {mode[10:]} is not running")
+            namespaces[kind] = Namespace.of(live[0], kind)
+    if namespaces:
+        extra = dict(extra, namespaces={**namespaces, **extra.get("namespaces", {})})
     return Container(
         list(spec.cmd) or None, rootfs=spec.rootfs, image=spec.image_id or None,
         entrypoint=None if spec.entrypoint is None else list(spec.entrypoint),
@@ -539,10 +666,10 @@ def to_container(spec: ContainerSpec, **extra: Any) -> Any:
         cap_add=spec.cap_add, cap_drop=spec.cap_drop,
         no_new_privileges=spec.no_new_privileges, seccomp=spec.seccomp,
         privileged=spec.privileged, devices=spec.devices, read_only=spec.read_only,
-        mounts=mounts, init=spec.init, memory=spec.memory, memory_swap=spec.memory_swap,
-        cpus=spec.cpus, cpu_shares=spec.cpu_shares, cpuset=spec.cpuset_cpus,
-        cpuset_mems=spec.cpuset_mems, pids=spec.pids_limit,
-        device_read_bps=spec.device_read_bps, device_write_bps=spec.device_write_bps,
+        mounts=mounts, init=spec.init,
+        limits=limits_of(spec),  # always a cgroup, as docker: stats, pause, update
+        ulimits=spec.ulimits, sysctls=spec.sysctls, oom_score_adj=spec.oom_score_adj,
+        shm_size=spec.shm_size, group_add=spec.group_add,
         container_id=spec.id, keep_rootfs=not spec.auto_remove, **extra)
 
 

@@ -141,12 +141,19 @@ _DISPATCH = {
     "rmi": "images:cmd_rmi",
     "volume": "volumes:cmd_volume",
 }
-#: commands whose module also builds its own parser ("module" -> its
-#: add_parser(sub) and cmd_NAME(a)), imported only when chosen
+#: commands whose module also builds their parsers: "module:adder" (adder(sub)
+#: adds the subcommand; the handler is the module's cmd_NAME), imported only
+#: when chosen
 _MODULES = {
-    "cp": "cp",
+    "cp": "cp:add_parser",
+    "stats": "stats:add_parser", "top": "stats:add_top_parser",
+    "port": "stats:add_port_parser",
+    "pause": "manage:add_pause_parser", "unpause": "manage:add_pause_parser",
+    "rename": "manage:add_rename_parser", "update": "manage:add_update_parser",
+    "diff": "manage:add_diff_parser", "export": "manage:add_export_parser",
 }
-_DISPATCH.update({name: f"{mod}:cmd_{name.replace('-', '_')}" for name, mod in _MODULES.items()})
+_DISPATCH.update({name: f"{where.split(':')[0]}:cmd_{name.replace('-', '_')}"
+                  for name, where in _MODULES.items()})
 _COMMANDS = frozenset(_DISPATCH)
 
 
@@ -238,6 +245,27 @@ def _build_parser(only: str | None = None) -> _Parser:
                    help="process limit (0 or -1: unlimited)")
     g.add_argument("--device-read-bps", action="append", default=[], metavar="DEV:RATE")
     g.add_argument("--device-write-bps", action="append", default=[], metavar="DEV:RATE")
+    g.add_argument("--memory-reservation", metavar="SIZE", help="memory soft limit")
+    g.add_argument("--cpu-period", type=_int_arg("cpu-period"), metavar="USEC",
+                   help="CFS period (with --cpu-quota)")
+    g.add_argument("--cpu-quota", type=_int_arg("cpu-quota"), metavar="USEC",
+                   help="CFS quota per period")
+    g.add_argument("--blkio-weight", type=_int_arg("blkio-weight"), metavar="N",
+                   help="block I/O weight, 10 to 1000 (where the scheduler has one)")
+    x = r.add_argument_group("process and namespaces (issue 12)")
+    x.add_argument("--ulimit", action="append", default=[], metavar="NAME=SOFT[:HARD]")
+    x.add_argument("--sysctl", action="append", default=[], metavar="KEY=VALUE")
+    x.add_argument("--shm-size", metavar="SIZE", help="size of /dev/shm (default 64m)")
+    x.add_argument("--oom-score-adj", type=_int_arg("oom-score-adj"), metavar="N")
+    x.add_argument("--group-add", action="append", default=[], metavar="GROUP")
+    x.add_argument("--pid", dest="pid_mode", metavar="host|container:NAME")
+    x.add_argument("--ipc", dest="ipc_mode", metavar="host|container:NAME|shareable|private")
+    x.add_argument("--uts", dest="uts_mode", metavar="host")
+    x.add_argument("--platform", metavar="OS[/ARCH]", help="checked against this host's")
+    x.add_argument("--cidfile", metavar="FILE", help="write the container id to FILE")
+    x.add_argument("--pull", choices=None, default="missing", metavar="always|missing|never")
+    x.add_argument("-a", "--attach", action="append", default=[],
+                   metavar="STDIN|STDOUT|STDERR", help="streams to attach (foreground)")
     r.add_argument("cmd", nargs=argparse.REMAINDER, metavar="[IMAGE] CMD")
 
     ps = sub.add_parser("ps", help="list containers")
@@ -304,9 +332,12 @@ def _build_parser(only: str | None = None) -> _Parser:
     vi.add_argument("names", nargs="+")
     import importlib
 
-    for name, mod in _MODULES.items():
-        if only is None or only == name:
-            importlib.import_module(f"nsprim.cli.{mod}").add_parser(sub)
+    done: set[str] = set()
+    for name, where in _MODULES.items():
+        if (only is None or only == name) and where not in done:
+            done.add(where)  # one adder may make several commands (pause, unpause)
+            mod, adder = where.split(":")
+            getattr(importlib.import_module(f"nsprim.cli.{mod}"), adder)(sub)
     return p
 
 
