@@ -443,3 +443,77 @@ BAD_RUN_FLAGS_2 = [
 def test_bad_run_flags_2(private_root: str, fresh_rootfs: str, flags: list[str],
                          needle: str) -> None:
     test_bad_run_flags(private_root, fresh_rootfs, flags, needle)
+
+
+# ------------------------------------------------ exec -d, logs --since/--until
+
+def test_exec_detached_and_log_times(private_root: str, fresh_rootfs: str) -> None:
+    import time
+
+    root = private_root
+    r = _cli(root, "run", "-d", "--name", "e1", "--network", "none", "--rootfs", fresh_rootfs,
+             "sh", "-c", "echo early; sleep 2; echo late; sleep 1000")
+    assert r.returncode == 0, r.stderr
+    r = _cli(root, "exec", "-d", "e1", "sh", "-c", "sleep 0.5; echo done > /tmp/exec-d")
+    assert (r.returncode, r.stdout) == (0, "")
+    deadline = time.monotonic() + 10
+    while not (Path(fresh_rootfs) / "tmp" / "exec-d").exists():
+        assert time.monotonic() < deadline, "exec -d did not run"
+        time.sleep(0.1)
+    r = _cli(root, "exec", "-d", "e1", "no-such-program")
+    assert r.returncode == 127 and "no-such-program" in r.stderr
+    while _cli(root, "logs", "e1").stdout != "early\nlate\n":  # late: 2 s after early
+        assert time.monotonic() < deadline + 10
+        time.sleep(0.2)
+    from nsprim.cli.when import log_time
+
+    stamps = [log_time(line.split()[0]) for line in
+              _cli(root, "logs", "-t", "e1").stdout.splitlines()]
+    assert len(stamps) == 2 and stamps[0] is not None and stamps[1] is not None
+    mid = f"{(stamps[0] + stamps[1]) / 2:.3f}"
+    assert _cli(root, "logs", "--since", mid, "e1").stdout == "late\n"
+    assert _cli(root, "logs", "--until", mid, "e1").stdout == "early\n"
+    assert _cli(root, "logs", "--since", "1h", "e1").stdout == "early\nlate\n"
+    assert _cli(root, "logs", "--until", "1h", "e1").stdout == ""
+    assert _cli(root, "logs", "--since", "2000-01-01T00:00:00Z", "--until",
+                str(int(time.time()) + 60), "e1").stdout == "early\nlate\n"
+    r = _cli(root, "logs", "--since", "yesterday", "e1")
+    assert r.returncode == 125 and "'yesterday'" in r.stderr
+
+
+@pytest.mark.parametrize("text, want", [
+    ("2026-11-28T15:04:05Z", 1795878245.0), ("2026-11-28T15:04:05.5Z", 1795878245.5),
+    ("2026-11-28T16:04:05+01:00", 1795878245.0), ("2026-11-28", 1795824000.0),
+    ("1795878245", 1795878245.0), ("10m", 1000.0 - 600), ("1h30m", 1000.0 - 5400),
+    ("1.5s", 998.5),
+])
+def test_parse_time(text: str, want: float) -> None:
+    from nsprim.cli.when import parse_time
+
+    assert parse_time(text, "since", now=1000.0) == pytest.approx(want)
+
+
+from hypothesis import given as _given  # noqa: E402
+from hypothesis import strategies as _st  # noqa: E402
+
+
+@_given(_st.integers(0, 4_000_000_000), _st.integers(0, 999_999_999))
+def test_log_time_roundtrip(secs: int, nanos: int) -> None:
+    """The stamps the shim and the foreground log write read back exactly."""
+    import time as _time
+
+    from nsprim.cli.when import log_time
+
+    stamp = _time.strftime("%Y-%m-%dT%H:%M:%S", _time.gmtime(secs)) + f".{nanos:09d}Z"
+    t = log_time(stamp)
+    assert t is not None and abs(t - (secs + nanos / 1e9)) < 1e-6
+
+
+@_given(_st.text(max_size=20))
+def test_parse_time_never_crashes(text: str) -> None:
+    from nsprim.cli.when import parse_time
+
+    try:
+        parse_time(text, "since", now=0.0)
+    except ValueError as e:
+        assert "since" in str(e)

@@ -716,5 +716,5 @@ def exec_container(spec: ContainerSpec, pid: int, argv: Sequence[str], *,
                      cwd=workdir or spec.workdir or image_cwd or "/", user=who,
                      user_root=root, cap_add=spec.cap_add, cap_drop=spec.cap_drop,
                      no_new_privileges=spec.no_new_privileges, seccomp=spec.seccomp,
-                     privileged=spec.privileged, nondumpable=True, die_with_parent=True,
-                     **extra)
+                     privileged=spec.privileged, nondumpable=True,
+                     die_with_parent=extra.pop("die_with_parent", True), **extra)

@@ -276,6 +276,9 @@ def _build_parser(only: str | None = None) -> _Parser:
     lg.add_argument("-f", "--follow", action="store_true")
     lg.add_argument("-t", "--timestamps", action="store_true")
     lg.add_argument("--tail", metavar="N")
+    lg.add_argument("--since", metavar="TIME", help="only after TIME (RFC 3339, Unix "
+                    "time, or a duration ago: 10m)")
+    lg.add_argument("--until", metavar="TIME", help="only before TIME")
     lg.add_argument("container")
     for cname, chelp in (("stop", "stop containers (stop signal, then SIGKILL)"),
                          ("restart", "restart containers")):
@@ -301,6 +304,7 @@ def _build_parser(only: str | None = None) -> _Parser:
     ex.add_argument("--help", action="help")
     ex.add_argument("-i", "--interactive", action="store_true")
     ex.add_argument("-t", "--tty", action="store_true")
+    ex.add_argument("-d", "--detach", action="store_true", help="run in the background")
     ex.add_argument("-e", "--env", action="append", default=[])
     ex.add_argument("-w", "--workdir")
     ex.add_argument("-u", "--user")
