@@ -517,3 +517,56 @@ def test_parse_time_never_crashes(text: str) -> None:
         parse_time(text, "since", now=0.0)
     except ValueError as e:
         assert "since" in str(e)
+
+
+# ------------------------------------------- prune, df, info, version, spellings
+
+def test_prune_df_info_version(private_root: str, fresh_rootfs: str, images: dict[str, str]
+                               ) -> None:
+    root = private_root
+    assert _cli(root, "pull", "-q", images["base"]).returncode == 0
+    assert _cli(root, "pull", "-q", images["app"]).returncode == 0
+    assert _cli(root, "run", "--name", "gone", "--network", "none", "-v", "/anon", "-v",
+                "named:/n", "--rootfs", fresh_rootfs, "sh", "-c",
+                "head -c 5000 /dev/zero > /anon/f").returncode == 0
+    assert _cli(root, "run", "-d", "--name", "live", "--network", "none", images["app"],
+                "sleep", "1000").returncode == 0
+    # docker's management spellings
+    ls = _cli(root, "container", "ls", "-a", "-q").stdout.split()
+    assert len(ls) == 2 and _cli(root, "image", "ls", "-q").stdout.split()
+    r = _cli(root, "system", "df", "--format", "json")
+    rows = {row["Type"]: row for row in map(json.loads, r.stdout.splitlines())}
+    assert (rows["Containers"]["TotalCount"], rows["Containers"]["Active"]) == (2, 1)
+    assert (rows["Images"]["TotalCount"], rows["Images"]["Active"]) == (2, 1)
+    assert rows["Local Volumes"]["TotalCount"] == 2
+    info = json.loads(_cli(root, "info", "--format", "json").stdout)
+    assert (info["Containers"], info["ContainersRunning"], info["ContainersStopped"],
+            info["Images"]) == (2, 1, 1, 2)
+    assert info["DockerRootDir"] == root and info["NCPU"] == os.cpu_count()
+    assert _cli(root, "info").stdout.startswith("Server:\n Containers: 2\n  Running: 1\n")
+    v = json.loads(_cli(root, "version", "--format", "json").stdout)
+    assert v["Client"]["Version"] == v["Server"]["Version"]
+    # without -f: docker's question; "n" keeps everything
+    r = subprocess.run([sys.executable, "-m", "nsprim", "--root", root, "container", "prune"],
+                       input="n\n", capture_output=True, text=True, timeout=60)
+    assert "Are you sure you want to continue? [y/N]" in r.stdout
+    assert len(_cli(root, "ps", "-a", "-q").stdout.split()) == 2
+    # volumes: the stopped container still uses them
+    assert "Deleted Volumes" not in _cli(root, "volume", "prune", "-f").stdout
+    r = _cli(root, "container", "prune", "-f")
+    assert r.stdout.startswith("Deleted Containers:\n") and "Total reclaimed space:" in r.stdout
+    assert len(_cli(root, "ps", "-a", "-q").stdout.split()) == 1  # the running one stays
+    r = _cli(root, "volume", "prune", "-f")  # anonymous ones only, without -a
+    assert r.stdout.startswith("Deleted Volumes:\n") and "Total reclaimed space: 5kB" in \
+        r.stdout
+    assert _volumes(root) == ["named"]
+    assert _cli(root, "volume", "prune", "-f", "-a").returncode == 0
+    assert _volumes(root) == []
+    # images: the running container's stays; -a removes the other (named) one
+    r = _cli(root, "image", "prune", "-f")
+    assert "Deleted Images" not in r.stdout
+    r = _cli(root, "system", "prune", "-f", "-a")
+    assert r.returncode == 0 and "Deleted Images:" in r.stdout, r.stdout
+    assert len(_cli(root, "images", "-q").stdout.split()) == 1
+    r = _cli(root, "system", "df", "--format", "yaml")
+    assert r.returncode == 125 and "'yaml'" in r.stderr

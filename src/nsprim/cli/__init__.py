@@ -151,6 +151,10 @@ _MODULES = {
     "pause": "manage:add_pause_parser", "unpause": "manage:add_pause_parser",
     "rename": "manage:add_rename_parser", "update": "manage:add_update_parser",
     "diff": "manage:add_diff_parser", "export": "manage:add_export_parser",
+    "container-prune": "system:add_parser", "image-prune": "system:add_parser",
+    "volume-prune": "system:add_parser", "system-prune": "system:add_parser",
+    "system-df": "system:add_df_parser", "info": "system:add_info_parser",
+    "version": "system:add_version_parser",
 }
 _DISPATCH.update({name: f"{where.split(':')[0]}:cmd_{name.replace('-', '_')}"
                   for name, where in _MODULES.items()})
@@ -380,6 +384,10 @@ def _print_rows(a: argparse.Namespace, rows: list[dict[str, Any]], header: str,
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else list(argv)
+    if any(a in ("container", "image", "volume", "system") for a in args[:3]):
+        from nsprim.cli.system import rewrite
+
+        args = rewrite(args)  # docker's `container ls`, `image rm`, `system df`, ...
     parser = _build_parser(_chosen(args))
     try:
         a = parser.parse_args(args)

@@ -25,7 +25,7 @@ from typing import Any
 from nsprim.cli import _oneline
 
 EXIT_ERROR = 1
-MIN_WINDOW = 0.05
+MIN_WINDOW = 0.02
 
 
 def add_parser(sub: Any) -> None:
