@@ -570,3 +570,54 @@ def test_prune_df_info_version(private_root: str, fresh_rootfs: str, images: dic
     assert len(_cli(root, "images", "-q").stdout.split()) == 1
     r = _cli(root, "system", "df", "--format", "yaml")
     assert r.returncode == 125 and "'yaml'" in r.stderr
+
+
+# ----------------------------------------------------------- log rotation
+
+@pytest.mark.parametrize("detach", [True, False])
+def test_logs_rotate(private_root: str, fresh_rootfs: str, detach: bool) -> None:
+    """--log-opt max-size/max-file: at most max-file files of about max-size;
+    logs reads them in order (the shim for -d, the CLI in the foreground)."""
+    import time
+
+    root = private_root
+    script = "i=0; while [ $i -lt 300 ]; do echo line-$i; i=$((i+1)); done"
+    r = _cli(root, "run", *(["-d"] if detach else []), "--name", "chat", "--network", "none",
+             "--log-opt", "max-size=2k", "--log-opt", "max-file=3", "--rootfs", fresh_rootfs,
+             "sh", "-c", script + ("; sleep 1000" if detach else ""))
+    assert r.returncode == 0, r.stderr
+    cdir = Path(root) / "containers" / _id(root, "chat")
+    deadline = time.monotonic() + 20
+    while "line-299" not in _cli(root, "logs", "--tail", "1", "chat").stdout:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    files = sorted(p.name for p in cdir.glob("container.log*"))
+    assert files == ["container.log", "container.log.1", "container.log.2"]
+    assert all((cdir / f).stat().st_size < 2048 + 200 for f in files)
+    lines = _cli(root, "logs", "chat").stdout.splitlines()
+    n = int(lines[0].split("-")[1])
+    assert n > 0 and lines == [f"line-{i}" for i in range(n, 300)]  # the oldest are gone
+    assert _cli(root, "logs", "--tail", "2", "chat").stdout == "line-298\nline-299\n"
+
+
+def test_log_cap_by_default(private_root: str, fresh_rootfs: str) -> None:
+    from nsprim.spec import ContainerSpec, log_limits
+
+    assert log_limits(ContainerSpec()) == (20 << 20, 5)
+
+
+BAD_RUN_FLAGS_3 = [
+    (["--log-opt", "max-size=1"], "invalid log-opt max-size '1'"),
+    (["--log-opt", "max-size=big"], "'big'"),
+    (["--log-opt", "max-file=0"], "invalid log-opt max-file '0'"),
+    (["--log-opt", "bogus=1"], "unknown log opt 'bogus'"),
+    (["--log-opt", "novalue"], "invalid --log-opt 'novalue'"),
+    (["--log-opt", "compress=true"], "invalid log-opt compress='true'"),
+    (["--log-driver", "syslog"], "invalid --log-driver 'syslog'"),
+]
+
+
+@pytest.mark.parametrize("flags, needle", BAD_RUN_FLAGS_3)
+def test_bad_run_flags_3(private_root: str, fresh_rootfs: str, flags: list[str],
+                         needle: str) -> None:
+    test_bad_run_flags(private_root, fresh_rootfs, flags, needle)

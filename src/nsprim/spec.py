@@ -98,6 +98,7 @@ class ContainerSpec:
     uts_mode: str | None = None                # host
     group_add: tuple[str, ...] = ()
     platform: str | None = None
+    log_opts: Mapping[str, str] = field(default_factory=dict)  # --log-opt max-size=...
     ulimits: tuple[str, ...] = ()              # NAME=SOFT[:HARD]
     sysctls: Mapping[str, str] = field(default_factory=dict)
     shm_size: str | None = None
@@ -127,7 +128,8 @@ class ContainerSpec:
 
 _NOT_NONE = {"cmd", "env", "volumes", "tmpfs", "publish", "cap_add", "cap_drop", "devices",
              "device_read_bps", "device_write_bps", "labels", "restart", "network",
-             "seccomp", "mounts", "anonymous_volumes", "group_add", "ulimits", "sysctls"}
+             "seccomp", "mounts", "anonymous_volumes", "group_add", "ulimits", "sysctls",
+             "log_opts"}
 
 
 # ------------------------------------------------------------ docker flags
@@ -458,7 +460,40 @@ def from_run_flags(a: Any, image: str | None, cmd: Sequence[str]) -> ContainerSp
         group_add=tuple(getattr(a, "group_add", None) or ()),
         ulimits=tuple(getattr(a, "ulimit", None) or ()),
         sysctls=parse_sysctls(getattr(a, "sysctl", None) or ()),
-        shm_size=getattr(a, "shm_size", None))
+        shm_size=getattr(a, "shm_size", None),
+        log_opts=parse_log_opts(getattr(a, "log_opt", None) or (),
+                                getattr(a, "log_driver", None)))
+
+
+#: the log's default cap (docker's "local" driver's: 20m x 5): a chatty
+#: container cannot fill the disk
+LOG_MAX_SIZE = "20m"
+LOG_MAX_FILE = 5
+
+
+def parse_log_opts(values: Sequence[str], driver: str | None = None) -> dict[str, str]:
+    """--log-opt KEY=VALUE (json-file's max-size, max-file; compress=false)."""
+    if driver not in (None, "json-file", "local"):
+        raise ConfigError(f"invalid --log-driver {driver!r}: json-file (or local) only")
+    out: dict[str, str] = {}
+    for v in values:
+        key, sep, val = v.partition("=")
+        if not sep:
+            raise ConfigError(f"invalid --log-opt {v!r}: expected KEY=VALUE")
+        out[key] = val
+    return out
+
+
+def log_limits(spec: ContainerSpec) -> tuple[int, int]:
+    """(bytes per log file, files) of `spec`'s log."""
+    from nsprim.units import parse_size
+
+    opts = spec.log_opts
+    size = parse_size(opts.get("max-size", LOG_MAX_SIZE), "log-opt max-size")
+    files = opts.get("max-file", str(LOG_MAX_FILE))
+    if not files.isascii() or not files.isdigit() or not 1 <= int(files) <= 1000:
+        raise ConfigError(f"invalid log-opt max-file {files!r}: from 1 to 1000")
+    return size, int(files)
 
 
 def parse_sysctls(values: Sequence[str]) -> dict[str, str]:
@@ -542,6 +577,18 @@ def _validate_extra(spec: ContainerSpec) -> None:
         if not k.startswith("net.") and spec.ipc_mode == "host":
             raise ConfigError(f"sysctl {k!r} is not allowed with --ipc host")
     validate_shm_size(spec.shm_size)
+    if not isinstance(spec.log_opts, Mapping):
+        raise ConfigError(f"invalid log options {spec.log_opts!r}")
+    for k, v in spec.log_opts.items():
+        if k not in ("max-size", "max-file", "compress") or \
+                k == "compress" and v not in ("false", "0"):
+            raise ConfigError(f"unknown log opt {k!r}" if k != "compress" else
+                              f"invalid log-opt compress={v!r}: compression is not "
+                              "supported")
+    size, _ = log_limits(spec)
+    if size < 1024:
+        raise ConfigError(f"invalid log-opt max-size {spec.log_opts['max-size']!r}: at "
+                          "least 1k")
     if spec.platform is not None:
         if not _PLATFORM.fullmatch(spec.platform):
             raise ConfigError(f"invalid --platform {spec.platform!r}: expected os[/arch"

@@ -83,8 +83,12 @@ def run_once(rec: Record, report: Any) -> None:
         os.set_inheritable(fd, True)
     if c._netns is not None:
         c._netns.close()  # the container holds its namespace
+    from nsprim.spec import log_limits
     from nsprim.state import root_args
 
+    max_size, max_file = log_limits(rec.spec)  # the shim rotates the log (--log-opt)
+    os.environ["NSPRIM_LOG_MAX_SIZE"], os.environ["NSPRIM_LOG_MAX_FILE"] = \
+        str(max_size), str(max_file)
     os.execv(SHIM, [SHIM, rec.dir, str(c.pidfd), str(c.stdout.fileno()),
                     str(c.stderr.fileno()), "--", sys.executable, "-m", "nsprim.supervise",
                     *root_args(), "finish", rec.id, ",".join(map(str, locks))])

@@ -267,6 +267,9 @@ def _build_parser(only: str | None = None) -> _Parser:
     x.add_argument("--uts", dest="uts_mode", metavar="host")
     x.add_argument("--platform", metavar="OS[/ARCH]", help="checked against this host's")
     x.add_argument("--cidfile", metavar="FILE", help="write the container id to FILE")
+    x.add_argument("--log-driver", metavar="json-file", help="json-file only")
+    x.add_argument("--log-opt", action="append", default=[], metavar="KEY=VALUE",
+                   help="max-size=SIZE (default 20m), max-file=N (default 5)")
     x.add_argument("--pull", choices=None, default="missing", metavar="always|missing|never")
     x.add_argument("-a", "--attach", action="append", default=[],
                    metavar="STDIN|STDOUT|STDERR", help="streams to attach (foreground)")

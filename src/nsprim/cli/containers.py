@@ -12,6 +12,7 @@ failures and bad flags.
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import time
@@ -164,12 +165,22 @@ def cmd_logs(a: argparse.Namespace) -> int:
         out.write(text)
         out.flush()
 
+    rotated = []  # --log-opt max-file: the older files first (.N ... .1)
+    for i in range(1000, 0, -1):
+        try:
+            with open(f"{rec.log_path}.{i}") as old:
+                rotated.extend(old.readlines())
+        except FileNotFoundError:
+            continue
     try:
         f = open(rec.log_path)
     except FileNotFoundError:
+        for line in rotated[-int(a.tail):] if a.tail not in (None, "all") and \
+                int(a.tail) > 0 else ([] if a.tail not in (None, "all") else rotated):
+            emit(line)
         return 0
     with f:
-        lines = f.readlines()
+        lines = rotated + f.readlines()
         if a.tail is not None and a.tail != "all":
             lines = lines[-int(a.tail):] if int(a.tail) > 0 else []
         for line in lines:
@@ -183,6 +194,14 @@ def cmd_logs(a: argparse.Namespace) -> int:
                 for line in f.readlines():
                     emit(line)
                 break
+            try:  # rotated away: go on with the new file
+                if os.stat(rec.log_path).st_ino != os.fstat(f.fileno()).st_ino:
+                    for line in f.readlines():
+                        emit(line)
+                    f.close()
+                    f = open(rec.log_path)
+            except FileNotFoundError:
+                pass
             time.sleep(0.05)
     return 0
 

@@ -186,10 +186,12 @@ class _ContainerLog:
 
     LINE_MAX = 16384  # the shim's LINE_MAX_BYTES
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, max_size: int = 0, max_file: int = 1) -> None:
         self.path = path
         self._fd = -1
         self._partial: dict[str, bytes] = {}
+        self.max_size, self.max_file = max_size, max(1, max_file)  # rotation (the shim's)
+        self._size = -1
 
     def write(self, stream: str, data: bytes) -> None:
         buf = self._partial.pop(stream, b"") + data
@@ -222,9 +224,25 @@ class _ContainerLog:
             if self._fd < 0:
                 self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT |
                                    os.O_CLOEXEC, 0o640)
-            os.write(self._fd, (entry + "\n").encode())  # one write: whole lines
+                self._size = os.fstat(self._fd).st_size
+            self._size += os.write(self._fd, (entry + "\n").encode())  # one write: whole lines
+            if self.max_size and self._size >= self.max_size:
+                self._rotate()
         except OSError:
             pass
+
+    def _rotate(self) -> None:
+        """container.log -> .1 -> ... -> .max_file-1, as the shim does."""
+        os.close(self._fd)
+        self._fd = -1
+        for i in range(self.max_file - 1, 0, -1):
+            try:
+                os.rename(self.path if i == 1 else f"{self.path}.{i - 1}", f"{self.path}.{i}")
+            except FileNotFoundError:
+                pass
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC |
+                           (os.O_TRUNC if self.max_file == 1 else 0), 0o640)
+        self._size = 0
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -386,7 +404,9 @@ def _run_foreground(a: argparse.Namespace, rec: Any, c: Any, cmd: list[str]) -> 
                          supervisor_pid=me, supervisor_start=_proc_start(me),
                          started_at=time.time(), ip=c.ip_address, ports=c.ports)
 
-    log = _ContainerLog(rec.log_path)
+    from nsprim.spec import log_limits
+
+    log = _ContainerLog(rec.log_path, *log_limits(rec.spec))
     try:
         show = {x.lower() for x in a.attach} if getattr(a, "attach", None) else None
         code = _attach(c, cmd[0], a.tty, a.interactive, started, failed, log, show)
