@@ -29,6 +29,8 @@ command -v htpasswd >/dev/null || need_apt+=(apache2-utils)
 command -v nft >/dev/null || need_apt+=(nftables)
 command -v ip >/dev/null || need_apt+=(iproute2)
 [ -x /usr/bin/python3 ] || need_apt+=(python3)
+# nsprim top runs the host's ps (issue 12)
+command -v ps >/dev/null || need_apt+=(procps)
 if [ ${#need_apt[@]} -gt 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq

@@ -621,3 +621,87 @@ BAD_RUN_FLAGS_3 = [
 def test_bad_run_flags_3(private_root: str, fresh_rootfs: str, flags: list[str],
                          needle: str) -> None:
     test_bad_run_flags(private_root, fresh_rootfs, flags, needle)
+
+
+# ------------------------------------------------------------- health checks
+
+def _health(root: str, name: str) -> dict[str, object]:
+    st = json.loads((Path(root) / "containers" / _id(root, name) / "state.json").read_text())
+    h = st.get("health")
+    return h if isinstance(h, dict) else {}
+
+
+def _wait_health(root: str, name: str, status: str) -> dict[str, object]:
+    import time
+
+    deadline = time.monotonic() + 20
+    while (h := _health(root, name)).get("Status") != status:
+        assert time.monotonic() < deadline, h
+        time.sleep(0.1)
+    return h
+
+
+def test_health_checks(private_root: str, fresh_rootfs: str) -> None:
+    root = private_root
+    r = _cli(root, "run", "-d", "--name", "h1", "--network", "none", "--health-cmd",
+             "test -e /tmp/ok && echo fine", "--health-interval", "100ms", "--health-retries",
+             "2", "--rootfs", fresh_rootfs, "sleep", "1000")
+    assert r.returncode == 0, r.stderr
+    h = _wait_health(root, "h1", "unhealthy")
+    assert isinstance(h["FailingStreak"], int) and h["FailingStreak"] >= 2
+    assert _cli(root, "exec", "h1", "touch", "/tmp/ok").returncode == 0
+    h = _wait_health(root, "h1", "healthy")
+    log = h["Log"]
+    assert isinstance(log, list) and 1 <= len(log) <= 5
+    assert log[-1]["ExitCode"] == 0 and log[-1]["Output"] == "fine\n"
+    # a check that takes longer than its timeout fails
+    r = _cli(root, "run", "-d", "--name", "h2", "--network", "none", "--health-cmd",
+             "sleep 10", "--health-interval", "100ms", "--health-timeout", "200ms",
+             "--health-retries", "1", "--rootfs", fresh_rootfs, "sleep", "1000")
+    assert r.returncode == 0, r.stderr
+    h = _wait_health(root, "h2", "unhealthy")
+    entry = h["Log"][-1]  # type: ignore[index]
+    assert entry["ExitCode"] == -1 and "exceeded timeout" in entry["Output"]
+    # the monitors end with their containers
+    assert _cli(root, "rm", "-f", "h1", "h2").returncode == 0
+    import time
+
+    deadline = time.monotonic() + 10
+    while True:
+        mine = subprocess.run(["pgrep", "-f", f"nsprim.health --root {root}"],
+                              capture_output=True, text=True).stdout.split()
+        if not mine:
+            break
+        assert time.monotonic() < deadline, mine
+        time.sleep(0.2)
+
+
+def test_health_resolve_merges_the_image() -> None:
+    from nsprim.health import resolve
+    from nsprim.spec import ContainerSpec
+
+    img = {"Healthcheck": {"Test": ["CMD", "/bin/check"], "Interval": 5_000_000_000,
+                           "Retries": 7}}
+    assert resolve(ContainerSpec(), img) == {"test": ["CMD", "/bin/check"], "interval": 5.0,
+                                             "timeout": 30.0, "start_period": 0.0,
+                                             "retries": 7}
+    got = resolve(ContainerSpec(health_test=("CMD-SHELL", "true"), health_interval=1.0), img)
+    assert (got["test"], got["interval"], got["retries"]) == (["CMD-SHELL", "true"], 1.0, 7)
+    assert resolve(ContainerSpec(health_test=("NONE",)), img) == {}
+    assert resolve(ContainerSpec(), None) == {}
+
+
+BAD_RUN_FLAGS_4 = [
+    (["--health-cmd", "true", "--health-interval", "5x"], "invalid --health-interval '5x'"),
+    (["--health-cmd", "true", "--health-timeout=-1s"], "invalid --health-timeout '-1s'"),
+    (["--health-cmd", "true", "--health-start-period", "soon"],
+     "invalid --health-start-period 'soon'"),
+    (["--health-cmd", "true", "--health-retries", "-1"], "invalid --health-retries -1"),
+    (["--health-cmd", "true", "--no-healthcheck"], "--no-healthcheck and --health-cmd"),
+]
+
+
+@pytest.mark.parametrize("flags, needle", BAD_RUN_FLAGS_4)
+def test_bad_run_flags_4(private_root: str, fresh_rootfs: str, flags: list[str],
+                         needle: str) -> None:
+    test_bad_run_flags(private_root, fresh_rootfs, flags, needle)

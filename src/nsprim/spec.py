@@ -99,6 +99,12 @@ class ContainerSpec:
     group_add: tuple[str, ...] = ()
     platform: str | None = None
     log_opts: Mapping[str, str] = field(default_factory=dict)  # --log-opt max-size=...
+    health_test: tuple[str, ...] | None = None  # docker's Test: NONE | CMD ... | CMD-SHELL c
+    health_interval: float | None = None        # seconds (None: the image's, else 30s)
+    health_timeout: float | None = None
+    health_start_period: float | None = None
+    health_retries: int | None = None
+    health: Mapping[str, Any] = field(default_factory=dict)  # resolved at run (nsprim.health)
     ulimits: tuple[str, ...] = ()              # NAME=SOFT[:HARD]
     sysctls: Mapping[str, str] = field(default_factory=dict)
     shm_size: str | None = None
@@ -129,7 +135,7 @@ class ContainerSpec:
 _NOT_NONE = {"cmd", "env", "volumes", "tmpfs", "publish", "cap_add", "cap_drop", "devices",
              "device_read_bps", "device_write_bps", "labels", "restart", "network",
              "seccomp", "mounts", "anonymous_volumes", "group_add", "ulimits", "sysctls",
-             "log_opts"}
+             "log_opts", "health"}
 
 
 # ------------------------------------------------------------ docker flags
@@ -462,7 +468,14 @@ def from_run_flags(a: Any, image: str | None, cmd: Sequence[str]) -> ContainerSp
         sysctls=parse_sysctls(getattr(a, "sysctl", None) or ()),
         shm_size=getattr(a, "shm_size", None),
         log_opts=parse_log_opts(getattr(a, "log_opt", None) or (),
-                                getattr(a, "log_driver", None)))
+                                getattr(a, "log_driver", None)),
+        **_health_flags(a))
+
+
+def _health_flags(a: Any) -> dict[str, Any]:
+    from nsprim.health import from_flags
+
+    return from_flags(a)
 
 
 #: the log's default cap (docker's "local" driver's: 20m x 5): a chatty
@@ -577,6 +590,9 @@ def _validate_extra(spec: ContainerSpec) -> None:
         if not k.startswith("net.") and spec.ipc_mode == "host":
             raise ConfigError(f"sysctl {k!r} is not allowed with --ipc host")
     validate_shm_size(spec.shm_size)
+    from nsprim.health import check_spec
+
+    check_spec(spec)
     if not isinstance(spec.log_opts, Mapping):
         raise ConfigError(f"invalid log options {spec.log_opts!r}")
     for k, v in spec.log_opts.items():

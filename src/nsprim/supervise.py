@@ -76,6 +76,9 @@ def run_once(rec: Record, report: Any) -> None:
         import signal
 
         signal.pidfd_send_signal(c.pidfd, signal.SIGKILL)
+    from nsprim.health import start_monitor
+
+    start_monitor(rec)  # --health-cmd, the image's HEALTHCHECK
     report("ok")
     locks = _lock_fds(c) + (c.attachment.holder_fds() if c.attachment is not None else [])
     keep = [c.pidfd, c.stdout.fileno(), c.stderr.fileno(), *locks]

@@ -267,6 +267,15 @@ def _build_parser(only: str | None = None) -> _Parser:
     x.add_argument("--uts", dest="uts_mode", metavar="host")
     x.add_argument("--platform", metavar="OS[/ARCH]", help="checked against this host's")
     x.add_argument("--cidfile", metavar="FILE", help="write the container id to FILE")
+    x.add_argument("--health-cmd", metavar="COMMAND", help="check command (sh -c)")
+    x.add_argument("--health-interval", metavar="DURATION", help="between checks (30s)")
+    x.add_argument("--health-timeout", metavar="DURATION", help="one check at most (30s)")
+    x.add_argument("--health-start-period", metavar="DURATION",
+                   help="failures do not count before (0s)")
+    x.add_argument("--health-retries", type=_int_arg("health-retries"), metavar="N",
+                   help="failures in a row to be unhealthy (3)")
+    x.add_argument("--no-healthcheck", action="store_true",
+                   help="no check, not even the image's HEALTHCHECK")
     x.add_argument("--log-driver", metavar="json-file", help="json-file only")
     x.add_argument("--log-opt", action="append", default=[], metavar="KEY=VALUE",
                    help="max-size=SIZE (default 20m), max-file=N (default 5)")

@@ -68,12 +68,17 @@ def cmd_run(a: argparse.Namespace) -> int:
             spec = dataclasses.replace(spec, image_id=img.id,
                                        stop_signal=spec.stop_signal or img.stop_signal)
             spec = with_anonymous_volumes(spec, img.volumes)
+            from nsprim.health import resolve
+
+            spec = dataclasses.replace(spec, health=resolve(spec, img.config.get("config")))
             if spec.stop_signal is not None:
                 from nsprim.lifecycle import parse_signal
 
                 parse_signal(spec.stop_signal)
         else:
-            spec = with_anonymous_volumes(spec)
+            from nsprim.health import resolve
+
+            spec = dataclasses.replace(with_anonymous_volumes(spec), health=resolve(spec, None))
         rec = new_record(spec.to_json())
         if getattr(a, "cidfile", None):
             _write_cidfile(a.cidfile, rec.id)
@@ -403,6 +408,9 @@ def _run_foreground(a: argparse.Namespace, rec: Any, c: Any, cmd: list[str]) -> 
         rec.update_state(status="running", pid=c.pid, pid_start=_proc_start(c.pid),
                          supervisor_pid=me, supervisor_start=_proc_start(me),
                          started_at=time.time(), ip=c.ip_address, ports=c.ports)
+        from nsprim.health import start_monitor
+
+        start_monitor(rec)  # --health-cmd, the image's HEALTHCHECK
 
     from nsprim.spec import log_limits
 
