@@ -705,3 +705,43 @@ BAD_RUN_FLAGS_4 = [
 def test_bad_run_flags_4(private_root: str, fresh_rootfs: str, flags: list[str],
                          needle: str) -> None:
     test_bad_run_flags(private_root, fresh_rootfs, flags, needle)
+
+
+# ------------------------------------------------------------------- commit
+
+def test_commit(private_root: str, images: dict[str, str]) -> None:
+    root = private_root
+    assert _cli(root, "pull", "-q", images["app"]).returncode == 0
+    r = _cli(root, "run", "--name", "c1", "--network", "none", images["app"], "sh", "-c",
+             "echo new > /app/new.txt; rm /app/hello.txt; mkdir -p /d; echo x > /d/x")
+    assert r.returncode == 0, r.stderr
+    r = _cli(root, "commit", "-m", "my change", "-a", "me", "c1", "localhost/committed:v1")
+    assert r.returncode == 0, r.stderr
+    new_id = r.stdout.strip()
+    assert new_id.startswith("sha256:")
+    # the new image: the change applied (a file added, one deleted), the image's CMD kept
+    r = _cli(root, "run", "--rm", "--network", "none", "localhost/committed:v1", "sh", "-c",
+             "cat /app/new.txt /d/x; test -e /app/hello.txt && echo still || echo gone")
+    assert (r.returncode, r.stdout) == (0, "new\nx\ngone\n"), r.stderr
+    from nsprim.images.store import ImageStore
+
+    img = ImageStore(str(Path(root) / "images")).get("localhost/committed:v1")
+    assert img.id == new_id and img.config["author"] == "me"
+    assert img.config["history"][-1]["comment"] == "my change"
+    assert len(img.diff_ids) == len(ImageStore(str(Path(root) / "images")).get(
+        images["app"]).diff_ids) + 1
+    # a running one (paused while its layer is read), without a name
+    assert _cli(root, "run", "-d", "--name", "c2", "--network", "none", images["app"],
+                "sh", "-c", "echo run > /run.txt; sleep 1000").returncode == 0
+    import time
+
+    time.sleep(0.5)
+    r = _cli(root, "commit", "c2")
+    assert r.returncode == 0, r.stderr
+    r = _cli(root, "run", "--rm", "--network", "none", r.stdout.strip(), "cat", "/run.txt")
+    assert r.stdout == "run\n", r.stderr
+    r = _cli(root, "commit", "c2", "Bad:Name")
+    assert r.returncode == 125 and "Bad:Name" in r.stderr
+    r = _cli(root, "commit", "nosuch")
+    assert (r.returncode, r.stderr) == (1, "Error response from daemon: No such container: "
+                                           "nosuch\n")
