@@ -331,10 +331,10 @@ def test_diff_and_export(private_root: str, images: dict[str, str], tmp_path: Pa
     r = _cli(root, "run", "-d", "--name", "d2", "--network", "none", images["app"], "sleep",
              "100")
     assert r.returncode == 0, r.stderr
-    r = subprocess.run([sys.executable, "-m", "nsprim", "--root", root, "export", "d2"],
-                       capture_output=True, timeout=60)
-    assert r.returncode == 0, r.stderr
-    with tarfile.open(fileobj=io.BytesIO(r.stdout)) as t:
+    exported = subprocess.run([sys.executable, "-m", "nsprim", "--root", root, "export",
+                               "d2"], capture_output=True, timeout=60)
+    assert exported.returncode == 0, exported.stderr
+    with tarfile.open(fileobj=io.BytesIO(exported.stdout)) as t:
         names = set(t.getnames())
     assert "app/hello.txt" in names and not any(n.startswith("proc/") for n in names)
 
