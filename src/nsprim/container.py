@@ -294,9 +294,15 @@ class Container:
             raise RuntimeError("container already started")
         try:
             if self._limits is not None and self.cgroup is None:
-                self.cgroup = Cgroup.create(self.id[:16], limits=self._limits)
-                self._owns_cgroup = True
-                if not self.config.privileged:
+                try:
+                    self.cgroup = Cgroup.create(self.id[:16], limits=self._limits)
+                except OSError:
+                    if self._limits != Limits():
+                        raise
+                    # a cgroup for accounting only (limits=Limits(): stats, pause):
+                    # a host without usable cgroups runs the container without
+                self._owns_cgroup = self.cgroup is not None
+                if self.cgroup is not None and not self.config.privileged:
                     # docker's device rules (nodev holds without a cgroup too)
                     devices.apply(self.cgroup.fd, self.cgroup.v1_paths.get("devices"),
                                   devices.rules_for(self.config.devices))
