@@ -745,3 +745,50 @@ def test_commit(private_root: str, images: dict[str, str]) -> None:
     r = _cli(root, "commit", "nosuch")
     assert (r.returncode, r.stderr) == (1, "Error response from daemon: No such container: "
                                            "nosuch\n")
+
+
+# ------------------------------------------------------------------- events
+
+def test_events(private_root: str, fresh_rootfs: str) -> None:
+    import time
+
+    root = private_root
+    t0 = f"{time.time():.3f}"
+    follow = subprocess.Popen([sys.executable, "-m", "nsprim", "--root", root, "events",
+                               "--filter", "container=ev"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert _cli(root, "run", "-d", "--name", "ev", "--network", "none", "--rootfs",
+                    fresh_rootfs, "sleep", "1000").returncode == 0
+        assert _cli(root, "pause", "ev").returncode == 0
+        assert _cli(root, "unpause", "ev").returncode == 0
+        assert _cli(root, "rm", "-f", "ev").returncode == 0
+        assert _cli(root, "run", "--name", "other", "--network", "none", "--rootfs",
+                    fresh_rootfs, "true").returncode == 0
+        t1 = f"{time.time():.3f}"
+        r = _cli(root, "events", "--since", t0, "--until", t1, "--format", "json")
+        evs = [json.loads(x) for x in r.stdout.splitlines()]
+        mine = [e["Action"] for e in evs if e["Actor"]["Attributes"]["name"] == "ev"]
+        assert mine == ["create", "start", "pause", "unpause", "die", "destroy"], mine
+        die = next(e for e in evs if e["Action"] == "die" and
+                   e["Actor"]["Attributes"]["name"] == "ev")
+        assert die["Actor"]["Attributes"]["exitCode"] == "137"
+        assert [e["Action"] for e in evs if e["Actor"]["Attributes"]["name"] == "other"] \
+            == ["create", "start", "die"]
+        r = _cli(root, "events", "--since", t0, "--until", t1, "--filter", "event=start")
+        lines = r.stdout.splitlines()
+        assert len(lines) == 2 and all(" container start " in x for x in lines)
+        assert "name=ev" in lines[0] and lines[0].split()[0].endswith("Z")
+        # the follower saw ev's events as they came, and not other's
+        seen: list[str] = []
+        deadline = time.monotonic() + 10
+        assert follow.stdout is not None
+        while len(seen) < 6 and time.monotonic() < deadline:
+            seen.append(follow.stdout.readline().split()[2])
+        assert seen == ["create", "start", "pause", "unpause", "die", "destroy"]
+    finally:
+        follow.kill()
+        follow.wait()
+    r = _cli(root, "events", "--filter", "bogus=1")
+    assert r.returncode == 125 and "'bogus=1'" in r.stderr
+    r = _cli(root, "events", "--since", "later")
+    assert r.returncode == 125 and "'later'" in r.stderr

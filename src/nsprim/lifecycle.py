@@ -172,11 +172,21 @@ class Record:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             st = self.state
+            before = st.get("status")
             st.update(changes)
             atomic_write(os.path.join(self.dir, "state.json"),
                          json.dumps(st, indent=1).encode(), 0o600, durable=False)
         finally:
             os.close(fd)
+        after = changes.get("status")
+        if after is not None and after != before:  # nsprim events
+            action = {"created": "create", "running": "start", "exited": "die",
+                      "restarting": "die"}.get(str(after))
+            if action is not None:
+                from nsprim.events import emit
+
+                extra = {"exitCode": st.get("exit_code")} if action == "die" else {}
+                emit(self.id, action, self.config, **extra)
         return st
 
     @property
@@ -276,6 +286,9 @@ def remove_record(rec: Record, *, volumes: bool = False) -> None:
 
     cfg = rec.config
     release_resources(rec, remove_rootfs=True)
+    from nsprim.events import emit
+
+    emit(rec.id, "destroy", cfg)
     name = rec.name
     shutil.rmtree(rec.dir, ignore_errors=True)
     if name:

@@ -155,6 +155,7 @@ _MODULES = {
     "volume-prune": "system:add_parser", "system-prune": "system:add_parser",
     "system-df": "system:add_df_parser", "info": "system:add_info_parser",
     "version": "system:add_version_parser", "commit": "commit:add_parser",
+    "events": "events:add_parser",
 }
 _DISPATCH.update({name: f"{where.split(':')[0]}:cmd_{name.replace('-', '_')}"
                   for name, where in _MODULES.items()})

@@ -111,6 +111,9 @@ def _freeze(a: argparse.Namespace, frozen: bool) -> int:
         finally:
             cg.close()
         rec.update_state(paused=frozen)
+        from nsprim.events import emit
+
+        emit(rec.id, "pause" if frozen else "unpause", rec.config)
         print(name)
     return rc
 
@@ -149,6 +152,9 @@ def cmd_rename(a: argparse.Namespace) -> int:
     rec.write_config(cfg)
     if old:
         release_name(old, rec.id)
+    from nsprim.events import emit
+
+    emit(rec.id, "rename", cfg, oldName="/" + old)
     return 0
 
 
@@ -206,6 +212,9 @@ def cmd_update(a: argparse.Namespace) -> int:
                              "cpu_shares", "cpu_period", "cpu_quota", "cpuset_cpus",
                              "cpuset_mems", "pids_limit", "blkio_weight", "restart")})
         rec.write_config(cfg)
+        from nsprim.events import emit
+
+        emit(rec.id, "update", cfg)
         print(name)
     return rc
 
