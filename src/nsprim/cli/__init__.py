@@ -181,7 +181,8 @@ def _build_parser(only: str | None = None) -> _Parser:
     p.add_argument("--version", action="store_true", help="print the version and exit")
     p.add_argument("--root", metavar="DIR", help="state root (default /var/lib/nsprim; "
                    "NSPRIM_ROOT)")
-    sub: Any = p.add_subparsers(dest="command", parser_class=_Parser)
+    # prog given: argparse would format the usage to find it (milliseconds per command)
+    sub: Any = p.add_subparsers(dest="command", parser_class=_Parser, prog="nsprim")
     if only is not None:
         sub = _OnlyOne(sub, only)
     r = sub.add_parser("run", help="run a command in a new container", add_help=False,

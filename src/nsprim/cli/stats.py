@@ -138,31 +138,49 @@ def _host_memory() -> int:
 _V1_UNLIMITED = 1 << 62
 
 
-def _cpu_usec(cg: Any) -> int | None:
-    if cg is None:
-        return None
-    if cg.v2_path:
+class _Paths:
+    """A container's cgroup files, by path (no Cgroup object: stats reads a
+    few files of many containers)."""
+
+    def __init__(self, cid: str) -> None:
+        from nsprim.cgroup import PARENT, host_layout, leaf_name
+
+        lay = host_layout()
+        leaf = leaf_name(cid[:16])
+        self.v2 = os.path.join(lay.v2, PARENT, leaf) if lay.v2 else None
+        self.v2_ctrls = lay.v2_controllers
+        self.v1 = {c: os.path.join(m, PARENT, leaf) for c, m in lay.v1.items()}
+
+    def ctrl(self, name: str) -> str | None:
+        """The directory that accounts controller `name` (v2 if it serves it)."""
+        if self.v2 and name in self.v2_ctrls:
+            return self.v2
+        return self.v1.get("blkio" if name == "io" else name)
+
+
+def _cpu_usec(cg: _Paths) -> int | None:
+    if cg.v2:
         try:
-            with open(f"{cg.v2_path}/cpu.stat") as f:
+            with open(f"{cg.v2}/cpu.stat") as f:
                 for line in f:
                     k, _, v = line.partition(" ")
                     if k == "usage_usec":
                         return int(v)
         except (OSError, ValueError):
             pass
-    d = cg.v1_paths.get("cpuacct")
+    d = cg.v1.get("cpuacct")
     if d:
         ns = _read_int(f"{d}/cpuacct.usage")
         return None if ns is None else ns // 1000
     return None
 
 
-def _blkio(cg: Any, pids: list[int]) -> tuple[int, int]:
+def _blkio(cg: _Paths, pids: list[int]) -> tuple[int, int]:
     """(read, write) bytes: the cgroup's io accounting where there is some,
     else the sum of its live processes' /proc/PID/io."""
-    if cg is not None and cg.v2_path:
+    if cg.v2 and "io" in cg.v2_ctrls:
         try:
-            with open(f"{cg.v2_path}/io.stat") as f:
+            with open(f"{cg.v2}/io.stat") as f:
                 rb = wb = 0
                 for line in f:
                     for kv in line.split()[1:]:
@@ -171,11 +189,10 @@ def _blkio(cg: Any, pids: list[int]) -> tuple[int, int]:
                             rb += int(v)
                         elif k == "wbytes":
                             wb += int(v)
-                if rb or wb:
-                    return rb, wb
+                return rb, wb
         except (OSError, ValueError):
             pass
-    d = None if cg is None else cg.v1_paths.get("blkio")
+    d = cg.v1.get("blkio")
     if d:
         try:
             with open(f"{d}/blkio.throttle.io_service_bytes") as f:
@@ -188,7 +205,7 @@ def _blkio(cg: Any, pids: list[int]) -> tuple[int, int]:
                         wb += int(parts[2])
                 return rb, wb
         except (OSError, ValueError):
-            pass
+            pass  # no blkio cgroup of its own (no I/O limit): its processes' counts
     rb = wb = 0
     for pid in pids:
         try:
@@ -213,90 +230,58 @@ def _net(cid: str) -> tuple[int, int]:
     return tx, rx
 
 
-def _procs(cg: Any) -> list[int]:
-    if cg is None:
-        return []
-    try:
-        return [int(p) for p in cg.procs()]
-    except (OSError, ValueError):
-        return []
-
-
-def sample(rec: Any, host_mem: int) -> Sample:
-    """One reading of a container (zeros when it is not running)."""
-    from nsprim.cgroup import Cgroup
-
-    cg = None
-    if rec.running:
-        try:
-            cg = Cgroup.open(rec.id[:16])
-        except OSError:
-            cg = None
-    try:
-        now = time.monotonic()
-        usec = _cpu_usec(cg)
-        mem = limit = 0
-        pids = 0
-        procs: list[int] = []
-        if cg is not None:
-            st = cg.stats()
-            mem = st.memory_current or 0
-            limit = st.memory_limit or 0
-            d = cg.v1_paths.get("memory")
-            if not limit and d:
-                limit = _read_int(f"{d}/memory.limit_in_bytes") or 0
-            procs = _procs(cg)
-            pids = st.pids_current if st.pids_current is not None else len(procs)
-            if not mem and d is None and not cg.v2_path:
-                mem = 0
-        if not limit or limit >= _V1_UNLIMITED or limit > host_mem > 0:
-            limit = host_mem
-        rx, tx = _net(rec.id) if cg is not None else (0, 0)
-        br, bw = _blkio(cg, procs) if cg is not None else (0, 0)
-        return Sample(rec.id, rec.name, usec, now, mem, limit, rx, tx, br, bw, pids)
-    finally:
-        if cg is not None:
-            cg.close()
-
-
-def collect(recs: list[Any], window: float = MIN_WINDOW) -> list[Sample]:
-    """One sample of each container, CPU % over the time between two
-    readings of its CPU time (at least `window` seconds)."""
-    from nsprim.cgroup import Cgroup
-
-    host_mem = _host_memory()
-    first: dict[str, tuple[int | None, float]] = {}
-    for rec in recs:
-        cg = None
-        if rec.running:
+def _procs(cg: _Paths) -> list[int]:
+    for d in (cg.v2, cg.v1.get("pids"), cg.v1.get("memory")):
+        if d:
             try:
-                cg = Cgroup.open(rec.id[:16])
-            except OSError:
-                cg = None
-        first[rec.id] = (_cpu_usec(cg), time.monotonic())
-        if cg is not None:
-            cg.close()
-    out = [sample(rec, host_mem) for rec in recs]
+                with open(f"{d}/cgroup.procs") as f:
+                    return [int(x) for x in f.read().split()]
+            except (OSError, ValueError):
+                continue
+    return []
+
+
+def sample(cid: str, name: str, running: bool, host_mem: int) -> Sample:
+    """One reading of a container (zeros when it is not running)."""
+    cg = _Paths(cid)
+    now = time.monotonic()
+    if not running:
+        return Sample(cid, name, None, now, 0, host_mem, 0, 0, 0, 0, 0)
+    usec = _cpu_usec(cg)
+    mem = limit = 0
+    d = cg.ctrl("memory")
+    if d == cg.v2 and d:
+        mem, limit = _read_int(f"{d}/memory.current") or 0, _read_int(f"{d}/memory.max") or 0
+    elif d:
+        mem = _read_int(f"{d}/memory.usage_in_bytes") or 0
+        limit = _read_int(f"{d}/memory.limit_in_bytes") or 0
+    if not limit or limit >= _V1_UNLIMITED or limit > host_mem > 0:
+        limit = host_mem
+    procs = _procs(cg)
+    pd = cg.ctrl("pids")
+    pids = _read_int(f"{pd}/pids.current") if pd else None
+    rx, tx = _net(cid)
+    br, bw = _blkio(cg, procs)
+    return Sample(cid, name, usec, now, mem, limit, rx, tx, br, bw,
+                  pids if pids is not None else len(procs))
+
+
+def collect(recs: list[tuple[str, str, bool]], window: float = MIN_WINDOW) -> list[Sample]:
+    """One sample of each container (id, name, running), CPU % over the time
+    between two readings of its CPU time (at least `window` seconds)."""
+    host_mem = _host_memory()
+    out = [sample(cid, name, running, host_mem) for cid, name, running in recs]
     if out:
-        oldest = min(t for _, t in first.values())
-        wait = oldest + window - time.monotonic()
+        wait = out[0].at + window - time.monotonic()
         if wait > 0:
             time.sleep(wait)
-    for s in out:
-        u0, t0 = first[s.id]
-        from nsprim.cgroup import Cgroup as _Cg
-
-        u1 = None
-        try:
-            cg = _Cg.open(s.id[:16])
-        except OSError:
-            cg = None
-        if cg is not None:
-            u1 = _cpu_usec(cg)
-            cg.close()
+    for smp in out:
+        if smp.cpu_usec is None:
+            continue
+        u1 = _cpu_usec(_Paths(smp.id))
         t1 = time.monotonic()
-        if u0 is not None and u1 is not None and t1 > t0:
-            s.cpu_percent = max(0.0, (u1 - u0) / 1e6 / (t1 - t0) * 100.0)
+        if u1 is not None and t1 > smp.at:
+            smp.cpu_percent = max(0.0, (u1 - smp.cpu_usec) / 1e6 / (t1 - smp.at) * 100.0)
     return out
 
 
@@ -345,23 +330,28 @@ def render(rows: list[dict[str, str]], fmt: str) -> str:
 
 
 def cmd_stats(a: argparse.Namespace) -> int:
-    from nsprim.lifecycle import find, records
+    from nsprim.lifecycle import alive, find, records
 
     try:
         fmt = check_format(a.format)
     except ValueError as e:
         print(f"nsprim: {e}", file=sys.stderr)
         return 125
-    if a.containers:
-        try:
-            recs = [find(n) for n in a.containers]
-        except LookupError as e:
-            return _error(_oneline(e))
-    else:
-        recs = [r for r in records() if a.all or r.running]
-        recs.sort(key=lambda r: r.config.get("created", 0), reverse=True)
+    try:
+        chosen = [find(n) for n in a.containers] if a.containers else records()
+    except LookupError as e:
+        return _error(_oneline(e))
     while True:
-        rows = [s.row(not a.no_trunc) for s in collect(recs)]
+        recs = []
+        for r in chosen:  # each record's files read once
+            st, cfg = r.state, r.config
+            running = st.get("status") in ("running", "restarting") and \
+                alive(st.get("supervisor_pid"), st.get("supervisor_start"))
+            if running or a.all or a.containers:
+                recs.append((cfg.get("created", 0), r.id, str(cfg.get("name", "")), running))
+        if not a.containers:
+            recs.sort(reverse=True)
+        rows = [s.row(not a.no_trunc) for s in collect([x[1:] for x in recs])]
         text = render(rows, fmt)
         if a.no_stream:
             sys.stdout.write(text)
