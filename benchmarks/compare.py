@@ -209,7 +209,11 @@ def cases(s: Setup) -> tuple[dict[str, Callable[[int], list[float]]], dict[str, 
             "nsprim.run(['/bin/true'], image=I, memory='256m', pids=64, network="
             "NetworkMode.bridge(['18702:80'])): overlay, cgroup, bridge, port, docker's "
             "mounts/masks/caps, cleanup")
-        nsp = [sys.executable, "-m", "nsprim", "run", "--rm"]
+        # the console script a user runs (installed beside the interpreter),
+        # else the module
+        script = os.path.join(os.path.dirname(sys.executable), "nsprim")
+        nsp = ([script] if os.access(script, os.X_OK) else [sys.executable, "-m", "nsprim"]) \
+            + ["run", "--rm"]
         cn = nsp + ["--network", "none", img2, "/bin/true"]
         cb = nsp + ["-p", "18703:80", img2, "/bin/true"]
         # the interpreter's own start: the floor of any Python CLI

@@ -928,6 +928,42 @@ int nsp_plan_needs_parent(const struct nsp_spawn_args *a)
     return 0;
 }
 
+/* PR_SET_DUMPABLE is a flag of the memory (mm), not of a task: a child that
+ * shares our memory (CLONE_VM) and sets it for itself (NSP_OP_NONDUMPABLE)
+ * makes this whole process non-dumpable.  It must stay set while any such
+ * child is between clone and exec (it joins a container's namespaces), and be
+ * given back once the last one has exec'd: a count under a lock, the value
+ * before the first saved. */
+static pthread_mutex_t dumpable_lock = PTHREAD_MUTEX_INITIALIZER;
+static int dumpable_users;
+static int dumpable_saved;
+
+static int plan_has_op(const struct nsp_spawn_args *a, int kind)
+{
+    int i;
+    for (i = 0; i < a->nops; i++) {
+        if (a->ops[i].kind == kind)
+            return 1;
+    }
+    return 0;
+}
+
+static void dumpable_enter(void)
+{
+    pthread_mutex_lock(&dumpable_lock);
+    if (dumpable_users++ == 0)
+        dumpable_saved = prctl(PR_GET_DUMPABLE, 0, 0, 0, 0);
+    pthread_mutex_unlock(&dumpable_lock);
+}
+
+static void dumpable_leave(void)
+{
+    pthread_mutex_lock(&dumpable_lock);
+    if (--dumpable_users == 0 && dumpable_saved > 0)
+        prctl(PR_SET_DUMPABLE, dumpable_saved, 0, 0, 0);
+    pthread_mutex_unlock(&dumpable_lock);
+}
+
 static void restore_ns(const char *path, int nstype)
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -941,7 +977,7 @@ int nsp_spawn(const struct nsp_spawn_args *a, struct nsp_spawn_result *res)
 {
     sigset_t all, old;
     long pid = -1;
-    int err = 0, joined_pid = 0, joined_time = 0;
+    int err = 0, joined_pid = 0, joined_time = 0, guard_dumpable = 0;
     void *stack = NULL;
 
     res->pid = -1;
@@ -980,6 +1016,10 @@ int nsp_spawn(const struct nsp_spawn_args *a, struct nsp_spawn_result *res)
             stack = NULL;
     }
 #endif
+    if (stack != NULL && plan_has_op(a, NSP_OP_NONDUMPABLE)) {
+        dumpable_enter();
+        guard_dumpable = 1;
+    }
     if (stack == NULL && a->sync_fd < 0) {
         /* without a shared child the socket is the only way to hear of failure */
         err = stack == NULL && nsp_plan_needs_parent(a) ? EINVAL : ENOMEM;
@@ -1015,6 +1055,8 @@ out:
         restore_ns("/proc/thread-self/ns/time", CLONE_NEWTIME);
     if (stack != NULL)
         munmap(stack, CHILD_STACK_SIZE);  /* the child has exec'd or exited */
+    if (guard_dumpable)
+        dumpable_leave();
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (pid < 0) {
         errno = err;

@@ -24,6 +24,8 @@ command -v docker-registry >/dev/null || need_apt+=(docker-registry)
 command -v skopeo >/dev/null || need_apt+=(skopeo)
 command -v umoci >/dev/null || need_apt+=(umoci)
 command -v htpasswd >/dev/null || need_apt+=(apache2-utils)
+# nsprim build: saved archives are loaded and run by podman in the tests
+command -v podman >/dev/null || need_apt+=(podman runc)
 # nftables (libnftables1 for NAT rules, nft for the tests), iproute2 (ip, tc),
 # Debian's python3 (a UDP server inside a test container)
 command -v nft >/dev/null || need_apt+=(nftables)

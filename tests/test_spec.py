@@ -83,9 +83,9 @@ def test_every_accepted_flag_combination_validates(flags: list[list[str]]) -> No
     ({"rootfs": None}, "image or a rootfs"),
 ])
 def test_validate_names_the_bad_value(change: dict[str, object], needle: str) -> None:
-    import dataclasses
+    from nsprim._record import replace
 
-    spec = dataclasses.replace(ContainerSpec(rootfs="/", cmd=("true",)), **change)  # type: ignore[arg-type]
+    spec = replace(ContainerSpec(rootfs="/", cmd=("true",)), **change)
     with pytest.raises(ConfigError, match=needle):
         validate(spec)
 

@@ -11,7 +11,6 @@ Names are imported on first use, so that ``nsprim --version`` and
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
@@ -33,7 +32,10 @@ __all__ = [
     "PIPE", "STDOUT", "SpawnError", "Tmpfs", "Volume", "run", "__version__",
 ]
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from nsprim.cgroup import Cgroup, CgroupStats, Limits
     from nsprim.config import Bind, IdMap, Tmpfs
     from nsprim.container import DEVNULL, PIPE, STDOUT, CompletedContainer, Container, run

@@ -7,9 +7,12 @@ install time (``pip install .``); nothing is compiled at import.
 from __future__ import annotations
 
 import os
-from typing import Any
 
 from nsprim._nsprim_c import ffi, lib
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["ffi", "lib", "check", "raise_errno", "cstr"]
 

@@ -9,13 +9,13 @@ which are joined; this module does not care.  ``Container`` and
 
 from __future__ import annotations
 
+import _socket  # the C module: socket.py (with selectors, enum...) costs 2 ms to import
 import os
-import socket
 import struct
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from nsprim._native import ffi, lib, raise_errno
+from nsprim._record import record
 from nsprim.plan import Plan, compile_plan
 
 __all__ = ["Child", "spawn", "handshake", "MSG"]
@@ -24,7 +24,7 @@ __all__ = ["Child", "spawn", "handshake", "MSG"]
 MSG = struct.Struct("=iiii")
 
 
-@dataclass
+@record
 class Child:
     """A child between clone and exec: its pid, pidfd, and our end of the
     socket.  `failed` holds (errno, op index, what) when a child that shared
@@ -32,7 +32,7 @@ class Child:
 
     pid: int
     pidfd: int
-    sock: socket.socket
+    sock: _socket.socket
     failed: tuple[int, int, int] | None = None
 
 
@@ -53,13 +53,15 @@ def spawn(plan: Plan) -> Child:
     # helper's exec (its EOF) or failure.  Without SYNC and PTY ops the child
     # shares our memory: we sleep until it has exec'd the helper or failed (a
     # failure is then also in res.report)
-    parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    parent, child = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_SEQPACKET)
     try:
-        with child:
+        try:
             args.sync_fd = child.fileno()
             args.parent_fd = parent.fileno()
             ret = lib.nsp_spawn(args, res)
             err = ffi.errno
+        finally:
+            child.close()
         del keep
         if ret < 0:
             raise_errno(err, "clone3 (spawn)")
@@ -73,6 +75,17 @@ def spawn(plan: Plan) -> Child:
 
 
 Failure = tuple[int, int, int]  # errno, op index, what
+_FD = struct.Struct("=i")
+
+
+def _recv_fds(sock: _socket.socket, size: int) -> tuple[bytes, list[int]]:
+    """One message and the fds passed with it (SCM_RIGHTS)."""
+    data, anc, _flags, _addr = sock.recvmsg(size, _socket.CMSG_SPACE(4 * _FD.size))
+    fds: list[int] = []
+    for level, kind, blob in anc:
+        if level == _socket.SOL_SOCKET and kind == _socket.SCM_RIGHTS:
+            fds += [v for (v,) in _FD.iter_unpack(blob[:len(blob) - len(blob) % _FD.size])]
+    return data, fds
 
 
 def handshake(child: Child, on_ready: Callable[[], None]) -> tuple[int, Failure | None]:
@@ -84,7 +97,7 @@ def handshake(child: Child, on_ready: Callable[[], None]) -> tuple[int, Failure 
     if child.failed is not None:
         return master, child.failed
     while True:
-        data, fds, _flags, _addr = socket.recv_fds(child.sock, MSG.size, 1)
+        data, fds = _recv_fds(child.sock, MSG.size)
         if not data:
             return master, None  # the close-on-exec end closed: the command runs
         mtype, err, index, what = MSG.unpack(data)

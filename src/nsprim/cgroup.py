@@ -37,13 +37,33 @@ import signal
 import stat as stat_mod
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
+from nsprim._record import field, record
 from nsprim.errors import ConfigError
 from nsprim.state import FileLock, root_id, run_dir
 from nsprim.units import format_cpuset, parse_cpus, parse_cpuset, parse_size
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import TypedDict
+
+    from typing_extensions import Unpack
+
+    class LimitOptions(TypedDict, total=False):
+        """The limit keywords of Cgroup.create (those of make_limits)."""
+
+        memory: str | int | None
+        memory_swap: str | int | None
+        cpus: str | float | None
+        cpu_shares: int | None
+        cpu_weight: int | None
+        cpuset: str | None
+        cpuset_mems: str | None
+        pids: int | None
+        device_read_bps: Iterable[str]
+        device_write_bps: Iterable[str]
 
 __all__ = ["Cgroup", "CgroupStats", "Limits", "Layout", "host_layout", "make_limits",
            "PARENT", "leaf_name"]
@@ -56,7 +76,7 @@ _V1_ALWAYS = ("memory", "pids", "cpu", "cpuacct")  # joined for stats and OOM re
 
 # ----------------------------------------------------------------- host layout
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Layout:
     """Where the host's cgroup hierarchies are mounted."""
 
@@ -105,7 +125,7 @@ def host_layout() -> Layout:
 
 # ---------------------------------------------------------------------- limits
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Limits:
     """Validated resource limits (docker's meanings)."""
 
@@ -288,7 +308,7 @@ def weight_to_shares(weight: int) -> int:
 
 # ---------------------------------------------------------------------- stats
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class CgroupStats:
     """A snapshot of a cgroup's accounting (None: not available on this host)."""
 
@@ -302,6 +322,11 @@ class CgroupStats:
     pids_current: int | None
     pids_limit: int | None
     oom_kills: int
+    #: the most processes at once (pids.peak, kernel 6.1+)
+    pids_peak: int | None = None
+    #: CPU time in user and kernel mode (v2 cpu.stat, else v1 cpuacct.stat)
+    cpu_user_usec: int | None = None
+    cpu_system_usec: int | None = None
 
 
 def _read(path: str) -> str | None:
@@ -385,7 +410,7 @@ class Cgroup:
     # ------------------------------------------------------------ creation
     @classmethod
     def create(cls, name: str | None = None, *, driver: str = "auto", parent: str = PARENT,
-               limits: Limits | None = None, **kwargs: object) -> Cgroup:
+               limits: Limits | None = None, **kwargs: Unpack[LimitOptions]) -> Cgroup:
         """Create cgroup `name` under `parent` with limits (``memory="256m"``,
         ``memory_swap``, ``cpus``, ``cpu_shares``, ``cpu_weight``, ``cpuset``,
         ``cpuset_mems``, ``pids``, ``device_read_bps``, ``device_write_bps``,
@@ -399,7 +424,7 @@ class Cgroup:
         if driver not in ("auto", "v1", "v2"):
             raise ConfigError(f"invalid cgroup driver {driver!r}: auto, v1 or v2")
         if limits is None:
-            limits = make_limits(**kwargs)  # type: ignore[arg-type]
+            limits = make_limits(**kwargs)
         elif kwargs:
             raise ConfigError("give limits or limit keywords, not both")
         lay = host_layout()
@@ -686,13 +711,24 @@ class Cgroup:
             periods, throttled = cs.get("nr_periods"), cs.get("nr_throttled")
             t = cs.get("throttled_time")
             throttled_usec = None if t is None else t // 1000
-        pids_cur = pids_lim = None
+        user = system = None
+        if v2:
+            user, system = cs.get("user_usec"), cs.get("system_usec")
+        if user is None and (d := self._v1("cpuacct")) is not None:
+            ticks = _keyed(f"{d}/cpuacct.stat")  # USER_HZ
+            hz = os.sysconf("SC_CLK_TCK")
+            if "user" in ticks and "system" in ticks:
+                user, system = ticks["user"] * 1_000_000 // hz, ticks["system"] * 1_000_000 // hz
+        pids_cur = pids_lim = pids_peak = None
         if v2 and "pids" in served:
             pids_cur, pids_lim = _read_int(f"{v2}/pids.current"), _read_int(f"{v2}/pids.max")
+            pids_peak = _read_int(f"{v2}/pids.peak")
         elif (d := self._v1("pids")) is not None:
             pids_cur, pids_lim = _read_int(f"{d}/pids.current"), _read_int(f"{d}/pids.max")
+            pids_peak = _read_int(f"{d}/pids.peak")
         return CgroupStats(mem_cur, mem_peak, mem_lim, usage, periods, throttled,
-                           throttled_usec, pids_cur, pids_lim, self.oom_kills())
+                           throttled_usec, pids_cur, pids_lim, self.oom_kills(),
+                           pids_peak, user, system)
 
     # -------------------------------------------------------------- actions
     def kill(self) -> None:
@@ -770,6 +806,12 @@ class Cgroup:
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
+
+    def held_fds(self) -> list[int]:
+        """The fd of the lock that marks this cgroup owned (none for a cgroup
+        opened by name).  A process that takes the container over keeps it
+        open; collection leaves the cgroup alone while it is."""
+        return [self._lock.fd] if self._lock is not None and self._lock.fd >= 0 else []
 
     def remove(self, timeout: float = 10.0) -> None:
         """Kill what is left, wait for the cgroup to empty, remove it.  Idempotent."""

@@ -6,13 +6,13 @@ Every check here runs before anything touches the kernel, and a failure is a
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
 
+from nsprim import _record
 from nsprim import seccomp as seccomp_mod
+from nsprim._record import field, record
 from nsprim.caps import resolve_caps
 from nsprim.devices import Device, parse_device
 from nsprim.errors import ConfigError
@@ -181,7 +181,7 @@ def parse_user(spec: str | int | tuple[int, int] | None) -> tuple[str, str | Non
     return user, group
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class IdMap:
     """A user namespace's id mapping: container ids ``container_id ..
     container_id+size-1`` are host ids ``host_uid ..`` (and ``host_gid ..``)."""
@@ -225,7 +225,7 @@ class IdMap:
         return self.gid + off if 0 <= off < self.size else None
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Bind:
     """Bind-mount host path `source` at `target` inside the container."""
 
@@ -239,7 +239,7 @@ class Bind:
             self.target, "bind mount target", proc_files=True))
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Tmpfs:
     """A tmpfs at `target` (docker's ``--tmpfs``)."""
 
@@ -273,7 +273,7 @@ MountSpec = Bind | Tmpfs | Volume
 NamespaceSetting = bool | Namespace
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class ContainerConfig:
     """What to run and how: the validated, immutable input of a plan."""
 
@@ -405,7 +405,7 @@ def make_config(
             raise ConfigError(f"invalid mount {m!r}: expected Bind, Tmpfs or Volume")
     # Bind and Tmpfs check (and clean) their targets when made; a Volume's here
     mspecs = tuple(
-        dataclasses.replace(m, target=validate_mount_target(m.target, "volume target"))
+        _record.replace(m, target=validate_mount_target(m.target, "volume target"))
         if isinstance(m, Volume) else m for m in mspecs)
     if mspecs and root is None:
         raise ConfigError("mounts need a rootfs")

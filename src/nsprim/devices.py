@@ -23,13 +23,13 @@ Two mechanisms keep a container away from the host's devices:
 
 from __future__ import annotations
 
+import _thread
 import os
 import stat
 import struct
-import threading
 from collections.abc import Iterable
-from dataclasses import dataclass
 
+from nsprim._record import record
 from nsprim.errors import ConfigError
 
 __all__ = ["Device", "DeviceRule", "DEFAULT_RULES", "parse_device", "rules_for",
@@ -38,7 +38,7 @@ __all__ = ["Device", "DeviceRule", "DEFAULT_RULES", "parse_device", "rules_for",
 _ACCESS = frozenset("rwm")
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class DeviceRule:
     """One allow rule: type ``c``, ``b`` or ``a`` (all), major and minor
     (-1: any), access (a subset of ``rwm``)."""
@@ -72,7 +72,7 @@ DEFAULT_RULES: tuple[DeviceRule, ...] = (
 )
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Device:
     """``--device HOST[:CONTAINER[:PERMS]]``: the host node, where it shows in
     the container, and the access the cgroup allows (``rwm`` by default)."""
@@ -210,7 +210,7 @@ def bpf_program(rules: Iterable[DeviceRule]) -> bytes:
     return b"".join(out)
 
 
-_prog_lock = threading.Lock()
+_prog_lock = _thread.allocate_lock()
 _progs: dict[tuple[DeviceRule, ...], int] = {}
 
 

@@ -15,9 +15,9 @@ host file.  The memfd is made once per process.
 
 from __future__ import annotations
 
+import _thread
 import fcntl
 import os
-import threading
 
 __all__ = ["helper_fd", "HELPER_PATH"]
 
@@ -26,7 +26,7 @@ HELPER_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "nsprim-i
 
 _SEALS = fcntl.F_SEAL_SEAL | fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_WRITE
 _MFD_EXEC = 0x10  # linux/memfd.h (6.3+): executable, whatever vm.memfd_noexec says
-_lock = threading.Lock()
+_lock = _thread.allocate_lock()
 _fd = -1
 _pid = -1
 

@@ -35,11 +35,14 @@ import signal
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
-from typing import Any
 
+from nsprim._record import record
 from nsprim.errors import ConfigError
-from nsprim.state import FileLock, atomic_write, state_root
+from nsprim.state import FileLock, atomic_write, remove_tree, state_root
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["Record", "records", "find", "reserve", "release_name", "collect",
            "containers_dir", "NAME_RE"]
@@ -121,7 +124,7 @@ def alive(pid: int | None, start: int | None) -> bool:
     return st is not None and st[0] not in ("Z", "X") and st[1] == start
 
 
-@dataclass
+@record
 class Record:
     """One container's record on disk."""
 
@@ -252,45 +255,48 @@ def release_resources(rec: Record, *, remove_rootfs: bool = False) -> None:
     bridge, its overlay mount (and its container layer with remove_rootfs),
     its /etc files.  Safe to repeat."""
     from nsprim import mount as m
-    from nsprim.cgroup import remove_named
-    from nsprim.network import bridge
     from nsprim.state import run_dir
 
     cfg = rec.config
-    try:
-        remove_named(rec.id[:16])
-    except OSError:
-        pass
-    try:
-        bridge.release_container(rec.id)
-    except OSError:
-        pass
+    run = run_dir()
+    # a cgroup of this root has its lock file from before it is made until
+    # after it is removed; leases live under network/: no file, nothing to free
+    if os.path.exists(os.path.join(run, "cgroups", rec.id[:16] + ".lock")):
+        from nsprim.cgroup import remove_named
+
+        try:
+            remove_named(rec.id[:16])
+        except OSError:
+            pass
+    if os.path.isdir(os.path.join(run, "network")):
+        from nsprim.network import bridge
+
+        try:
+            bridge.release_container(rec.id)
+        except OSError:
+            pass
     merged = os.path.join(rec.dir, "merged")
     if os.path.ismount(merged):
         try:
             m.umount(merged, m.MNT_DETACH)
         except OSError:
             pass
-    import shutil
-
-    shutil.rmtree(os.path.join(run_dir(), "containers", rec.id), ignore_errors=True)
+    remove_tree(os.path.join(run, "containers", rec.id))
     if remove_rootfs or cfg.get("auto_remove"):
         for d in ("upper", "work", "merged", "l"):
-            shutil.rmtree(os.path.join(rec.dir, d), ignore_errors=True)
+            remove_tree(os.path.join(rec.dir, d))
 
 
 def remove_record(rec: Record, *, volumes: bool = False) -> None:
     """Remove a container's record and layer; with `volumes` (``rm -v``, and
     always for ``--rm``, as docker) its anonymous volumes too."""
-    import shutil
-
     cfg = rec.config
     release_resources(rec, remove_rootfs=True)
     from nsprim.events import emit
 
     emit(rec.id, "destroy", cfg)
     name = rec.name
-    shutil.rmtree(rec.dir, ignore_errors=True)
+    remove_tree(rec.dir)
     if name:
         release_name(name, rec.id)
     if volumes or cfg.get("auto_remove"):
@@ -476,9 +482,7 @@ def new_record(cfg: dict[str, Any]) -> Record:
         rec.write_config(cfg)
         rec.update_state(status="created", restart_count=0)
     except BaseException:
-        import shutil
-
-        shutil.rmtree(rec.dir, ignore_errors=True)
+        remove_tree(rec.dir)
         raise
     return rec
 

@@ -11,16 +11,19 @@ from __future__ import annotations
 import enum
 import fcntl
 import os
-import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, TypeVar
 
 from nsprim._native import check, ffi, lib
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, TypeVar
+
+    T = TypeVar("T")
+
 __all__ = ["NamespaceKind", "Namespace"]
 
-T = TypeVar("T")
 _NS_GET_NSTYPE = 0xB703  # _IO(0xb7, 0x3) from linux/nsfs.h
 
 
@@ -92,6 +95,8 @@ def _in_thread(fn: Callable[[], T], name: str) -> T:
             box["r"] = fn()
         except BaseException as e:  # carried to the caller
             box["e"] = e
+
+    import threading
 
     t = threading.Thread(target=work, name=name)
     t.start()

@@ -10,11 +10,10 @@ from __future__ import annotations
 import os
 import signal
 import stat
-from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, Protocol
 
 from nsprim._native import ffi, lib
+from nsprim._record import record
 from nsprim.caps import cap_mask
 from nsprim.config import DEFAULT_PATH, Bind, ContainerConfig, Tmpfs
 from nsprim.errors import ConfigError
@@ -22,9 +21,13 @@ from nsprim.exe import helper_fd
 from nsprim.namespace import Namespace, NamespaceKind
 from nsprim.seccomp import compile_bpf
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Protocol
+
 __all__ = ["Op", "Plan", "build_plan", "compile_plan", "resolve_user"]
 
-@dataclass(slots=True)
+@record
 class Op:
     """One setup step of the child.  `step` names it in errors; `detail` is
     what an error shows next to it (a path, a name)."""
@@ -49,19 +52,18 @@ class Op:
     detail: str = ""
 
 
+if TYPE_CHECKING:
+    class CgroupTarget(Protocol):
+        """What a plan needs of a cgroup (nsprim.cgroup.Cgroup)."""
+
+        @property
+        def fd(self) -> int: ...
+        @property
+        def v2_path(self) -> str | None: ...
+        def procs_files(self) -> list[str]: ...
 
 
-class CgroupTarget(Protocol):
-    """What a plan needs of a cgroup (nsprim.cgroup.Cgroup)."""
-
-    @property
-    def fd(self) -> int: ...
-    @property
-    def v2_path(self) -> str | None: ...
-    def procs_files(self) -> list[str]: ...
-
-
-@dataclass
+@record
 class Plan:
     ops: list[Op]
     clone_flags: int

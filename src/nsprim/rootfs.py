@@ -18,11 +18,10 @@ from __future__ import annotations
 
 import errno
 import os
-import shutil
 from collections.abc import Sequence
 
 from nsprim import mount as m
-from nsprim.state import FileLock, state_root
+from nsprim.state import FileLock, remove_tree, state_root
 
 __all__ = ["OverlayRootfs"]
 
@@ -131,15 +130,21 @@ class OverlayRootfs:
                 m.umount(self.path, m.MNT_DETACH)
             self.mounted = False
 
+    def held_fds(self) -> list[int]:
+        """The fd of the lock that marks this layer in use (mounted).  A
+        process that takes the container over keeps it open; collection
+        leaves the layer alone while it is."""
+        return [self._lock.fd] if self._lock is not None and self._lock.fd >= 0 else []
+
     def close(self) -> None:
         """Unmount and (unless kept) remove the container layer.  Idempotent."""
         self.unmount()
         if self._created and not self.keep:
             if self.reuse:  # the directory is a container record's: remove only ours
                 for d in (self.upper, self.work, self.path, os.path.join(self.dir, "l")):
-                    shutil.rmtree(d, ignore_errors=True)
+                    remove_tree(d)
             else:
-                shutil.rmtree(self.dir, ignore_errors=True)
+                remove_tree(self.dir)
             self._created = False
         if self._lock is not None:
             self._lock.release()
@@ -177,7 +182,7 @@ class OverlayRootfs:
                     m.umount(merged, m.MNT_DETACH)
                 if os.path.exists(os.path.join(d, "keep")):
                     continue
-                shutil.rmtree(d, ignore_errors=True)
+                remove_tree(d)
                 out.append(name)
             finally:
                 lock.release()

@@ -19,16 +19,19 @@ allocation (NSP_OP_SECCOMP).
 
 from __future__ import annotations
 
-import hashlib
+import _thread
 import json
 import os
 import struct
-import threading
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
-from typing import Any
 
+from nsprim._digest import sha256_hex
+from nsprim._record import record
 from nsprim.errors import ConfigError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["SeccompProfile", "default_profile", "load_profile", "compile_bpf", "DEFAULT"]
 
@@ -182,7 +185,7 @@ _OPS = {"SCMP_CMP_NE": 1, "SCMP_CMP_LT": 2, "SCMP_CMP_LE": 3, "SCMP_CMP_EQ": 4,
 _MAX_PROFILE = 1 << 20
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class SeccompProfile:
     """A validated profile.  `key` identifies its content (for caches)."""
 
@@ -264,7 +267,7 @@ def _check(data: object, where: str) -> dict[str, Any]:
 
 def _make(name: str, data: dict[str, Any]) -> SeccompProfile:
     text = json.dumps(data, sort_keys=True, separators=(",", ":"))
-    return SeccompProfile(name, hashlib.sha256(text.encode()).hexdigest()[:32], data)
+    return SeccompProfile(name, sha256_hex(text.encode())[:32], data)
 
 
 _default: SeccompProfile | None = None
@@ -332,7 +335,7 @@ _NR_ERROR = -1
 _GOARCH = {"x86_64": "amd64", "aarch64": "arm64", "i686": "x86", "armv7l": "arm",
            "ppc64le": "ppc64le", "s390x": "s390x", "riscv64": "riscv64"}
 
-_lib_lock = threading.Lock()
+_lib_lock = _thread.allocate_lock()
 _lib: tuple[Any, Any] | None = None
 _cache: dict[tuple[str, frozenset[str]], bytes] = {}
 
@@ -521,7 +524,8 @@ class _Asm:
         return b"".join(out)
 
 
-Entry = tuple[int, list[list[Mapping[str, Any]]] | None]  # (action, arg groups or None)
+if TYPE_CHECKING:
+    Entry = tuple[int, list[list[Mapping[str, Any]]] | None]  # (action, arg groups or None)
 
 
 def _arg_group(a: _Asm, group: list[Mapping[str, Any]], action: int) -> None:
@@ -750,7 +754,7 @@ def compile_bpf(profile: SeccompProfile, caps: Iterable[str]) -> bytes:
         # the disk cache: one file per (profile, capabilities, host)
         ident = "\0".join([_LAYOUT, profile.key, *sorted(capset), os.uname().machine,
                            os.uname().release])
-        path = _disk_cache_path(hashlib.sha256(ident.encode()).hexdigest()[:40])
+        path = _disk_cache_path(sha256_hex(ident.encode())[:40])
         try:
             with open(path, "rb") as f:
                 prog = f.read(1 << 20)

@@ -12,14 +12,17 @@ it describes.  Values keep docker's spellings (``-v`` strings, ``"256m"``,
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any
 
+from nsprim import _record
+from nsprim._record import field, record
 from nsprim.errors import ConfigError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["ContainerSpec", "validate", "to_container", "exec_container", "from_run_flags",
            "parse_volume", "parse_mount", "read_env_file", "parse_labels",
@@ -30,7 +33,7 @@ RESTART = re.compile(r"no|always|unless-stopped|on-failure(:[0-9]{1,9})?", re.AS
 _OCTAL_MODE = re.compile(r"[0-7]{1,4}", re.ASCII)
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class ContainerSpec:
     """A container as docker's flags describe it (frozen, JSON-serialisable)."""
 
@@ -111,7 +114,7 @@ class ContainerSpec:
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
-        for f in dataclasses.fields(self):
+        for f in _record.fields(self):
             v = getattr(self, f.name)
             out[f.name] = list(v) if isinstance(v, tuple) else (
                 dict(v) if isinstance(v, Mapping) else v)
@@ -122,7 +125,7 @@ class ContainerSpec:
         """The spec of a record (unknown keys are ignored, missing ones take
         their defaults: records of older versions load)."""
         kw: dict[str, Any] = {}
-        for f in dataclasses.fields(cls):
+        for f in _record.fields(cls):
             if f.name not in data or data[f.name] is None and f.name in _NOT_NONE:
                 continue
             v = data[f.name]
@@ -312,7 +315,7 @@ def with_anonymous_volumes(spec: ContainerSpec, image_volumes: Sequence[str] = (
         if target not in targets:
             targets.add(target)
             vols.append(f"{fresh()}:{target}")
-    return dataclasses.replace(spec, volumes=tuple(vols), mounts=tuple(mounts),
+    return _record.replace(spec, volumes=tuple(vols), mounts=tuple(mounts),
                                anonymous_volumes=tuple(names))
 
 
@@ -621,7 +624,6 @@ def _validate_extra(spec: ContainerSpec) -> None:
 def validate(spec: ContainerSpec) -> None:
     """Every check of a spec, before anything is created: a ConfigError
     naming the first bad value.  (The image itself is looked up later.)"""
-    from nsprim.cgroup import make_limits
     from nsprim.config import parse_user, validate_env, validate_hostname
     from nsprim.devices import parse_device
     from nsprim.lifecycle import check_name, parse_signal
@@ -672,12 +674,11 @@ def validate(spec: ContainerSpec) -> None:
         load_profile(spec.seccomp)
     elif spec.seccomp not in ("default", "unconfined"):
         raise ConfigError(f"invalid seccomp {spec.seccomp!r}")
-    make_limits(memory=spec.memory, memory_swap=spec.memory_swap, cpus=spec.cpus,
-                cpu_shares=spec.cpu_shares, cpuset=spec.cpuset_cpus,
-                cpuset_mems=spec.cpuset_mems, pids=spec.pids_limit,
-                device_read_bps=tuple(spec.device_read_bps),
-                device_write_bps=tuple(spec.device_write_bps))
-    limits_of(spec)
+    limits = (spec.memory, spec.memory_swap, spec.cpus, spec.cpu_shares, spec.cpuset_cpus,
+              spec.cpuset_mems, spec.pids_limit, spec.memory_reservation, spec.cpu_period,
+              spec.cpu_quota, spec.blkio_weight)
+    if any(v is not None for v in limits) or spec.device_read_bps or spec.device_write_bps:
+        limits_of(spec)  # make_limits's checks (nsprim.cgroup only when a limit is given)
     _validate_extra(spec)
 
 

@@ -21,11 +21,13 @@ from __future__ import annotations
 import errno
 import fcntl
 import functools
-import hashlib
 import os
 import stat
 
-__all__ = ["state_root", "run_dir", "root_id", "private_dir", "FileLock", "atomic_write"]
+from nsprim._digest import sha256_hex
+
+__all__ = ["state_root", "run_dir", "root_id", "private_dir", "FileLock", "atomic_write",
+           "remove_tree"]
 
 _private: set[str] = set()  # directories already made private by this process
 
@@ -112,7 +114,7 @@ def root_id() -> str:
 @functools.lru_cache(maxsize=8)
 def _root_id(root: str, run: str) -> str:
     key = f"{os.path.realpath(root)}\0{os.path.realpath(run)}"
-    return hashlib.sha256(key.encode()).hexdigest()[:12]
+    return sha256_hex(key.encode())[:12]
 
 
 class FileLock:
@@ -166,3 +168,32 @@ def atomic_write(path: str, data: bytes, mode: int = 0o644, *, durable: bool = T
     finally:
         os.close(fd)
     os.rename(tmp, path)
+
+
+def remove_tree(path: str) -> None:
+    """Remove the directory tree `path`, ignoring errors: what
+    ``shutil.rmtree(path, ignore_errors=True)`` does, without importing
+    shutil (and its compression modules: 2 ms) on the CLI's path.  Like
+    shutil's, it works relative to directory fds and never follows a symlink:
+    a link inside the tree is removed, not what it points at."""
+    try:
+        walk = os.fwalk(path, topdown=False)
+        for _top, dirs, files, fd in walk:
+            for name in files:
+                try:
+                    os.unlink(name, dir_fd=fd)
+                except OSError:
+                    pass
+            for name in dirs:
+                try:
+                    os.rmdir(name, dir_fd=fd)
+                except NotADirectoryError:  # a symlink to a directory
+                    try:
+                        os.unlink(name, dir_fd=fd)
+                    except OSError:
+                        pass
+                except OSError:
+                    pass
+        os.rmdir(path)
+    except OSError:
+        pass

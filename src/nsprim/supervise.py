@@ -23,9 +23,12 @@ import os
 import select
 import sys
 import time
-from typing import Any
 
 from nsprim.lifecycle import Record, release_resources, remove_record, wake_path
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 SHIM = os.path.join(os.path.dirname(os.path.abspath(__file__)), "nsprim-shim")
 
@@ -35,15 +38,6 @@ def build_container(rec: Record, **extra: Any) -> Any:
     from nsprim.spec import to_container
 
     return to_container(rec.spec, **extra)
-
-
-def _lock_fds(c: Any) -> list[int]:
-    fds = []
-    for holder in (c._overlay, c.cgroup, c.attachment):
-        lock = getattr(holder, "_lock", None)
-        if lock is not None and getattr(lock, "fd", -1) >= 0:
-            fds.append(lock.fd)
-    return fds
 
 
 def run_once(rec: Record, report: Any) -> None:
@@ -80,12 +74,10 @@ def run_once(rec: Record, report: Any) -> None:
 
     start_monitor(rec)  # --health-cmd, the image's HEALTHCHECK
     report("ok")
-    locks = _lock_fds(c) + (c.attachment.holder_fds() if c.attachment is not None else [])
+    locks = c.hand_over()
     keep = [c.pidfd, c.stdout.fileno(), c.stderr.fileno(), *locks]
     for fd in keep:
         os.set_inheritable(fd, True)
-    if c._netns is not None:
-        c._netns.close()  # the container holds its namespace
     from nsprim.spec import log_limits
     from nsprim.state import root_args
 

@@ -8,8 +8,10 @@ import os
 import select
 import signal
 from collections.abc import Callable
-from typing import Any
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 __all__ = ["proxy"]
 
 
@@ -35,6 +37,18 @@ def proxy(master: int, ended: Callable[[], bool], stdin: int = -1, stdout: int =
             size = fcntl.ioctl(stdin, termios.TIOCGWINSZ, struct.pack("HHHH", 0, 0, 0, 0))
             fcntl.ioctl(master, termios.TIOCSWINSZ, size)
 
+    def copy_out() -> bool:
+        """One read of the container's side, copied out; False at its end."""
+        try:
+            data = os.read(master, 65536)
+        except OSError:
+            data = b""
+        if data:
+            os.write(stdout, data)
+            if output is not None:
+                output(data)
+        return bool(data)
+
     old = signal.signal(signal.SIGWINCH, winsize)
     winsize()
     ours = stdin
@@ -42,16 +56,8 @@ def proxy(master: int, ended: Callable[[], bool], stdin: int = -1, stdout: int =
         while True:
             fds = [master] + ([ours] if ours >= 0 else [])
             ready, _, _ = select.select(fds, [], [], 0.2)
-            if master in ready:
-                try:
-                    data = os.read(master, 65536)
-                except OSError:
-                    data = b""
-                if not data:
-                    break
-                os.write(stdout, data)
-                if output is not None:
-                    output(data)
+            if master in ready and not copy_out():
+                break
             if ours >= 0 and ours in ready:
                 data = os.read(ours, 65536)
                 if not data:
@@ -59,6 +65,12 @@ def proxy(master: int, ended: Callable[[], bool], stdin: int = -1, stdout: int =
                 else:
                     os.write(master, data)
             if ended() and master not in ready:
+                # the container has ended: what it wrote last may still be on
+                # its way through the terminal (the kernel moves it to our
+                # side asynchronously), so read until the side hangs up or
+                # stays quiet for a moment
+                while select.select([master], [], [], 0.1)[0] and copy_out():
+                    pass
                 break
     finally:
         signal.signal(signal.SIGWINCH, old)

@@ -11,11 +11,9 @@ import errno
 import json
 import os
 import re
-import shutil
-import subprocess
 import time
-from dataclasses import dataclass
 
+from nsprim._record import record
 from nsprim.errors import ConfigError
 from nsprim.state import FileLock, atomic_write, state_root
 
@@ -24,7 +22,7 @@ __all__ = ["Volume", "VolumeInfo", "create", "get", "list_volumes", "remove", "v
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Volume:
     """Mount named volume `name` at `target` inside the container."""
 
@@ -38,7 +36,7 @@ class Volume:
             raise ConfigError(f"invalid volume target {self.target!r}: must be an absolute path")
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class VolumeInfo:
     name: str
     mountpoint: str
@@ -115,6 +113,8 @@ def remove(name: str) -> None:
     with _lock():
         if _in_use(info.mountpoint):
             raise OSError(errno.EBUSY, f"volume {name} is in use", name)
+        import shutil
+
         shutil.rmtree(os.path.dirname(info.mountpoint))
 
 
@@ -144,4 +144,6 @@ def populate(volume_data: str, source_dir_fd: int) -> None:
     if os.listdir(volume_data):
         return
     src = f"/proc/{os.getpid()}/fd/{source_dir_fd}/."  # cp is another process
+    import subprocess
+
     subprocess.run(["cp", "-a", src, volume_data], check=True, stdin=subprocess.DEVNULL)

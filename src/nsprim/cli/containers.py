@@ -16,7 +16,6 @@ import os
 import signal
 import sys
 import time
-from typing import Any
 
 from nsprim.cli import (
     _INT,
@@ -26,6 +25,10 @@ from nsprim.cli import (
     _print_rows,
 )
 from nsprim.cli.run import _attach, _start_detached
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 EXIT_ERROR = 1  # docker's status for a command that failed on a container
 

@@ -26,12 +26,25 @@ def cmd_pull(a: argparse.Namespace) -> int:
 
 
 def cmd_load(a: argparse.Namespace) -> int:
+    import tempfile
+
     from nsprim.images.store import default_store
 
+    tmp = None
     try:
-        imgs = default_store().load(a.input)
+        if a.input is None or a.input == "-":  # docker load < FILE
+            import shutil
+            import sys
+
+            tmp = tempfile.NamedTemporaryFile(prefix="nsprim-load-", suffix=".tar")
+            shutil.copyfileobj(sys.stdin.buffer, tmp, 1 << 20)
+            tmp.flush()
+        imgs = default_store().load(a.input if tmp is None else tmp.name)
     except (LookupError, OSError, ValueError, KeyError) as e:
         return _fail(_oneline(e))
+    finally:
+        if tmp is not None:
+            tmp.close()
     for img in imgs:
         for n in img.names or [img.id]:
             print(f"Loaded image: {n}")

@@ -8,7 +8,6 @@ import os
 import signal
 import sys
 import time
-from typing import Any
 
 from nsprim.cli import (
     _FORWARDED,
@@ -19,6 +18,10 @@ from nsprim.cli import (
     _Interrupted,
     _oneline,
 )
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 #: docker's exit status for "the input device is not a TTY": its CLI returns
 #: that error unwrapped (cli/streams/in.go CheckTty, called by runContainer
@@ -35,8 +38,7 @@ def _not_a_tty(tty: bool, interactive: bool) -> str | None:
 
 
 def cmd_run(a: argparse.Namespace) -> int:
-    import dataclasses
-
+    from nsprim import _record
     from nsprim.errors import ConfigError
     from nsprim.lifecycle import new_record, remove_record
     from nsprim.spec import from_run_flags, to_container, validate, with_anonymous_volumes
@@ -65,12 +67,12 @@ def cmd_run(a: argparse.Namespace) -> int:
         if image is not None:
             img = _image_for(image, getattr(a, "pull", "missing"))
             # the image's STOPSIGNAL unless --stop-signal (docker's rule)
-            spec = dataclasses.replace(spec, image_id=img.id,
+            spec = _record.replace(spec, image_id=img.id,
                                        stop_signal=spec.stop_signal or img.stop_signal)
             spec = with_anonymous_volumes(spec, img.volumes)
             from nsprim.health import resolve
 
-            spec = dataclasses.replace(spec, health=resolve(spec, img.config.get("config")))
+            spec = _record.replace(spec, health=resolve(spec, img.config.get("config")))
             if spec.stop_signal is not None:
                 from nsprim.lifecycle import parse_signal
 
@@ -78,7 +80,7 @@ def cmd_run(a: argparse.Namespace) -> int:
         else:
             from nsprim.health import resolve
 
-            spec = dataclasses.replace(with_anonymous_volumes(spec), health=resolve(spec, None))
+            spec = _record.replace(with_anonymous_volumes(spec), health=resolve(spec, None))
         rec = new_record(spec.to_json())
         if getattr(a, "cidfile", None):
             _write_cidfile(a.cidfile, rec.id)

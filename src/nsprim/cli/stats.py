@@ -4,7 +4,7 @@
   CPU %, memory usage / limit, memory %, net I/O (the host side of the
   container's veth), block I/O and pids, from the container's cgroup.  CPU %
   is measured over the time the command takes to read everything (at least
-  50 ms; docker's over one second), as docker computes it: the container's
+  20 ms; docker's over one second), as docker computes it: the container's
   CPU time over the elapsed time, times 100 (100% is one CPU).
 - ``top CONTAINER [ps OPTIONS]``: the host's ``ps`` (default ``-ef``) limited
   to the container's processes (those in its pid namespace).

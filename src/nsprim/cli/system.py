@@ -27,7 +27,8 @@ MANAGEMENT = {
                   "update": "update", "diff": "diff", "export": "export",
                   "prune": "container-prune"},
     "image": {"ls": "images", "list": "images", "rm": "rmi", "remove": "rmi",
-              "pull": "pull", "load": "load", "prune": "image-prune"},
+              "pull": "pull", "load": "load", "prune": "image-prune", "build": "build",
+              "tag": "tag", "push": "push", "save": "save", "history": "history"},
     "volume": {"prune": "volume-prune"},
     "system": {"prune": "system-prune", "df": "system-df", "info": "info"},
 }

@@ -10,7 +10,6 @@ Names are imported on first use (the registry client pulls in http and ssl).
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any
 
 __all__ = ["Image", "ImageStore", "ImageNotFound", "LayerError", "RegistryError", "Reference",
            "parse_reference", "pull", "load", "get", "list_images", "remove"]
@@ -19,7 +18,10 @@ _WHERE = {"Image": "store", "ImageStore": "store", "ImageNotFound": "store",
           "LayerError": "layer", "RegistryError": "registry", "Reference": "reference",
           "parse_reference": "reference"}
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from nsprim.images.layer import LayerError
     from nsprim.images.reference import Reference, parse_reference
     from nsprim.images.registry import RegistryError

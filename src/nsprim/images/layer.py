@@ -19,17 +19,19 @@ digest) and the uncompressed tar's (the config's diff_id).
 
 from __future__ import annotations
 
-import hashlib
 import io
 import os
 import posixpath
 import stat
-import tarfile
 import zlib
 from collections.abc import Callable
-from typing import IO, Any
 
 from nsprim._native import lib
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import tarfile
+    from typing import IO, Any
 
 __all__ = ["extract_layer", "HashingReader", "LayerError", "decompressor_for", "Bounded"]
 
@@ -38,7 +40,8 @@ _WH = ".wh."
 _OPAQUE = ".wh..wh..opq"
 
 
-Readable = IO[bytes] | io.RawIOBase  # what the readers here read from
+if TYPE_CHECKING:
+    Readable = IO[bytes] | io.RawIOBase  # what the readers here read from
 
 
 class LayerError(ValueError):
@@ -49,6 +52,8 @@ class HashingReader(io.RawIOBase):
     """Read through, hashing (sha256) and counting what passes."""
 
     def __init__(self, raw: Readable, progress: Callable[[int], None] | None = None) -> None:
+        import hashlib  # OpenSSL's: loaded by what hashes layers, not by every import
+
         self.raw = raw
         self.hash = hashlib.sha256()
         self.count = 0
@@ -292,6 +297,8 @@ def extract_layer(stream: Readable, dest: str, *, whiteouts: bool = True) -> tup
     Returns (diff_id, size): the sha256 of the tar and its length.  Raises
     LayerError for a corrupt archive.
     """
+    import tarfile
+
     from nsprim.images.targuard import GuardedReader, TarGuard
 
     hashed = HashingReader(stream)

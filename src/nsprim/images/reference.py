@@ -7,8 +7,8 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 
+from nsprim._record import record
 from nsprim.errors import ConfigError
 
 __all__ = ["Reference", "parse_reference", "DEFAULT_DOMAIN"]
@@ -26,7 +26,7 @@ _TAG_RE = re.compile(_TAG, re.ASCII)
 _DIGEST_RE = re.compile(_DIGEST, re.ASCII)
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Reference:
     domain: str
     path: str

@@ -20,11 +20,14 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import IO, Any
 
+from nsprim._record import record
 from nsprim.images.reference import Reference
 from nsprim.images.schema import index_entries, manifest_parts, parse_object
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import IO, Any
 
 __all__ = ["RegistryClient", "RegistryError", "Manifest", "MEDIA_TYPES", "host_platform"]
 
@@ -40,7 +43,7 @@ class RegistryError(OSError):
     """The registry refused, failed, or sent something that does not verify."""
 
 
-@dataclass
+@record
 class Manifest:
     digest: str
     media_type: str

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 __all__ = ["parse_object", "descriptor", "manifest_parts", "index_entries", "config_diff_ids",
            "check_config", "docker_manifest_entries", "DIGEST_RE"]
 

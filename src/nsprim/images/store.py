@@ -32,22 +32,16 @@ the config.  A failed pull leaves nothing of itself behind.
 
 from __future__ import annotations
 
+import _thread
 import fcntl
-import hashlib
 import json
 import os
-import secrets
-import shutil
 import stat
 import sys
-import tarfile
-import threading
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from typing import IO, Any
 
+from nsprim._record import field, record
 from nsprim.errors import ConfigError
 from nsprim.images.layer import Bounded, HashingReader, LayerError, extract_layer, open_layer_stream
 from nsprim.images.reference import parse_reference
@@ -58,7 +52,12 @@ from nsprim.images.schema import (
     manifest_parts,
     parse_object,
 )
-from nsprim.state import FileLock, atomic_write, state_root
+from nsprim.state import FileLock, atomic_write, remove_tree, state_root
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import tarfile
+    from typing import IO, Any
 
 __all__ = ["Image", "ImageStore", "ImageNotFound", "ImageInUse", "default_store"]
 
@@ -68,6 +67,12 @@ DEFAULT_MAX_RATIO = 100
 DEFAULT_MAX_SIZE = 64 << 30
 _MIN_COMPRESSED = 1 << 20   # the ratio applies to at least this many compressed bytes
 _MAX_JSON = 32 << 20        # manifests, configs, index.json, manifest.json
+
+
+def _sha256_hex(data: bytes) -> str:
+    import hashlib  # OpenSSL's (fast for layers): loaded only by what hashes
+
+    return hashlib.sha256(data).hexdigest()
 
 
 def _setting(value: int | str | None, env: str, default: int, what: str) -> int:
@@ -83,7 +88,8 @@ def _setting(value: int | str | None, env: str, default: int, what: str) -> int:
 
 # (image id, config, diff_ids, layer descriptors, names, manifest): a checked
 # image of a load, not stored yet
-_Plan = tuple[str, bytes, list[str], list[dict[str, Any]], list[str], "bytes | None"]
+if TYPE_CHECKING:
+    _Plan = tuple[str, bytes, list[str], list[dict[str, Any]], list[str], "bytes | None"]
 
 
 class _Budget:
@@ -92,7 +98,7 @@ class _Budget:
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self.used = 0
-        self.lock = threading.Lock()
+        self.lock = _thread.allocate_lock()
 
     def add(self, n: int) -> None:
         with self.lock:
@@ -108,7 +114,7 @@ class _PullLock:
 
     def __init__(self, tmpdir: str) -> None:
         while True:
-            self.name = "pull-" + secrets.token_hex(8)
+            self.name = "pull-" + os.urandom(8).hex()
             self.path = os.path.join(tmpdir, self.name + ".lock")
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
             fcntl.flock(fd, fcntl.LOCK_EX)
@@ -122,7 +128,7 @@ class _PullLock:
             os.close(fd)
         self.tmpdir = tmpdir
         self._n = 0
-        self._mu = threading.Lock()
+        self._mu = _thread.allocate_lock()
 
     def new_dir(self) -> str:
         with self._mu:
@@ -139,7 +145,7 @@ class _PullLock:
         for entry in os.listdir(self.tmpdir):
             if entry.startswith(self.name + "."):
                 if entry != self.name + ".lock":
-                    shutil.rmtree(os.path.join(self.tmpdir, entry), ignore_errors=True)
+                    remove_tree(os.path.join(self.tmpdir, entry))
         try:
             os.unlink(self.path)
         except FileNotFoundError:
@@ -194,7 +200,7 @@ def _hex(digest: str) -> str:
     return h
 
 
-@dataclass
+@record
 class Image:
     """An image in the store."""
 
@@ -245,6 +251,31 @@ class Image:
     @property
     def volumes(self) -> list[str]:
         return sorted((self._c().get("Volumes") or {}).keys())
+
+    @property
+    def history(self) -> list[dict[str, Any]]:
+        h = self.config.get("history") or []
+        return [e for e in h if isinstance(e, dict)] if isinstance(h, list) else []
+
+    def tag(self, target: str) -> Image:
+        """Name this image `target` too (docker tag)."""
+        return default_store().tag(self.id, target)
+
+    def save(self, path: str, *, format: str = "docker") -> None:
+        """Write this image to `path` as a docker save archive (or OCI layout)."""
+        from nsprim.images.archive import save
+
+        with open(path, "wb") as f:
+            save([self.names[0] if self.names else self.id], f, format=format)
+
+    def push(self, name: str | None = None, **kwargs: Any) -> str:
+        """Push to a registry (see nsprim.images.push); the manifest digest."""
+        from nsprim.images.push import push
+
+        target = name or (self.names[0] if self.names else None)
+        if target is None:
+            raise ConfigError(f"image {self.id[:19]} has no name to push to")
+        return push(target, **kwargs)
 
     def argv(self, cmd: list[str] | None = None, entrypoint: list[str] | None = None
              ) -> list[str]:
@@ -303,7 +334,7 @@ class ImageStore:
                     continue
                 for e in entries:
                     if e.startswith(owner + ".") and e != owner + ".lock":
-                        shutil.rmtree(os.path.join(tmp, e), ignore_errors=True)
+                        remove_tree(os.path.join(tmp, e))
                         removed.append(e)
                 os.unlink(path)
                 removed.append(owner + ".lock")
@@ -317,7 +348,7 @@ class ImageStore:
             if not os.path.exists(os.path.join(tmp, e.split(".", 1)[0] + ".lock")):
                 p = os.path.join(tmp, e)
                 if os.path.isdir(p) and not os.path.islink(p):
-                    shutil.rmtree(p, ignore_errors=True)
+                    remove_tree(p)
                 else:
                     try:
                         os.unlink(p)
@@ -458,7 +489,7 @@ class ImageStore:
                      layer_sizes: list[int]) -> None:
         self._put_blob(image_id, config_bytes)
         if manifest is not None:
-            self._put_blob("sha256:" + hashlib.sha256(manifest).hexdigest(), manifest)
+            self._put_blob("sha256:" + _sha256_hex(manifest), manifest)
         digests: list[str] = []
         try:
             with open(self._image_path(image_id)) as f:
@@ -472,7 +503,7 @@ class ImageStore:
         atomic_write(self._image_path(image_id), json.dumps(rec, indent=1).encode(), 0o600)
 
     def _put_blob(self, digest: str, data: bytes) -> None:
-        if "sha256:" + hashlib.sha256(data).hexdigest() != digest:
+        if "sha256:" + _sha256_hex(data) != digest:
             raise LayerError(f"blob digest mismatch: {digest}")
         p = self._blob_path(digest)
         if not os.path.exists(p):
@@ -595,6 +626,20 @@ class ImageStore:
         repos[name] = image_id
         self._save_repos(repos)
 
+    def tag(self, source: str, target: str) -> Image:
+        """docker tag: `target` (normalised, docker's short names) names the
+        image `source` names.  ConfigError names a bad target."""
+        ref = parse_reference(target)
+        if ref.digest:
+            raise ConfigError(f"invalid reference format {target!r}: a tag cannot have a "
+                              "digest")
+        img = self.get(source)
+        with self._locked():
+            if not os.path.exists(self._image_path(img.id)):
+                raise ImageNotFound(f"no such image: {source}")
+            self._tag(str(ref), img.id)
+        return self.get(img.id)
+
     def _check_sizes(self, descs: list[dict[str, Any]]) -> None:
         for d in descs:
             size = d["size"]
@@ -612,9 +657,12 @@ class ImageStore:
         Each desc has a "size": the compressed bytes it may have.  On any
         failure, the layers this call added are removed again.  Returns each
         layer's unpacked size (docker's)."""
+        import tarfile
+        from concurrent.futures import ThreadPoolExecutor
+
         self._check_sizes(descs)
         added: list[str] = []
-        added_lock = threading.Lock()
+        added_lock = _thread.allocate_lock()
         sizes: list[int | None] = [None] * len(descs)  # unpacked; None: already here
         budget = _Budget(self.max_size)
         for d in diff_ids:
@@ -669,14 +717,18 @@ class ImageStore:
                 except OSError:
                     if not os.path.isdir(final):
                         raise
-                    shutil.rmtree(tmp, ignore_errors=True)  # another pull won the race
+                    remove_tree(tmp)  # another pull won the race
                 if progress:
                     progress(short, "Pull complete")
             except BaseException:
-                shutil.rmtree(tmp, ignore_errors=True)
+                remove_tree(tmp)
                 raise
 
         try:
+            # imported here: concurrent.futures pulls in logging (a cached
+            # rebuild never needs it)
+            from concurrent.futures import ThreadPoolExecutor
+
             with ThreadPoolExecutor(max_workers=min(3, max(1, len(descs)))) as pool:
                 for f in [pool.submit(one, i) for i in range(len(descs))]:
                     f.result()
@@ -685,7 +737,7 @@ class ImageStore:
                 used = self._used_layers() | self._pulling(exclude=os.path.basename(pl.path))
                 for d in added:
                     if d not in used:
-                        shutil.rmtree(d, ignore_errors=True)
+                        remove_tree(d)
             raise
         return self._layer_sizes(diff_ids, sizes)
 
@@ -717,7 +769,7 @@ class ImageStore:
         for i, e in enumerate(entries):
             where = f"{what}: image {i}"
             config_bytes = src.read(e["Config"], _MAX_JSON)
-            image_id = "sha256:" + hashlib.sha256(config_bytes).hexdigest()
+            image_id = "sha256:" + _sha256_hex(config_bytes)
             config = parse_object(config_bytes, f"{where}: config {e['Config']!r}", LayerError)
             diff_ids = config_diff_ids(config, f"{where}: config", LayerError)
             if len(e["Layers"]) != len(diff_ids):
@@ -852,7 +904,7 @@ class ImageStore:
 
         base = os.path.join(os.path.dirname(os.path.abspath(self.root)), "containers")
 
-        @dataclass
+        @record
         class _Rec(lifecycle.Record):
             @property
             def dir(self) -> str:
@@ -891,7 +943,7 @@ class ImageStore:
         for name in names:
             d = os.path.join(layers_dir, name)
             if d not in used and d not in mounted:
-                shutil.rmtree(d, ignore_errors=True)
+                remove_tree(d)
                 out.append(f"Deleted: sha256:{name}")
         ids = {_hex(i) for i in self._all_ids()}
         for name in os.listdir(os.path.join(self.root, "blobs", "sha256")):
@@ -901,7 +953,41 @@ class ImageStore:
                 if not self._blob_in_use(name):
                     os.unlink(p)
         self.collect_tmp()  # only what dead pulls left: running ones keep theirs
+        self._gc_blobcache()
         return out
+
+    def _gc_blobcache(self) -> None:
+        """Compressed blobs (build, push, save) of layers no longer here."""
+        cache = os.path.join(self.root, "blobcache")
+        try:
+            names = os.listdir(cache)
+        except FileNotFoundError:
+            return
+        keep: set[str] = set()
+        for name in names:
+            if not name.endswith(".json") or name == "pushed.json":
+                continue
+            p = os.path.join(cache, name)
+            try:
+                with open(p) as f:
+                    blob = json.load(f)
+            except (OSError, ValueError):
+                continue
+            if os.path.isdir(os.path.join(self.root, "layers", name[:-5])):
+                keep.add(os.path.basename(str(blob.get("path", ""))))
+            else:
+                os.unlink(p)
+        import time
+
+        for name in names:
+            p = os.path.join(cache, name)
+            try:
+                # a .tmp is a blob being written: only an old one is a leftover
+                if (name.endswith(".gz") and name not in keep) or (
+                        name.endswith(".tmp") and os.stat(p).st_mtime < time.time() - 3600):
+                    os.unlink(p)
+            except FileNotFoundError:
+                pass
 
     def _blob_in_use(self, hexname: str) -> bool:
         for iid in self._all_ids():
@@ -935,6 +1021,8 @@ class _Source:
     it is compressed, at most `max_bytes` once uncompressed."""
 
     def __init__(self, path: str, max_bytes: int | None = None) -> None:
+        import tarfile
+
         self.path = path
         self.tar: tarfile.TarFile | None = None
         self.file: IO[bytes] | None = None
@@ -1003,6 +1091,8 @@ class _Source:
         return self.tar.getmember(m).size
 
     def open(self, name: str) -> IO[bytes]:
+        import tarfile
+
         if self.tar is None:
             try:
                 return open(self._local(name), "rb")
@@ -1028,7 +1118,7 @@ class _Source:
 
     def blob(self, digest: str) -> bytes:
         data = self.read("blobs/sha256/" + _hex(digest))
-        if "sha256:" + hashlib.sha256(data).hexdigest() != digest:
+        if "sha256:" + _sha256_hex(data) != digest:
             raise LayerError(f"blob digest mismatch: {digest}")
         return data
 
@@ -1058,7 +1148,7 @@ def print_progress(stream: Any = None) -> Progress | None:
     out = stream or sys.stderr
     if not out.isatty():
         return None
-    lock = threading.Lock()
+    lock = _thread.allocate_lock()
 
     def report(layer: str, status: str) -> None:
         with lock:

@@ -27,9 +27,12 @@ from __future__ import annotations
 
 import io
 import re
-from typing import IO, Any
 
 from nsprim.images.layer import LayerError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import IO, Any
 
 __all__ = ["TarGuard", "GuardedReader", "check_archive", "MAX_META"]
 

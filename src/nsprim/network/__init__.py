@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
-from typing import Any, ClassVar
 
+from nsprim._record import record
 from nsprim.errors import ConfigError
 from nsprim.network.ports import PortSpec, parse_publish
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, ClassVar
 
 __all__ = ["NetworkMode", "PortSpec", "parse_publish", "parse_bandwidth"]
 
@@ -33,7 +36,7 @@ def parse_bandwidth(value: str | int) -> int:
     return bits
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class NetworkMode:
     """How a container is networked (docker's ``--network``).
 

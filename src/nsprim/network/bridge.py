@@ -32,15 +32,18 @@ import os
 import socket
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from typing import Any
 
+from nsprim._record import field, record
 from nsprim.errors import ConfigError
 from nsprim.namespace import Namespace
 from nsprim.network.nft import Nft
 from nsprim.network.ports import PortSpec
 from nsprim.network.rtnl import Rtnl
 from nsprim.state import FileLock, atomic_write, private_dir, root_id, run_dir
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["BRIDGE", "TABLE", "Attachment", "attach", "collect", "network_dir",
            "DEFAULT_SUBNETS"]
@@ -467,7 +470,7 @@ def _assign_ports(specs: list[PortSpec], leases: dict[str, Any],
 
 # ----------------------------------------------------------------- attach
 
-@dataclass
+@record
 class Attachment:
     """A container's place on the bridge; detach() undoes all of it."""
 
@@ -485,6 +488,12 @@ class Attachment:
     def holder_fds(self) -> list[int]:
         """The fds of the sockets holding the published host ports."""
         return [s.fileno() for s in self._holders]
+
+    def held_fds(self) -> list[int]:
+        """What keeps this attachment owned: its lease's lock and the port
+        holders.  A process that takes the container over keeps them open."""
+        lock = [self._lock.fd] if self._lock is not None and self._lock.fd >= 0 else []
+        return lock + self.holder_fds()
 
     def detach(self, *, netns_gone: bool = False) -> None:
         """Remove the ports and the lease.  With `netns_gone` (the container's

@@ -12,8 +12,10 @@ from __future__ import annotations
 import shutil
 import subprocess
 import threading
-from typing import Any
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 __all__ = ["Nft", "NftError"]
 
 _CDEF = """

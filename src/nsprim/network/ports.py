@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import ipaddress
 import re
-from dataclasses import dataclass
 
+from nsprim._record import record
 from nsprim.errors import ConfigError
 
 __all__ = ["PortSpec", "parse_publish", "MAX_RANGE"]
@@ -16,7 +15,7 @@ _PORTS = re.compile(r"[0-9]{1,5}(?:-[0-9]{1,5})?", re.ASCII)
 _IPV4 = re.compile(r"[0-9]{1,3}(?:\.[0-9]{1,3}){3}", re.ASCII)
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class PortSpec:
     """Host ``host_ip:host_port`` (0: any free port) -> container ``port``."""
 
@@ -67,6 +66,8 @@ def parse_publish(spec: str) -> list[PortSpec]:
             raise ConfigError(f"invalid port specification {spec!r}: bad address {ip!r} "
                               "(an IPv4 address such as 127.0.0.1)")
         try:
+            import ipaddress
+
             addr = ipaddress.IPv4Address(ip)
         except ValueError:
             raise ConfigError(f"invalid port specification {spec!r}: bad address {ip!r}") \
