@@ -755,7 +755,8 @@ def test_events(private_root: str, fresh_rootfs: str) -> None:
     root = private_root
     t0 = f"{time.time():.3f}"
     follow = subprocess.Popen([sys.executable, "-m", "nsprim", "--root", root, "events",
-                               "--filter", "container=ev"], stdout=subprocess.PIPE, text=True)
+                               "--since", t0, "--filter", "container=ev"],
+                              stdout=subprocess.PIPE, text=True)
     try:
         assert _cli(root, "run", "-d", "--name", "ev", "--network", "none", "--rootfs",
                     fresh_rootfs, "sleep", "1000").returncode == 0
@@ -783,7 +784,10 @@ def test_events(private_root: str, fresh_rootfs: str) -> None:
         deadline = time.monotonic() + 10
         assert follow.stdout is not None
         while len(seen) < 6 and time.monotonic() < deadline:
-            seen.append(follow.stdout.readline().split()[2])
+            got = follow.stdout.readline().split()
+            if not got:
+                break  # it ended: the assertion below says what it saw
+            seen.append(got[2])
         assert seen == ["create", "start", "pause", "unpause", "die", "destroy"]
     finally:
         follow.kill()
