@@ -39,6 +39,31 @@ struct stream {
 };
 
 static int log_fd = -1;
+/* rotation (docker's json-file max-size/max-file): NSPRIM_LOG_MAX_SIZE bytes
+ * per file, NSPRIM_LOG_MAX_FILE files: container.log, then .1 (the newest
+ * rotated) to .N-1; 0 or unset: no limit */
+static long long log_max, log_size;
+static int log_files = 1;
+static char log_path[4096];
+
+static void rotate(void)
+{
+    char from[4200], to[4200];
+    int i;
+    if (log_fd >= 0)
+        close(log_fd);
+    for (i = log_files - 1; i >= 1; i--) {
+        if (i == 1)
+            snprintf(from, sizeof from, "%s", log_path);
+        else
+            snprintf(from, sizeof from, "%s.%d", log_path, i - 1);
+        snprintf(to, sizeof to, "%s.%d", log_path, i);
+        (void)rename(from, to);  /* a missing one (ENOENT) is fine */
+    }
+    log_fd = open(log_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC |
+                  (log_files <= 1 ? O_TRUNC : 0), 0640);
+    log_size = 0;
+}
 
 static void put(char *out, size_t *n, size_t cap, const char *s, size_t len)
 {
@@ -102,6 +127,9 @@ static void emit(const char *stream, const char *line, size_t len)
             }
             off += (size_t)w;
         }
+        log_size += (long long)off;
+        if (log_max > 0 && log_size >= log_max)
+            rotate();
     }
 }
 
@@ -172,8 +200,20 @@ int main(int argc, char **argv)
     out.name = "stdout";
     err.fd = atoi(argv[4]);
     err.name = "stderr";
-    snprintf(path, sizeof path, "%s/container.log", argv[1]);
-    log_fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+    snprintf(log_path, sizeof log_path, "%s/container.log", argv[1]);
+    log_fd = open(log_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+    if (getenv("NSPRIM_LOG_MAX_SIZE"))
+        log_max = strtoll(getenv("NSPRIM_LOG_MAX_SIZE"), NULL, 10);
+    if (getenv("NSPRIM_LOG_MAX_FILE"))
+        log_files = atoi(getenv("NSPRIM_LOG_MAX_FILE"));
+    if (log_files < 1)
+        log_files = 1;
+    if (log_fd >= 0) {
+        off_t end = lseek(log_fd, 0, SEEK_END);
+        log_size = end > 0 ? (long long)end : 0;
+        if (log_max > 0 && log_size >= log_max)
+            rotate();
+    }
 
     while (!exited || out.fd >= 0 || err.fd >= 0) {
         int n = 0, r;

@@ -10,6 +10,7 @@
 #include <limits.h>
 #include <net/if.h>
 #include <pthread.h>
+#include <sys/resource.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
@@ -760,6 +761,17 @@ static void child_main(const struct child_start *st)
             break;
         case NSP_OP_PDEATHSIG:
             r = prctl(PR_SET_PDEATHSIG, op->arg, 0, 0, 0);
+            break;
+        case NSP_OP_RLIMIT:
+            if (op->nids != 4) {
+                errno = EINVAL;
+                r = -1;
+            } else {
+                struct rlimit rl;
+                rl.rlim_cur = ((rlim_t)op->ids[1] << 32) | op->ids[0];
+                rl.rlim_max = ((rlim_t)op->ids[3] << 32) | op->ids[2];
+                r = setrlimit(op->arg, &rl);
+            }
             break;
         case NSP_OP_WRITE_FILE:
             r = (op->flags & NSP_F_UNLESS_PLACED) && c.placed ? 0 : op_write_file(op);

@@ -108,6 +108,8 @@ enum nsp_op_kind {
     NSP_OP_WAIT_START,     /* fd = a FIFO (opened O_RDWR by the parent): tell the parent
                               {NSP_MSG_CREATED}, then block until one byte can be read
                               from fd (the OCI runtime's `start`), close fd */
+    NSP_OP_RLIMIT,         /* arg = RLIMIT_*, ids = soft low, soft high, hard low, hard
+                              high 32 bits: setrlimit */
     NSP_OP__COUNT
 };
 

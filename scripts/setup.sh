@@ -54,6 +54,8 @@ command -v docker-compose >/dev/null || need_apt+=(docker-compose)
 command -v script >/dev/null || need_apt+=(bsdutils)
 # podman: the peer benchmarks.ps measures ps/images/inspect against
 command -v podman >/dev/null || need_apt+=(podman)
+# nsprim top runs the host's ps (issue 12)
+command -v ps >/dev/null || need_apt+=(procps)
 if [ ${#need_apt[@]} -gt 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq

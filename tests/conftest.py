@@ -203,10 +203,12 @@ def images(registry: object, tmp_path_factory: pytest.TempPathFactory) -> dict[s
     b.derive("app", "ep", entrypoint=["echo", "entry"], cmd=["default-arg"])
     b.derive("base", "stopint", stopsignal="SIGINT",
              cmd=["sh", "-c", "trap 'exit 42' INT; while :; do sleep 0.1; done"])
+    b.derive("base", "vol", files={"/data/seed": "seed\n"}, volumes=["/data"],
+             cmd=["cat", "/data/seed"])
     b.multiarch("multi", "app")
     refs = {}
     for tag, repo in (("base", "test/base"), ("app", "test/app"), ("wh", "test/wh"),
-                      ("ep", "test/ep"), ("stopint", "test/stopint")):
+                      ("ep", "test/ep"), ("stopint", "test/stopint"), ("vol", "test/vol")):
         refs[tag] = registry.push(b.layout, tag, repo) + ":latest"
     refs["multi"] = registry.push(b.layout, "multi", "test/multi", all_=True) + ":latest"
     refs["layout"] = str(b.layout)

@@ -129,7 +129,8 @@ class ImageBuilder:
     def derive(self, base: str, tag: str, files: dict[str, str] | None = None,
                delete: tuple[str, ...] = (), cmd: list[str] | None = None,
                env: list[str] | None = None, workdir: str | None = None,
-               entrypoint: list[str] | None = None, stopsignal: str | None = None) -> None:
+               entrypoint: list[str] | None = None, stopsignal: str | None = None,
+               volumes: list[str] | None = None) -> None:
         """A new image `tag`: `base` plus one layer (files added, paths deleted)."""
         b = self._bundle()
         umoci("unpack", "--image", f"{self.layout}:{base}", str(b))
@@ -156,6 +157,8 @@ class ImageBuilder:
             args += ["--config.workingdir", workdir]
         if stopsignal:
             args += ["--config.stopsignal", stopsignal]
+        for v in volumes or []:
+            args += ["--config.volume", v]
         if args:
             umoci("config", "--image", f"{self.layout}:{tag}", *args)
 

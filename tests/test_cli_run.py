@@ -30,8 +30,8 @@ def one_line_error(stderr: str) -> str:
 # ------------------------------------------------ 10: no abbreviated flags
 
 @pytest.mark.parametrize("argv", [
-    ["run", "--pid", "host", "--rootfs", "/", "true"],  # was --pids-limit
     ["run", "--usern", "host", "--rootfs", "/", "true"],  # was --userns(-map)
+    ["run", "--cpu-sha", "5", "--rootfs", "/", "true"],  # was --cpu-shares
     ["run", "--pids", "5", "--rootfs", "/", "true"],
     ["run", "--priv", "--rootfs", "/", "true"],  # was --privileged
     ["ps", "--al"],
@@ -49,11 +49,11 @@ def test_flags_are_not_matched_by_abbreviation(argv: list[str]) -> None:
 
 def test_abbreviated_flag_is_one_line_125(tmp_path: Path) -> None:
     r = subprocess.run([sys.executable, "-m", "nsprim", "--root", str(tmp_path), "run",
-                        "--pid", "host", "--rootfs", "/", "true"],
+                        "--pids", "5", "--rootfs", "/", "true"],
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 125
     line = one_line_error(r.stderr)
-    assert "--pid" in line and "pids-limit" not in line
+    assert "--pids" in line and "pids-limit" not in line
 
 
 def test_exact_flags_and_short_groups_still_parse() -> None:

@@ -4,6 +4,7 @@ gives a spec that validate() accepts, and bad values are refused."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -96,3 +97,41 @@ def test_a_record_of_an_older_version_loads() -> None:
     spec = ContainerSpec.from_json(old)
     assert spec.cmd == ("sh",) and spec.volumes == ("a:/a",) and spec.env == ()
     assert spec.restart == "always" and spec.created == 5.0
+
+
+# ---------------------------------------------- issue 12: mounts and volumes
+
+from hypothesis import given as _given  # noqa: E402
+from hypothesis import strategies as _st  # noqa: E402
+
+
+@_given(_st.lists(_st.sampled_from(["/a", "/b", "/c/d", "n1:/e", "/tmp:/f:ro"]),
+                  max_size=4, unique=True),
+        _st.lists(_st.sampled_from(["/a", "/img", "/c/d", "/x"]), max_size=3, unique=True))
+def test_with_anonymous_volumes_names_each_once(vols: list[str], image_vols: list[str]
+                                                ) -> None:
+    from nsprim.spec import ContainerSpec, parse_volume, with_anonymous_volumes
+
+    spec = with_anonymous_volumes(ContainerSpec(rootfs="/", cmd=("x",), volumes=tuple(vols)),
+                                  image_vols)
+    targets = [parse_volume(v).target for v in spec.volumes]
+    assert len(targets) == len(set(targets))  # one mount a target
+    assert set(targets) == {v.split(":")[1] if ":" in v else v for v in vols} | set(image_vols)
+    anon = [v.split(":")[0] for v in spec.volumes if ":" in v and len(v.split(":")[0]) == 64]
+    assert sorted(anon) == sorted(spec.anonymous_volumes)
+    assert all(":" in v for v in spec.volumes)
+    again = with_anonymous_volumes(spec, image_vols)  # a restart names nothing new
+    assert again.volumes == spec.volumes and again.anonymous_volumes == spec.anonymous_volumes
+
+
+def test_parse_mount_kinds(tmp_path: Path) -> None:
+    from nsprim.config import Bind, Tmpfs
+    from nsprim.spec import parse_mount
+    from nsprim.volumes import Volume
+
+    assert parse_mount(f"type=bind,src={tmp_path},dst=/x,ro") == Bind(str(tmp_path), "/x",
+                                                                       readonly=True)
+    assert parse_mount("type=volume,source=v,target=/y") == Volume("v", "/y")
+    assert parse_mount("target=/z") == Volume("anonymous", "/z")
+    t = parse_mount("type=tmpfs,destination=/t,tmpfs-size=64k,tmpfs-mode=700")
+    assert isinstance(t, Tmpfs) and (t.size, t.mode) == (65536, 0o700)

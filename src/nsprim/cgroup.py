@@ -38,6 +38,7 @@ import stat as stat_mod
 import time
 from collections.abc import Iterable, Iterator
 from functools import lru_cache
+from typing import Any
 
 from nsprim._record import field, record
 from nsprim.errors import ConfigError
@@ -139,11 +140,14 @@ class Limits:
     pids: int | None = None             # None: unlimited
     device_read_bps: tuple[tuple[str, int], ...] = ()
     device_write_bps: tuple[tuple[str, int], ...] = ()
+    memory_reservation: int | None = None  # bytes: memory.low (v2), soft limit (v1)
+    blkio_weight: int | None = None        # 10..1000: io.weight (v2), blkio.weight (v1)
 
     def controllers(self) -> set[str]:
         """The controllers these limits need (v2 names; io is blkio on v1)."""
         need = set()
-        if self.memory is not None or self.memory_swap is not None:
+        if self.memory is not None or self.memory_swap is not None or \
+                self.memory_reservation is not None:
             need.add("memory")
         if self.cpus is not None or self.cpu_shares is not None or self.cpu_weight is not None:
             need.add("cpu")
@@ -154,6 +158,11 @@ class Limits:
         if self.device_read_bps or self.device_write_bps:
             need.add("io")
         return need
+
+    def optional_controllers(self) -> set[str]:
+        """Controllers whose absence only drops a limit (docker warns and
+        discards a block I/O weight the kernel cannot apply)."""
+        return {"io"} if self.blkio_weight is not None else set()
 
 
 def _online(path: str) -> frozenset[int]:
@@ -194,8 +203,13 @@ def make_limits(
     pids: int | None = None,
     device_read_bps: Iterable[str] = (),
     device_write_bps: Iterable[str] = (),
+    memory_reservation: str | int | None = None,
+    cpu_period: int | None = None,
+    cpu_quota: int | None = None,
+    blkio_weight: int | None = None,
 ) -> Limits:
     """Validate docker-style limit values; raises ConfigError naming the bad one."""
+    extra = _extra_limits(memory_reservation, cpu_period, cpu_quota, blkio_weight, cpus)
     mem = None if memory is None else parse_size(memory, "memory")
     if mem is not None and mem < _MIN_MEMORY:
         raise ConfigError(f"invalid memory {memory!r}: the minimum is 6m")
@@ -233,12 +247,54 @@ def make_limits(
         if isinstance(pids, bool) or not isinstance(pids, int):
             raise ConfigError(f"invalid pids-limit {pids!r}: expected an integer")
         p = pids if pids > 0 else None  # docker: 0 or -1 is unlimited
+    if mem is not None and extra.get("memory_reservation") is not None and \
+            extra["memory_reservation"] > mem:
+        raise ConfigError(f"invalid memory-reservation {memory_reservation!r}: must be "
+                          f"smaller than the memory limit ({memory!r})")
+    if c is None and "cpus" in extra:
+        c = extra.pop("cpus")
+    extra.pop("cpus", None)
     return Limits(
         memory=mem, memory_swap=swap, cpus=c, cpu_shares=cpu_shares, cpu_weight=cpu_weight,
         cpuset_cpus=cs, cpuset_mems=cm, pids=p,
         device_read_bps=tuple(_device(s, "device-read-bps") for s in device_read_bps),
         device_write_bps=tuple(_device(s, "device-write-bps") for s in device_write_bps),
+        **extra,
     )
+
+
+def _extra_limits(memory_reservation: str | int | None, cpu_period: int | None,
+                  cpu_quota: int | None, blkio_weight: int | None,
+                  cpus: str | float | None) -> dict[str, Any]:
+    """docker's --memory-reservation, --cpu-period/--cpu-quota (as cpus and a
+    period) and --blkio-weight, checked."""
+    out: dict[str, Any] = {}
+    if memory_reservation is not None:
+        out["memory_reservation"] = parse_size(memory_reservation, "memory-reservation")
+    for name, v in (("cpu-period", cpu_period), ("cpu-quota", cpu_quota),
+                    ("blkio-weight", blkio_weight)):
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int)):
+            raise ConfigError(f"invalid {name} {v!r}: expected an integer")
+    if (cpu_period or cpu_quota) and cpus is not None:
+        raise ConfigError("conflicting options: --cpus and --cpu-period/--cpu-quota "
+                          "cannot both be set")
+    period = 100_000
+    if cpu_period is not None and cpu_period != 0:
+        if not 1000 <= cpu_period <= 1_000_000:
+            raise ConfigError(f"invalid cpu-period {cpu_period!r}: from 1000 to 1000000 "
+                              "microseconds")
+        period = cpu_period
+        out["cpu_period"] = period
+    if cpu_quota is not None and cpu_quota not in (0, -1):
+        if cpu_quota < 1000:
+            raise ConfigError(f"invalid cpu-quota {cpu_quota!r}: at least 1000 microseconds "
+                              "(or -1, unlimited)")
+        out["cpus"] = cpu_quota / period
+    if blkio_weight is not None and blkio_weight != 0:
+        if not 10 <= blkio_weight <= 1000:
+            raise ConfigError(f"invalid blkio-weight {blkio_weight!r}: from 10 to 1000")
+        out["blkio_weight"] = blkio_weight
+    return out
 
 
 def shares_to_weight(shares: int) -> int:
@@ -383,7 +439,7 @@ class Cgroup:
                 v2_served.add(ctrl)
             elif driver != "v2" and v1name in lay.v1:
                 v1_needed.add(v1name)
-            elif ctrl in need:
+            elif ctrl in need and ctrl not in limits.optional_controllers():
                 raise OSError(errno.ENOTSUP, f"cgroup controller {ctrl!r} is not available on "
                               f"this host ({lay.kind} cgroups, driver {driver})")
         if "cpu" in v1_needed and "cpuacct" in lay.v1:
@@ -570,6 +626,21 @@ class Cgroup:
                     _write(f"{v2}/io.max", f"{dev} {v2key}={bps}")
                 elif (d := self._v1("blkio")) is not None:
                     _write(f"{d}/blkio.throttle.{v1file}", f"{dev} {bps}")
+        if lim.memory_reservation is not None:
+            if "memory" in served and v2:
+                _write(f"{v2}/memory.low", str(lim.memory_reservation))
+            elif (d := self._v1("memory")) is not None:
+                _write(f"{d}/memory.soft_limit_in_bytes", str(lim.memory_reservation))
+        if lim.blkio_weight is not None:
+            # only where the kernel's I/O scheduler takes a weight (docker warns
+            # and discards it elsewhere)
+            cands = [f"{v2}/io.weight", f"{v2}/io.bfq.weight"] if "io" in served and v2 else \
+                [f"{d}/blkio.weight", f"{d}/blkio.bfq.weight"] \
+                if (d := self._v1("blkio")) is not None else []
+            for path in cands:
+                if os.path.exists(path):
+                    _write(path, str(lim.blkio_weight))
+                    break
         self.limits = limits
 
     # ------------------------------------------------------- for the spawner

@@ -312,6 +312,12 @@ class ContainerConfig:
     #: a FIFO fd (O_RDWR): the child waits on it for `start` before it execs (OCI create)
     wait_start_fd: int = -1
     domainname: str | None = None
+    # docker's --ulimit, --sysctl, --oom-score-adj, --shm-size, --group-add
+    rlimits: tuple[tuple[int, int, int], ...] = ()   # (RLIMIT_*, soft, hard); -1 unlimited
+    sysctls: tuple[tuple[str, str], ...] = ()
+    oom_score_adj: int | None = None
+    shm_size: int | None = None
+    group_add: tuple[str, ...] = ()
 
     def ns_setting(self, kind: NamespaceKind) -> NamespaceSetting:
         return self.namespaces.get(kind, False)
@@ -363,6 +369,11 @@ def make_config(
     groups_only: bool = False,
     wait_start_fd: int = -1,
     domainname: str | None = None,
+    ulimits: Iterable[str] = (),
+    sysctls: Mapping[str, str] | None = None,
+    oom_score_adj: int | None = None,
+    shm_size: int | str | None = None,
+    group_add: Iterable[str | int] = (),
 ) -> ContainerConfig:
     """Validate keyword arguments into a ContainerConfig (raises ConfigError)."""
     if isinstance(argv, (str, bytes)):
@@ -489,4 +500,86 @@ def make_config(
         groups_only=bool(groups_only),
         wait_start_fd=wait_start_fd,
         domainname=domainname,
+        rlimits=tuple(parse_ulimit(u) for u in ulimits),
+        sysctls=tuple((validate_sysctl(k, v), v) for k, v in (sysctls or {}).items()),
+        oom_score_adj=validate_oom_score_adj(oom_score_adj),
+        shm_size=validate_shm_size(shm_size),
+        group_add=tuple(validate_group(g) for g in group_add),
     )
+
+
+# ------------------------------------------ docker's process tuning flags
+
+#: docker's --ulimit names -> RLIMIT_* numbers (Linux, all architectures)
+ULIMITS = {"cpu": 0, "fsize": 1, "data": 2, "stack": 3, "core": 4, "rss": 5, "nproc": 6,
+           "nofile": 7, "memlock": 8, "as": 9, "locks": 10, "sigpending": 11,
+           "msgqueue": 12, "nice": 13, "rtprio": 14, "rttime": 15}
+_ULIMIT_VALUE = re.compile(r"-1|[0-9]{1,19}", re.ASCII)
+_SYSCTL = re.compile(r"[a-z0-9_]+([./][a-z0-9_-]+)+", re.ASCII)
+#: the sysctls docker lets a container set: its namespaces' own (runc's list)
+_SYSCTL_IPC = {"kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem",
+               "kernel.shmall", "kernel.shmmax", "kernel.shmmni", "kernel.shm_rmid_forced"}
+
+
+def parse_ulimit(spec: str) -> tuple[int, int, int]:
+    """docker's ``--ulimit NAME=SOFT[:HARD]`` (-1: unlimited) -> (RLIMIT_*, soft, hard)."""
+    if not isinstance(spec, str):
+        raise ConfigError(f"invalid ulimit {spec!r}: expected NAME=SOFT[:HARD]")
+    name, sep, vals = spec.partition("=")
+    if not sep or name not in ULIMITS:
+        raise ConfigError(f"invalid ulimit {spec!r}: expected NAME=SOFT[:HARD] with NAME one "
+                          "of " + ", ".join(sorted(ULIMITS)))
+    parts = vals.split(":")
+    if len(parts) > 2 or not all(_ULIMIT_VALUE.fullmatch(p) for p in parts):
+        raise ConfigError(f"invalid ulimit {spec!r}: limits are integers (-1: unlimited)")
+    nums = [int(p) for p in parts]
+    if any(n > (1 << 63) - 1 for n in nums):
+        raise ConfigError(f"invalid ulimit {spec!r}: out of range")
+    soft, hard = nums[0], nums[-1]
+    if hard != -1 and (soft == -1 or soft > hard):
+        raise ConfigError(f"invalid ulimit {spec!r}: the soft limit must be less than or "
+                          "equal to the hard limit")
+    return ULIMITS[name], soft, hard
+
+
+def validate_sysctl(key: str, value: str) -> str:
+    """A sysctl a container may set (net.*, its IPC namespace's, fs.mqueue.*)."""
+    if not isinstance(key, str) or not _SYSCTL.fullmatch(key):
+        raise ConfigError(f"invalid sysctl {key!r}")
+    if not isinstance(value, str) or "\n" in value or "\0" in value or len(value) > 4096:
+        raise ConfigError(f"invalid sysctl value {value!r} for {key}")
+    k = key.replace("/", ".")
+    if not (k.startswith("net.") or k.startswith("fs.mqueue.") or k in _SYSCTL_IPC):
+        raise ConfigError(f"sysctl {key!r} is not allowed: not in a container's own "
+                          "namespaces (net.*, fs.mqueue.*, kernel.msg*/sem/shm*)")
+    return key
+
+
+def validate_oom_score_adj(v: int | None) -> int | None:
+    if v is not None and (isinstance(v, bool) or not isinstance(v, int) or
+                          not -1000 <= v <= 1000):
+        raise ConfigError(f"invalid oom-score-adj {v!r}: from -1000 to 1000")
+    return v
+
+
+def validate_shm_size(v: int | str | None) -> int | None:
+    if v is None:
+        return None
+    if isinstance(v, str):
+        from nsprim.units import parse_size
+
+        v = parse_size(v, "shm-size")
+    if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
+        raise ConfigError(f"invalid shm-size {v!r}: must be greater than 0")
+    return v
+
+
+_GROUP_NAME = re.compile(r"[0-9]{1,10}|[a-zA-Z_][a-zA-Z0-9_.-]{0,31}", re.ASCII)
+
+
+def validate_group(g: str | int) -> str:
+    text = str(g) if isinstance(g, int) and not isinstance(g, bool) else g
+    if not isinstance(text, str) or not _GROUP_NAME.fullmatch(text) or \
+            text.isdigit() and int(text) > 0xFFFFFFFE:
+        raise ConfigError(f"invalid group {g!r}: a group name or number")
+    return text

@@ -256,6 +256,12 @@ class Container:
         pids: int | None = None,
         device_read_bps: Iterable[str] = (),
         device_write_bps: Iterable[str] = (),
+        limits: Limits | None = None,
+        ulimits: Iterable[str] = (),
+        sysctls: Mapping[str, str] | None = None,
+        oom_score_adj: int | None = None,
+        shm_size: int | str | None = None,
+        group_add: Iterable[str | int] = (),
         stdin: StdioSpec = None,
         stdout: StdioSpec = None,
         stderr: StdioSpec = None,
@@ -320,6 +326,8 @@ class Container:
             new_session=new_session, die_with_parent=die_with_parent, tty=tty, init=init,
             nondumpable=nondumpable, user_root=user_root, extra_groups=extra_groups,
             groups_only=groups_only, wait_start_fd=wait_start_fd, domainname=domainname,
+            ulimits=ulimits, sysctls=sysctls, oom_score_adj=oom_score_adj, shm_size=shm_size,
+            group_add=group_add,
         )
         #: the terminal's master side when tty=True (the container has the slave)
         self.pty_master = -1
@@ -328,7 +336,12 @@ class Container:
                           cpu_shares=cpu_shares, cpu_weight=cpu_weight, cpuset=cpuset,
                           cpuset_mems=cpuset_mems, pids=pids)
         self._limits: Limits | None = None
-        if any(v is not None for v in limit_args.values()) or device_read_bps \
+        if limits is not None:  # ready limits (possibly none: a cgroup for accounting)
+            if cgroup is not None or any(v is not None for v in limit_args.values()) or \
+                    device_read_bps or device_write_bps:
+                raise ConfigError("give limits or limit keywords or a cgroup, not several")
+            self._limits = limits
+        elif any(v is not None for v in limit_args.values()) or device_read_bps \
                 or device_write_bps:
             if os.geteuid() != 0:  # rootless: only with delegation (nsprim.rootless)
                 from nsprim.rootless import check_limits
@@ -439,10 +452,17 @@ class Container:
             raise RuntimeError("container already started")
         try:
             if self._limits is not None and self.cgroup is None:
-                self.cgroup = Cgroup.create(self.id[:16], limits=self._limits)
-                self._owns_cgroup = True
-                self._resources.callback(self._release_cgroup)
-                if not self.config.privileged:
+                try:
+                    self.cgroup = Cgroup.create(self.id[:16], limits=self._limits)
+                except OSError:
+                    if self._limits != Limits():
+                        raise
+                    # a cgroup for accounting only (limits=Limits(): stats, pause):
+                    # a host without usable cgroups runs the container without
+                self._owns_cgroup = self.cgroup is not None
+                if self.cgroup is not None:
+                    self._resources.callback(self._release_cgroup)
+                if self.cgroup is not None and not self.config.privileged:
                     # docker's device rules (nodev holds without a cgroup too)
                     devices.apply(self.cgroup.fd, self.cgroup.v1_paths.get("devices"),
                                   devices.rules_for(self.config.devices))

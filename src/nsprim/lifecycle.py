@@ -175,11 +175,21 @@ class Record:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             st = self.state
+            before = st.get("status")
             st.update(changes)
             atomic_write(os.path.join(self.dir, "state.json"),
                          json.dumps(st, indent=1).encode(), 0o600, durable=False)
         finally:
             os.close(fd)
+        after = changes.get("status")
+        if after is not None and after != before:  # nsprim events
+            action = {"created": "create", "running": "start", "exited": "die",
+                      "restarting": "die"}.get(str(after))
+            if action is not None:
+                from nsprim.events import emit
+
+                extra = {"exitCode": st.get("exit_code")} if action == "die" else {}
+                emit(self.id, action, self.config, **extra)
         return st
 
     @property
@@ -282,12 +292,26 @@ def release_resources(rec: Record, *, remove_rootfs: bool = False) -> None:
             remove_tree(os.path.join(rec.dir, d))
 
 
-def remove_record(rec: Record) -> None:
+def remove_record(rec: Record, *, volumes: bool = False) -> None:
+    """Remove a container's record and layer; with `volumes` (``rm -v``, and
+    always for ``--rm``, as docker) its anonymous volumes too."""
+    cfg = rec.config
     release_resources(rec, remove_rootfs=True)
+    from nsprim.events import emit
+
+    emit(rec.id, "destroy", cfg)
     name = rec.name
     remove_tree(rec.dir)
     if name:
         release_name(name, rec.id)
+    if volumes or cfg.get("auto_remove"):
+        from nsprim import volumes as vols
+
+        for vname in cfg.get("anonymous_volumes") or ():
+            try:
+                vols.remove(vname)
+            except (LookupError, OSError, ValueError):
+                pass  # in use elsewhere or gone: kept, as docker
 
 
 def collect() -> list[str]:

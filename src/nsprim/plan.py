@@ -328,8 +328,9 @@ def _mounts(cfg: ContainerConfig, new: set[NamespaceKind], pidns_fd: int = -1,
                       flags=lib.NSP_F_MKDIR, detail="/dev/pts"))
         for target, link in _DEV_LINKS:
             ops.append(Op(lib.NSP_OP_SYMLINK, "symlink", src=target, dst=link, detail=link))
+        shm = f"{cfg.shm_size}" if cfg.shm_size is not None else "65536k"
         ops.append(Op(lib.NSP_OP_MOUNT, "mount_shm", src="shm", dst="/dev/shm", fstype="tmpfs",
-                      mflags=_NOSUID_NODEV_NOEXEC, data="mode=1777,size=65536k",
+                      mflags=_NOSUID_NODEV_NOEXEC, data=f"mode=1777,size={shm}",
                       flags=lib.NSP_F_MKDIR, detail="/dev/shm"))
         if NamespaceKind.IPC in new:
             ops.append(Op(lib.NSP_OP_MOUNT, "mount_mqueue", src="mqueue", dst="/dev/mqueue",
@@ -386,6 +387,26 @@ def _setgroups_denied(cfg: ContainerConfig, new: set[NamespaceKind]) -> bool:
     setgroups(2) is denied in it."""
     m = cfg.user_namespace
     return NamespaceKind.USER in new and isinstance(m, UserMapping) and m.setgroups_denied
+def _tuning(cfg: ContainerConfig) -> list[Op]:
+    """--ulimit, --oom-score-adj and --sysctl, in the child once it is in
+    its namespaces (a sysctl of net.* or the IPC namespace is the writer's
+    namespace's) and before the root changes (the host's /proc is still
+    where it was)."""
+    ops: list[Op] = []
+    for res, soft, hard in cfg.rlimits:
+        inf = (1 << 64) - 1
+        s_, h_ = (inf if soft == -1 else soft), (inf if hard == -1 else hard)
+        ops.append(Op(lib.NSP_OP_RLIMIT, "setrlimit", arg=res,
+                      ids=(s_ & 0xFFFFFFFF, s_ >> 32, h_ & 0xFFFFFFFF, h_ >> 32),
+                      detail=f"resource {res} = {soft}:{hard}"))
+    if cfg.oom_score_adj is not None:
+        ops.append(Op(lib.NSP_OP_WRITE_FILE, "oom_score_adj", src="/proc/self/oom_score_adj",
+                      data=str(cfg.oom_score_adj), detail=str(cfg.oom_score_adj)))
+    for key, value in cfg.sysctls:
+        path = "/proc/sys/" + key.replace(".", "/") if "/" not in key else "/proc/sys/" + key
+        ops.append(Op(lib.NSP_OP_WRITE_FILE, "sysctl", src=path, data=value,
+                      detail=f"{key}={value}"))
+    return ops
 
 
 @lru_cache(maxsize=64)
@@ -450,6 +471,10 @@ def build_plan(cfg: ContainerConfig, stdio: tuple[int, int, int],
         plan.timens_fd = joined[NamespaceKind.TIME].fd
 
     uid, gid, groups, home = resolve_user(cfg.user_root or cfg.rootfs, cfg.user)
+    for g in cfg.group_add:  # docker's --group-add: numbers, or names in /etc/group
+        gi = int(g) if g.isdigit() else resolve_user(cfg.user_root or cfg.rootfs, ("0", g))[1]
+        if gi != gid and gi not in groups:
+            groups = groups + (gi,)
     plan.uid, plan.gid = uid, gid
     if isinstance(cfg.user_namespace, UserMapping) and NamespaceKind.USER in new:
         from nsprim.rootless import unmapped_user
@@ -473,6 +498,7 @@ def build_plan(cfg: ContainerConfig, stdio: tuple[int, int, int],
         # (rootless keep-id without subordinate ids: the user, the one id mapped)
         su, sg = _setup_ids(cfg)
         ops.append(Op(lib.NSP_OP_SETID, "setid", uid=su, gid=sg, detail=f"uid={su} gid={sg}"))
+    ops.extend(_tuning(cfg))
     if cfg.rootfs is not None:
         ops.extend(_mounts(cfg, new, joined[NamespaceKind.PID].fd if pid_by_fork else -1,
                            overlay))

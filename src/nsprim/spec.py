@@ -25,7 +25,8 @@ if TYPE_CHECKING:
     from typing import Any
 
 __all__ = ["ContainerSpec", "validate", "to_container", "exec_container", "from_run_flags",
-           "parse_volume",
+           "parse_volume", "parse_mount", "read_env_file", "parse_labels",
+           "with_anonymous_volumes",
            "parse_tmpfs", "parse_uidmap", "env_list", "security_opts", "RESTART"]
 
 RESTART = re.compile(r"no|always|unless-stopped|on-failure(:[0-9]{1,9})?", re.ASCII)
@@ -107,6 +108,28 @@ class ContainerSpec:
     sysctl: Mapping[str, str] = field(default_factory=dict)
     #: OCI hooks (runtime-spec shape), run by the OCI front end on the host
     hooks: Mapping[str, Any] = field(default_factory=dict)
+    # issue 12's flags (cli/run.py); docker's spellings
+    mounts: tuple[str, ...] = ()               # --mount type=bind|volume|tmpfs,...
+    anonymous_volumes: tuple[str, ...] = ()    # names made for -v /dst, VOLUME; rm -v
+    memory_reservation: str | None = None
+    cpu_period: int | None = None
+    cpu_quota: int | None = None
+    blkio_weight: int | None = None
+    pid_mode: str | None = None                # host | container:NAME
+    ipc_mode: str | None = None                # host | container:NAME | shareable | private
+    uts_mode: str | None = None                # host
+    group_add: tuple[str, ...] = ()
+    platform: str | None = None
+    log_opts: Mapping[str, str] = field(default_factory=dict)  # --log-opt max-size=...
+    health_test: tuple[str, ...] | None = None  # docker's Test: NONE | CMD ... | CMD-SHELL c
+    health_interval: float | None = None        # seconds (None: the image's, else 30s)
+    health_timeout: float | None = None
+    health_start_period: float | None = None
+    health_retries: int | None = None
+    health: Mapping[str, Any] = field(default_factory=dict)  # resolved at run (nsprim.health)
+    ulimits: tuple[str, ...] = ()              # NAME=SOFT[:HARD]
+    sysctls: Mapping[str, str] = field(default_factory=dict)
+    shm_size: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -133,23 +156,37 @@ class ContainerSpec:
 
 _NOT_NONE = {"cmd", "env", "volumes", "tmpfs", "publish", "cap_add", "cap_drop", "devices",
              "device_read_bps", "device_write_bps", "labels", "restart", "network",
-             "seccomp", "namespaces", "additional_gids", "rlimits", "sysctl", "hooks"}
+             "seccomp", "namespaces", "additional_gids", "rlimits", "sysctl", "hooks",
+             "mounts", "anonymous_volumes", "group_add", "ulimits", "sysctls", "log_opts",
+             "health"}
 
 
 # ------------------------------------------------------------ docker flags
 
 def parse_volume(spec: str) -> Any:
-    """``-v /host:/ctr[:ro]`` (a bind: the host path must exist) or
-    ``-v NAME:/ctr[:ro]`` (a named volume, created on first use)."""
+    """``-v /host:/ctr[:OPTS]`` (a bind: the host path must exist),
+    ``-v NAME:/ctr[:OPTS]`` (a named volume, created on first use) or
+    ``-v /ctr`` (an anonymous volume: a Volume named "anonymous" until
+    :func:`with_anonymous_volumes` names it).  OPTS: ``ro`` or ``rw``, and
+    SELinux's ``z``/``Z`` (accepted; no SELinux labelling is done here)."""
     from nsprim.config import Bind, validate_mount_target
     from nsprim.volumes import Volume
 
     parts = spec.split(":")
+    if len(parts) == 1 and parts[0].startswith("/"):
+        try:
+            target = validate_mount_target(parts[0], "volume target")
+        except ConfigError as e:
+            raise ConfigError(f"invalid volume specification {spec!r}: {e}") from None
+        return Volume("anonymous", target)
     if len(parts) not in (2, 3) or not parts[0] or not parts[1]:
         raise ConfigError(f"invalid volume specification {spec!r}: expected SRC:DST[:ro|rw]")
-    mode = parts[2] if len(parts) == 3 else "rw"
-    if mode not in ("ro", "rw"):
-        raise ConfigError(f"invalid volume mode {mode!r} in {spec!r}: expected ro or rw")
+    opts = parts[2].split(",") if len(parts) == 3 else []
+    if any(o not in ("ro", "rw", "z", "Z") for o in opts) or \
+            sum(o in ("ro", "rw") for o in opts) > 1 or sum(o in ("z", "Z") for o in opts) > 1:
+        raise ConfigError(f"invalid volume mode {parts[2]!r} in {spec!r}: expected ro or rw "
+                          "(and z or Z)")
+    mode = "ro" if "ro" in opts else "rw"
     if not parts[1].startswith("/"):
         raise ConfigError(f"invalid volume specification {spec!r}: the container path "
                           "must be absolute")
@@ -165,6 +202,183 @@ def parse_volume(spec: str) -> Any:
     if not os.path.exists(parts[0]):
         raise ConfigError(f"invalid volume {spec!r}: host path {parts[0]!r} does not exist")
     return Bind(parts[0], parts[1], readonly=mode == "ro")
+
+
+def absolute_volume(spec: str, cwd: str | None = None) -> str:
+    """``-v ./dir:/ctr`` with the host path made absolute (from the caller's
+    working directory, as docker's CLI does); other specs unchanged."""
+    src, sep, rest = spec.partition(":")
+    if sep and (src in (".", "..") or src.startswith("./") or src.startswith("../")):
+        return os.path.normpath(os.path.join(cwd or os.getcwd(), src)) + sep + rest
+    return spec
+
+
+_MOUNT_TYPES = ("bind", "volume", "tmpfs")
+_TRUE = ("", "1", "true")
+_FALSE = ("0", "false")
+
+
+def parse_mount(spec: str) -> Any:
+    """docker's ``--mount type=bind|volume|tmpfs,source=...,target=...[,readonly]``
+    (also ``src``, ``dst``/``destination``, ``ro``, ``bind-propagation``,
+    ``volume-nocopy``, ``tmpfs-size``, ``tmpfs-mode``, ``consistency``) ->
+    Bind, Volume (named "anonymous" without a source) or Tmpfs."""
+    from nsprim.config import Bind, Tmpfs, validate_mount_target
+    from nsprim.units import parse_size
+    from nsprim.volumes import Volume
+
+    kv: dict[str, str] = {}
+    for item in spec.split(","):
+        key, sep, val = item.partition("=")
+        key = key.strip().lower()
+        if key in ("src", "source"):
+            key = "source"
+        elif key in ("dst", "destination", "target"):
+            key = "target"
+        elif key == "ro":
+            key = "readonly"
+        if key not in ("type", "source", "target", "readonly", "bind-propagation",
+                       "volume-nocopy", "tmpfs-size", "tmpfs-mode", "consistency",
+                       "bind-nonrecursive", "volume-driver", "volume-opt", "volume-label"):
+            raise ConfigError(f"invalid argument {spec!r} for --mount: unexpected key "
+                              f"{key!r} in {item!r}")
+        if key in kv:
+            raise ConfigError(f"invalid argument {spec!r} for --mount: {key!r} given twice")
+        kv[key] = val
+    kind = kv.get("type", "volume")
+    if kind not in _MOUNT_TYPES:
+        raise ConfigError(f"invalid argument {spec!r} for --mount: invalid type {kind!r}: "
+                          "bind, volume or tmpfs")
+    target = kv.get("target")
+    if not target:
+        raise ConfigError(f"invalid argument {spec!r} for --mount: target is required")
+    ro_text = kv.get("readonly", "false").lower()
+    if ro_text not in _TRUE + _FALSE:
+        raise ConfigError(f"invalid argument {spec!r} for --mount: invalid readonly "
+                          f"{kv['readonly']!r}")
+    ro = ro_text in _TRUE
+    prop = kv.get("bind-propagation")
+    if prop is not None and (kind != "bind" or prop not in (
+            "private", "rprivate", "shared", "rshared", "slave", "rslave")):
+        raise ConfigError(f"invalid argument {spec!r} for --mount: invalid bind-propagation "
+                          f"{prop!r}")
+    if any(k.startswith("tmpfs-") for k in kv) and kind != "tmpfs" or \
+            any(k.startswith("volume-") for k in kv) and kind != "volume":
+        raise ConfigError(f"invalid argument {spec!r} for --mount: options of another "
+                          f"type for type={kind}")
+    for k in ("volume-driver",):
+        if k in kv and kv[k] not in ("", "local"):
+            raise ConfigError(f"invalid argument {spec!r} for --mount: only the local volume "
+                              "driver is supported")
+    try:
+        if kind == "tmpfs":
+            if kv.get("source"):
+                raise ConfigError(f"invalid argument {spec!r} for --mount: a tmpfs has no "
+                                  "source")
+            mode_text = kv.get("tmpfs-mode", "1777")
+            if not _OCTAL_MODE.fullmatch(mode_text):
+                raise ConfigError(f"invalid argument {spec!r} for --mount: invalid tmpfs-mode "
+                                  f"{mode_text!r}")
+            size = parse_size(kv["tmpfs-size"], "tmpfs-size") if "tmpfs-size" in kv else None
+            return Tmpfs(target, size=size, mode=int(mode_text, 8), readonly=ro)
+        src = kv.get("source", "")
+        if kind == "bind":
+            if not src.startswith("/"):
+                raise ConfigError(f"invalid mount config for type \"bind\": invalid source "
+                                  f"{src!r}: an absolute host path is required")
+            if not os.path.exists(src):
+                raise ConfigError(f"invalid mount config for type \"bind\": bind source "
+                                  f"path does not exist: {src}")
+            return Bind(src, target, readonly=ro)
+        validate_mount_target(target, "mount target")
+        return Volume(src or "anonymous", target, readonly=ro)
+    except ConfigError as e:
+        if str(e).startswith(("invalid argument", "invalid mount config")):
+            raise
+        raise ConfigError(f"invalid argument {spec!r} for --mount: {e}") from None
+
+
+def with_anonymous_volumes(spec: ContainerSpec, image_volumes: Sequence[str] = ()
+                           ) -> ContainerSpec:
+    """`spec` with a fresh name for each anonymous volume (``-v /dst``,
+    ``--mount type=volume`` without a source, and each of the image's
+    VOLUMEs that no mount covers), listed in ``anonymous_volumes`` so that
+    ``rm -v`` (and ``--rm``) removes them."""
+    from nsprim.config import validate_mount_target
+
+    names = list(spec.anonymous_volumes)
+    vols, mounts = [], []
+    targets: set[str] = set()
+
+    def fresh() -> str:
+        n = os.urandom(32).hex()
+        names.append(n)
+        return n
+
+    for v in spec.volumes:
+        m = parse_volume(v)
+        targets.add(m.target)
+        vols.append(f"{fresh()}:{v}" if ":" not in v else v)
+    for v in spec.mounts:
+        m = parse_mount(v)
+        targets.add(m.target)
+        if type(m).__name__ == "Volume" and m.name == "anonymous":
+            v = f"{v},source={fresh()}"
+        mounts.append(v)
+    for t in spec.tmpfs:
+        targets.add(parse_tmpfs(t).target)
+    for path in image_volumes:
+        try:
+            target = validate_mount_target(path, "image VOLUME")
+        except ConfigError:
+            continue  # as docker: a VOLUME it cannot mount is skipped
+        if target not in targets:
+            targets.add(target)
+            vols.append(f"{fresh()}:{target}")
+    return _record.replace(spec, volumes=tuple(vols), mounts=tuple(mounts),
+                               anonymous_volumes=tuple(names))
+
+
+_LABEL_KEY = re.compile(r"[^=\s][^=]*", re.ASCII)
+
+
+def read_env_file(path: str, what: str = "env file") -> list[str]:
+    """docker's --env-file (and --label-file): one KEY=VALUE a line (a bare
+    KEY takes the caller's value), blank lines and ``#`` comments skipped."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read((1 << 20) + 1)
+    except OSError as e:
+        raise ConfigError(f"open {path}: {(e.strerror or str(e)).lower()}") from None
+    if len(data) > 1 << 20:
+        raise ConfigError(f"{what} {path!r}: larger than 1 MiB")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"{what} {path!r}: not UTF-8 text") from None
+    out = []
+    for n, line in enumerate(text.splitlines(), 1):
+        line = line.lstrip()
+        if not line or line.startswith("#"):
+            continue
+        key = line.partition("=")[0]
+        if not key or any(c.isspace() for c in key):
+            raise ConfigError(f"{what} {path!r} line {n}: invalid variable {key!r}: "
+                              "names have no whitespace")
+        out.append(line)
+    return out
+
+
+def parse_labels(values: Sequence[str], files: Sequence[str] = ()) -> dict[str, str]:
+    """--label-file files then --label KEY[=VALUE] values (later ones win)."""
+    out: dict[str, str] = {}
+    items = [x for f in files for x in read_env_file(f, "label file")] + list(values)
+    for item in items:
+        key, _, val = item.partition("=")
+        if not _LABEL_KEY.fullmatch(key):
+            raise ConfigError(f"invalid label {item!r}: empty name")
+        out[key] = val
+    return out
 
 
 def parse_tmpfs(spec: str) -> Any:
@@ -252,19 +466,178 @@ def from_run_flags(a: Any, image: str | None, cmd: Sequence[str]) -> ContainerSp
         name=a.name, image=image, rootfs=a.rootfs, cmd=tuple(cmd),
         entrypoint=None if a.entrypoint is None else ((a.entrypoint,) if a.entrypoint
                                                       else ()),
-        hostname=a.hostname, env=tuple(env_list(a.env)), workdir=a.workdir, user=a.user,
+        hostname=a.hostname,
+        env=tuple(env_list([e for f in getattr(a, "env_file", None) or ()
+                            for e in read_env_file(f)] + list(a.env))),
+        workdir=a.workdir, user=a.user,
         network=a.network, publish=tuple(a.publish), publish_all=a.publish_all,
         network_bandwidth=a.network_bandwidth, userns_map=a.userns_map,
         userns=getattr(a, "userns", None),
         cap_add=tuple(a.cap_add), cap_drop=tuple(a.cap_drop), **security_opts(a.security_opt),
         privileged=a.privileged, devices=tuple(a.device), read_only=a.read_only,
-        volumes=tuple(a.volume), tmpfs=tuple(a.tmpfs), memory=a.memory,
+        volumes=tuple(absolute_volume(v) for v in a.volume), tmpfs=tuple(a.tmpfs),
+        mounts=tuple(getattr(a, "mount", None) or ()),
+        labels=parse_labels(getattr(a, "label", None) or (),
+                            getattr(a, "label_file", None) or ()),
+        memory=a.memory,
         memory_swap=a.memory_swap, cpus=a.cpus, cpu_shares=a.cpu_shares,
         cpuset_cpus=a.cpuset_cpus, cpuset_mems=a.cpuset_mems, pids_limit=a.pids_limit,
         device_read_bps=tuple(a.device_read_bps), device_write_bps=tuple(a.device_write_bps),
         restart=a.restart, auto_remove=a.rm, tty=a.tty, interactive=a.interactive,
         init=a.init, detach=a.detach, stop_signal=a.stop_signal,
-        stop_timeout=a.stop_timeout)
+        stop_timeout=a.stop_timeout,
+        **{f: getattr(a, f) for f in _RUN_EXTRA if getattr(a, f, None) is not None},
+        group_add=tuple(getattr(a, "group_add", None) or ()),
+        ulimits=tuple(getattr(a, "ulimit", None) or ()),
+        sysctls=parse_sysctls(getattr(a, "sysctl", None) or ()),
+        shm_size=getattr(a, "shm_size", None),
+        log_opts=parse_log_opts(getattr(a, "log_opt", None) or (),
+                                getattr(a, "log_driver", None)),
+        **_health_flags(a))
+
+
+def _health_flags(a: Any) -> dict[str, Any]:
+    from nsprim.health import from_flags
+
+    return from_flags(a)
+
+
+#: the log's default cap (docker's "local" driver's: 20m x 5): a chatty
+#: container cannot fill the disk
+LOG_MAX_SIZE = "20m"
+LOG_MAX_FILE = 5
+
+
+def parse_log_opts(values: Sequence[str], driver: str | None = None) -> dict[str, str]:
+    """--log-opt KEY=VALUE (json-file's max-size, max-file; compress=false)."""
+    if driver not in (None, "json-file", "local"):
+        raise ConfigError(f"invalid --log-driver {driver!r}: json-file (or local) only")
+    out: dict[str, str] = {}
+    for v in values:
+        key, sep, val = v.partition("=")
+        if not sep:
+            raise ConfigError(f"invalid --log-opt {v!r}: expected KEY=VALUE")
+        out[key] = val
+    return out
+
+
+def log_limits(spec: ContainerSpec) -> tuple[int, int]:
+    """(bytes per log file, files) of `spec`'s log."""
+    from nsprim.units import parse_size
+
+    opts = spec.log_opts
+    size = parse_size(opts.get("max-size", LOG_MAX_SIZE), "log-opt max-size")
+    files = opts.get("max-file", str(LOG_MAX_FILE))
+    if not files.isascii() or not files.isdigit() or not 1 <= int(files) <= 1000:
+        raise ConfigError(f"invalid log-opt max-file {files!r}: from 1 to 1000")
+    return size, int(files)
+
+
+def parse_sysctls(values: Sequence[str]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for v in values:
+        key, sep, val = v.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"invalid --sysctl {v!r}: expected KEY=VALUE")
+        out[key] = val
+    return out
+
+
+#: flags of issue 12 copied as they are from ``nsprim run``'s arguments
+_RUN_EXTRA = ("memory_reservation", "cpu_period", "cpu_quota", "blkio_weight",
+              "oom_score_adj", "pid_mode", "ipc_mode", "uts_mode", "platform")
+
+
+def limits_of(spec: ContainerSpec) -> Any:
+    """The cgroup limits of `spec` (nsprim.cgroup.Limits; all None is a
+    cgroup for accounting only: stats, pause, update)."""
+    from nsprim.cgroup import make_limits
+
+    return make_limits(memory=spec.memory, memory_swap=spec.memory_swap, cpus=spec.cpus,
+                       cpu_shares=spec.cpu_shares, cpuset=spec.cpuset_cpus,
+                       cpuset_mems=spec.cpuset_mems, pids=spec.pids_limit,
+                       device_read_bps=tuple(spec.device_read_bps),
+                       device_write_bps=tuple(spec.device_write_bps),
+                       memory_reservation=spec.memory_reservation,
+                       cpu_period=spec.cpu_period, cpu_quota=spec.cpu_quota,
+                       blkio_weight=spec.blkio_weight)
+
+
+_NS_MODE = {"pid_mode": ("--pid", ("host",)), "uts_mode": ("--uts", ("host",)),
+            "ipc_mode": ("--ipc", ("host", "shareable", "private"))}
+_PLATFORM = re.compile(r"[a-z0-9_]+(/[a-z0-9_]+(/[a-z0-9_]+)?)?", re.ASCII)
+_GROUP = re.compile(r"[0-9]{1,10}|[a-zA-Z_][a-zA-Z0-9_.-]{0,31}", re.ASCII)
+
+
+def host_platform() -> tuple[str, str]:
+    """(os, architecture) in OCI's words."""
+    import platform
+
+    m = platform.machine()
+    return "linux", {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm",
+                     "i686": "386", "ppc64le": "ppc64le", "s390x": "s390x",
+                     "riscv64": "riscv64"}.get(m, m)
+
+
+def _validate_extra(spec: ContainerSpec) -> None:
+    """The checks of issue 12's flags."""
+    from nsprim.lifecycle import check_name
+
+    for f, (flag, words) in _NS_MODE.items():
+        v = getattr(spec, f)
+        if v is None or v in words:
+            continue
+        if isinstance(v, str) and v.startswith("container:") and f != "uts_mode":
+            check_name(v[len("container:"):])
+            continue
+        raise ConfigError(f"invalid {flag} {v!r}: expected "
+                          + ", ".join(words) + ("" if f == "uts_mode" else " or container:NAME"))
+    if spec.oom_score_adj is not None and (isinstance(spec.oom_score_adj, bool) or
+                                           not isinstance(spec.oom_score_adj, int) or
+                                           not -1000 <= spec.oom_score_adj <= 1000):
+        raise ConfigError(f"invalid --oom-score-adj {spec.oom_score_adj!r}: from -1000 to "
+                          "1000")
+    for g in spec.group_add:
+        if not isinstance(g, str) or not _GROUP.fullmatch(g):
+            raise ConfigError(f"invalid --group-add {g!r}: a group name or number")
+    from nsprim.config import parse_ulimit, validate_shm_size, validate_sysctl
+
+    for u in spec.ulimits:
+        parse_ulimit(u)
+    if not isinstance(spec.sysctls, Mapping):
+        raise ConfigError(f"invalid sysctls {spec.sysctls!r}")
+    for k, v in spec.sysctls.items():
+        validate_sysctl(k, v)
+        if k.startswith("net.") and spec.network in ("host",):
+            raise ConfigError(f"sysctl {k!r} is not allowed with --network host: it would "
+                              "change the host's")
+        if not k.startswith("net.") and spec.ipc_mode == "host":
+            raise ConfigError(f"sysctl {k!r} is not allowed with --ipc host")
+    validate_shm_size(spec.shm_size)
+    from nsprim.health import check_spec
+
+    check_spec(spec)
+    if not isinstance(spec.log_opts, Mapping):
+        raise ConfigError(f"invalid log options {spec.log_opts!r}")
+    for k, v in spec.log_opts.items():
+        if k not in ("max-size", "max-file", "compress") or \
+                k == "compress" and v not in ("false", "0"):
+            raise ConfigError(f"unknown log opt {k!r}" if k != "compress" else
+                              f"invalid log-opt compress={v!r}: compression is not "
+                              "supported")
+    size, _ = log_limits(spec)
+    if size < 1024:
+        raise ConfigError(f"invalid log-opt max-size {spec.log_opts['max-size']!r}: at "
+                          "least 1k")
+    if spec.platform is not None:
+        if not _PLATFORM.fullmatch(spec.platform):
+            raise ConfigError(f"invalid --platform {spec.platform!r}: expected os[/arch"
+                              "[/variant]]")
+        want = tuple(spec.platform.split("/")[:2])
+        have = host_platform()
+        if want[0] != have[0] or len(want) > 1 and want[1] != have[1]:
+            raise ConfigError(f"invalid --platform {spec.platform!r}: this host runs "
+                              f"{have[0]}/{have[1]} only")
 
 
 # -------------------------------------------------------------- validation
@@ -300,6 +673,12 @@ def validate(spec: ContainerSpec) -> None:
         parse_volume(v)
     for t in spec.tmpfs:
         parse_tmpfs(t)
+    for mnt in spec.mounts:
+        parse_mount(mnt)
+    if not isinstance(spec.labels, Mapping) or not all(
+            isinstance(k, str) and _LABEL_KEY.fullmatch(k) and isinstance(v, str)
+            for k, v in spec.labels.items()):
+        raise ConfigError(f"invalid labels {spec.labels!r}")
     for d in spec.devices:
         parse_device(d)
     if spec.userns_map:
@@ -319,19 +698,15 @@ def validate(spec: ContainerSpec) -> None:
     elif spec.seccomp not in ("default", "unconfined"):
         raise ConfigError(f"invalid seccomp {spec.seccomp!r}")
     limits = (spec.memory, spec.memory_swap, spec.cpus, spec.cpu_shares, spec.cpuset_cpus,
-              spec.cpuset_mems, spec.pids_limit)
+              spec.cpuset_mems, spec.pids_limit, spec.memory_reservation, spec.cpu_period,
+              spec.cpu_quota, spec.blkio_weight)
     if any(v is not None for v in limits) or spec.device_read_bps or spec.device_write_bps:
-        from nsprim.cgroup import make_limits
-
-        make_limits(memory=spec.memory, memory_swap=spec.memory_swap, cpus=spec.cpus,
-                    cpu_shares=spec.cpu_shares, cpuset=spec.cpuset_cpus,
-                    cpuset_mems=spec.cpuset_mems, pids=spec.pids_limit,
-                    device_read_bps=tuple(spec.device_read_bps),
-                    device_write_bps=tuple(spec.device_write_bps))
+        limits_of(spec)  # make_limits's checks (nsprim.cgroup only when a limit is given)
         if os.geteuid() != 0:
             from nsprim.rootless import check_limits
 
             check_limits(_limit_flags(spec))
+    _validate_extra(spec)
 
 
 def _limit_flags(spec: ContainerSpec) -> list[str]:
@@ -340,7 +715,10 @@ def _limit_flags(spec: ContainerSpec) -> list[str]:
              ("--cpu-shares", spec.cpu_shares), ("--cpuset-cpus", spec.cpuset_cpus),
              ("--cpuset-mems", spec.cpuset_mems), ("--pids-limit", spec.pids_limit),
              ("--device-read-bps", spec.device_read_bps or None),
-             ("--device-write-bps", spec.device_write_bps or None))
+             ("--device-write-bps", spec.device_write_bps or None),
+             ("--memory-reservation", spec.memory_reservation),
+             ("--cpu-period", spec.cpu_period), ("--cpu-quota", spec.cpu_quota),
+             ("--blkio-weight", spec.blkio_weight))
     return [flag for flag, v in pairs if v is not None]
 
 
@@ -364,7 +742,23 @@ def to_container(spec: ContainerSpec, **extra: Any) -> Any:
         network = NetworkMode.parse(net, publish=list(spec.publish),
                                     publish_all=spec.publish_all,
                                     bandwidth=spec.network_bandwidth)
-    mounts = [parse_volume(v) for v in spec.volumes] + [parse_tmpfs(t) for t in spec.tmpfs]
+    if spec.volumes or spec.mounts:  # unnamed ones (the Python API) get a name now
+        spec = with_anonymous_volumes(spec)
+    mounts = [parse_volume(v) for v in spec.volumes] + [parse_tmpfs(t) for t in spec.tmpfs] + \
+        [parse_mount(m) for m in spec.mounts]
+    namespaces: dict[str, Any] = {}
+    for kind, mode in (("pid", spec.pid_mode), ("ipc", spec.ipc_mode), ("uts", spec.uts_mode)):
+        if mode == "host":
+            namespaces[kind] = False
+        elif mode and mode.startswith("container:"):
+            from nsprim.lifecycle import _live_pid, find
+            from nsprim.namespace import Namespace
+
+            orec = find(mode[len("container:"):])
+            live = _live_pid(orec) if orec.running else None
+            if live is None:
+                raise LookupError(f"container {mode[10:]} is not running")
+            namespaces[kind] = Namespace.of(live[0], kind)
     oci: dict[str, Any] = {}
     if spec.masked_paths is not None:
         oci["masked_paths"] = spec.masked_paths
@@ -373,8 +767,8 @@ def to_container(spec: ContainerSpec, **extra: Any) -> Any:
     if spec.namespaces:
         from nsprim.namespace import Namespace
 
-        oci["namespaces"] = {k: False if v == "host" else Namespace.from_path(v, k)
-                             for k, v in spec.namespaces.items()}
+        namespaces.update({k: False if v == "host" else Namespace.from_path(v, k)
+                           for k, v in spec.namespaces.items()})
     if spec.additional_gids:
         oci["extra_groups"] = spec.additional_gids
     if spec.additional_gids_only:
@@ -382,6 +776,8 @@ def to_container(spec: ContainerSpec, **extra: Any) -> Any:
     if spec.domainname is not None:
         oci["domainname"] = spec.domainname
     oci.update(extra)
+    if namespaces:
+        oci["namespaces"] = {**namespaces, **extra.get("namespaces", {})}
     return Container(
         list(spec.cmd) or None, rootfs=spec.rootfs, image=spec.image_id or None,
         entrypoint=None if spec.entrypoint is None else list(spec.entrypoint),
@@ -392,10 +788,12 @@ def to_container(spec: ContainerSpec, **extra: Any) -> Any:
         cap_add=spec.cap_add, cap_drop=spec.cap_drop,
         no_new_privileges=spec.no_new_privileges, seccomp=spec.seccomp,
         privileged=spec.privileged, devices=spec.devices, read_only=spec.read_only,
-        mounts=mounts, init=spec.init, memory=spec.memory, memory_swap=spec.memory_swap,
-        cpus=spec.cpus, cpu_shares=spec.cpu_shares, cpuset=spec.cpuset_cpus,
-        cpuset_mems=spec.cpuset_mems, pids=spec.pids_limit,
-        device_read_bps=spec.device_read_bps, device_write_bps=spec.device_write_bps,
+        mounts=mounts, init=spec.init,
+        # always a cgroup, as docker (stats, pause, update), but for a user
+        # without root and without limits (no cgroup of theirs to make)
+        limits=limits_of(spec) if os.geteuid() == 0 or _limit_flags(spec) else None,
+        ulimits=spec.ulimits, sysctls=spec.sysctls, oom_score_adj=spec.oom_score_adj,
+        shm_size=spec.shm_size, group_add=spec.group_add,
         container_id=spec.id, keep_rootfs=not spec.auto_remove, **oci)
 
 

@@ -81,14 +81,21 @@ def run_once(rec: Record, report: Any) -> None:
         import signal
 
         signal.pidfd_send_signal(c.pidfd, signal.SIGKILL)
+    from nsprim.health import start_monitor
+
+    start_monitor(rec)  # --health-cmd, the image's HEALTHCHECK
     report("ok")
     locks = c.hand_over() + held
     out_fd, err_fd = (c.pty_master, -1) if tty else (c.stdout.fileno(), c.stderr.fileno())
     keep = [c.pidfd, *[fd for fd in (out_fd, err_fd) if fd >= 0], *locks]
     for fd in keep:
         os.set_inheritable(fd, True)
+    from nsprim.spec import log_limits
     from nsprim.state import root_args
 
+    max_size, max_file = log_limits(rec.spec)  # the shim rotates the log (--log-opt)
+    os.environ["NSPRIM_LOG_MAX_SIZE"], os.environ["NSPRIM_LOG_MAX_FILE"] = \
+        str(max_size), str(max_file)
     os.execv(SHIM, [SHIM, rec.dir, str(c.pidfd), f"t{out_fd}" if tty else str(out_fd),
                     str(err_fd), "--", sys.executable, "-m", "nsprim.supervise",
                     *root_args(), "finish", rec.id, ",".join(map(str, locks))])

@@ -163,6 +163,24 @@ _DISPATCH = {
     "volume": "volumes:cmd_volume", "network": "networks:cmd_network",
     "attach": "attach:cmd_attach", "create": "run:cmd_run",
 }
+#: commands whose module also builds their parsers: "module:adder" (adder(sub)
+#: adds the subcommand; the handler is the module's cmd_NAME), imported only
+#: when chosen
+_MODULES = {
+    "cp": "cp:add_parser",
+    "stats": "stats:add_parser", "top": "stats:add_top_parser",
+    "port": "stats:add_port_parser",
+    "pause": "manage:add_pause_parser", "unpause": "manage:add_pause_parser",
+    "rename": "manage:add_rename_parser", "update": "manage:add_update_parser",
+    "diff": "manage:add_diff_parser", "export": "manage:add_export_parser",
+    "container-prune": "system:add_parser", "image-prune": "system:add_parser",
+    "volume-prune": "system:add_parser", "system-prune": "system:add_parser",
+    "system-df": "system:add_df_parser", "info": "system:add_info_parser",
+    "version": "system:add_version_parser", "commit": "commit:add_parser",
+    "events": "events:add_parser",
+}
+_DISPATCH.update({name: f"{where.split(':')[0]}:cmd_{name.replace('-', '_')}"
+                  for name, where in _MODULES.items()})
 # build, tag, save, history, push, login, logout, builder (cli/build.py)
 _BUILD_COMMANDS = ("build", "tag", "save", "history", "push", "login", "logout", "builder")
 _DISPATCH.update({"build": "build:cmd_build", "tag": "build:cmd_tag", "save": "build:cmd_save",
@@ -176,9 +194,12 @@ _COMMANDS = frozenset(_DISPATCH)
 #: (``container stop`` is ``stop``)
 _MANAGEMENT = {
     "container": {"ls": ["ps"], "list": ["ps"], "ps": ["ps"],
-                  "inspect": ["inspect", "--type", "container"], "remove": ["rm"]},
+                  "inspect": ["inspect", "--type", "container"], "remove": ["rm"],
+                  "prune": ["container-prune"]},
     "image": {"ls": ["images"], "list": ["images"], "rm": ["rmi"], "remove": ["rmi"],
-              "inspect": ["inspect", "--type", "image"]},
+              "inspect": ["inspect", "--type", "image"], "prune": ["image-prune"]},
+    "volume": {"prune": ["volume-prune"]},  # the rest: the volume command's own
+    "system": {"prune": ["system-prune"], "df": ["system-df"], "info": ["info"]},
 }
 
 
@@ -223,7 +244,8 @@ def _build_parser(only: str | None = None) -> _Parser:
     p.add_argument("--version", action="store_true", help="print the version and exit")
     p.add_argument("--root", metavar="DIR", help="state root (default /var/lib/nsprim; "
                    "NSPRIM_ROOT)")
-    sub: Any = p.add_subparsers(dest="command", parser_class=_Parser)
+    # prog given: argparse would format the usage to find it (milliseconds per command)
+    sub: Any = p.add_subparsers(dest="command", parser_class=_Parser, prog="nsprim")
     if only is not None:
         sub = _OnlyOne(sub, only)
     if only == "create":  # create takes run's flags, and starts nothing
@@ -253,6 +275,14 @@ def _build_parser(only: str | None = None) -> _Parser:
     r.add_argument("--entrypoint", metavar="CMD", help="override the image's ENTRYPOINT")
     r.add_argument("--hostname", "-h", dest="hostname", metavar="NAME")
     r.add_argument("-e", "--env", action="append", default=[], metavar="KEY=VALUE")
+    r.add_argument("--env-file", action="append", default=[], metavar="FILE",
+                   help="read environment variables from a file")
+    r.add_argument("-l", "--label", action="append", default=[], metavar="KEY=VALUE",
+                   help="set metadata on the container")
+    r.add_argument("--label-file", action="append", default=[], metavar="FILE",
+                   help="read labels from a file (KEY=VALUE lines)")
+    r.add_argument("--mount", action="append", default=[],
+                   metavar="type=bind|volume|tmpfs,...", help="attach a filesystem mount")
     r.add_argument("-w", "--workdir", metavar="DIR")
     r.add_argument("-u", "--user", metavar="UID[:GID]")
     r.add_argument("-i", "--interactive", action="store_true", help="keep stdin attached")
@@ -291,6 +321,39 @@ def _build_parser(only: str | None = None) -> _Parser:
                    help="process limit (0 or -1: unlimited)")
     g.add_argument("--device-read-bps", action="append", default=[], metavar="DEV:RATE")
     g.add_argument("--device-write-bps", action="append", default=[], metavar="DEV:RATE")
+    g.add_argument("--memory-reservation", metavar="SIZE", help="memory soft limit")
+    g.add_argument("--cpu-period", type=_int_arg("cpu-period"), metavar="USEC",
+                   help="CFS period (with --cpu-quota)")
+    g.add_argument("--cpu-quota", type=_int_arg("cpu-quota"), metavar="USEC",
+                   help="CFS quota per period")
+    g.add_argument("--blkio-weight", type=_int_arg("blkio-weight"), metavar="N",
+                   help="block I/O weight, 10 to 1000 (where the scheduler has one)")
+    x = r.add_argument_group("process and namespaces (issue 12)")
+    x.add_argument("--ulimit", action="append", default=[], metavar="NAME=SOFT[:HARD]")
+    x.add_argument("--sysctl", action="append", default=[], metavar="KEY=VALUE")
+    x.add_argument("--shm-size", metavar="SIZE", help="size of /dev/shm (default 64m)")
+    x.add_argument("--oom-score-adj", type=_int_arg("oom-score-adj"), metavar="N")
+    x.add_argument("--group-add", action="append", default=[], metavar="GROUP")
+    x.add_argument("--pid", dest="pid_mode", metavar="host|container:NAME")
+    x.add_argument("--ipc", dest="ipc_mode", metavar="host|container:NAME|shareable|private")
+    x.add_argument("--uts", dest="uts_mode", metavar="host")
+    x.add_argument("--platform", metavar="OS[/ARCH]", help="checked against this host's")
+    x.add_argument("--cidfile", metavar="FILE", help="write the container id to FILE")
+    x.add_argument("--health-cmd", metavar="COMMAND", help="check command (sh -c)")
+    x.add_argument("--health-interval", metavar="DURATION", help="between checks (30s)")
+    x.add_argument("--health-timeout", metavar="DURATION", help="one check at most (30s)")
+    x.add_argument("--health-start-period", metavar="DURATION",
+                   help="failures do not count before (0s)")
+    x.add_argument("--health-retries", type=_int_arg("health-retries"), metavar="N",
+                   help="failures in a row to be unhealthy (3)")
+    x.add_argument("--no-healthcheck", action="store_true",
+                   help="no check, not even the image's HEALTHCHECK")
+    x.add_argument("--log-driver", metavar="json-file", help="json-file only")
+    x.add_argument("--log-opt", action="append", default=[], metavar="KEY=VALUE",
+                   help="max-size=SIZE (default 20m), max-file=N (default 5)")
+    x.add_argument("--pull", choices=None, default="missing", metavar="always|missing|never")
+    x.add_argument("-a", "--attach", action="append", default=[],
+                   metavar="STDIN|STDOUT|STDERR", help="streams to attach (foreground)")
     r.add_argument("cmd", nargs=argparse.REMAINDER, metavar="[IMAGE] CMD")
 
     ps = sub.add_parser("ps", help="list containers")
@@ -310,6 +373,9 @@ def _build_parser(only: str | None = None) -> _Parser:
     lg.add_argument("-f", "--follow", action="store_true")
     lg.add_argument("-t", "--timestamps", action="store_true")
     lg.add_argument("--tail", metavar="N")
+    lg.add_argument("--since", metavar="TIME", help="only after TIME (RFC 3339, Unix "
+                    "time, or a duration ago: 10m)")
+    lg.add_argument("--until", metavar="TIME", help="only before TIME")
     lg.add_argument("container")
     for cname, chelp in (("stop", "stop containers (stop signal, then SIGKILL)"),
                          ("restart", "restart containers")):
@@ -340,11 +406,14 @@ def _build_parser(only: str | None = None) -> _Parser:
     at.add_argument("container")
     rmc = sub.add_parser("rm", help="remove containers")
     rmc.add_argument("-f", "--force", action="store_true")
+    rmc.add_argument("-v", "--volumes", action="store_true",
+                     help="remove the container's anonymous volumes")
     rmc.add_argument("containers", nargs="+")
     ex = sub.add_parser("exec", help="run a command in a running container", add_help=False)
     ex.add_argument("--help", action="help")
     ex.add_argument("-i", "--interactive", action="store_true")
     ex.add_argument("-t", "--tty", action="store_true")
+    ex.add_argument("-d", "--detach", action="store_true", help="run in the background")
     ex.add_argument("-e", "--env", action="append", default=[])
     ex.add_argument("-w", "--workdir")
     ex.add_argument("-u", "--user")
@@ -394,6 +463,14 @@ def _build_parser(only: str | None = None) -> _Parser:
     ni = ns.add_parser("inspect")
     ni.add_argument("-f", "--format", metavar="FORMAT")
     ni.add_argument("names", nargs="+")
+    import importlib
+
+    done: set[str] = set()
+    for name, where in _MODULES.items():
+        if (only is None or only == name) and where not in done:
+            done.add(where)  # one adder may make several commands (pause, unpause)
+            mod, adder = where.split(":")
+            getattr(importlib.import_module(f"nsprim.cli.{mod}"), adder)(sub)
     if only is None or only in _BUILD_COMMANDS:
         from nsprim.cli import build as _build_cli
 

@@ -12,6 +12,7 @@ failures and bad flags.
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import time
@@ -105,6 +106,13 @@ def cmd_logs(a: argparse.Namespace) -> int:
 
     if a.tail not in (None, "all") and not _INT.fullmatch(a.tail):
         return _fail(f"invalid --tail {a.tail!r}: a number of lines, or all")
+    from nsprim.cli.when import log_time, parse_time
+
+    try:  # --since/--until (issue 12)
+        since = None if a.since is None else parse_time(a.since, "since")
+        until = None if a.until is None else parse_time(a.until, "until")
+    except ValueError as e:
+        return _fail(str(e))
     try:
         rec = find(a.container)
     except LookupError as e:
@@ -116,23 +124,38 @@ def cmd_logs(a: argparse.Namespace) -> int:
         except ValueError:
             return
         text = entry.get("log", "")
+        if since is not None or until is not None:
+            t = log_time(str(entry.get("time", "")))
+            if t is None or since is not None and t < since or \
+                    until is not None and t > until:
+                return
         if a.timestamps:
             text = f"{entry.get('time', '')} {text}"
         out = sys.stderr if entry.get("stream") == "stderr" else sys.stdout
         out.write(text)
         out.flush()
 
+    rotated = []  # --log-opt max-file: the older files first (.N ... .1)
+    for i in range(1000, 0, -1):
+        try:
+            with open(f"{rec.log_path}.{i}") as old:
+                rotated.extend(old.readlines())
+        except FileNotFoundError:
+            continue
     try:
         f = open(rec.log_path)
     except FileNotFoundError:
+        for line in rotated[-int(a.tail):] if a.tail not in (None, "all") and \
+                int(a.tail) > 0 else ([] if a.tail not in (None, "all") else rotated):
+            emit(line)
         return 0
     with f:
-        lines = f.readlines()
+        lines = rotated + f.readlines()
         if a.tail is not None and a.tail != "all":
             lines = lines[-int(a.tail):] if int(a.tail) > 0 else []
         for line in lines:
             emit(line)
-        while a.follow:
+        while a.follow and (until is None or time.time() <= until):
             line = f.readline()
             if line:
                 emit(line)
@@ -141,6 +164,14 @@ def cmd_logs(a: argparse.Namespace) -> int:
                 for line in f.readlines():
                     emit(line)
                 break
+            try:  # rotated away: go on with the new file
+                if os.stat(rec.log_path).st_ino != os.fstat(f.fileno()).st_ino:
+                    for line in f.readlines():
+                        emit(line)
+                    f.close()
+                    f = open(rec.log_path)
+            except FileNotFoundError:
+                pass
             time.sleep(0.05)
     return 0
 
@@ -253,7 +284,7 @@ def cmd_rm(a: argparse.Namespace) -> int:
             except ProcessLookupError:
                 pass
             wait_exited(rec, 30)
-        remove_record(rec)
+        remove_record(rec, volumes=getattr(a, "volumes", False))
         print(name)
         return True
 
@@ -365,6 +396,29 @@ def cmd_exec(a: argparse.Namespace) -> int:
     pid = st.get("pid")
     if not rec.running or not isinstance(pid, int) or not alive(pid, st.get("pid_start")):
         return _daemon_error(_not_running(rec))
+    if getattr(a, "detach", False):  # exec -d (issue 12): started, not waited for
+        from nsprim.cli.run import _exec_failure
+        from nsprim.errors import SpawnError
+
+        try:
+            c = exec_container(rec.spec, pid, cmd, env=env_list(a.env), user=a.user,
+                               workdir=a.workdir, die_with_parent=False, stdin=DEVNULL,
+                               stdout=DEVNULL, stderr=DEVNULL)
+            try:
+                c.start()
+            finally:
+                if c.cgroup is not None:
+                    c.cgroup.close()
+        except SpawnError as e:
+            if e.step == "exec":
+                import errno
+
+                code = 127 if e.errno in (errno.ENOENT, errno.ENOTDIR) else 126
+                return _fail(_exec_failure(e.detail or cmd[0], e.errno or 0), code)
+            return _fail(_oneline(e))
+        except (ConfigError, LookupError, OSError, ValueError) as e:
+            return _fail(_oneline(e))
+        return 0
     try:
         c = exec_container(rec.spec, pid, cmd, env=env_list(a.env), user=a.user,
                            workdir=a.workdir, tty=a.tty,

@@ -41,7 +41,7 @@ def cmd_run(a: argparse.Namespace) -> int:
     from nsprim import _record
     from nsprim.errors import ConfigError
     from nsprim.lifecycle import new_record, remove_record
-    from nsprim.spec import from_run_flags, to_container, validate
+    from nsprim.spec import from_run_flags, to_container, validate, with_anonymous_volumes
 
     cmd = a.cmd[1:] if a.cmd and a.cmd[0] == "--" else a.cmd
     image = None
@@ -54,6 +54,9 @@ def cmd_run(a: argparse.Namespace) -> int:
     elif not cmd:
         return _fail("run: no command given")
     rec = None
+    bad = _check_cli_flags(a)
+    if bad:
+        return _fail(bad)
     try:
         spec = from_run_flags(a, image, cmd)
         validate(spec)  # every check, before anything is created
@@ -63,20 +66,28 @@ def cmd_run(a: argparse.Namespace) -> int:
             return _fail(not_tty, EXIT_NOT_A_TTY)
         _collect_leftovers()
         if image is not None:
-            from nsprim.container import _find_image
-
-            img = _find_image(image)
+            img = _image_for(image, getattr(a, "pull", "missing"))
             # the image's STOPSIGNAL unless --stop-signal (docker's rule)
             spec = _record.replace(spec, image_id=img.id,
                                        stop_signal=spec.stop_signal or img.stop_signal)
+            spec = with_anonymous_volumes(spec, img.volumes)
+            from nsprim.health import resolve
+
+            spec = _record.replace(spec, health=resolve(spec, img.config.get("config")))
             if spec.stop_signal is not None:
                 from nsprim.lifecycle import parse_signal
 
                 parse_signal(spec.stop_signal)
+        else:
+            from nsprim.health import resolve
+
+            spec = _record.replace(with_anonymous_volumes(spec), health=resolve(spec, None))
         cfg = spec.to_json()
         if getattr(a, "create_only", False) and a.interactive:
             cfg["stdin_once"] = True  # docker's create -i: stdin ends with the attached one's
         rec = new_record(cfg)
+        if getattr(a, "cidfile", None):
+            _write_cidfile(a.cidfile, rec.id)
         from nsprim.container import DEVNULL, PIPE
 
         # a foreground container's output goes through us into its log
@@ -99,6 +110,59 @@ def cmd_run(a: argparse.Namespace) -> int:
     if a.detach:
         return _start_detached(rec)
     return _run_foreground(a, rec, c, cmd or [image or ""])
+
+
+_STREAMS = ("stdin", "stdout", "stderr")
+
+
+def _check_cli_flags(a: argparse.Namespace) -> str | None:
+    """The flags of ``run`` that never reach the spec (--cidfile, --pull,
+    -a): docker's checks, before anything is created."""
+    pull = getattr(a, "pull", "missing")
+    if pull not in ("always", "missing", "never"):
+        return (f'invalid pull option: {pull!r}: must be one of "always", "missing" or '
+                '"never"')
+    for s in getattr(a, "attach", None) or ():
+        if s.lower() not in _STREAMS:
+            return (f'invalid argument "{s}" for "-a, --attach" flag: valid streams are '
+                    "STDIN, STDOUT and STDERR")
+    if getattr(a, "attach", None) and a.detach:
+        return "conflicting options: cannot specify both --attach and --detach"
+    cid = getattr(a, "cidfile", None)
+    if cid is not None:
+        if not cid:
+            return "invalid --cidfile '': a file name is required"
+        if os.path.lexists(cid):
+            return (f"container ID file found, make sure the other container isn't running "
+                    f"or delete {cid}")
+        parent = os.path.dirname(os.path.abspath(cid))
+        if not os.path.isdir(parent):
+            return f"invalid --cidfile {cid!r}: directory {parent!r} does not exist"
+    return None
+
+
+def _write_cidfile(path: str, cid: str) -> None:
+    """The container's id, in a file that must not exist yet (docker)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+    try:
+        os.write(fd, cid.encode())
+    finally:
+        os.close(fd)
+
+
+def _image_for(name: str, pull: str) -> Any:
+    """The image `name` by docker's --pull policy."""
+    from nsprim.images.store import ImageNotFound, default_store, print_progress
+
+    store = default_store()
+    if pull == "always":
+        return store.pull(name, progress=print_progress())
+    try:
+        return store.get(name)
+    except ImageNotFound:
+        if pull == "never":
+            raise LookupError(f"No such image: {name}") from None
+        return store.pull(name, progress=print_progress())
 
 
 def _start_detached(rec: Any) -> int:
@@ -136,10 +200,12 @@ class _ContainerLog:
 
     LINE_MAX = 16384  # the shim's LINE_MAX_BYTES
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, max_size: int = 0, max_file: int = 1) -> None:
         self.path = path
         self._fd = -1
         self._partial: dict[str, bytes] = {}
+        self.max_size, self.max_file = max_size, max(1, max_file)  # rotation (the shim's)
+        self._size = -1
 
     def write(self, stream: str, data: bytes) -> None:
         buf = self._partial.pop(stream, b"") + data
@@ -172,9 +238,25 @@ class _ContainerLog:
             if self._fd < 0:
                 self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT |
                                    os.O_CLOEXEC, 0o640)
-            os.write(self._fd, (entry + "\n").encode())  # one write: whole lines
+                self._size = os.fstat(self._fd).st_size
+            self._size += os.write(self._fd, (entry + "\n").encode())  # one write: whole lines
+            if self.max_size and self._size >= self.max_size:
+                self._rotate()
         except OSError:
             pass
+
+    def _rotate(self) -> None:
+        """container.log -> .1 -> ... -> .max_file-1, as the shim does."""
+        os.close(self._fd)
+        self._fd = -1
+        for i in range(self.max_file - 1, 0, -1):
+            try:
+                os.rename(self.path if i == 1 else f"{self.path}.{i - 1}", f"{self.path}.{i}")
+            except FileNotFoundError:
+                pass
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC |
+                           (os.O_TRUNC if self.max_file == 1 else 0), 0o640)
+        self._size = 0
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -183,7 +265,7 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view):]
 
 
-def _pump(c: Any, log: _ContainerLog) -> None:
+def _pump(c: Any, log: _ContainerLog, show: set[str] | None = None) -> None:
     """Copy the container's stdout and stderr pipes to ours (as they come:
     prompts without a newline show at once) and into `log`, each stream to
     its own, until both end.  After the container's first process has
@@ -196,7 +278,8 @@ def _pump(c: Any, log: _ContainerLog) -> None:
     for f, name, ours in ((c.stdout, "stdout", sys.stdout.fileno()),
                           (c.stderr, "stderr", sys.stderr.fileno())):
         if f is not None:
-            streams[f.fileno()] = (f, name, ours)
+            # -a: a stream not attached is logged, not shown (-1)
+            streams[f.fileno()] = (f, name, ours if show is None or name in show else -1)
     exited_at: float | None = None
     try:
         while streams:
@@ -221,6 +304,8 @@ def _pump(c: Any, log: _ContainerLog) -> None:
                     f.close()
                     continue
                 log.write(name, data)
+                if ours < 0:
+                    continue
                 try:
                     _write_all(ours, data)
                 except OSError:
@@ -253,8 +338,8 @@ def _exec_failure(path: str, err: int) -> str:
 
 
 def _attach(c: Any, argv0: str, tty: bool, interactive: bool,
-            started: Any = None, failed: Any = None, log: _ContainerLog | None = None
-            ) -> int:
+            started: Any = None, failed: Any = None, log: _ContainerLog | None = None,
+            show: set[str] | None = None) -> int:
     """Start `c` in the foreground: forward our signals to it, proxy the
     terminal with `tty`, wait; the exit code in docker's terms.  `started()`
     runs once it runs, `failed()` if it could not start.  With `log`, what
@@ -308,7 +393,7 @@ def _attach(c: Any, argv0: str, tty: bool, interactive: bool,
                   stdin=sys.stdin.fileno() if interactive else -1, stdout=sys.stdout.fileno(),
                   output=None if log is None else lambda data: log.write("stdout", data))
         elif log is not None and (c.stdout is not None or c.stderr is not None):
-            _pump(c, log)
+            _pump(c, log, show)
         rc = c.wait()
     finally:
         for s, h in old.items():
@@ -332,10 +417,16 @@ def _run_foreground(a: argparse.Namespace, rec: Any, c: Any, cmd: list[str]) -> 
         rec.update_state(status="running", pid=c.pid, pid_start=_proc_start(c.pid),
                          supervisor_pid=me, supervisor_start=_proc_start(me),
                          started_at=time.time(), ip=c.ip_address, ports=c.ports)
+        from nsprim.health import start_monitor
 
-    log = _ContainerLog(rec.log_path)
+        start_monitor(rec)  # --health-cmd, the image's HEALTHCHECK
+
+    from nsprim.spec import log_limits
+
+    log = _ContainerLog(rec.log_path, *log_limits(rec.spec))
     try:
-        code = _attach(c, cmd[0], a.tty, a.interactive, started, failed, log)
+        show = {x.lower() for x in a.attach} if getattr(a, "attach", None) else None
+        code = _attach(c, cmd[0], a.tty, a.interactive, started, failed, log, show)
     finally:
         log.close()
     if not ran:

@@ -1,0 +1,213 @@
+"""nsprim commit [-a AUTHOR] [-m MESSAGE] [-p|--pause=false] CONTAINER [REPOSITORY[:TAG]]:
+a new image from a container's changes.
+
+The container layer (the overlay's upper dir) becomes one more layer on top
+of its image's: overlay whiteouts (0/0 character devices) become OCI
+``.wh.NAME`` files and opaque directories ``.wh..wh..opq``.  The layer and a
+config (the image's, with the new diff_id and a history entry) are written
+as a ``docker save`` directory and loaded through the image store's own
+checked ``load`` path: layers the store has are not read again.  A running
+container is paused (cgroup freezer) while its layer is read, as docker does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import io
+import json
+import os
+import stat
+import sys
+import tarfile
+import tempfile
+import time
+from typing import IO, Any
+
+from nsprim.cli import _oneline
+
+EXIT_ERROR = 1
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser("commit", help="create a new image from a container's changes")
+    p.add_argument("-a", "--author", default="")
+    p.add_argument("-m", "--message", default="")
+    p.add_argument("-p", "--pause", default="true", nargs="?", const="true",
+                   metavar="true|false", help="pause the container while committing")
+    p.add_argument("container")
+    p.add_argument("repository", nargs="?", metavar="REPOSITORY[:TAG]")
+
+
+class _Hashing(io.RawIOBase):
+    def __init__(self, f: IO[bytes]) -> None:
+        self.f = f
+        self.h = hashlib.sha256()
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, b: Any) -> int:
+        data = bytes(b)
+        self.h.update(data)
+        self.f.write(data)
+        return len(data)
+
+
+def layer_tar(upper: str, out: IO[bytes]) -> str:
+    """Write the container layer `upper` as an OCI layer tar to `out`;
+    returns its diff_id."""
+    from nsprim.archive import _FileReader
+
+    hashed = _Hashing(out)
+    with tarfile.open(fileobj=hashed, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+        def walk(rel: str, dfd: int) -> None:
+            for name in sorted(os.listdir(dfd)):
+                path = f"{rel}{name}"
+                try:
+                    st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
+                except FileNotFoundError:
+                    continue
+                ti = tarfile.TarInfo(path)
+                ti.mode, ti.uid, ti.gid = stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid
+                ti.mtime = int(st.st_mtime)
+                if stat.S_ISCHR(st.st_mode) and st.st_rdev == 0:  # an overlay whiteout
+                    wh = tarfile.TarInfo(f"{rel}.wh.{name}")
+                    wh.mtime = ti.mtime
+                    tar.addfile(wh)
+                elif stat.S_ISDIR(st.st_mode):
+                    ti.type = tarfile.DIRTYPE
+                    tar.addfile(ti)
+                    sub = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW |
+                                  os.O_CLOEXEC, dir_fd=dfd)
+                    try:
+                        try:
+                            opaque = os.getxattr(f"/proc/self/fd/{sub}",
+                                                 "trusted.overlay.opaque") == b"y"
+                        except OSError:
+                            opaque = False
+                        if opaque:
+                            tar.addfile(tarfile.TarInfo(f"{path}/.wh..wh..opq"))
+                        walk(path + "/", sub)
+                    finally:
+                        os.close(sub)
+                elif stat.S_ISREG(st.st_mode):
+                    fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK |
+                                 os.O_CLOEXEC, dir_fd=dfd)
+                    try:
+                        ti.size = os.fstat(fd).st_size
+                        tar.addfile(ti, io.BufferedReader(_FileReader(fd, ti.size)))
+                    finally:
+                        os.close(fd)
+                elif stat.S_ISLNK(st.st_mode):
+                    ti.type, ti.linkname = tarfile.SYMTYPE, os.readlink(name, dir_fd=dfd)
+                    tar.addfile(ti)
+                elif stat.S_ISFIFO(st.st_mode):
+                    ti.type = tarfile.FIFOTYPE
+                    tar.addfile(ti)
+                # device nodes and sockets are left out
+
+        top = os.open(upper, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            walk("", top)
+        finally:
+            os.close(top)
+    return "sha256:" + hashed.h.hexdigest()
+
+
+def _stamp() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def commit(rec: Any, repository: str | None, author: str = "", message: str = "",
+           pause: bool = True) -> Any:
+    """The new image of `rec`'s changes (an Image of the store)."""
+    from nsprim.cgroup import Cgroup
+    from nsprim.images.store import default_store
+
+    spec = rec.spec
+    if not spec.image_id:
+        raise LookupError(f"container {rec.id} has no image to commit onto (--rootfs)")
+    store = default_store()
+    base = store.get(spec.image_id)
+    upper = os.path.join(rec.dir, "upper")
+    if not os.path.isdir(upper):
+        raise LookupError(f"container {rec.id} has no container layer")
+    cg = None
+    if pause and rec.running and not rec.state.get("paused"):
+        try:
+            cg = Cgroup.open(rec.id[:16])
+            cg.freeze()
+        except OSError:
+            cg = None
+    from nsprim.state import state_root
+
+    work = tempfile.mkdtemp(prefix="commit-", dir=state_root())  # private (0700)
+    try:
+        try:
+            with open(os.path.join(work, "layer.tar"), "wb") as f:
+                diff_id = layer_tar(upper, f)
+        finally:
+            if cg is not None:
+                cg.thaw()
+                cg.close()
+        config = json.loads(json.dumps(base.config))
+        config["created"] = _stamp()
+        if author:
+            config["author"] = author
+        config.setdefault("rootfs", {"type": "layers", "diff_ids": []})
+        config["rootfs"]["diff_ids"] = list(base.diff_ids) + [diff_id]
+        hist = {"created": config["created"], "created_by": f"nsprim commit {rec.id[:12]}"}
+        if message:
+            hist["comment"] = message
+        if author:
+            hist["author"] = author
+        config["history"] = list(config.get("history") or []) + [hist]
+        data = json.dumps(config, separators=(",", ":")).encode()
+        with open(os.path.join(work, "config.json"), "wb") as f:
+            f.write(data)
+        layers = []
+        for i in range(len(base.diff_ids)):  # the store has them: never read
+            p = f"base-{i}.tar"
+            open(os.path.join(work, p), "wb").close()
+            layers.append(p)
+        layers.append("layer.tar")
+        tags = [repository if ":" in repository.rsplit("/", 1)[-1] else repository + ":latest"
+                ] if repository else []
+        with open(os.path.join(work, "manifest.json"), "w") as f:
+            json.dump([{"Config": "config.json", "RepoTags": tags, "Layers": layers}], f)
+        (img,) = store.load(work)
+        return img
+    finally:
+        import shutil
+
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def cmd_commit(a: argparse.Namespace) -> int:
+    from nsprim.errors import ConfigError
+    from nsprim.lifecycle import find
+
+    if a.pause not in ("true", "false", "1", "0"):
+        print(f"nsprim: invalid --pause {a.pause!r}: true or false", file=sys.stderr)
+        return 125
+    if a.repository is not None:
+        from nsprim.images.reference import parse_reference
+
+        try:
+            parse_reference(a.repository)
+        except ConfigError as e:
+            print(f"nsprim: {_oneline(e)}", file=sys.stderr)
+            return 125
+    try:
+        rec = find(a.container)
+    except LookupError as e:
+        print(f"Error response from daemon: {_oneline(e)}", file=sys.stderr)
+        return EXIT_ERROR
+    try:
+        img = commit(rec, a.repository, a.author, a.message, a.pause in ("true", "1"))
+    except (LookupError, OSError, ValueError) as e:
+        print(f"Error response from daemon: {_oneline(e)}", file=sys.stderr)
+        return EXIT_ERROR
+    print(img.id)
+    return 0
