@@ -368,3 +368,144 @@ def test_push_save_load_round_trip(docker_daemon: DockerDaemon, base: str, regis
     assert r.returncode == 0 and f"Loaded image: {target}" in r.stdout, r.stdout + r.stderr
     assert d.docker("run", "--rm", target, "echo", "back").stdout == "back\n"
     assert d.docker("rmi", target).returncode == 0
+
+
+def test_cp_both_ways(docker_daemon: DockerDaemon, base: str, tmp_path: Any) -> None:
+    """docker cp: a file and a directory in and out, `-` both ways (a tar
+    on stdin/stdout), a missing path, and out of a stopped container."""
+    import io
+    import tarfile
+
+    d = docker_daemon
+    r = d.docker("run", "-d", "--name", "cpbox", base, "sleep", "60")
+    assert r.returncode == 0, r.stderr
+    try:
+        (tmp_path / "h.txt").write_text("hello\n")
+        (tmp_path / "dir" / "sub").mkdir(parents=True)
+        (tmp_path / "dir" / "sub" / "f").write_text("deep\n")
+        for args in (("h.txt", "cpbox:/tmp/"), ("h.txt", "cpbox:/tmp/renamed.txt"),
+                     ("dir", "cpbox:/tmp/")):
+            r = d.docker("cp", *args, cwd=tmp_path)
+            assert r.returncode == 0, (args, r.stderr)
+        r = d.docker("exec", "cpbox", "cat", "/tmp/h.txt", "/tmp/renamed.txt",
+                     "/tmp/dir/sub/f")
+        assert r.stdout == "hello\nhello\ndeep\n", r.stderr
+        # out: a file, a directory
+        r = d.docker("cp", "cpbox:/tmp/dir", str(tmp_path / "back"))
+        assert r.returncode == 0, r.stderr
+        assert (tmp_path / "back" / "sub" / "f").read_text() == "deep\n"
+        r = d.docker("cp", "cpbox:/etc/hostname", str(tmp_path / "hn"))
+        assert r.returncode == 0, r.stderr
+        assert (tmp_path / "hn").read_text() == \
+            d.docker("exec", "cpbox", "cat", "/etc/hostname").stdout
+        # `-`: a tar on stdin into a directory, a tar on stdout
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w") as t:
+            info = tarfile.TarInfo("from-stdin")
+            info.size = 3
+            t.addfile(info, io.BytesIO(b"in\n"))
+        r2 = subprocess.run(["docker", "cp", "-", "cpbox:/tmp"], input=buf.getvalue(),
+                            capture_output=True, env=d.env, timeout=60)
+        assert r2.returncode == 0, r2.stderr
+        assert d.docker("exec", "cpbox", "cat", "/tmp/from-stdin").stdout == "in\n"
+        r2 = subprocess.run(["docker", "cp", "cpbox:/tmp/h.txt", "-"], capture_output=True,
+                            env=d.env, timeout=60)
+        assert r2.returncode == 0, r2.stderr
+        with tarfile.open(fileobj=io.BytesIO(r2.stdout)) as t:
+            assert t.getnames() == ["h.txt"]
+            f = t.extractfile("h.txt")
+            assert f is not None and f.read() == b"hello\n"
+        r = d.docker("cp", "cpbox:/no/such/file", str(tmp_path / "x"))
+        assert r.returncode == 1 and "Could not find the file /no/such/file" in r.stderr
+        assert not (tmp_path / "x").exists()
+        # a stopped container: its own layer, through its overlay
+        assert d.docker("stop", "-t", "0", "cpbox").returncode == 0
+        r = d.docker("cp", "cpbox:/tmp/renamed.txt", str(tmp_path / "after-stop"))
+        assert r.returncode == 0, r.stderr
+        assert (tmp_path / "after-stop").read_text() == "hello\n"
+    finally:
+        d.docker("rm", "-f", "cpbox")
+
+
+def test_top_stats_pause_rename_update(docker_daemon: DockerDaemon, base: str) -> None:
+    d = docker_daemon
+    r = d.docker("run", "-d", "--name", "mgr", base, "sleep", "60")
+    assert r.returncode == 0, r.stderr
+    cid = r.stdout.strip()
+    try:
+        r = d.docker("top", "mgr")
+        assert r.returncode == 0, r.stderr
+        assert "PID" in r.stdout.splitlines()[0] and "sleep 60" in r.stdout, r.stdout
+        r = d.docker("top", "mgr", "-o", "pid,comm")
+        assert r.returncode == 0, r.stderr
+        assert r.stdout.split()[:2] == ["PID", "COMMAND"] and "sleep" in r.stdout.split()
+        r = d.docker("stats", "--no-stream", "--format",
+                     "{{.Name}}|{{.PIDs}}|{{.MemUsage}}|{{.CPUPerc}}", "mgr")
+        assert r.returncode == 0, r.stderr
+        name, pids, mem, cpu = r.stdout.strip().split("|")
+        assert (name, pids) == ("mgr", "1"), r.stdout
+        assert mem.split(" / ")[0] != "0B" and cpu.endswith("%"), r.stdout
+        # pause / unpause, with docker's conflicts
+        assert d.docker("pause", "mgr").returncode == 0
+        assert d.docker("inspect", "-f", "{{.State.Status}} {{.State.Paused}}",
+                        "mgr").stdout.strip() == "paused true"
+        r = d.docker("pause", "mgr")
+        assert r.returncode == 1 and "already paused" in r.stderr, r.stderr
+        assert d.docker("unpause", "mgr").returncode == 0
+        r = d.docker("unpause", "mgr")
+        assert r.returncode == 1 and "not paused" in r.stderr, r.stderr
+        assert d.docker("exec", "mgr", "true").returncode == 0  # it runs again
+        # rename
+        assert d.docker("rename", "mgr", "mgr2").returncode == 0
+        assert d.docker("inspect", "-f", "{{.Name}}", cid).stdout.strip() == "/mgr2"
+        r = d.docker("inspect", "mgr")
+        assert r.returncode == 1
+        r = d.docker("rename", "mgr2", "bad name!")
+        assert r.returncode == 1 and "bad name!" in r.stderr
+        # update: a memory limit on the running container's cgroup and its record
+        r = d.docker("update", "-m", "96m", "--memory-swap", "-1", "mgr2")
+        assert r.returncode == 0, r.stderr
+        assert d.docker("inspect", "-f", "{{.HostConfig.Memory}}",
+                        "mgr2").stdout.strip() == str(96 << 20)
+        r = d.docker("stats", "--no-stream", "--format", "{{.MemUsage}}", "mgr2")
+        assert r.stdout.strip().endswith("/ 96MiB"), r.stdout
+        r = d.docker("update", "--cpus", "nope", "mgr2")
+        assert r.returncode != 0
+        r = d.docker("pause", "no-such-box")
+        assert r.returncode == 1 and "No such container: no-such-box" in r.stderr
+        assert d.docker("stop", "-t", "0", "mgr2").returncode == 0
+        r = d.docker("pause", "mgr2")
+        assert r.returncode == 1 and "is not running" in r.stderr
+        r = d.docker("top", "mgr2")
+        assert r.returncode == 1 and "is not running" in r.stderr
+    finally:
+        d.docker("rm", "-f", cid)
+
+
+def test_export_and_diff(docker_daemon: DockerDaemon, base: str, tmp_path: Any) -> None:
+    import tarfile
+
+    d = docker_daemon
+    r = d.docker("run", "--name", "exd", base, "sh", "-c",
+                 "echo x > /newfile; mkdir /newdir; rm /bin/true 2>/dev/null; :")
+    assert r.returncode == 0, r.stderr
+    try:
+        r = d.docker("diff", "exd")
+        assert r.returncode == 0, r.stderr
+        lines = r.stdout.splitlines()
+        assert "A /newfile" in lines and "A /newdir" in lines, lines
+        assert all(line[:2] in ("A ", "C ", "D ") for line in lines)
+        out = tmp_path / "exd.tar"
+        r = d.docker("export", "-o", str(out), "exd")
+        assert r.returncode == 0, r.stderr
+        with tarfile.open(out) as t:
+            names = {n.lstrip("./") for n in t.getnames()}
+            f = t.extractfile(next(m for m in t.getmembers()
+                                   if m.name.lstrip("./") == "newfile"))
+            assert f is not None and f.read() == b"x\n"
+        assert "newdir" in names and "bin/sh" in names
+        r2 = subprocess.run(["docker", "export", "exd"], capture_output=True, env=d.env,
+                            timeout=60)
+        assert r2.returncode == 0 and r2.stdout[:512] and len(r2.stdout) > 10240
+    finally:
+        d.docker("rm", "-f", "exd")

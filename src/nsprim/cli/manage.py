@@ -15,9 +15,7 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
-import stat
 import sys
 from typing import Any
 
@@ -80,8 +78,8 @@ def add_export_parser(sub: Any) -> None:
 # ----------------------------------------------------------- pause/unpause
 
 def _freeze(a: argparse.Namespace, frozen: bool) -> int:
-    from nsprim.cgroup import Cgroup
     from nsprim.lifecycle import find
+    from nsprim.manage import Conflict, set_paused
 
     rc = 0
     for name in a.containers:
@@ -90,30 +88,11 @@ def _freeze(a: argparse.Namespace, frozen: bool) -> int:
         except LookupError as e:
             rc = _error(_oneline(e))
             continue
-        if not rec.running:
-            rc = _error(f"container {rec.id} is not running")
-            continue
-        paused = bool(rec.state.get("paused"))
-        if paused == frozen:
-            rc = _error(f"container {rec.id} is already paused" if frozen else
-                        f"container {rec.id} is not paused")
-            continue
         try:
-            cg = Cgroup.open(rec.id[:16])
-        except OSError:
-            rc = _error(f"container {rec.id} has no cgroup to freeze")
-            continue
-        try:
-            cg.freeze() if frozen else cg.thaw()
-        except (OSError, TimeoutError) as e:
+            set_paused(rec, frozen)
+        except (Conflict, OSError, TimeoutError) as e:
             rc = _error(_oneline(e))
             continue
-        finally:
-            cg.close()
-        rec.update_state(paused=frozen)
-        from nsprim.events import emit
-
-        emit(rec.id, "pause" if frozen else "unpause", rec.config)
         print(name)
     return rc
 
@@ -130,7 +109,8 @@ def cmd_unpause(a: argparse.Namespace) -> int:
 
 def cmd_rename(a: argparse.Namespace) -> int:
     from nsprim.errors import ConfigError
-    from nsprim.lifecycle import check_name, find, release_name, reserve
+    from nsprim.lifecycle import check_name, find
+    from nsprim.manage import Conflict, rename
 
     try:
         check_name(a.new_name)
@@ -140,21 +120,10 @@ def cmd_rename(a: argparse.Namespace) -> int:
         rec = find(a.container)
     except LookupError as e:
         return _error(_oneline(e))
-    old = rec.name
-    if old == a.new_name:
-        return _error("Renaming a container with the same name as its current name")
     try:
-        reserve(a.new_name, rec.id)
-    except ConfigError as e:
+        rename(rec, a.new_name)
+    except (Conflict, ConfigError) as e:
         return _error(str(e))
-    cfg = rec.config
-    cfg["name"] = a.new_name
-    rec.write_config(cfg)
-    if old:
-        release_name(old, rec.id)
-    from nsprim.events import emit
-
-    emit(rec.id, "rename", cfg, oldName="/" + old)
     return 0
 
 
@@ -162,25 +131,16 @@ def cmd_rename(a: argparse.Namespace) -> int:
 
 def update_spec(spec: Any, a: argparse.Namespace) -> Any:
     """`spec` with the limits `a` gives (checked by spec.validate)."""
-    from nsprim.spec import validate
+    from nsprim.manage import UPDATABLE
+    from nsprim.manage import update_spec as lib_update_spec
 
-    changes: dict[str, Any] = {}
-    for f in ("memory", "memory_swap", "memory_reservation", "cpus", "cpu_shares",
-              "cpu_period", "cpu_quota", "cpuset_cpus", "cpuset_mems", "pids_limit",
-              "blkio_weight", "restart"):
-        v = getattr(a, f, None)
-        if v is not None and any(x.name == f for x in dataclasses.fields(spec)):
-            changes[f] = v
-    new = dataclasses.replace(spec, **changes)
-    validate(new)
-    return new
+    return lib_update_spec(spec, {f: getattr(a, f, None) for f in UPDATABLE})
 
 
 def cmd_update(a: argparse.Namespace) -> int:
-    from nsprim.cgroup import Cgroup
     from nsprim.errors import ConfigError
     from nsprim.lifecycle import find
-    from nsprim.spec import limits_of
+    from nsprim.manage import Conflict, update
 
     try:
         recs = [(n, find(n)) for n in a.containers]
@@ -192,94 +152,32 @@ def cmd_update(a: argparse.Namespace) -> int:
         return _bad(str(e))
     rc = 0
     for name, rec, spec in news:
-        if rec.running:
-            try:
-                cg = Cgroup.open(rec.id[:16])
-            except OSError:
-                rc = _error(f"container {rec.id} has no cgroup to update")
-                continue
-            try:
-                limits = limits_of(spec)
-                cg.set_limits(limits)
-            except (OSError, ConfigError) as e:
-                rc = _error(f"Cannot update container {rec.id}: {_oneline(e)}")
-                continue
-            finally:
-                cg.close()
-        cfg = rec.config
-        cfg.update({k: v for k, v in spec.to_json().items()
-                    if k in ("memory", "memory_swap", "memory_reservation", "cpus",
-                             "cpu_shares", "cpu_period", "cpu_quota", "cpuset_cpus",
-                             "cpuset_mems", "pids_limit", "blkio_weight", "restart")})
-        rec.write_config(cfg)
-        from nsprim.events import emit
-
-        emit(rec.id, "update", cfg)
+        try:
+            update(rec, spec)
+        except Conflict as e:
+            rc = _error(str(e))
+            continue
+        except (OSError, ConfigError) as e:
+            rc = _error(f"Cannot update container {rec.id}: {_oneline(e)}")
+            continue
         print(name)
     return rc
 
 
 # -------------------------------------------------------------------- diff
 
-def _lower_has(layers: list[str], rel: str) -> bool:
-    for layer in layers:
-        try:
-            os.lstat(os.path.join(layer, rel))
-            return True
-        except OSError:
-            continue
-    return False
-
-
-def changes(upper: str, layers: list[str]) -> list[tuple[str, str]]:
-    """docker's (kind, path) of a container layer: D for a whiteout, A for
-    what no lower layer has, C for what one does; sorted by path."""
-    out: list[tuple[str, str]] = []
-
-    def walk(rel: str) -> None:
-        d = os.path.join(upper, rel)
-        try:
-            names = sorted(os.listdir(d))
-        except OSError:
-            return
-        for n in names:
-            r = os.path.join(rel, n)
-            try:
-                st = os.lstat(os.path.join(upper, r))
-            except OSError:
-                continue
-            path = "/" + r
-            if stat.S_ISCHR(st.st_mode) and st.st_rdev == 0:
-                out.append(("D", path))
-                continue
-            out.append(("C" if _lower_has(layers, r) else "A", path))
-            if stat.S_ISDIR(st.st_mode):
-                walk(r)
-
-    walk("")
-    return out
-
-
-def _layers(rec: Any) -> list[str] | None:
-    spec = rec.spec
-    if not spec.image_id:
-        return None
-    from nsprim.images.store import default_store
-
-    return list(reversed(default_store().get(spec.image_id).layers))
-
-
 def cmd_diff(a: argparse.Namespace) -> int:
     from nsprim.lifecycle import find
+    from nsprim.manage import container_changes
 
     try:
         rec = find(a.container)
-        layers = _layers(rec)
+        found = container_changes(rec)
     except (LookupError, OSError) as e:
         return _error(_oneline(e))
-    if layers is None:
+    if found is None:
         return _error(f"container {rec.id} has no image layers to compare with (--rootfs)")
-    for kind, path in changes(os.path.join(rec.dir, "upper"), layers):
+    for kind, path in found:
         print(f"{kind} {path}")
     return 0
 

@@ -142,12 +142,9 @@ class Daemon:
         r.add("GET", "/events", self.events_stream)
         r.add("POST", "/auth", self.auth)
         self.containers.routes(r)
-        for path in ("archive", "top", "stats", "rename", "pause", "unpause", "update",
-                     "export", "changes"):
-            method = "GET" if path in ("archive", "top", "stats", "export", "changes") else "POST"
-            r.add(method, f"/containers/(?P<id>[^/]+)/{path}", self.not_yet)
-        r.add("PUT", "/containers/(?P<id>[^/]+)/archive", self.not_yet)
-        r.add("HEAD", "/containers/(?P<id>[^/]+)/archive", self.not_yet)
+        from nsprim.daemon import manage
+
+        manage.routes(r, self)
         r.add("GET", "/images/json", self.images)
         r.add("POST", "/images/create", self.image_pull)
         r.add("POST", "/images/prune", self.image_prune)
@@ -171,9 +168,6 @@ class Daemon:
         r.add("GET", "/networks/(?P<name>[^/]+)", self.network_inspect)
         r.add("DELETE", "/networks/(?P<name>[^/]+)", self.network_delete)
         r.add("POST", "/networks/(?P<name>[^/]+)/(?:connect|disconnect)", self.network_create)
-
-    async def not_yet(self, req: Request, m: re.Match[str]) -> Response:
-        raise ApiError(501, f"{req.method} {req.path} is not implemented by nsprim's daemon yet")
 
     async def build(self, req: Request, m: re.Match[str]) -> StreamResponse:
         """POST /build: the tar context in the body (spooled), extracted

@@ -339,6 +339,7 @@ class Containers:
 
         if rec.running:
             request_stop(rec)
+            _thaw(rec)
             try:
                 signal_container(rec, signal.SIGKILL)
             except ProcessLookupError:
@@ -920,6 +921,18 @@ def _run_start(rec: Record) -> float:
     return time.time()
 
 
+def _thaw(rec: Record) -> None:
+    """A paused container is thawed before it is stopped or removed (a
+    frozen process takes no signal), as docker does."""
+    if rec.state.get("paused"):
+        from nsprim.manage import Conflict, set_paused
+
+        try:
+            set_paused(rec, False)
+        except (Conflict, OSError, TimeoutError):
+            pass
+
+
 def _has_ended(rec: Record) -> bool:
     """Has the current run's process ended (its supervisor may still be
     finishing)?"""
@@ -950,6 +963,7 @@ def _stop(rec: Record, timeout: float, sig: int | None) -> None:
         signal_container(rec, sig or parse_signal(rec.config.get("stop_signal") or "SIGTERM"))
     except ProcessLookupError:
         return
+    _thaw(rec)  # the signal is delivered once the container runs again
     if not _wait_ended(rec, timeout):
         try:
             signal_container(rec, signal.SIGKILL)

@@ -29,6 +29,8 @@ def _state_of(rec: Record) -> tuple[dict[str, Any], dict[str, Any], str]:
                 status = "removing" if cfg.get("auto_remove") else "exited"
         except (OSError, ValueError):
             pass
+    if status == "running" and st.get("paused"):
+        status = "paused"
     return cfg, st, status
 
 
