@@ -171,9 +171,9 @@ services:
     assert docker_daemon.docker("ps", "-aq").stdout.split() == []
 
 
-def test_docker_py_archive_needs_cmds(client: Any, base: str) -> None:
-    """put_archive/get_archive: docker cp's endpoints answer 501 until the
-    confined archive module lands (branch cmds); nothing is written."""
+def test_docker_py_archive_stats_and_manage(client: Any, base: str) -> None:
+    """put_archive/get_archive (docker cp's endpoints), stats, top, pause,
+    rename, update, diff and export through docker-py."""
     import docker
 
     c = client.containers.run(base, ["sleep", "60"], detach=True)
@@ -182,10 +182,58 @@ def test_docker_py_archive_needs_cmds(client: Any, base: str) -> None:
         with tarfile.open(fileobj=buf, mode="w") as t:
             info = tarfile.TarInfo("f")
             info.size = 2
+            info.uid = info.gid = 1234
             t.addfile(info, io.BytesIO(b"x\n"))
+        assert c.put_archive("/tmp", buf.getvalue()) is True
+        assert c.exec_run(["cat", "/tmp/f"]).output == b"x\n"
+        assert c.exec_run(["stat", "-c", "%u", "/tmp/f"]).output == b"0\n"  # no copyUIDGID
+        stream, st = c.get_archive("/tmp/f")
+        assert st["name"] == "f" and st["size"] == 2 and st["linkTarget"] == ""
+        with tarfile.open(fileobj=io.BytesIO(b"".join(stream))) as t:
+            f = t.extractfile("f")
+            assert f is not None and f.read() == b"x\n"
+        _, st = c.get_archive("/tmp")
+        assert st["mode"] & (1 << 31)  # Go's ModeDir
+        with pytest.raises(docker.errors.NotFound):
+            c.get_archive("/no/such")
+        with pytest.raises(docker.errors.NotFound):
+            c.put_archive("/no/such/dir", buf.getvalue())
+        s = c.stats(stream=False)
+        assert s["id"] == c.id and s["pids_stats"]["current"] == 1
+        assert s["memory_stats"]["usage"] > 0 and s["cpu_stats"]["online_cpus"] >= 1
+        assert s["precpu_stats"]["cpu_usage"]["total_usage"] > 0
+        assert {"read", "preread", "blkio_stats", "networks"} <= set(s)
+        gen = c.stats(decode=True)
+        first, second = next(gen), next(gen)
+        assert second["precpu_stats"] == first["cpu_stats"]
+        gen.close()
+        top = c.top()
+        assert "PID" in top["Titles"] and any("sleep" in p[-1] for p in top["Processes"])
+        c.pause()
+        c.reload()
+        assert c.status == "paused"
         with pytest.raises(docker.errors.APIError) as ei:
-            c.put_archive("/tmp", buf.getvalue())
-        assert ei.value.status_code == 501
-        assert c.exec_run(["ls", "/tmp"]).output == b""
+            c.pause()
+        assert ei.value.status_code == 409
+        c.unpause()
+        c.rename("pyrenamed")
+        c.reload()
+        assert c.name == "pyrenamed"
+        with pytest.raises(docker.errors.APIError) as ei:
+            c.rename("pyrenamed")
+        assert ei.value.status_code == 400
+        assert c.update(mem_limit="80m", cpu_shares=512) == {"Warnings": []}
+        c.reload()
+        assert (c.attrs["HostConfig"]["Memory"], c.attrs["HostConfig"]["CpuShares"]) == \
+            (80 << 20, 512)
+        with pytest.raises(docker.errors.APIError) as ei:
+            client.api.update_container(c.id, mem_limit=-5)
+        assert ei.value.status_code == 400
+        assert {"Path": "/tmp/f", "Kind": 1} in c.diff()
+        data = b"".join(c.export())
+        with tarfile.open(fileobj=io.BytesIO(data)) as t:
+            assert "tmp/f" in {n.lstrip("./") for n in t.getnames()}
     finally:
         c.remove(force=True)
+    with pytest.raises(docker.errors.NotFound):
+        client.api.stats(c.id, stream=False)

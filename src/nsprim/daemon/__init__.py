@@ -205,7 +205,12 @@ def main(argv: list[str], root: str | None = None) -> int:
         from nsprim.daemon.containers import collect_removals
 
         collect_removals()
-        return asyncio.run(_serve(a, a.host or [DEFAULT_HOST]))
+        try:
+            return asyncio.run(_serve(a, a.host or [DEFAULT_HOST]))
+        finally:
+            from nsprim.daemon.containers import finish_removals
+
+            finish_removals()
     except UsageError as e:
         print(f"nsprim daemon: {e}", file=sys.stderr)
         return 125

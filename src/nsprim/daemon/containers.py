@@ -886,12 +886,28 @@ def _remove_later(rec: Record) -> bool:
         release_name(name, rec.id)
     import threading
 
-    threading.Thread(target=_free, args=(_Removed(rec.id, where),), daemon=True).start()
+    t = threading.Thread(target=_free, args=(_Removed(rec.id, where),), daemon=True)
+    _FREEING.add(t)
+    t.start()
     return True
+
+
+#: the background removals in progress (joined when the daemon stops)
+_FREEING: set[Any] = set()
+
+
+def finish_removals(timeout: float = 30.0) -> None:
+    """Wait for the background removals (a daemon that stops right after an
+    ``rm`` leaves no overlay mounted); what is left is collected by the next
+    daemon (collect_removals)."""
+    deadline = time.monotonic() + timeout
+    for t in list(_FREEING):
+        t.join(max(0.0, deadline - time.monotonic()))
 
 
 def _free(rec: Record) -> None:
     import shutil
+    import threading
 
     from nsprim.lifecycle import release_resources
 
@@ -899,6 +915,7 @@ def _free(rec: Record) -> None:
         release_resources(rec, remove_rootfs=True)
     finally:
         shutil.rmtree(rec.dir, ignore_errors=True)
+        _FREEING.discard(threading.current_thread())
 
 
 def collect_removals() -> None:

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import gzip
 import json
 import os
 import re
 import time
+import zlib
 from collections.abc import AsyncIterator
 from typing import IO, Any
 
@@ -149,8 +151,6 @@ class Manage:
         f = req.body_file
 
         def work() -> None:
-            import gzip
-
             head = f.read(2)
             f.seek(0)
             stream: Any = gzip.GzipFile(fileobj=f, mode="rb") if head == b"\x1f\x8b" else f
@@ -165,7 +165,7 @@ class Manage:
             await asyncio.to_thread(work)
         except ArchiveError as e:
             raise ApiError(400, _oneline(e)) from None
-        except (EOFError, ValueError) as e:  # a broken gzip stream
+        except (EOFError, ValueError, gzip.BadGzipFile, zlib.error) as e:  # a broken gzip
             raise ApiError(400, f"archive: {_oneline(e)}") from None
         except OSError as e:
             if e.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
