@@ -449,6 +449,9 @@ def test_top_stats_pause_rename_update(docker_daemon: DockerDaemon, base: str) -
         assert d.docker("pause", "mgr").returncode == 0
         assert d.docker("inspect", "-f", "{{.State.Status}} {{.State.Paused}}",
                         "mgr").stdout.strip() == "paused true"
+        assert "(Paused)" in d.docker("ps", "--format", "{{.Status}}",
+                                      "--filter", "name=mgr").stdout
+        assert d.docker("info", "-f", "{{.ContainersPaused}}").stdout.strip() == "1"
         r = d.docker("pause", "mgr")
         assert r.returncode == 1 and "already paused" in r.stderr, r.stderr
         assert d.docker("unpause", "mgr").returncode == 0
@@ -462,6 +465,13 @@ def test_top_stats_pause_rename_update(docker_daemon: DockerDaemon, base: str) -
         assert r.returncode == 1
         r = d.docker("rename", "mgr2", "bad name!")
         assert r.returncode == 1 and "bad name!" in r.stderr
+        r = d.docker("create", "--name", "taken", base, "true")
+        assert r.returncode == 0, r.stderr
+        r = d.docker("rename", "mgr2", "taken")
+        assert r.returncode == 1 and '"/taken" is already in use' in r.stderr, r.stderr
+        assert d.docker("rm", "taken").returncode == 0
+        r = d.docker("stats", "--no-stream", "--format", "{{.Name}}")  # every running one
+        assert "mgr2" in r.stdout.split(), r.stdout + r.stderr
         # update: a memory limit on the running container's cgroup and its record
         r = d.docker("update", "-m", "96m", "--memory-swap", "-1", "mgr2")
         assert r.returncode == 0, r.stderr

@@ -302,6 +302,7 @@ class Daemon:
 
         recs = records()
         running = sum(1 for r in recs if r.status == "running")
+        paused = sum(1 for r in recs if r.status == "running" and r.state.get("paused"))
         u = os.uname()
         mem = 0
         try:
@@ -311,8 +312,8 @@ class Daemon:
             pass
         v2_only = os.path.exists("/sys/fs/cgroup/cgroup.controllers")
         return {
-            "ID": _daemon_id(), "Containers": len(recs), "ContainersRunning": running,
-            "ContainersPaused": 0, "ContainersStopped": len(recs) - running,
+            "ID": _daemon_id(), "Containers": len(recs), "ContainersRunning": running - paused,
+            "ContainersPaused": paused, "ContainersStopped": len(recs) - running,
             "Images": len(default_store().images()), "Driver": "overlay2",
             "DriverStatus": [], "DockerRootDir": state_root(), "Name": u.nodename,
             "OperatingSystem": _os_name(), "OSType": "linux", "OSVersion": "",
