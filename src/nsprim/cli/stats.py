@@ -21,15 +21,9 @@ import time
 from typing import Any
 
 from nsprim.cli import _oneline
-from nsprim.stats import (  # noqa: F401 - re-exported: cli.system uses the units
-    MIN_WINDOW,
-    Sample,
-    bytes_size,
-    collect,
-    container_pids,
-    human_size,
-    sample,
-)
+from nsprim.stats import MIN_WINDOW, collect
+from nsprim.stats import bytes_size as bytes_size  # re-exported: cli.system uses the units
+from nsprim.stats import human_size as human_size
 
 EXIT_ERROR = 1
 
