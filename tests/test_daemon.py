@@ -394,6 +394,15 @@ def test_cp_both_ways(docker_daemon: DockerDaemon, base: str, tmp_path: Any) -> 
         r = d.docker("cp", "cpbox:/tmp/dir", str(tmp_path / "back"))
         assert r.returncode == 0, r.stderr
         assert (tmp_path / "back" / "sub" / "f").read_text() == "deep\n"
+        # a directory's contents (`DIR/.`) both ways
+        (tmp_path / "contents").mkdir()
+        r = d.docker("cp", "cpbox:/tmp/dir/.", str(tmp_path / "contents"))
+        assert r.returncode == 0, r.stderr
+        assert (tmp_path / "contents" / "sub" / "f").read_text() == "deep\n"
+        assert d.docker("exec", "cpbox", "mkdir", "/tmp/into").returncode == 0
+        r = d.docker("cp", str(tmp_path / "dir") + "/.", "cpbox:/tmp/into")
+        assert r.returncode == 0, r.stderr
+        assert d.docker("exec", "cpbox", "cat", "/tmp/into/sub/f").stdout == "deep\n"
         r = d.docker("cp", "cpbox:/etc/hostname", str(tmp_path / "hn"))
         assert r.returncode == 0, r.stderr
         assert (tmp_path / "hn").read_text() == \

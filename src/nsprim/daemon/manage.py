@@ -119,9 +119,13 @@ class Manage:
         path = self._path(req)
         f = _spool_file()
 
+        # docker's rebase: a path ending in "/." archives the directory's
+        # contents, under "." (the client copies them into its destination)
+        top = "." if path.rstrip("/").endswith("/.") or path in (".", "/.") else None
+
         def work() -> Any:
             with container_root(rec) as root:
-                st = write_archive(root, path, f)
+                st = write_archive(root, path, f, name=top)
             f.flush()
             f.seek(0)
             return st
