@@ -9,7 +9,7 @@ with one detached busybox container (``--network none``).  Cases, rounds
 interleaved, ratios are medians of per-round ratios against dockerd's same
 case: ``docker cp`` of a small file in and out, ``docker top``, ``docker
 stats --no-stream``, ``docker pause`` + ``unpause``, ``docker update -m``,
-``docker diff``, ``docker export`` to /dev/null.
+``docker diff``, ``docker export -o FILE``.
 """
 
 from __future__ import annotations
@@ -69,8 +69,8 @@ def main(argv: list[str] | None = None) -> int:
         def each(d: Any) -> dict[str, Callable[[], object]]:
             return {
                 "docker cp FILE box:/tmp/": lambda: docker(d.host, "cp", small, "box:/tmp/"),
-                "docker cp box:/etc/hostname FILE":
-                    lambda: docker(d.host, "cp", "box:/etc/hostname", out),
+                "docker cp box:/tmp/small.txt FILE":
+                    lambda: docker(d.host, "cp", "box:/tmp/small.txt", out),
                 "docker top box": lambda: docker(d.host, "top", "box"),
                 "docker stats --no-stream box":
                     lambda: docker(d.host, "stats", "--no-stream", "box"),
@@ -80,7 +80,8 @@ def main(argv: list[str] | None = None) -> int:
                     lambda: docker(d.host, "update", "-m", "64m", "--memory-swap", "-1",
                                    "box"),
                 "docker diff box": lambda: docker(d.host, "diff", "box"),
-                "docker export box": lambda: docker(d.host, "export", "-o", os.devnull, "box"),
+                "docker export box":
+                    lambda: docker(d.host, "export", "-o", str(work / "export.tar"), "box"),
             }
 
         cases = {(d.name, k): fn for d in daemons for k, fn in each(d).items()}
@@ -109,10 +110,9 @@ def main(argv: list[str] | None = None) -> int:
             ratio = median([r[(ns.name, k)] / r[(dk.name, k)] for r in rounds])
             print(f"| `{k}` | {median(peer) * 1e3:.1f} | {median(mine) * 1e3:.1f} | "
                   f"{pct(mine, 0.9) * 1e3:.1f} | {ratio:.2f} |")
-        for d in daemons:
-            docker(d.host, "rm", "-f", "box")
     finally:
-        for d in daemons:
+        for d in daemons:  # the containers outlive a daemon: removed first
+            subprocess.run(["docker", "-H", d.host, "rm", "-f", "box"], capture_output=True)
             d.stop()
         reg.stop()  # type: ignore[attr-defined]
         subprocess.run(["umount", "-R", str(work / "docker" / "data")], capture_output=True)
