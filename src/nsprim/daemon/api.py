@@ -92,7 +92,8 @@ class Events:
         out = {}
         for rec in records():
             s = _state_of(rec)[2]  # exited as soon as the process is (the shim's record)
-            out[rec.id] = "created" if s == "starting" else "exited" if s == "dead" else s
+            out[rec.id] = "created" if s == "starting" else "exited" if s == "dead" else \
+                "running" if s == "paused" else s
             if rec.id not in self._attrs:
                 cfg = rec.config
                 self._attrs[rec.id] = {"name": str(cfg.get("name", "")),
