@@ -654,6 +654,18 @@ def test_health_checks(private_root: str, fresh_rootfs: str) -> None:
     log = h["Log"]
     assert isinstance(log, list) and 1 <= len(log) <= 5
     assert log[-1]["ExitCode"] == 0 and log[-1]["Output"] == "fine\n"
+    # what docker shows of it: ps's status, inspect's State.Health, the filter
+    r = _cli(root, "ps", "--format", "{{.Status}}", "--filter", "health=healthy")
+    assert r.returncode == 0 and r.stdout.strip().endswith("(healthy)"), r.stdout
+    assert _cli(root, "ps", "-q", "--filter", "health=unhealthy").stdout == ""
+    r = _cli(root, "inspect", "-f", "{{.State.Health.Status}}", "h1")
+    assert r.stdout == "healthy\n", r.stderr
+    # paused: docker's state and status words
+    assert _cli(root, "pause", "h1").returncode == 0
+    r = _cli(root, "ps", "--format", "{{.State}} {{.Status}}")
+    assert r.stdout.startswith("paused Up ") and r.stdout.rstrip().endswith("(Paused)"), r.stdout
+    assert _cli(root, "inspect", "-f", "{{.State.Paused}}", "h1").stdout == "true\n"
+    assert _cli(root, "unpause", "h1").returncode == 0
     # a check that takes longer than its timeout fails
     r = _cli(root, "run", "-d", "--name", "h2", "--network", "none", "--health-cmd",
              "sleep 10", "--health-interval", "100ms", "--health-timeout", "200ms",

@@ -102,7 +102,8 @@ def test_exec_it_without_a_terminal_is_refused(root: str, rootfs: str) -> None:
     # a missing container is named first (docker inspects before CheckTty)
     r = cli(root, "exec", "-it", "nosuch", "cat", input="", timeout=15)
     # docker's order: the missing container is reported first, in its words
-    assert r.returncode == 1 and r.stderr.strip() == "Error: No such container: nosuch"
+    assert r.returncode == 1 and \
+        r.stderr.strip() == "Error response from daemon: No such container: nosuch"
     # and -i alone still takes the piped input
     r = cli(root, "exec", "-i", "itx", "cat", input="data\n", timeout=15)
     assert (r.returncode, r.stdout) == (0, "data\n"), r.stderr

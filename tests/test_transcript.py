@@ -26,7 +26,7 @@ _NORMALISE = [
     (re.compile(r"127\.0\.0\.1:\d+/"), "<REGISTRY>/"),
     (re.compile(r"0\.0\.0\.0:\d+->"), "0.0.0.0:<PORT>->"),
     (re.compile(r"-> 0\.0\.0\.0:\d+$"), "-> 0.0.0.0:<PORT>"),
-    (re.compile(r"\s{2,}"), "  "),  # a table's padding
+    (re.compile(r"\s{2,}|\t"), "  "),  # a table's padding, a tab
 ]
 
 
@@ -60,7 +60,7 @@ SCRIPT: list[tuple[str, int, list[str]]] = [
     ("port web", 0, ["80/tcp -> 0.0.0.0:<PORT>"]),
     ("exec web echo hello", 0, ["hello"]),
     ("stop -t 1 web", 0, ["web"]),
-    ("ps -a --format {{{{.Names}}}}\t{{{{.Status}}}}", 0, ["web  Exited (137) <AGO>"]),
+    ("ps -a --format '{{{{.Names}}}}\\t{{{{.Status}}}}'", 0, ["web  Exited (137) <AGO>"]),
     ("start web", 0, ["web"]),
     ("ps -q", 0, ["<SHORT>"]),
     ("rm web", 1, ["Error response from daemon: cannot remove container \"/web\": "

@@ -38,7 +38,6 @@ import stat as stat_mod
 import time
 from collections.abc import Iterable, Iterator
 from functools import lru_cache
-from typing import Any
 
 from nsprim._record import field, record
 from nsprim.errors import ConfigError
@@ -47,7 +46,7 @@ from nsprim.units import format_cpuset, parse_cpus, parse_cpuset, parse_size
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import TypedDict
+    from typing import Any, TypedDict
 
     from typing_extensions import Unpack
 

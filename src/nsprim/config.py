@@ -369,7 +369,7 @@ def make_config(
     groups_only: bool = False,
     wait_start_fd: int = -1,
     domainname: str | None = None,
-    ulimits: Iterable[str] = (),
+    ulimits: Iterable[str] | Mapping[str, int | tuple[int, int]] = (),
     sysctls: Mapping[str, str] | None = None,
     oom_score_adj: int | None = None,
     shm_size: int | str | None = None,
@@ -500,7 +500,7 @@ def make_config(
         groups_only=bool(groups_only),
         wait_start_fd=wait_start_fd,
         domainname=domainname,
-        rlimits=tuple(parse_ulimit(u) for u in ulimits),
+        rlimits=tuple(parse_ulimit(u) for u in ulimit_specs(ulimits)),
         sysctls=tuple((validate_sysctl(k, v), v) for k, v in (sysctls or {}).items()),
         oom_score_adj=validate_oom_score_adj(oom_score_adj),
         shm_size=validate_shm_size(shm_size),
@@ -519,6 +519,24 @@ _SYSCTL = re.compile(r"[a-z0-9_]+([./][a-z0-9_-]+)+", re.ASCII)
 #: the sysctls docker lets a container set: its namespaces' own (runc's list)
 _SYSCTL_IPC = {"kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem",
                "kernel.shmall", "kernel.shmmax", "kernel.shmmni", "kernel.shm_rmid_forced"}
+
+
+def ulimit_specs(ulimits: Iterable[str] | Mapping[str, int | tuple[int, int]]
+                 ) -> list[str]:
+    """docker's ``NAME=SOFT[:HARD]`` strings, from those or from the Python
+    API's mapping ``{"nofile": (1024, 4096), "core": 0}`` (one number: soft
+    and hard alike; -1: unlimited)."""
+    if not isinstance(ulimits, Mapping):
+        return list(ulimits)
+    out = []
+    for name, v in ulimits.items():
+        if isinstance(v, tuple) and len(v) == 2 and all(isinstance(x, int) for x in v):
+            out.append(f"{name}={v[0]}:{v[1]}")
+        elif isinstance(v, int) and not isinstance(v, bool):
+            out.append(f"{name}={v}")
+        else:
+            raise ConfigError(f"invalid ulimit {name}={v!r}: an integer or (soft, hard)")
+    return out
 
 
 def parse_ulimit(spec: str) -> tuple[int, int, int]:

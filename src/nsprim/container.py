@@ -257,7 +257,7 @@ class Container:
         device_read_bps: Iterable[str] = (),
         device_write_bps: Iterable[str] = (),
         limits: Limits | None = None,
-        ulimits: Iterable[str] = (),
+        ulimits: Iterable[str] | Mapping[str, int | tuple[int, int]] = (),
         sysctls: Mapping[str, str] | None = None,
         oom_score_adj: int | None = None,
         shm_size: int | str | None = None,
@@ -1279,6 +1279,12 @@ if TYPE_CHECKING:
         device_write_bps: Iterable[str]
         output_limit: int | None
         on_output_limit: str
+        ulimits: Iterable[str] | Mapping[str, int | tuple[int, int]]
+        sysctls: Mapping[str, str] | None
+        oom_score_adj: int | None
+        shm_size: int | str | None
+        group_add: Iterable[str | int]
+        domainname: str | None
 
 
 def _completed(c: Container, out: bytes | None, err: bytes | None,

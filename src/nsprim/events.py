@@ -11,9 +11,12 @@ from __future__ import annotations
 import json
 import os
 import time
-from typing import Any
 
 from nsprim.state import state_root
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["emit", "path", "MAX_BYTES"]
 

@@ -17,9 +17,12 @@ import re
 import sys
 import time
 from collections.abc import Mapping, Sequence
-from typing import Any
 
 from nsprim.errors import ConfigError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["parse_duration", "resolve", "start_monitor", "DEFAULTS"]
 
@@ -113,12 +116,12 @@ def resolve(spec: Any, image_config: Mapping[str, Any] | None) -> dict[str, Any]
 
 def start_monitor(rec: Any) -> None:
     """Start the monitor of `rec` if it has a check (no wait)."""
+    if not rec.config.get("health"):
+        return
     import subprocess
 
     from nsprim.state import root_args
 
-    if not rec.config.get("health"):
-        return
     rec.update_state(health={"Status": "starting", "FailingStreak": 0, "Log": []})
     subprocess.Popen([sys.executable, "-m", "nsprim.health", *root_args(), rec.id],
                      start_new_session=True, stdin=subprocess.DEVNULL,

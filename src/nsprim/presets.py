@@ -33,15 +33,15 @@ What it is, field by field (each one a keyword of :func:`nsprim.run`):
   MiB of each stream is kept (``stdout_truncated``), then the container is
   killed: the caller's memory stays bounded;
 - ``die_with_parent=True``: the container dies when the calling process
-  dies, whichever thread started it.
+  dies, whichever thread started it;
+- ``ulimits``: 1024 open files, files of at most 64 MiB (``SIGXFSZ``
+  past it), no core dumps.
 
 Everything the default container has stays: new pid, mount, uts, ipc,
 cgroup and net namespaces (PID 1 is the command: when it exits, every
 process it left behind is killed), docker's masked paths, nodev, a fresh
 session keyring, no fd of the caller's but 0-2.
 
-Not included yet: rlimits (``ulimits=``, the work of the OCI fields'
-helper): a sandbox's nofile/fsize are the caller's.
 """
 
 from __future__ import annotations
@@ -93,6 +93,8 @@ SANDBOX: Mapping[str, Any] = MappingProxyType({
     "output_limit": OUTPUT_LIMIT,
     "on_output_limit": "kill",
     "die_with_parent": True,
+    "ulimits": MappingProxyType({"nofile": (1024, 1024), "fsize": (TMP_SIZE, TMP_SIZE),
+                                 "core": 0}),
 })
 
 _RUN_ONLY = ("input", "capture_output", "timeout", "check", "raise_on_timeout")

@@ -21,8 +21,6 @@ touched, in one line that says what to install or configure
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
 
 from nsprim._record import record
 from nsprim.errors import ConfigError
@@ -155,6 +153,8 @@ class UserMapping:
     def write(self, pid: int) -> None:
         """Write the maps of the user namespace of `pid` (waiting in its
         handshake)."""
+        import subprocess
+
         if self.helper:
             for tool, extents in (("newuidmap", self.uids), ("newgidmap", self.gids)):
                 args = [tool, str(pid)] + [str(v) for e in extents for v in e]
@@ -184,6 +184,8 @@ def _howto_subids(user: str) -> str:
 
 def _full_parts() -> tuple[tuple[int, int], tuple[int, int]] | str:
     """The user's subordinate uid and gid ranges, or why there are none."""
+    import shutil
+
     uid = os.getuid()
     user = _user_name(uid) or str(uid)
     missing = [t for t in ("newuidmap", "newgidmap") if shutil.which(t) is None]
@@ -355,6 +357,8 @@ def check_limits(flags: list[str]) -> None:
 def usermode_network_tool() -> str | None:
     """The user-mode network helper for the default network without root:
     pasta (Debian ``passt``); None when it is not installed."""
+    import shutil
+
     return shutil.which("pasta")
 
 
@@ -407,6 +411,8 @@ def start_pasta(container_pid: int, publish: list[tuple[int, int, str, str]],
     configure its interface like the host's, forward `publish`
     ((container port, host port or 0, proto, host ip)).  Returns once the
     namespace is configured."""
+    import subprocess
+
     tool = usermode_network_tool()
     if tool is None:
         raise RootlessError("the default network without root needs pasta: install it "
@@ -539,6 +545,7 @@ for top, dirs, files in os.walk(path):
 def in_userns(mode: str, path: str, m: UserMapping | None = None, *extra: str) -> None:
     """Run the helper (`mode` "chown", "rm" or "populate" on `path`) as root
     of a user namespace mapped like the containers' (`m`, default: auto)."""
+    import subprocess
     import sys
 
     from nsprim.images.layer import OWNER_XATTR
@@ -581,6 +588,9 @@ def apply_owners(layer: str) -> None:
 def remove_tree(path: str) -> None:
     """What nsprim.state.remove_tree could not remove as the user: files of
     subordinate ids, or directories the kernel made unreadable."""
+    import shutil
+    import subprocess
+
     if not os.path.lexists(path):
         return
     # first without a helper: directories of ours the kernel made mode 000
@@ -618,6 +628,8 @@ def populate_volume(volume_data: str, layers: list[str], target: str, scratch: s
     container's overlay is not mounted on the host), `target` is resolved
     inside it, and owners are kept as the user namespace's ids.  `scratch`:
     an empty directory of ours for the helper's mount points."""
+    import shutil
+
     if os.listdir(volume_data):
         return
     for d in ("merged", "empty"):

@@ -73,6 +73,18 @@ def test_identity_and_limits(rootfs: str, baseline: None) -> None:
     assert r.returncode == 0 and not r.timed_out
 
 
+def test_rlimits(rootfs: str, baseline: None) -> None:
+    """1024 files, files of at most /tmp's size (SIGXFSZ past it), no core."""
+    r = sb(rootfs, "ulimit -n; ulimit -c; ulimit -f; "
+           "dd if=/dev/zero of=/tmp/big bs=1M count=65 2>/dev/null; echo dd=$?")
+    out = r.stdout.decode().split()
+    # ulimit -f counts 512-byte blocks
+    assert out[:3] == ["1024", "0", str(presets.TMP_SIZE // 512)], out
+    assert out[3] != "dd=0", out  # the 65th MiB is refused (SIGXFSZ, or EFBIG)
+    r = sb(rootfs, "ulimit -n", ulimits={"nofile": (64, 128)})
+    assert r.stdout.decode().split() == ["64"]
+
+
 def test_fork_bomb(rootfs: str, baseline: None) -> None:
     r = sb(rootfs, "b() { b | b & }; b; sleep 2; echo alive", timeout=5)
     assert r.pids_peak is not None and r.pids_peak <= 64

@@ -219,8 +219,10 @@ def _expand_management(argv: list[str]) -> list[str]:
     sub = argv[i + 1]
     plain = _MANAGEMENT[argv[i]].get(sub)
     if plain is None:
-        if sub not in _COMMANDS or sub in _MANAGEMENT:
-            return argv  # the parser names the bad subcommand
+        if argv[i] in _COMMANDS or sub not in _COMMANDS or sub in _MANAGEMENT:
+            # `volume rm` is the volume command's own; else the parser names
+            # the bad subcommand
+            return argv
         plain = [sub]
     return argv[:i] + plain + argv[i + 2:]
 

@@ -116,7 +116,7 @@ def cmd_logs(a: argparse.Namespace) -> int:
     try:
         rec = find(a.container)
     except LookupError as e:
-        return _client_error(_oneline(e))
+        return _daemon_error(_oneline(e))
 
     def emit(line: str) -> None:
         try:
@@ -391,7 +391,7 @@ def cmd_exec(a: argparse.Namespace) -> int:
     try:
         rec = find(a.container)
     except LookupError as e:
-        return _client_error(_oneline(e))
+        return _daemon_error(_oneline(e))
     st = rec.state
     pid = st.get("pid")
     if not rec.running or not isinstance(pid, int) or not alive(pid, st.get("pid_start")):

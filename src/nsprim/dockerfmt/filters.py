@@ -166,7 +166,7 @@ def select_containers(items: Sequence[Any], f: Mapping[str, Sequence[str]], *,
             if not any(v in (m.get("Name"), m.get("Source"), m.get("Destination"))
                        for v in f["volume"] for m in mounts):
                 continue
-        if "health" in f and "none" not in f["health"]:
+        if "health" in f and (shapes.health_status(c.state) or "none") not in f["health"]:
             continue
         if "is-task" in f and "true" in f["is-task"]:
             continue

@@ -66,6 +66,8 @@ def _read(rec: Any) -> Container | None:
     if status in ("running", "restarting") and \
             not alive(st.get("supervisor_pid"), st.get("supervisor_start")):
         status = "dead"
+    elif status == "running" and st.get("paused"):
+        status = "paused"  # the freezer holds it (nsprim pause)
     return Container(rec, spec, st, status)
 
 

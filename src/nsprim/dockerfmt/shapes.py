@@ -219,12 +219,24 @@ def docker_status(status: str) -> str:
     return "dead"
 
 
+def health_status(state: Mapping[str, Any]) -> str | None:
+    """The health check's status (starting, healthy, unhealthy), if it has one."""
+    h = state.get("health")
+    s = h.get("Status") if isinstance(h, Mapping) else None
+    return s if s in ("starting", "healthy", "unhealthy") else None
+
+
 def status_text(status: str, state: Mapping[str, Any], now: float) -> str:
-    """docker's ``Status`` column: "Up 3 minutes", "Exited (0) 2 seconds ago"."""
+    """docker's ``Status`` column: "Up 3 minutes", "Up 3 minutes (healthy)",
+    "Exited (0) 2 seconds ago"."""
     s = docker_status(status)
     code = state.get("exit_code") or 0
     if s == "running":
-        return "Up " + human_duration(now - float(state.get("started_at") or now))
+        health = health_status(state)
+        up = "Up " + human_duration(now - float(state.get("started_at") or now))
+        if health is None:
+            return up
+        return up + (" (health: starting)" if health == "starting" else f" ({health})")
     if s == "paused":
         return "Up " + human_duration(now - float(state.get("started_at") or now)) + \
             " (Paused)"
@@ -237,6 +249,14 @@ def status_text(status: str, state: Mapping[str, Any], now: float) -> str:
     if s == "removing":
         return "Removal In Progress"
     return s.capitalize()
+
+
+def _health_json(h: Mapping[str, Any]) -> JSON:
+    """docker's State.Health: Status, FailingStreak, Log [{Start, End,
+    ExitCode, Output}]."""
+    log = h.get("Log")
+    return {"Status": str(h.get("Status")), "FailingStreak": int(h.get("FailingStreak") or 0),
+            "Log": [e for e in log if isinstance(e, Mapping)] if isinstance(log, list) else []}
 
 
 # ------------------------------------------------------------------ config
@@ -667,6 +687,7 @@ def container_inspect(spec: ContainerSpec, state: Mapping[str, Any], *, status: 
             "Error": str(state.get("error") or ""),
             "StartedAt": rfc3339(state.get("started_at")),
             "FinishedAt": rfc3339(state.get("finished_at")),
+            **({"Health": _health_json(state["health"])} if health_status(state) else {}),
         },
         "Image": spec.image_id or "",
         "ResolvConfPath": f"{etc}/resolv.conf" if etc else "",
