@@ -432,6 +432,10 @@ def test_cp_both_ways(docker_daemon: DockerDaemon, base: str, tmp_path: Any) -> 
         r = d.docker("cp", "cpbox:/tmp/renamed.txt", str(tmp_path / "after-stop"))
         assert r.returncode == 0, r.stderr
         assert (tmp_path / "after-stop").read_text() == "hello\n"
+        r = d.docker("cp", str(tmp_path / "h.txt"), "cpbox:/tmp/while-stopped")
+        assert r.returncode == 0, r.stderr
+        assert d.docker("start", "cpbox").returncode == 0
+        assert d.docker("exec", "cpbox", "cat", "/tmp/while-stopped").stdout == "hello\n"
     finally:
         d.docker("rm", "-f", "cpbox")
 
