@@ -41,6 +41,7 @@ from nsprim.daemon.streams import (
     pump_input,
     read_some,
     set_winsize,
+    still_running,
     terminal_of,
     write_all,
 )
@@ -476,8 +477,8 @@ class Containers:
         was_running = rec.running
 
         def ended() -> bool:
-            if not was_running and not rec.running and rec.status not in ("created", "starting")\
-                    and not ended_since(rec, t0):
+            if not was_running and rec.state.get("status") not in ("created", "starting") \
+                    and not still_running(rec) and not ended_since(rec, t0):
                 return True  # it was not running and is not going to
             return ended_since(rec, t0)
 

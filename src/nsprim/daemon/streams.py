@@ -61,9 +61,23 @@ def ended_since(rec: Record, t0: float) -> bool:
     fin = st.get("finished_at")
     if st.get("status") in ("exited", "dead") and isinstance(fin, (int, float)) and fin >= t0:
         return True
-    if st.get("status") in ("running", "restarting") and not rec.running:
+    if st.get("status") in ("running", "restarting") and not still_running(rec):
         return True  # its supervisor was killed
     return False
+
+
+def still_running(rec: Record) -> bool:
+    """rec.running, asked twice 20 ms apart before it is believed false when
+    the record says running: a supervisor that is exec'ing its shim (or the
+    shim its finish step) can look gone for an instant, and a follower that
+    believed it ended before the container wrote anything lost the output of
+    a short `docker run`."""
+    if rec.running:
+        return True
+    if rec.state.get("status") not in ("running", "restarting"):
+        return False
+    time.sleep(0.02)
+    return rec.running or rec.state.get("status") not in ("running", "restarting", None)
 
 
 def log_size(rec: Record) -> int:
