@@ -52,6 +52,19 @@ class Op:
     blob: bytes | None = None  # binary data (a seccomp program), as `data`
     detail: str = ""
 
+    def __init__(self, kind: int, step: str, src: str | None = None, dst: str | None = None,
+                 fstype: str | None = None, data: str | None = None, flags: int = 0,
+                 mflags: int = 0, arg: int = 0, fd: int = -1, caps: int = 0, uid: int = 0,
+                 gid: int = 0, ids: tuple[int, ...] = (), argv: tuple[str, ...] = (),
+                 env: tuple[str, ...] = (), blob: bytes | None = None,
+                 detail: str = "") -> None:
+        # written out: a plan makes ~50 ops per container, and the record's
+        # generic __init__ cost 0.16 ms of a 3 ms start
+        self.kind, self.step, self.src, self.dst, self.fstype = kind, step, src, dst, fstype
+        self.data, self.flags, self.mflags, self.arg, self.fd = data, flags, mflags, arg, fd
+        self.caps, self.uid, self.gid, self.ids, self.argv = caps, uid, gid, ids, argv
+        self.env, self.blob, self.detail = env, blob, detail
+
 
 if TYPE_CHECKING:
     class CgroupTarget(Protocol):
