@@ -5,7 +5,9 @@ volumes and networks, ``cp`` through a stopped container's volumes."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
+from typing import Any
 
 import pytest
 
@@ -73,3 +75,115 @@ def test_stats_bad_format(private_root: str) -> None:
     assert len(r.stderr.splitlines()) == 1 and r.stdout == ""
     r = _cli(root, "stats", "--no-stream", "--format", "{{if}}")
     assert r.returncode == 1 and "template parsing error" in r.stderr
+
+
+# --------------------------------------------------------------- commit
+
+CHANGES = ['ENV A=1 B=$PATH', 'EXPOSE 8080 53/udp', 'ENTRYPOINT ["/bin/echo", "ep"]',
+           'LABEL team=core "two words"=yes', "USER 1000:1000", "WORKDIR /w",
+           "WORKDIR sub", "VOLUME /data /cache", "ONBUILD RUN echo hi", "STOPSIGNAL SIGINT",
+           "HEALTHCHECK --interval=5s --retries=2 CMD true"]
+
+
+def _check_changed(cfg: dict[str, object]) -> None:
+    c = cfg["config"]
+    assert isinstance(c, dict)
+    env = dict(e.split("=", 1) for e in c["Env"])
+    assert env["A"] == "1" and env["B"] == env["PATH"] and env["PATH"]
+    assert {"8080/tcp", "53/udp"} <= set(c["ExposedPorts"])
+    assert c["Entrypoint"] == ["/bin/echo", "ep"] and c.get("Cmd") is None  # as docker
+    assert c["Labels"]["team"] == "core" and c["Labels"]["two words"] == "yes"
+    assert c["User"] == "1000:1000" and c["WorkingDir"] == "/w/sub"
+    assert c["Volumes"] == {"/data": {}, "/cache": {}}
+    assert c["OnBuild"] == ["RUN echo hi"] and c["StopSignal"] == "SIGINT"
+    assert c["Healthcheck"] == {"Test": ["CMD-SHELL", "true"], "Interval": 5_000_000_000,
+                                "Retries": 2}
+
+
+def test_commit_change(private_root: str, images: dict[str, str]) -> None:
+    from pathlib import Path
+
+    from nsprim.images.store import ImageStore
+
+    root = private_root
+    assert _cli(root, "pull", "-q", images["app"]).returncode == 0
+    assert _cli(root, "run", "--name", "cc", "--network", "none", images["app"], "sh", "-c",
+                "echo x > /x; mkdir -p /w/sub").returncode == 0
+    args = [a for ch in CHANGES for a in ("-c", ch)]
+    r = _cli(root, "commit", *args, "-m", "msg", "--author", "Ann <a@b>", "--pause=false",
+             "cc", "localhost/changed:v1")
+    assert r.returncode == 0, r.stderr
+    img = ImageStore(str(Path(root) / "images")).get("localhost/changed:v1")
+    assert img.id == r.stdout.strip()
+    _check_changed(img.config)
+    assert img.config["author"] == "Ann <a@b>"
+    assert img.config["history"][-1]["comment"] == "msg"
+    # the new image runs with the changed config: ENTRYPOINT, WORKDIR, ENV
+    r = _cli(root, "run", "--rm", "--network", "none", "--user", "0", "localhost/changed:v1",
+             "$A")
+    assert (r.returncode, r.stdout) == (0, "ep $A\n"), r.stderr
+    r = _cli(root, "run", "--rm", "--network", "none", "--user", "0", "--entrypoint", "sh",
+             "localhost/changed:v1", "-c", "pwd; echo $A; cat /x")
+    assert r.stdout == "/w/sub\n1\nx\n", r.stderr
+    # CMD after ENTRYPOINT keeps both; a later CMD wins
+    r = _cli(root, "commit", "-c", "CMD echo one", "-c", "ENTRYPOINT []", "-c", "CMD [\"a\"]",
+             "cc", "localhost/changed:v2")
+    assert r.returncode == 0, r.stderr
+    c2 = ImageStore(str(Path(root) / "images")).get("localhost/changed:v2").config["config"]
+    assert (c2["Entrypoint"], c2["Cmd"]) == ([], ["a"])
+
+
+@pytest.mark.parametrize("change,message", [
+    ("RUN echo hi", "run is not a valid change command"),
+    ("COPY a /b", "copy is not a valid change command"),
+    ("FROM busybox", "from is not a valid change command"),
+    ("ARG x=1", "arg is not a valid change command"),
+    ("SHELL [\"/bin/bash\"]", "shell is not a valid change command"),
+    ("NOSUCH x", "nosuch is not a valid change command"),
+    ("USER", "USER requires exactly one argument"),
+    ("EXPOSE eighty", "invalid containerPort: eighty"),
+    ("HEALTHCHECK --bogus=1 CMD true", "unknown flag: --bogus"),
+    ("ONBUILD ONBUILD RUN x", "ONBUILD isn't allowed as an ONBUILD trigger"),
+])
+def test_commit_bad_change(private_root: str, fresh_rootfs: str, change: str,
+                           message: str) -> None:
+    from pathlib import Path
+
+    root = private_root
+    from nsprim.cli.commit import apply_changes
+
+    with pytest.raises(ValueError, match="^" + message.replace("[", r"\[") + "$"):
+        apply_changes({"config": {}}, [change])
+    if "RUN" not in change:  # the CLI's answer, for one of them (containers cost time)
+        return
+    r = _cli(root, "create", "--name", "bad", "--network", "none", "--rootfs", fresh_rootfs,
+             "true")
+    assert r.returncode == 0, r.stderr
+    before = sorted(os.listdir(Path(root)))
+    r = _cli(root, "commit", "-c", change, "bad", "localhost/never:v1")
+    assert (r.returncode, r.stderr, r.stdout) == (
+        1, f"Error response from daemon: {message}\n", "")
+    assert sorted(os.listdir(Path(root))) == before
+    assert "localhost/never" not in _cli(root, "images").stdout
+
+
+def test_commit_change_through_the_daemon(docker_daemon: Any, images: dict[str, str]) -> None:
+    d = docker_daemon
+    assert d.docker("pull", images["app"]).returncode == 0
+    r = d.docker("run", "--name", "dcommit", "--network", "none", images["app"], "sh", "-c",
+                 "echo y > /y")
+    assert r.returncode == 0, r.stderr
+    try:
+        args = [a for ch in CHANGES for a in ("-c", ch)]
+        r = d.docker("commit", *args, "-m", "via api", "dcommit", "localhost/dchanged:v1")
+        assert r.returncode == 0, r.stderr
+        r = d.docker("image", "inspect", "localhost/dchanged:v1", "--format", "{{json .}}")
+        assert r.returncode == 0, r.stderr
+        info = json.loads(r.stdout)
+        _check_changed({"config": info["Config"]})
+        r = d.docker("commit", "-c", "RUN rm -rf /", "dcommit", "localhost/dchanged:v2")
+        assert r.returncode == 1
+        assert r.stderr.strip() == "Error response from daemon: run is not a valid change command"
+    finally:
+        d.docker("rm", "-f", "dcommit")
+        d.docker("rmi", "localhost/dchanged:v1")

@@ -1,5 +1,12 @@
-"""nsprim commit [-a AUTHOR] [-m MESSAGE] [-p|--pause=false] CONTAINER [REPOSITORY[:TAG]]:
-a new image from a container's changes.
+"""nsprim commit [-a AUTHOR] [-c CHANGE]... [-m MESSAGE] [-p|--pause=false] CONTAINER
+[REPOSITORY[:TAG]]: a new image from a container's changes.
+
+``-c/--change`` applies Dockerfile instructions to the new image's config
+(docker's list: CMD, ENTRYPOINT, ENV, EXPOSE, HEALTHCHECK, LABEL, ONBUILD,
+STOPSIGNAL, USER, VOLUME, WORKDIR), parsed by the Dockerfile parser of
+``build`` and applied by the same code (``images.build.apply_metadata``);
+any other instruction is refused as docker refuses it (``run is not a valid
+change command``) before anything is read or written.
 
 The container layer (the overlay's upper dir) becomes one more layer on top
 of its image's: overlay whiteouts (0/0 character devices) become OCI
@@ -17,6 +24,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import stat
 import sys
 import tarfile
@@ -32,6 +40,8 @@ EXIT_ERROR = 1
 def add_parser(sub: Any) -> None:
     p = sub.add_parser("commit", help="create a new image from a container's changes")
     p.add_argument("-a", "--author", default="")
+    p.add_argument("-c", "--change", action="append", default=[], metavar="INSTRUCTION",
+                   help="apply a Dockerfile instruction to the image (repeatable)")
     p.add_argument("-m", "--message", default="")
     p.add_argument("-p", "--pause", default="true", nargs="?", const="true",
                    metavar="true|false", help="pause the container while committing")
@@ -115,13 +125,67 @@ def layer_tar(upper: str, out: IO[bytes]) -> str:
     return "sha256:" + hashed.h.hexdigest()
 
 
+#: the instructions ``--change`` takes (docker's list)
+VALID_CHANGES = frozenset({"CMD", "ENTRYPOINT", "ENV", "EXPOSE", "HEALTHCHECK", "LABEL",
+                           "ONBUILD", "STOPSIGNAL", "USER", "VOLUME", "WORKDIR"})
+MAX_CHANGES = 64 * 1024  # bytes of --change text: a Dockerfile's worth is far less
+
+
+def apply_changes(config: dict[str, Any], changes: list[str]) -> None:
+    """Apply docker's ``commit --change`` instructions to the image config
+    `config` (changed in place).  ValueError in docker's words for an
+    instruction that is not a change or does not parse."""
+    from nsprim.images.build import BuildError, apply_metadata, env_of
+    from nsprim.images.dockerfile import EXPANDED, DockerfileError, expand, parse
+
+    text = "\n".join(changes)
+    if not text.strip():
+        return
+    if len(text) > MAX_CHANGES:
+        raise ValueError(f"changes: larger than {MAX_CHANGES} bytes")
+    try:
+        df = parse("FROM scratch\n" + text, "change")
+    except DockerfileError as e:
+        msg = re.sub(r"^change: (line \d+: )?", "", str(e))
+        m = re.match(r"unknown instruction: (\S+)", msg)
+        raise ValueError(f"{m.group(1).lower()} is not a valid change command" if m
+                         else msg) from None
+    inss = [s.from_line for s in df.stages[1:]] + [i for s in df.stages for i in s.instructions]
+    inss.sort(key=lambda i: i.line)
+    for ins in inss:
+        if ins.cmd not in VALID_CHANGES:
+            raise ValueError(f"{ins.cmd.lower()} is not a valid change command")
+    c = config.setdefault("config", {})
+    cmd_before = False
+
+    def expand_word(w: str, env: Any) -> str:
+        try:
+            return expand(w, env, df.escape)
+        except DockerfileError as e:
+            raise ValueError(f"{ins.text()}: {e}") from None
+
+    for ins in inss:
+        env = env_of(c)
+        words = [expand_word(a, env) for a in ins.args] \
+            if ins.cmd in EXPANDED and ins.cmd not in ("ENV", "LABEL", "ONBUILD") \
+            else list(ins.args)
+        try:
+            apply_metadata(config, ins, words, env, expand_word, cmd_before)
+        except BuildError as e:
+            raise ValueError(str(e)) from None
+        c = config["config"]
+        cmd_before = cmd_before or ins.cmd == "CMD"
+
+
 def _stamp() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
 def commit(rec: Any, repository: str | None, author: str = "", message: str = "",
-           pause: bool = True) -> Any:
-    """The new image of `rec`'s changes (an Image of the store)."""
+           pause: bool = True, changes: list[str] | None = None) -> Any:
+    """The new image of `rec`'s changes (an Image of the store), with the
+    ``--change`` instructions `changes` applied to its config (ValueError,
+    before anything is read or written, for a bad one)."""
     from nsprim.cgroup import Cgroup
     from nsprim.images.store import default_store
 
@@ -133,6 +197,8 @@ def commit(rec: Any, repository: str | None, author: str = "", message: str = ""
     upper = os.path.join(rec.dir, "upper")
     if not os.path.isdir(upper):
         raise LookupError(f"container {rec.id} has no container layer")
+    config = json.loads(json.dumps(base.config))
+    apply_changes(config, list(changes or []))
     cg = None
     if pause and rec.running and not rec.state.get("paused"):
         try:
@@ -151,7 +217,6 @@ def commit(rec: Any, repository: str | None, author: str = "", message: str = ""
             if cg is not None:
                 cg.thaw()
                 cg.close()
-        config = json.loads(json.dumps(base.config))
         config["created"] = _stamp()
         if author:
             config["author"] = author
@@ -200,12 +265,18 @@ def cmd_commit(a: argparse.Namespace) -> int:
             print(f"nsprim: {_oneline(e)}", file=sys.stderr)
             return 125
     try:
+        apply_changes({"config": {}}, a.change)  # checked before anything is looked at
+    except ValueError as e:
+        print(f"Error response from daemon: {_oneline(e)}", file=sys.stderr)
+        return EXIT_ERROR
+    try:
         rec = find(a.container)
     except LookupError as e:
         print(f"Error response from daemon: {_oneline(e)}", file=sys.stderr)
         return EXIT_ERROR
     try:
-        img = commit(rec, a.repository, a.author, a.message, a.pause in ("true", "1"))
+        img = commit(rec, a.repository, a.author, a.message, a.pause in ("true", "1"),
+                     a.change)
     except (LookupError, OSError, ValueError) as e:
         print(f"Error response from daemon: {_oneline(e)}", file=sys.stderr)
         return EXIT_ERROR

@@ -155,6 +155,7 @@ class Daemon:
         r.add("GET", f"/images/{_NAME}/json", self.image_inspect)
         r.add("GET", f"/images/{_NAME}/history", self.image_history)
         r.add("POST", f"/images/{_NAME}/tag", self.image_tag)
+        r.add("POST", "/commit", self.commit)
         r.add("POST", f"/images/{_NAME}/push", self.image_push)
         r.add("GET", f"/images/{_NAME}/get", self.image_save)
         r.add("DELETE", f"/images/{_NAME}", self.image_delete)
@@ -489,6 +490,37 @@ class Daemon:
         await asyncio.to_thread(tag_it)
         self.events.emit("image", "tag", img.id, {"name": ref.familiar()})
         return Response(201)
+
+    async def commit(self, req: Request, m: re.Match[str]) -> Response:
+        """POST /commit: ``docker commit``; ``changes`` (repeatable) are the
+        ``--change`` instructions, applied by the CLI's code."""
+        from nsprim.cli.commit import commit
+        from nsprim.daemon.containers import _find
+        from nsprim.errors import ConfigError
+        from nsprim.images.reference import parse_reference
+
+        repo, tag = req.q("repo") or "", req.q("tag") or ""
+        if tag and not repo:
+            raise ApiError(400, "invalid reference: tag without a repository")
+        ref = None
+        if repo:
+            try:
+                ref = str(parse_reference(f"{repo}:{tag or 'latest'}"))
+            except ConfigError as e:
+                raise ApiError(400, str(e)) from None
+        rec = _find(req.q("container") or "")
+        changes = list(req.query.get("changes") or [])
+        await self.containers.settle()
+        try:
+            img = await asyncio.to_thread(
+                commit, rec, ref, req.q("author") or "", req.q("comment") or "",
+                req.qbool("pause", True), changes)
+        except ValueError as e:
+            raise ApiError(400, str(e)) from None
+        except (LookupError, OSError) as e:
+            raise ApiError(500, str(e)) from None
+        self.events.emit("container", "commit", rec.id, {"comment": req.q("comment") or ""})
+        return json_response({"Id": img.id}, 201)
 
     async def image_delete(self, req: Request, m: re.Match[str]) -> Response:
         from nsprim.images.store import ImageInUse, default_store
