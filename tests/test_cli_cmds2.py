@@ -187,3 +187,125 @@ def test_commit_change_through_the_daemon(docker_daemon: Any, images: dict[str, 
     finally:
         d.docker("rm", "-f", "dcommit")
         d.docker("rmi", "localhost/dchanged:v1")
+
+
+# --------------------------------------------------------------- events
+
+def _events(root: str, since: str, until: str, *args: str) -> list[dict[str, Any]]:
+    r = _cli(root, "events", "--since", since, "--until", until, "--format", "json", *args)
+    assert r.returncode == 0, r.stderr
+    return [json.loads(x) for x in r.stdout.splitlines()]
+
+
+def _acts(evs: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    return [(e["Type"], e["Action"]) for e in evs]
+
+
+def test_events_of_images_volumes_networks(private_root: str, images: dict[str, str],
+                                           registry: Any, tmp_path: Any) -> None:
+    import time
+
+    root = private_root
+    t0 = f"{time.time():.3f}"
+    ref = images["base"]
+    assert _cli(root, "pull", "-q", ref).returncode == 0
+    assert _cli(root, "tag", ref, "localhost/evtag:v1").returncode == 0
+    assert _cli(root, "save", "-o", str(tmp_path / "s.tar"), "localhost/evtag:v1").returncode == 0
+    pushed = f"{registry.host}/events/pushed:v1"
+    assert _cli(root, "tag", ref, pushed).returncode == 0
+    assert _cli(root, "push", pushed).returncode == 0
+    assert _cli(root, "rmi", "localhost/evtag:v1", pushed).returncode == 0
+    assert _cli(root, "load", "-i", str(tmp_path / "s.tar")).returncode == 0
+    assert _cli(root, "volume", "create", "evvol").returncode == 0
+    r = _cli(root, "run", "--rm", "--name", "evc", "--label", "team=ev", "-v", "evvol:/data",
+             ref, "sh", "-c", "echo hi > /data/f")
+    assert r.returncode == 0, r.stderr
+    assert _cli(root, "volume", "rm", "evvol").returncode == 0
+    assert _cli(root, "rmi", "localhost/evtag:v1").returncode == 0
+    t1 = f"{time.time():.3f}"
+    evs = _events(root, t0, t1)
+    for e in evs:  # docker's shape
+        assert set(e) >= {"Type", "Action", "Actor", "scope", "time", "timeNano"}
+        assert set(e["Actor"]) == {"ID", "Attributes"} and e["scope"] == "local"
+        assert e["time"] == e["timeNano"] // 10**9
+    imgs = [(a, e["Actor"]["Attributes"]["name"]) for e in evs if e["Type"] == "image"
+            for a in [e["Action"]]]
+    assert imgs[1] == ("tag", "localhost/evtag:v1"), imgs
+    acts = [a for a, _ in imgs]
+    assert acts[:9] == ["pull", "tag", "save", "tag", "push", "untag", "untag", "load",
+                        "untag"], imgs
+    assert acts[9:] in ([], ["delete"]), imgs  # delete: if the loaded image had that name only
+    assert imgs[4] == ("push", pushed.rsplit(":", 1)[0])
+    vols = [(e["Action"], e["Actor"]["ID"]) for e in evs if e["Type"] == "volume"]
+    assert vols == [("create", "evvol"), ("mount", "evvol"), ("unmount", "evvol"),
+                    ("destroy", "evvol")], vols
+    mount = next(e for e in evs if e["Type"] == "volume" and e["Action"] == "mount")
+    assert mount["Actor"]["Attributes"]["destination"] == "/data"
+    assert mount["Actor"]["Attributes"]["read/write"] == "true"
+    nets = [e for e in evs if e["Type"] == "network"]
+    assert [e["Action"] for e in nets] == ["connect", "disconnect"], nets
+    cid = next(e["Actor"]["ID"] for e in evs if e["Type"] == "container")
+    assert all(e["Actor"]["Attributes"] == {"name": "bridge", "type": "bridge",
+                                            "container": cid} for e in nets)
+    # filters
+    assert _acts(_events(root, t0, t1, "--filter", "type=volume", "--filter",
+                         "event=create")) == [("volume", "create")]
+    assert [e["Action"] for e in _events(root, t0, t1, "--filter", "volume=evvol")] == \
+        ["create", "mount", "unmount", "destroy"]
+    assert [e["Action"] for e in _events(root, t0, t1, "--filter", "network=bridge")] == \
+        ["connect", "disconnect"]
+    assert [e["Action"] for e in _events(root, t0, t1, "--filter",
+                                         "image=localhost/evtag:v1")][:2] == ["tag", "save"]
+    labelled = _events(root, t0, t1, "--filter", "label=team=ev")
+    assert labelled and {e["Type"] for e in labelled} == {"container"}
+    assert _events(root, t0, t1, "--filter", "label=team=other") == []
+    assert {e["Actor"]["Attributes"]["name"] for e in
+            _events(root, t0, t1, "--filter", "container=evc")} == {"evc"}
+    # --until before everything: nothing
+    assert _events(root, str(float(t0) - 100), str(float(t0) - 50)) == []
+    # a Go template over docker's events.Message
+    r = _cli(root, "events", "--since", t0, "--until", t1, "--filter", "type=volume",
+             "--format", "{{.Type}} {{.Action}} {{.Actor.ID}} {{.Actor.Attributes.driver}}")
+    assert r.stdout.splitlines()[0] == "volume create evvol local", r.stdout
+    r = _cli(root, "events", "--since", t0, "--until", t1, "--filter", "nosuch=x")
+    assert r.returncode == 125 and "nosuch=x" in r.stderr and r.stdout == ""
+    r = _cli(root, "events", "--since", t0, "--until", t1, "--format", "{{.Type")
+    assert r.returncode == 1 and r.stderr.startswith("template parsing error")
+
+
+def test_daemon_events_stream_the_same(docker_daemon: Any, images: dict[str, str]) -> None:
+    import time
+
+    d = docker_daemon
+    t0 = f"{time.time():.3f}"
+    assert cli_at(d.root, "volume", "create", "dvol").returncode == 0  # by the CLI
+    assert d.docker("volume", "create", "dvol2").returncode == 0       # by the daemon
+    assert d.docker("pull", images["base"]).returncode == 0
+    assert d.docker("tag", images["base"], "localhost/dtag:v1").returncode == 0
+    assert d.docker("rmi", "localhost/dtag:v1").returncode == 0
+    assert d.docker("volume", "rm", "dvol", "dvol2").returncode == 0
+    t1 = f"{time.time():.3f}"
+    r = d.docker("events", "--since", t0, "--until", t1, "--filter", "type=volume",
+                 "--format", "{{json .}}")
+    assert r.returncode == 0, r.stderr
+    evs = [json.loads(x) for x in r.stdout.splitlines()]
+    assert [(e["Action"], e["Actor"]["ID"]) for e in evs] == [
+        ("create", "dvol"), ("create", "dvol2"), ("destroy", "dvol"), ("destroy", "dvol2")]
+    r = d.docker("events", "--since", t0, "--until", t1, "--filter", "type=image",
+                 "--format", "{{.Action}} {{.Actor.Attributes.name}}")
+    lines = r.stdout.splitlines()
+    assert lines[0].startswith("pull ") and "tag localhost/dtag:v1" in lines
+    assert "untag localhost/dtag:v1" in lines
+    # live: an event written after the stream began comes through it
+    ev = subprocess.Popen(["docker", "events", "--filter", "type=volume", "--format",
+                           "{{.Action}} {{.Actor.ID}}"], stdout=subprocess.PIPE, text=True,
+                          env=d.env)
+    try:
+        time.sleep(0.5)
+        assert cli_at(d.root, "volume", "create", "dvol3").returncode == 0
+        assert ev.stdout is not None
+        assert ev.stdout.readline() == "create dvol3\n"
+    finally:
+        ev.terminate()
+        ev.communicate(timeout=10)
+        cli_at(d.root, "volume", "rm", "dvol3")

@@ -587,6 +587,11 @@ class Container:
                 self._populate(info.mountpoint, mt.target)
             used.append(info.mountpoint)
             resolved.append(Bind(info.mountpoint, mt.target, readonly=mt.readonly))
+            from nsprim import events  # docker's volume mount / unmount events
+
+            events.volume("mount", mt.name, container=self.id, destination=mt.target,
+                          propagation="", **{"read/write": str(not mt.readonly).lower()})
+            self._resources.callback(events.volume, "unmount", mt.name, container=self.id)
         if self._overlay is not None:
             with open(os.path.join(self._overlay.dir, "volumes"), "w") as f:
                 f.write("\n".join(used) + "\n")

@@ -43,8 +43,15 @@ class Events:
         self._attrs: dict[str, dict[str, str]] = {}
         #: container events sent per id (each once per run)
         self._done: dict[str, set[str]] = {}
+        #: image, volume and network events, from the events file (nsprim.events)
+        self._tail: Any = None
 
     def emit(self, kind: str, action: str, ident: str, attrs: dict[str, str]) -> None:
+        if kind != "container":  # one place for these: the events file, followed below
+            from nsprim import events
+
+            events.emit_event(kind, action, ident, attrs)
+            return
         if not self.subscribers:
             return
         if kind == "container":
@@ -77,6 +84,11 @@ class Events:
             self._done = {cid: {"create"} | ({"start"} if st == "running" else {"die"}
                                              if st != "created" else set())
                           for cid, st in self._known.items()}
+        if self._tail is None:
+            from nsprim import events
+
+            self._tail = events.Tail()
+            self._tail.poll()  # what is there already: replayed per stream (since=)
         self.subscribers.add(q)
         if self._watcher is None or self._watcher.done():
             self._watcher = asyncio.create_task(self._watch())
@@ -100,9 +112,24 @@ class Events:
                                        "image": str(cfg.get("image") or "")}
         return out
 
+    def _publish(self, ev: dict[str, Any]) -> None:
+        for q in list(self.subscribers):
+            q.put_nowait(ev)
+
     async def _watch(self) -> None:
+        try:
+            await self._watch_loop()
+        finally:
+            if self._tail is not None:
+                self._tail.close()
+                self._tail = None
+
+    async def _watch_loop(self) -> None:
         while self.subscribers:
             await asyncio.sleep(0.05)
+            for ev in await asyncio.to_thread(self._tail.poll):
+                if ev.get("Type") != "container":  # the watcher below sees containers
+                    self._publish(ev)
             now = await asyncio.to_thread(self._snapshot)
             for cid, s in now.items():
                 if cid not in self._known:
@@ -355,27 +382,45 @@ class Daemon:
         return json_response(await asyncio.to_thread(work))
 
     async def events_stream(self, req: Request, m: re.Match[str]) -> StreamResponse:
+        """GET /events: what happened since `since` (from the events file),
+        then what happens, until `until`; docker's filters (nsprim.events)."""
+        from nsprim import events
+
         filters = req.qjson("filters") or {}
         if not isinstance(filters, dict):
             raise ApiError(400, "invalid filters")
-        until = req.q("until")
-        deadline = float(until) if until and _num(until) else None
+        wanted_filters = {str(k): set(_filter_values(v)) for k, v in filters.items()}
+        for k in wanted_filters:
+            if k not in events.FILTERS and k not in ("daemon", "node", "plugin", "service",
+                                                      "config", "secret"):
+                raise ApiError(400, f"invalid filter '{k}'")
+        since, until = req.q("since"), req.q("until")
+        for name, v in (("since", since), ("until", until)):
+            if v and not _num(v):
+                raise ApiError(400, f"invalid value for {name}: {v!r}")
+        start = float(since) if since else None
+        deadline = float(until) if until else None
         q = self.events.subscribe()
+        now = time.time()
+        past: list[dict[str, Any]] = []
+        if start is not None:
+            tail = events.Tail()
+            try:
+                past = [ev for ev in await asyncio.to_thread(tail.poll)
+                        if start <= int(ev.get("timeNano", 0)) / 1e9 <= min(
+                            now, deadline if deadline is not None else now)]
+            finally:
+                tail.close()
 
         def wanted(ev: dict[str, Any]) -> bool:
-            for key, field in (("type", "Type"), ("event", "Action")):
-                vals = _filter_values(filters.get(key))
-                if vals and ev.get(field) not in vals:
-                    return False
-            cons = _filter_values(filters.get("container"))
-            if cons and not any(ev["Actor"]["ID"].startswith(c) or
-                                ev["Actor"]["Attributes"].get("name") == c for c in cons):
-                return False
-            return True
+            return events.matches(ev, wanted_filters)
 
         async def body() -> Any:
             try:
                 yield b""
+                for ev in past:
+                    if wanted(ev):
+                        yield json.dumps(ev).encode() + b"\n"
                 while True:
                     timeout = None if deadline is None else max(0.0, deadline - time.time())
                     try:
@@ -526,7 +571,7 @@ class Daemon:
         from nsprim.images.store import ImageInUse, default_store
 
         force = req.qbool("force")
-        self_img = await asyncio.to_thread(self._image, m["name"])
+        await asyncio.to_thread(self._image, m["name"])  # 404 for a missing one
         await self.containers.settle()
         try:
             removed = await asyncio.to_thread(default_store().remove, m["name"], force=force)
@@ -535,9 +580,7 @@ class Daemon:
         out = []
         for line in removed:
             kind, _, what = line.partition(": ")
-            out.append({kind: what})
-            self.events.emit("image", "untag" if kind == "Untagged" else "delete",
-                             self_img.id, {"name": what})
+            out.append({kind: what})  # the store wrote the untag / delete events
         return json_response(out)
 
     async def image_load(self, req: Request, m: re.Match[str]) -> Response:
@@ -560,8 +603,7 @@ class Daemon:
             names = shapes.familiar(img.names)
             for n in names or [img.id]:
                 what = f"Loaded image: {n}" if names else f"Loaded image ID: {n}"
-                lines.append(json.dumps({"stream": what + "\n"}))
-                self.events.emit("image", "load", img.id, {"name": n})
+                lines.append(json.dumps({"stream": what + "\n"}))  # the store: "load"
         return Response(200, ("\n".join(lines) + "\n").encode())
 
     async def image_push(self, req: Request, m: re.Match[str]) -> StreamResponse:
@@ -686,9 +728,7 @@ class Daemon:
                 digest = next((d.partition("@")[2] for d in img.repo_digests), "")
                 for line in ([{"status": f"Digest: {digest}"}] if digest else []) + \
                         [{"status": f"Status: Downloaded newer image for {ref.familiar()}"}]:
-                    loop.call_soon_threadsafe(q.put_nowait, line)
-                self.events.emit_threadsafe(loop, "image", "pull", img.id,
-                                            {"name": ref.familiar()})
+                    loop.call_soon_threadsafe(q.put_nowait, line)  # the store: "pull"
             except Exception as e:  # noqa: BLE001 - any failure ends the stream with it
                 msg = " ".join(str(e).split()) or type(e).__name__
                 loop.call_soon_threadsafe(q.put_nowait, {"errorDetail": {"message": msg},

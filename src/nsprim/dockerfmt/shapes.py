@@ -203,7 +203,9 @@ def network_id(name: str) -> str:
     """A network's id (64 hex digits, stable for its name)."""
     nid = _NETWORK_IDS.get(name)
     if nid is None:
-        nid = _NETWORK_IDS[name] = _sha("nsprim-network", name)
+        from nsprim.events import network_id as _id  # one formula, for events too
+
+        nid = _NETWORK_IDS[name] = _id(name)
     return nid
 
 

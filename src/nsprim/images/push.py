@@ -195,6 +195,7 @@ def push(name: str, *, format: str = "docker", progress: Callable[[str], None] |
         atomic_write(_pushed_path(store), json.dumps(pushed).encode(), 0o600)
     except OSError:
         pass
+    store._event("push", ref.familiar(), ref.familiar().rsplit(":", 1)[0])
     return digest
 
 

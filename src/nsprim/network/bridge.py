@@ -515,6 +515,9 @@ class Attachment:
         _close(self._holders)
         self._lock.release(unlink=True)
         self._lock = None
+        from nsprim import events
+
+        events.network("disconnect", "bridge", container=self.id)
 
 
 def _close(holders: list[socket.socket]) -> None:
@@ -586,6 +589,9 @@ def attach(container_id: str, netns: Namespace, *, inner: Rtnl | None = None,
         _close(holders)
         owner.release(unlink=True)
         raise
+    from nsprim import events
+
+    events.network("connect", "bridge", container=container_id)
     return Attachment(container_id, address, str(gateway), net.prefixlen, veth, ports, owner,
                       holders)
 
@@ -652,6 +658,10 @@ def release_container(container_id: str) -> bool:
             _write("leases.json", {"leases": leases, "last": state.get("last")})
             if not leases:
                 _leave_host()
+    if hit:
+        from nsprim import events
+
+        events.network("disconnect", "bridge", container=container_id)
     return bool(hit)
 
 
