@@ -309,3 +309,59 @@ def test_daemon_events_stream_the_same(docker_daemon: Any, images: dict[str, str
         ev.terminate()
         ev.communicate(timeout=10)
         cli_at(d.root, "volume", "rm", "dvol3")
+
+
+# ------------------------------------------------------------ cp, stopped
+
+def test_cp_stopped_container_sees_volumes_and_binds(private_root: str, images: dict[str, str],
+                                                     tmp_path: Any) -> None:
+    from pathlib import Path
+
+    root = private_root
+    bind = Path(tmp_path) / "bind"
+    bind.mkdir()
+    (bind / "b.txt").write_text("from the host\n")
+    robind = Path(tmp_path) / "robind"
+    robind.mkdir()
+    r = _cli(root, "run", "--name", "stopped", "--network", "none", "-v", "cpvol:/data",
+             "-v", "/anon", "-v", f"{bind}:/mnt/b", "-v", f"{robind}:/mnt/ro:ro",
+             "--mount", "type=volume,source=cpvol2,target=/data/nested",
+             images["base"], "sh", "-c",
+             "echo vol > /data/v.txt; echo anon > /anon/a.txt; echo n > /data/nested/n.txt; "
+             "echo layer > /l.txt")
+    assert r.returncode == 0, r.stderr
+    out = Path(tmp_path) / "out"
+    out.mkdir()
+    # out of the volume, the anonymous one, the nested one, the bind
+    for src, want in (("/data/v.txt", "vol\n"), ("/anon/a.txt", "anon\n"),
+                      ("/data/nested/n.txt", "n\n"), ("/mnt/b/b.txt", "from the host\n"),
+                      ("/l.txt", "layer\n")):
+        r = _cli(root, "cp", f"stopped:{src}", str(out / "f"))
+        assert r.returncode == 0, (src, r.stderr)
+        assert (out / "f").read_text() == want, src
+    # a directory: the volume's content, the nested volume's inside it
+    r = _cli(root, "cp", "stopped:/data", str(out / "d"))
+    assert r.returncode == 0, r.stderr
+    assert {"nested", "v.txt"} <= set(os.listdir(out / "d"))  # (and what the image had)
+    assert (out / "d" / "nested" / "n.txt").read_text() == "n\n"
+    # into the volume and the bind: the volume's own directory gets it
+    (out / "new.txt").write_text("new\n")
+    assert _cli(root, "cp", str(out / "new.txt"), "stopped:/data/").returncode == 0
+    assert _cli(root, "cp", str(out / "new.txt"), "stopped:/mnt/b/").returncode == 0
+    assert (bind / "new.txt").read_text() == "new\n"
+    r = _cli(root, "run", "--rm", "--network", "none", "-v", "cpvol:/v", images["base"],
+             "cat", "/v/new.txt")
+    assert r.stdout == "new\n", r.stderr
+    # a read-only bind stays read-only
+    r = _cli(root, "cp", str(out / "new.txt"), "stopped:/mnt/ro/")
+    assert r.returncode == 1 and "read-only" in r.stderr.lower(), r.stderr
+    assert os.listdir(robind) == []
+    # the container's layer did not get what went to the volume
+    upper = [d for d in (Path(root) / "containers").iterdir()][0] / "upper"
+    assert not (upper / "data" / "new.txt").exists()
+    # nothing of the copy stays mounted on the host
+    with open("/proc/self/mountinfo") as f:
+        assert str(bind) not in f.read()
+    assert _cli(root, "rm", "-v", "stopped").returncode == 0
+    for v in ("cpvol", "cpvol2"):
+        assert _cli(root, "volume", "rm", v).returncode == 0
