@@ -365,3 +365,62 @@ def test_cp_stopped_container_sees_volumes_and_binds(private_root: str, images: 
     assert _cli(root, "rm", "-v", "stopped").returncode == 0
     for v in ("cpvol", "cpvol2"):
         assert _cli(root, "volume", "rm", v).returncode == 0
+
+
+# ------------------------------------------- the daemon's end of an attach
+
+_SCRIPTS: dict[str, list[dict[str, Any]]] = {}
+
+
+def _scripted_record(tmp_path: Any, states: list[dict[str, Any]]) -> Any:
+    """A record whose state changes at each read, as a starting container's
+    does while the daemon looks at it (the last state stays)."""
+    from nsprim._record import record
+    from nsprim.lifecycle import Record
+
+    @record
+    class Scripted(Record):
+        @property
+        def dir(self) -> str:
+            return str(tmp_path)
+
+        @property
+        def state(self) -> dict[str, Any]:
+            script = _SCRIPTS[self.id]
+            return dict(script.pop(0) if len(script) > 1 else script[0])
+
+    _SCRIPTS["c-" + str(tmp_path)] = list(states)
+    return Scripted("c-" + str(tmp_path))
+
+
+def test_attach_end_is_decided_from_one_read(tmp_path: Any) -> None:
+    """docker run: the attach comes while the container is created, and the
+    start moves its record to ``starting``, then ``running``.  A decision
+    that read ``starting`` first (not running) and then ``running`` (so not
+    created or starting) took the run for ended before it wrote anything;
+    each decision now comes from one read (lifecycle.running_in)."""
+    import time
+
+    from nsprim.daemon.streams import attach_ended, ended_since
+    from nsprim.lifecycle import _proc_start, running_in
+
+    me = os.getpid()
+    running = {"status": "running", "supervisor_pid": me, "supervisor_start": _proc_start(me),
+               "started_at": time.time()}
+    t0 = time.time() - 1
+    for first in ({"status": "created"}, {"status": "starting"}, {}):
+        rec = _scripted_record(tmp_path, [first, running])
+        assert not attach_ended(rec, False, t0), first
+    rec = _scripted_record(tmp_path, [running])
+    assert running_in(rec.state) and not attach_ended(rec, False, t0)
+    # ended: exited after t0, or running with a supervisor that is gone
+    rec = _scripted_record(tmp_path, [{"status": "exited", "finished_at": time.time()}])
+    assert attach_ended(rec, False, t0) and ended_since(rec, t0)
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    dead = {**running, "supervisor_pid": gone.pid, "supervisor_start": 1}
+    rec = _scripted_record(tmp_path, [dead])
+    assert not running_in(rec.state) and ended_since(rec, t0) and attach_ended(rec, True, t0)
+    # an exited container that is not started again: ended at once
+    rec = _scripted_record(tmp_path, [{"status": "exited", "finished_at": t0 - 5}])
+    assert attach_ended(rec, False, t0) and not ended_since(rec, t0)

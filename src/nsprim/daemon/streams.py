@@ -14,7 +14,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-from nsprim.lifecycle import Record, alive
+from nsprim.lifecycle import Record, alive, running_in
 
 STDOUT, STDERR = 1, 2
 
@@ -51,7 +51,8 @@ def exit_code_now(rec: Record) -> int | None:
 
 
 def ended_since(rec: Record, t0: float) -> bool:
-    """Has a run of `rec` ended after `t0` (or the record gone)?"""
+    """Has a run of `rec` ended after `t0` (or the record gone)?  Decided
+    from one read of its state (running_in)."""
     if not os.path.isdir(rec.dir):
         return True
     t = exit_time(rec)
@@ -61,23 +62,23 @@ def ended_since(rec: Record, t0: float) -> bool:
     fin = st.get("finished_at")
     if st.get("status") in ("exited", "dead") and isinstance(fin, (int, float)) and fin >= t0:
         return True
-    if st.get("status") in ("running", "restarting") and not still_running(rec):
+    if st.get("status") in ("running", "restarting") and not running_in(st):
         return True  # its supervisor was killed
     return False
 
 
-def still_running(rec: Record) -> bool:
-    """rec.running, asked twice 20 ms apart before it is believed false when
-    the record says running: a supervisor that is exec'ing its shim (or the
-    shim its finish step) can look gone for an instant, and a follower that
-    believed it ended before the container wrote anything lost the output of
-    a short `docker run`."""
-    if rec.running:
-        return True
-    if rec.state.get("status") not in ("running", "restarting"):
-        return False
-    time.sleep(0.02)
-    return rec.running or rec.state.get("status") not in ("running", "restarting", None)
+def attach_ended(rec: Record, was_running: bool, t0: float) -> bool:
+    """Has the run an attach follows (from `t0`) ended: it has, or it was
+    not running when the attach came, is not now and is not about to be
+    (neither created nor starting).  Each of these is decided from one read
+    of the record's state: a start that moved it from ``starting`` to
+    ``running`` between two reads once looked like a run that had ended
+    before it wrote anything (a short ``docker run`` lost its output)."""
+    st = rec.state
+    if not was_running and st.get("status") not in ("created", "starting", None) \
+            and not running_in(st) and not ended_since(rec, t0):
+        return True  # it was not running and is not going to
+    return ended_since(rec, t0)
 
 
 def log_size(rec: Record) -> int:
