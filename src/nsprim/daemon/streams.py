@@ -100,64 +100,95 @@ def open_log(rec: Record) -> Any:
     return os.fdopen(fd, "rb")
 
 
+class LogTail:
+    """A container's log read from byte `offset` on (of `opened`, the log
+    opened beforehand, if given), across the shim's rotations: the one log
+    follower of ``attach`` (CLI) and of the API's attach and logs."""
+
+    def __init__(self, path: str, offset: int = 0, opened: Any = None) -> None:
+        self.path = path
+        self.offset = offset
+        self.f = opened
+        self.buf = b""
+        if opened is not None:
+            opened.seek(offset)
+
+    def _open(self) -> bool:
+        if self.f is None:
+            try:
+                self.f = open(self.path, "rb")  # noqa: SIM115 - closed by close()
+                self.f.seek(self.offset)
+            except FileNotFoundError:
+                self.f = None
+        return self.f is not None
+
+    def lines(self) -> list[bytes]:
+        """The whole lines written since the last call ([] if none)."""
+        while True:
+            data = self.f.read() if self._open() else b""
+            if data:
+                self.buf += data
+                parts = self.buf.split(b"\n")
+                self.buf = parts.pop()
+                return parts
+            if self.f is not None and _rotated(self.f, self.path):
+                # the shim rotated the log (--log-opt max-size): what is left
+                # of the old file was just read; go on in the new one
+                self.f.close()
+                self.f, self.offset = None, 0
+                continue
+            return []
+
+    def rest(self) -> list[bytes]:
+        """All that is left, the last line even without its newline (at the
+        end of the run)."""
+        if not self._open():
+            return []
+        rest: bytes = self.buf + self.f.read()
+        self.buf = b""
+        return rest.split(b"\n")
+
+    def close(self) -> None:
+        if self.f is not None:
+            self.f.close()
+            self.f = None
+
+
+def _entries(lines: list[bytes]) -> list[dict[str, Any]]:
+    out = []
+    for line in lines:
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(entry, dict):
+            out.append(entry)
+    return out
+
+
 async def follow_log(rec: Record, offset: int, ended: Callable[[], bool] | None,
                      opened: Any = None) -> AsyncIterator[dict[str, Any]]:
     """The log's entries from byte `offset` (of `opened`, the log opened
     beforehand, if given); with `ended`, keep following until it says so
     (then read what is left)."""
-    buf = b""
     since = time.monotonic()
-    f = opened
-    if f is not None:
-        f.seek(offset)
+    tail = LogTail(rec.log_path, offset, opened)
     try:
         while True:
-            if f is None:
-                try:
-                    f = open(rec.log_path, "rb")
-                    f.seek(offset)
-                except FileNotFoundError:
-                    f = None
-            data = f.read() if f is not None else b""
-            if data:
-                buf += data
-                *lines, buf = buf.split(b"\n")
-                for line in lines:
-                    try:
-                        entry = json.loads(line)
-                    except ValueError:
-                        continue
-                    if isinstance(entry, dict):
-                        yield entry
-                continue
-            if f is not None and _rotated(f, rec.log_path):
-                # the shim rotated the log (--log-opt max-size): what is left
-                # of the old file was just read; go on in the new one
-                f.close()
-                f, offset = None, 0
+            lines = tail.lines()
+            if lines:
+                for entry in _entries(lines):
+                    yield entry
                 continue
             if ended is None:
                 return
             if ended():
-                if f is None:
-                    try:
-                        f = open(rec.log_path, "rb")
-                        f.seek(offset)
-                    except FileNotFoundError:
-                        return
-                rest = f.read()
-                for line in (buf + rest).split(b"\n"):
-                    try:
-                        entry = json.loads(line)
-                    except ValueError:
-                        continue
-                    if isinstance(entry, dict):
-                        yield entry
+                for entry in _entries(tail.rest()):
+                    yield entry
                 return
             await asyncio.sleep(poll_delay(since))
     finally:
-        if f is not None:
-            f.close()
+        tail.close()
 
 
 def _rotated(f: Any, path: str) -> bool:
