@@ -325,43 +325,9 @@ class Daemon:
         return json_response(await asyncio.to_thread(self._info))
 
     def _info(self) -> dict[str, Any]:
-        from nsprim.images.store import default_store
-        from nsprim.lifecycle import records
-        from nsprim.state import state_root
+        from nsprim.cli.system import info  # one source: `nsprim info` shows the same
 
-        recs = records()
-        running = sum(1 for r in recs if r.status == "running")
-        paused = sum(1 for r in recs if r.status == "running" and r.state.get("paused"))
-        u = os.uname()
-        mem = 0
-        try:
-            with open("/proc/meminfo") as f:
-                mem = int(f.readline().split()[1]) * 1024
-        except (OSError, ValueError, IndexError):
-            pass
-        v2_only = os.path.exists("/sys/fs/cgroup/cgroup.controllers")
-        return {
-            "ID": _daemon_id(), "Containers": len(recs), "ContainersRunning": running - paused,
-            "ContainersPaused": paused, "ContainersStopped": len(recs) - running,
-            "Images": len(default_store().images()), "Driver": "overlay2",
-            "DriverStatus": [], "DockerRootDir": state_root(), "Name": u.nodename,
-            "OperatingSystem": _os_name(), "OSType": "linux", "OSVersion": "",
-            "Architecture": platform.machine(), "NCPU": os.cpu_count() or 1, "MemTotal": mem,
-            "KernelVersion": u.release, "ServerVersion": VERSION, "CgroupDriver": "cgroupfs",
-            "CgroupVersion": "2" if v2_only else "1", "MemoryLimit": True,
-            "SwapLimit": True, "CpuCfsPeriod": True, "CpuCfsQuota": True, "CPUShares": True,
-            "CPUSet": True, "PidsLimit": True, "IPv4Forwarding": True, "Debug": False,
-            "LoggingDriver": "json-file", "DefaultRuntime": "nsprim",
-            "Runtimes": {"nsprim": {"path": "nsprim"}},
-            "SecurityOptions": ["name=seccomp,profile=builtin"],
-            "Swarm": {"NodeID": "", "NodeAddr": "", "LocalNodeState": "inactive",
-                      "ControlAvailable": False, "Error": "", "RemoteManagers": None},
-            "Plugins": {"Volume": ["local"], "Network": ["bridge", "host", "null"],
-                        "Log": ["json-file"], "Authorization": None},
-            "RegistryConfig": {"IndexConfigs": {}, "InsecureRegistryCIDRs": ["127.0.0.0/8"],
-                               "Mirrors": []},
-            "Labels": [], "ExperimentalBuild": False, "LiveRestoreEnabled": True,
-            "Isolation": "", "InitBinary": "nsprim-init", "Warnings": []}
+        return {"ID": _daemon_id(), **info(), "ServerVersion": VERSION}
 
     async def df(self, req: Request, m: re.Match[str]) -> Response:
         await self.containers.settle()
@@ -893,17 +859,6 @@ def _check_auth(header: str) -> None:
 def _arch() -> str:
     m = platform.machine()
     return {"x86_64": "amd64", "aarch64": "arm64"}.get(m, m)
-
-
-def _os_name() -> str:
-    try:
-        with open("/etc/os-release") as f:
-            for line in f:
-                if line.startswith("PRETTY_NAME="):
-                    return line.split("=", 1)[1].strip().strip('"')
-    except OSError:
-        pass
-    return "Linux"
 
 
 def _daemon_id() -> str:
