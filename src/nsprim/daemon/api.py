@@ -418,17 +418,10 @@ class Daemon:
             raise ApiError(400, f"invalid registry address {server!r}")
         if host in ("docker.io", "index.docker.io"):
             host = "registry-1.docker.io"
-
-        def check() -> None:
-            from nsprim.images.reference import parse_reference
-            from nsprim.images.registry import RegistryClient
-
-            client = RegistryClient(parse_reference(f"{host}/library/login-check"))
-            client._basic = (user, pw)  # these credentials, not the config's
-            client._open("").close()
+        from nsprim.images.registry import check_login  # what `nsprim login` asks
 
         try:
-            await asyncio.to_thread(check)
+            await asyncio.to_thread(check_login, host, user, pw)
         except OSError as e:
             msg = " ".join(str(e).split())
             raise ApiError(401 if "unauthorized" in msg or "401" in msg else 500,
