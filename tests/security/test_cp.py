@@ -40,6 +40,18 @@ def _sh(root: str, script: str) -> None:
     assert r.returncode == 0, r.stderr
 
 
+def _reads_stay_inside(root: str, where: str, host_dir: Path, out: Path) -> None:
+    """`where` holds links ``abs`` (to the host's secret), ``absdir`` (to
+    its directory) and ``up`` (``..`` many times): cp -L through each, and
+    a tar of ``up/HOST_DIR``, find nothing (resolved in the container)."""
+    for src in (f"{where}/abs", f"{where}/absdir/secret", f"{where}/up{host_dir}/secret"):
+        r = cli_at(root, "cp", "-L", src, str(out / "b"))
+        assert r.returncode == 1 and "Could not find the file" in r.stderr, (src, r.stderr)
+        assert not (out / "b").exists()
+    r = cli_at(root, "cp", f"{where}/up{host_dir}", "-")
+    assert r.returncode == 1 and SECRET not in r.stdout
+
+
 def _host_unchanged(host_dir: Path) -> None:
     assert sorted(os.listdir(host_dir)) == ["secret"]
     assert (host_dir / "secret").read_text() == SECRET + "\n"
@@ -56,12 +68,7 @@ def test_symlink_to_host_path_is_not_followed_out(box: str, host_dir: Path,
     assert cli_at(box, "cp", "box:/tmp/abs", str(out / "a")).returncode == 0
     assert os.readlink(out / "a") == f"{host_dir}/secret"
     # with -L, through a directory link, through ..: resolved in the container
-    for src in ("box:/tmp/abs", "box:/tmp/absdir/secret", f"box:/tmp/up{host_dir}/secret"):
-        r = cli_at(box, "cp", "-L", src, str(out / "b"))
-        assert r.returncode == 1 and "Could not find the file" in r.stderr, (src, r.stderr)
-        assert not (out / "b").exists()
-    r = cli_at(box, "cp", f"box:/tmp/up{host_dir}", "-")
-    assert r.returncode == 1 and SECRET not in r.stdout
+    _reads_stay_inside(box, "box:/tmp", host_dir, out)
     _host_unchanged(host_dir)
 
 
@@ -194,12 +201,7 @@ def test_stopped_container_volume_symlinks_stay_inside(private_root: str, fresh_
     out.mkdir()
     assert cli_at(root, "cp", "vbox:/data/own", str(out / "own")).returncode == 0
     assert (out / "own").read_text() == "in-vol\n"  # the volume is seen
-    for src in ("vbox:/data/abs", "vbox:/data/absdir/secret", f"vbox:/data/up{host_dir}/secret"):
-        r = cli_at(root, "cp", "-L", src, str(out / "b"))
-        assert r.returncode == 1 and "Could not find the file" in r.stderr, (src, r.stderr)
-        assert not (out / "b").exists()
-    r = cli_at(root, "cp", f"vbox:/data/up{host_dir}", "-")
-    assert r.returncode == 1 and SECRET not in r.stdout
+    _reads_stay_inside(root, "vbox:/data", host_dir, out)
     payload = tmp_path / "payload"
     payload.write_text("pwned\n")
     for dest in ("vbox:/data/absdir/", "vbox:/data/abs", f"vbox:/data/up{host_dir}/"):
