@@ -110,9 +110,18 @@ def test_commit_change(private_root: str, images: dict[str, str]) -> None:
     assert _cli(root, "run", "--name", "cc", "--network", "none", images["app"], "sh", "-c",
                 "echo x > /x; mkdir -p /w/sub").returncode == 0
     args = [a for ch in CHANGES for a in ("-c", ch)]
+    import time
+
+    t0 = f"{time.time():.3f}"
     r = _cli(root, "commit", *args, "-m", "msg", "--author", "Ann <a@b>", "--pause=false",
              "cc", "localhost/changed:v1")
     assert r.returncode == 0, r.stderr
+    # docker's events: the container's commit, the new name's tag (no "load")
+    evs = _events(root, t0, f"{time.time():.3f}")
+    assert [(e["Type"], e["Action"]) for e in evs] == [("container", "commit"),
+                                                       ("image", "tag")], evs
+    assert evs[0]["Actor"]["Attributes"]["comment"] == "msg"
+    assert evs[1]["Actor"]["Attributes"]["name"] == "localhost/changed:v1"
     img = ImageStore(str(Path(root) / "images")).get("localhost/changed:v1")
     assert img.id == r.stdout.strip()
     _check_changed(img.config)

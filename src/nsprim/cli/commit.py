@@ -241,7 +241,12 @@ def commit(rec: Any, repository: str | None, author: str = "", message: str = ""
                 ] if repository else []
         with open(os.path.join(work, "manifest.json"), "w") as f:
             json.dump([{"Config": "config.json", "RepoTags": tags, "Layers": layers}], f)
-        (img,) = store.load(work)
+        (img,) = store._load(work)  # the store's checks, without a "load" event
+        from nsprim import events
+
+        events.emit(rec.id, "commit", rec.config, comment=message)  # docker's event
+        if tags:
+            store._event("tag", img.id, tags[0])
         return img
     finally:
         import shutil
