@@ -10,6 +10,8 @@ import subprocess
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from .conftest import cli_at
 
@@ -433,3 +435,101 @@ def test_attach_end_is_decided_from_one_read(tmp_path: Any) -> None:
     # an exited container that is not started again: ended at once
     rec = _scripted_record(tmp_path, [{"status": "exited", "finished_at": t0 - 5}])
     assert attach_ended(rec, False, t0) and not ended_since(rec, t0)
+
+
+# ------------------------------------------------- events: pure logic
+
+_word = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789-_.", min_size=1, max_size=12)
+
+
+@st.composite
+def _event(draw: Any) -> dict[str, Any]:
+    kind = draw(st.sampled_from(["container", "image", "volume", "network"]))
+    attrs = draw(st.dictionaries(_word, _word, max_size=4))
+    attrs["name"] = draw(_word)
+    if kind == "container":
+        attrs["image"] = draw(_word)
+    ns = draw(st.integers(0, 2**62))
+    return {"Type": kind, "Action": draw(_word), "scope": "local",
+            "Actor": {"ID": draw(st.text(alphabet="0123456789abcdef", min_size=12,
+                                         max_size=64)), "Attributes": attrs},
+            "time": ns // 10**9, "timeNano": ns}
+
+
+@given(_event(), _event())
+def test_event_filters_match_docker_rules(ev: dict[str, Any], other: dict[str, Any]) -> None:
+    from nsprim.events import matches
+
+    actor = ev["Actor"]
+    assert matches(ev, {})
+    assert matches(ev, {"type": {ev["Type"]}, "event": {ev["Action"]}, "scope": {"local"}})
+    assert not matches(ev, {"type": {"plugin"}})
+    assert matches(ev, {"type": {"plugin", ev["Type"]}})  # one key: any value
+    assert not matches(ev, {"type": {ev["Type"]}, "scope": {"swarm"}})  # keys: all
+    # the actor by its name, its id or a prefix of it, for its own type only
+    key = {"container": "container", "volume": "volume", "network": "network"}.get(ev["Type"])
+    if key:
+        for w in (actor["Attributes"]["name"], actor["ID"], actor["ID"][:6]):
+            assert matches(ev, {key: {w}})
+        assert matches(ev, {key: {"no-such", actor["ID"]}})
+    for k in ("container", "volume", "network"):
+        if k != ev["Type"]:
+            assert not matches(ev, {k: {actor["Attributes"]["name"]}})
+    # image: an image event's name, a container's image
+    if ev["Type"] in ("image", "container"):
+        name = actor["Attributes"]["name" if ev["Type"] == "image" else "image"]
+        assert matches(ev, {"image": {name}})
+        assert not matches(ev, {"image": {name + "-other"}})
+    else:
+        assert not matches(ev, {"image": {actor["Attributes"]["name"]}})
+    # labels: KEY, KEY=VALUE among the attributes
+    for k, v in actor["Attributes"].items():
+        assert matches(ev, {"label": {k}}) and matches(ev, {"label": {f"{k}={v}"}})
+        assert not matches(ev, {"label": {f"{k}={v}x"}})
+    if other["Type"] != ev["Type"]:
+        assert not matches(ev, {"type": {other["Type"]}})
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.lists(_event(), max_size=30), st.integers(1, 29))
+def test_event_tail_reads_each_once_across_rotation(evs: list[dict[str, Any]], cut: int) -> None:
+    import tempfile
+
+    from nsprim.events import Tail, path
+
+    with tempfile.TemporaryDirectory() as d:
+        tail = Tail(d)
+        seen = tail.poll()
+        p = path(d)
+        for i, ev in enumerate(evs):
+            with open(p, "a") as f:
+                f.write(json.dumps(ev) + "\n")
+            if i == cut:
+                os.replace(p, p + ".1")  # what emit_event does past MAX_BYTES
+            if i % 3 == 0:
+                seen += tail.poll()
+        with open(p, "a") as f:
+            f.write('{"a truncated line')  # written later, whole: not yet an event
+        seen += tail.poll()
+        tail.close()
+        assert seen == evs
+
+
+_key = st.from_regex(r"[A-Za-z_][A-Za-z0-9_]{0,10}", fullmatch=True)
+_val = st.text(alphabet=st.characters(min_codepoint=0x20, max_codepoint=0x7e,
+                                      blacklist_characters='"\\$`'), max_size=20)
+
+
+@given(st.dictionaries(_key, _val, min_size=1, max_size=5), st.sampled_from(
+    ["RUN", "COPY", "ADD", "FROM", "ARG", "SHELL", "MAINTAINER", "Run", "copy"]))
+def test_change_env_label_round_trip(pairs: dict[str, str], bad: str) -> None:
+    from nsprim.cli.commit import apply_changes
+
+    cfg: dict[str, Any] = {"config": {"Env": ["PATH=/bin"]}}
+    apply_changes(cfg, ["ENV " + " ".join(f'{k}="{v}"' for k, v in pairs.items()),
+                        "LABEL " + " ".join(f'"{k}"="{v}"' for k, v in pairs.items())])
+    env = dict(e.split("=", 1) for e in cfg["config"]["Env"])
+    assert {k: env[k] for k in pairs} == pairs and (env["PATH"] == "/bin" or "PATH" in pairs)
+    assert cfg["config"]["Labels"] == pairs
+    with pytest.raises(ValueError, match=f"^{bad.lower()} is not a valid change command$"):
+        apply_changes({"config": {}}, [f"{bad} x y"])
