@@ -533,3 +533,28 @@ def test_change_env_label_round_trip(pairs: dict[str, str], bad: str) -> None:
     assert cfg["config"]["Labels"] == pairs
     with pytest.raises(ValueError, match=f"^{bad.lower()} is not a valid change command$"):
         apply_changes({"config": {}}, [f"{bad} x y"])
+
+
+def test_commit_keeps_the_containers_config(private_root: str, images: dict[str, str]) -> None:
+    """docker's commit: the new image's config is the container's (its
+    command, env, workdir, user, labels) over its image's."""
+    from pathlib import Path
+
+    from nsprim.images.store import ImageStore
+
+    root = private_root
+    assert _cli(root, "pull", "-q", images["app"]).returncode == 0
+    r = _cli(root, "run", "--name", "cfg", "--network", "none", "-e", "FOO=bar", "-w", "/tmp",
+             "--label", "k=v", images["app"], "sh", "-c", "echo $FOO $APP $(pwd) > /out")
+    assert r.returncode == 0, r.stderr
+    assert _cli(root, "commit", "cfg", "localhost/cfg:v1").returncode == 0
+    c = ImageStore(str(Path(root) / "images")).get("localhost/cfg:v1").config["config"]
+    assert c["Cmd"] == ["sh", "-c", "echo $FOO $APP $(pwd) > /out"]
+    env = dict(e.split("=", 1) for e in c["Env"])
+    assert env["FOO"] == "bar" and env["APP"] == "1"  # the run's -e, the image's ENV
+    assert c["WorkingDir"] == "/tmp" and c["Labels"]["k"] == "v"  # (and the image's)
+    # its CMD is what runs, with its env and workdir
+    r = _cli(root, "run", "--rm", "--network", "none", "localhost/cfg:v1")
+    assert r.returncode == 0, r.stderr
+    r = _cli(root, "run", "--rm", "--network", "none", "localhost/cfg:v1", "cat", "/out")
+    assert r.stdout == "bar 1 /tmp\n", r.stderr

@@ -8,8 +8,10 @@ STOPSIGNAL, USER, VOLUME, WORKDIR), parsed by the Dockerfile parser of
 any other instruction is refused as docker refuses it (``run is not a valid
 change command``) before anything is read or written.
 
-The container layer (the overlay's upper dir) becomes one more layer on top
-of its image's: overlay whiteouts (0/0 character devices) become OCI
+The new image's config is the container's (its command, entrypoint, env,
+user, workdir, labels and ports, over its image's: docker's merge), then the
+``--change`` instructions.  The container layer (the overlay's upper dir)
+becomes one more layer on top of its image's: overlay whiteouts (0/0 character devices) become OCI
 ``.wh.NAME`` files and opaque directories ``.wh..wh..opq``.  The layer and a
 config (the image's, with the new diff_id and a history entry) are written
 as a ``docker save`` directory and loaded through the image store's own
@@ -177,6 +179,28 @@ def apply_changes(config: dict[str, Any], changes: list[str]) -> None:
         cmd_before = cmd_before or ins.cmd == "CMD"
 
 
+#: the fields of a container's Config that an image's config keeps
+IMAGE_FIELDS = ("User", "ExposedPorts", "Env", "Cmd", "Volumes", "WorkingDir", "Entrypoint",
+                "OnBuild", "Labels", "StopSignal", "Healthcheck")
+
+
+def container_config(spec: Any, image_config: dict[str, Any]) -> dict[str, Any]:
+    """The config a commit starts from, as docker's: the container's own
+    (its command, entrypoint, env, user, workdir, labels, ports: what
+    inspect shows as ``Config``) over the image's."""
+    from nsprim.dockerfmt.shapes import merged_config
+
+    merged = merged_config(spec, image_config)
+    out = dict(image_config.get("config") or {}) \
+        if isinstance(image_config.get("config"), dict) else {}
+    for key in IMAGE_FIELDS:
+        if key in merged:
+            out[key] = merged[key]
+    if not out.get("Labels"):
+        out.pop("Labels", None)
+    return out
+
+
 def _stamp() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
@@ -198,6 +222,7 @@ def commit(rec: Any, repository: str | None, author: str = "", message: str = ""
     if not os.path.isdir(upper):
         raise LookupError(f"container {rec.id} has no container layer")
     config = json.loads(json.dumps(base.config))
+    config["config"] = container_config(spec, base.config)
     apply_changes(config, list(changes or []))
     cg = None
     if pause and rec.running and not rec.state.get("paused"):
