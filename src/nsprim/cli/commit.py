@@ -148,8 +148,15 @@ def apply_changes(config: dict[str, Any], changes: list[str]) -> None:
     try:
         df = parse("FROM scratch\n" + text, "change")
     except DockerfileError as e:
+        where = re.match(r"change: line (\d+): ", str(e))
         msg = re.sub(r"^change: (line \d+: )?", "", str(e))
         m = re.match(r"unknown instruction: (\S+)", msg)
+        if m is None and where is not None:  # docker names a wrong instruction first
+            lines = ("FROM scratch\n" + text).splitlines()
+            n = int(where.group(1))
+            words = lines[n - 1].split(None, 1) if 0 < n <= len(lines) else []
+            if words and words[0].upper() not in VALID_CHANGES:
+                raise ValueError(f"{words[0].lower()} is not a valid change command") from None
         raise ValueError(f"{m.group(1).lower()} is not a valid change command" if m
                          else msg) from None
     inss = [s.from_line for s in df.stages[1:]] + [i for s in df.stages for i in s.instructions]
