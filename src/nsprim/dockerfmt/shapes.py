@@ -790,7 +790,8 @@ def display_ports(ports: Iterable[Mapping[str, Any]]) -> str:
             priv = str(run[0][0]) if len(run) == 1 else f"{run[0][0]}-{run[-1][0]}"
             if has_public:
                 pub = str(run[0][1]) if len(run) == 1 else f"{run[0][1]}-{run[-1][1]}"
-                items.append((run[0][0], f"{ip}:{pub}->{priv}/{proto}"))
+                where = f"[{ip}]" if ":" in ip else ip  # Go's net.JoinHostPort
+                items.append((run[0][0], f"{where}:{pub}->{priv}/{proto}"))
             else:
                 items.append((run[0][0], f"{priv}/{proto}"))
     items.sort()
