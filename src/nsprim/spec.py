@@ -663,7 +663,7 @@ def _validate_etc(spec: ContainerSpec) -> None:
 
     for f in ("add_hosts", "dns", "dns_search", "dns_options"):
         v = getattr(spec, f)
-        if not isinstance(v, tuple) or not all(isinstance(x, str) for x in v):
+        if not isinstance(v, (tuple, list)) or not all(isinstance(x, str) for x in v):
             raise ConfigError(f"invalid {f} {v!r}: a list of strings")
     if spec.add_hosts or spec.dns or spec.dns_search or spec.dns_options:
         etc_options(spec.add_hosts, spec.dns, spec.dns_search, spec.dns_options)

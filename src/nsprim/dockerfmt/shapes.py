@@ -354,6 +354,12 @@ def port_bindings(spec: ContainerSpec) -> dict[str, list[JSON]]:
     return out
 
 
+def _host_hostname() -> str:
+    import os
+
+    return os.uname().nodename
+
+
 def merged_config(spec: ContainerSpec, image_config: Mapping[str, Any] | None) -> JSON:
     """``Config``: the container's settings with the image's config merged in,
     docker's rules."""
@@ -366,8 +372,9 @@ def merged_config(spec: ContainerSpec, image_config: Mapping[str, Any] | None) -
         cmd = list(spec.cmd) or list(ic.get("Cmd") or []) or None
     labels = {**dict(ic.get("Labels") or {}), **dict(spec.labels)}
     out: JSON = {
-        "Hostname": spec.hostname or spec.id[:12],
-        "Domainname": "",
+        "Hostname": spec.hostname or (_host_hostname() if spec.network == "host"
+                                      else spec.id[:12]),
+        "Domainname": spec.domainname or "",
         "User": spec.user if spec.user is not None else (ic.get("User") or ""),
         "AttachStdin": spec.interactive and not spec.detach,
         "AttachStdout": not spec.detach,
@@ -510,10 +517,10 @@ def _host_config(spec: ContainerSpec) -> JSON:
         "CapAdd": list(spec.cap_add) or None,
         "CapDrop": list(spec.cap_drop) or None,
         "CgroupnsMode": "private",
-        "Dns": [],
-        "DnsOptions": [],
-        "DnsSearch": [],
-        "ExtraHosts": None,
+        "Dns": list(spec.dns),
+        "DnsOptions": list(spec.dns_options),
+        "DnsSearch": list(spec.dns_search),
+        "ExtraHosts": list(spec.add_hosts) or None,
         "GroupAdd": None,
         "IpcMode": "private",
         "Cgroup": "",

@@ -197,29 +197,35 @@ def resolv_text(opts: EtcOptions = NO_OPTIONS, *, host_network: bool = False,
         upstream = _read_small(systemd_file)  # systemd-resolved's stub: its upstreams
         if upstream is not None:
             lines = upstream.splitlines()
-    out: list[str] = []
-    kept = 0
+    other: list[str] = []
+    servers_out: list[str] = []
+    search: list[str] = []
+    options: list[str] = []
     given = list(opts.dns) or list(nameservers or ())
     for line in lines:
         ns = _nameserver(line)
         key = line.split()[:1]
         if ns is not None:
-            if given or (not host_network and _is_loopback(ns)):
-                continue
-            kept += 1
-        elif key in (["search"], ["domain"]) and opts.dns_search is not None:
-            continue
-        elif key == ["options"] and opts.dns_options is not None:
-            continue
-        out.append(line)
-    servers_out = [f"nameserver {s}" for s in given]
-    if not given and kept == 0:
+            if not given and (host_network or not _is_loopback(ns)):
+                servers_out.append(line)
+        elif key in (["search"], ["domain"]):
+            if opts.dns_search is None:
+                search.append(line)
+        elif key == ["options"]:
+            if opts.dns_options is None:
+                options.append(line)
+        else:
+            other.append(line)
+    if given:
+        servers_out = [f"nameserver {s}" for s in given]
+    elif not servers_out:
         servers_out = [f"nameserver {s}" for s in FALLBACK_NAMESERVERS]
-    out += servers_out
     if opts.dns_search is not None and opts.dns_search != (".",):
-        out.append("search " + " ".join(s for s in opts.dns_search if s != "."))
+        search = ["search " + " ".join(s for s in opts.dns_search if s != ".")]
     if opts.dns_options is not None:
-        out.append("options " + " ".join(opts.dns_options))
+        options = ["options " + " ".join(opts.dns_options)]
+    # docker's order: nameservers, search, options (comments first)
+    out = other + servers_out + search + options
     return "\n".join(out) + "\n"
 
 

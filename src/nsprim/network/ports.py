@@ -47,9 +47,11 @@ class PortSpec:
     host_ip: str = ""
 
     def __str__(self) -> str:
+        # the -p spec it parses from: "80/tcp", "8080:80/tcp", "[::1]::80/tcp"
         ip = (f"[{self.host_ip}]:" if is_ipv6(self.host_ip) else f"{self.host_ip}:") \
             if self.host_ip else ""
-        return f"{ip}{self.host_port}:{self.container_port}/{self.proto}"
+        host = f"{self.host_port}:" if self.host_port else (":" if ip else "")
+        return f"{ip}{host}{self.container_port}/{self.proto}"
 
 
 def _range(text: str, spec: str, what: str) -> tuple[int, int]:
