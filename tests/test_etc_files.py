@@ -309,8 +309,9 @@ def test_library_api(rootfs: str) -> None:
 def test_run_rm_leaves_no_etc_dir(private_root: str, rootfs: str) -> None:
     for mode in ("none", "host", "bridge"):
         _run(private_root, rootfs, "--network", mode, "--add-host", "a:1.2.3.4")
-    ctrs = os.path.join(private_root, "run", "containers")
-    assert not os.path.isdir(ctrs) or os.listdir(ctrs) == []
+    for d in ("containers", "etc"):
+        path = os.path.join(private_root, "run", d)
+        assert not os.path.isdir(path) or os.listdir(path) == [], d
 
 
 # ------------------------------------------------------- IPv6 publishing

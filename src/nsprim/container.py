@@ -26,7 +26,7 @@ from nsprim.network import NetworkMode, PortSpec
 from nsprim.plan import Plan, build_plan
 from nsprim.rootfs import OverlayRootfs, containers_dir
 from nsprim.rootless import UserMapping
-from nsprim.state import remove_tree, run_dir
+from nsprim.state import run_dir
 from nsprim.volumes import Volume
 
 TYPE_CHECKING = False
@@ -560,13 +560,17 @@ class Container:
                                             publish=publish, bandwidth=mode.bandwidth)
             self._resources.callback(self._release_attachment)
             if cfg.rootfs is not None:
-                self._etc_dir = os.path.join(run_dir(), "containers", self.id)
+                from nsprim.network.etc import etc_dir, etc_prefix
+
+                self._etc_dir = run_dir()
                 self._resources.callback(self._release_etc_dir)
                 opts = self._etc_options
-                files = bridge.write_etc_files(self._etc_dir, cfg.hostname or self.id[:12],
+                files = bridge.write_etc_files(etc_dir(self._etc_dir),
+                                               cfg.hostname or self.id[:12],
                                                self.attachment.address,
                                                domainname=cfg.domainname, options=opts,
-                                               gateway=self.attachment.gateway)
+                                               gateway=self.attachment.gateway,
+                                               prefix=etc_prefix(self.id))
                 taken = {m.target for m in mounts}
                 mounts += [Bind(src, dst) for dst, src in files.items() if dst not in taken]
         ns[NamespaceKind.NET] = self._netns
@@ -585,11 +589,21 @@ class Container:
         target = mode.target
         if mode.kind == "container" and isinstance(target, Container) and \
                 target._etc_dir is not None and self._etc_options is None:
-            files = {t: os.path.join(target._etc_dir, os.path.basename(t))
-                     for t in ("/etc/hosts", "/etc/hostname", "/etc/resolv.conf")}
+            from nsprim.network.etc import ETC_TARGETS, etc_dir, etc_prefix
+
+            files = {t: os.path.join(etc_dir(target._etc_dir),
+                                     etc_prefix(target.id) + os.path.basename(t))
+                     for t in ETC_TARGETS}
             files = {t: f for t, f in files.items() if os.path.exists(f)}
         if not files:
-            from nsprim.network.etc import HOST_GATEWAY, EtcOptions, etc_files, write_files
+            from nsprim.network.etc import (
+                HOST_GATEWAY,
+                EtcOptions,
+                etc_dir,
+                etc_files,
+                etc_prefix,
+                write_files,
+            )
 
             opts = self._etc_options or EtcOptions()
             gateway = None
@@ -597,11 +611,12 @@ class Container:
                 from nsprim.network.bridge import host_gateway
 
                 gateway = host_gateway()
-            self._etc_dir = os.path.join(run_dir(), "containers", self.id)
+            self._etc_dir = run_dir()
             self._resources.callback(self._release_etc_dir)
-            files = write_files(self._etc_dir, etc_files(
+            files = write_files(etc_dir(self._etc_dir), etc_files(
                 cfg.hostname or self.id[:12], address, domainname=cfg.domainname,
-                options=opts, gateway=gateway, host_network=mode.kind == "host"))
+                options=opts, gateway=gateway, host_network=mode.kind == "host"),
+                etc_prefix(self.id))
         taken = {m.target for m in cfg.mounts}
         mounts = list(cfg.mounts) + [Bind(src, dst) for dst, src in files.items()
                                      if dst not in taken]
@@ -1064,7 +1079,9 @@ class Container:
 
     def _release_etc_dir(self) -> None:
         if self._etc_dir is not None:
-            remove_tree(self._etc_dir)
+            from nsprim.network.etc import remove_files
+
+            remove_files(self._etc_dir, self.id)  # (_etc_dir: the run dir)
             self._etc_dir = None
 
     def send_signal(self, sig: int) -> None:

@@ -117,9 +117,16 @@ def test_proxy_process_holds_only_its_sockets_and_ends_with_the_container(
              hostile_rootfs, "--", "httpd", "-f", "-p", "80", "-h", "/etc")
     assert r.returncode == 0, r.stderr
     try:
-        pids = _proxy_pids(port)
-        proxies = [p for p in pids
-                   if open(f"/proc/{p}/comm").read().strip().startswith("python")]
+        # (the supervisor reports "started" before it execs its shim: until
+        # then it holds the socket too)
+        deadline = time.monotonic() + 10
+        while True:
+            pids = _proxy_pids(port)
+            proxies = [p for p in pids
+                       if open(f"/proc/{p}/comm").read().strip().startswith("python")]
+            if len(proxies) == 1 or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
         assert len(proxies) == 1, pids
         proxy = proxies[0]
         kinds = []

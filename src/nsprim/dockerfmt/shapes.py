@@ -676,7 +676,10 @@ def container_inspect(spec: ContainerSpec, state: Mapping[str, Any], *, status: 
     else:
         graph = {"Data": {"RootDir": spec.rootfs} if spec.rootfs else None,
                  "Name": "rootfs" if spec.rootfs else "overlay2"}
-    etc = etc_dir.rstrip("/") if etc_dir and _network_name(spec) == "bridge" else ""
+    # the container's own files, in every mode but container: (etc_dir:
+    # <run>/etc/<id>, the files <id>.hosts...)
+    etc = etc_dir.rstrip("/") if etc_dir and spec.etc_files and \
+        not spec.network.startswith("container:") else ""
     return {
         "Id": spec.id,
         "Created": rfc3339(spec.created),
@@ -697,9 +700,9 @@ def container_inspect(spec: ContainerSpec, state: Mapping[str, Any], *, status: 
             **({"Health": _health_json(state["health"])} if health_status(state) else {}),
         },
         "Image": spec.image_id or "",
-        "ResolvConfPath": f"{etc}/resolv.conf" if etc else "",
-        "HostnamePath": f"{etc}/hostname" if etc else "",
-        "HostsPath": f"{etc}/hosts" if etc else "",
+        "ResolvConfPath": f"{etc}.resolv.conf" if etc else "",
+        "HostnamePath": f"{etc}.hostname" if etc else "",
+        "HostsPath": f"{etc}.hosts" if etc else "",
         "LogPath": log_path,
         "Name": "/" + (spec.name or ""),
         "RestartCount": int(state.get("restart_count") or 0),
