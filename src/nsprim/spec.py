@@ -667,6 +667,11 @@ def _validate_etc(spec: ContainerSpec) -> None:
             raise ConfigError(f"invalid {f} {v!r}: a list of strings")
     if spec.add_hosts or spec.dns or spec.dns_search or spec.dns_options:
         etc_options(spec.add_hosts, spec.dns, spec.dns_search, spec.dns_options)
+        # container:X shares X's files (docker's words)
+        if isinstance(spec.network, str) and spec.network.startswith("container:"):
+            raise ConfigError("conflicting options: custom host-to-IP mapping and the network "
+                              "mode" if spec.add_hosts else
+                              "conflicting options: dns and the network mode")
     if spec.domainname is not None:
         from nsprim.config import validate_hostname
 

@@ -258,6 +258,8 @@ BAD_RUN_FLAGS: list[tuple[list[str], str]] = [
     (["--dns-search", "corp\nnameserver 6.6.6.6"], "\\n"),
     (["--dns-option", "ndots:1 rotate"], "'ndots:1 rotate'"),
     (["--domainname", "bad_domain"], "bad_domain"),
+    (["--network", "container:x", "--add-host", "a:1.2.3.4"], "host-to-IP mapping"),
+    (["--network", "container:x", "--dns", "1.1.1.1"], "dns and the network mode"),
     # IPv6 publishing: brackets required, nothing after the address but the ports
     (["-p", "::1:19001:80"], "::1:19001:80"),
     (["-p", "[::1]:19001"], "[::1]:19001"),
