@@ -20,7 +20,6 @@ loopback resolvers are reachable), with the same overrides.
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -65,6 +64,8 @@ class EtcOptions:
 def _ip(value: str, what: str) -> str:
     """A canonical IPv4 or IPv6 address (``[::1]`` too), else a ConfigError
     naming `value`."""
+    import ipaddress
+
     text = value[1:-1] if value.startswith("[") and value.endswith("]") else value
     if not text.isascii() or "%" in text:
         raise ConfigError(f"invalid IP address in {what}: {value!r}")
@@ -177,7 +178,14 @@ def _nameserver(line: str) -> str | None:
     return None
 
 
+_PLAIN_V4 = re.compile(r"[0-9]{1,3}(\.[0-9]{1,3}){3}", re.ASCII)
+
+
 def _is_loopback(ns: str) -> bool:
+    if _PLAIN_V4.fullmatch(ns):  # the common case, without importing ipaddress
+        return ns.startswith("127.")
+    import ipaddress
+
     try:
         return ipaddress.ip_address(ns.split("%")[0]).is_loopback
     except ValueError:
