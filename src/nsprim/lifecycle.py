@@ -292,7 +292,10 @@ def release_resources(rec: Record, *, remove_rootfs: bool = False) -> None:
             m.umount(merged, m.MNT_DETACH)
         except OSError:
             pass
-    remove_tree(os.path.join(run, "containers", rec.id))
+    remove_tree(os.path.join(run, "containers", rec.id))  # (older versions' /etc files)
+    from nsprim.network.etc import remove_files
+
+    remove_files(run, rec.id)
     if remove_rootfs or cfg.get("auto_remove"):
         for d in ("upper", "work", "merged", "l"):
             remove_tree(os.path.join(rec.dir, d))

@@ -191,8 +191,9 @@ def cmd_port(a: argparse.Namespace) -> int:
         if want_port is not None and (cport, proto) != (want_port, want_proto):
             continue
         found = True
-        host_ip = p.get("host_ip") or "0.0.0.0"
-        where = f"{host_ip}:{p.get('host_port')}"
+        from nsprim.network.ports import join_host_port
+
+        where = join_host_port(str(p.get("host_ip") or ""), p.get("host_port"))
         print(where if want_port is not None else f"{cport}/{proto} -> {where}")
     if want_port is not None and not found:
         return _error(f"No public port '{want_port}/{want_proto}' published for "
