@@ -679,9 +679,12 @@ def collect() -> list[str]:
     return out
 
 
-def write_etc_files(directory: str, hostname: str, address: str | None) -> dict[str, str]:
+def write_etc_files(directory: str, hostname: str, address: str | None, *,
+                    nameservers: list[str] | None = None) -> dict[str, str]:
     """/etc/hosts, /etc/hostname and /etc/resolv.conf for a container, as docker
-    writes them; returns target -> file."""
+    writes them; returns target -> file.  `nameservers` replace the host's
+    (a user-defined network's DNS: 127.0.0.11, with ``options ndots:0`` as
+    docker writes)."""
     os.makedirs(directory, mode=0o755, exist_ok=True)
     hosts = ("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
              "fe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\n"
@@ -689,7 +692,8 @@ def write_etc_files(directory: str, hostname: str, address: str | None) -> dict[
     if address:
         hosts += f"{address}\t{hostname}\n"
     files = {"/etc/hosts": hosts, "/etc/hostname": hostname + "\n",
-             "/etc/resolv.conf": _resolv_conf()}
+             "/etc/resolv.conf": _resolv_conf() if nameservers is None
+             else _own_resolv_conf(nameservers)}
     out = {}
     for target, text in files.items():
         path = os.path.join(directory, os.path.basename(target))
@@ -722,3 +726,14 @@ def _resolv_conf() -> str:
         out += ["nameserver 8.8.8.8", "nameserver 8.8.4.4"]
     return "\n".join(out) + "\n"
 
+
+
+def _own_resolv_conf(nameservers: list[str]) -> str:
+    """resolv.conf naming `nameservers`, with the host's search line."""
+    out = [f"nameserver {ns}" for ns in nameservers]
+    try:
+        with open("/etc/resolv.conf") as f:
+            out += [line.rstrip() for line in f if line.split()[:1] == ["search"]][:1]
+    except OSError:
+        pass
+    return "\n".join(out + ["options ndots:0"]) + "\n"
