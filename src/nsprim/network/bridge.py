@@ -299,7 +299,8 @@ _LOOPBACK_GUARD = f'iifname "{BRIDGE}" ip daddr 127.0.0.0/8 ct status & dnat == 
 def _ensure_rules(net: ipaddress.IPv4Network) -> None:
     """The table, or (a table another root or an older nsprim made) at least
     the loopback guard in it."""
-    if f"table ip {TABLE}" not in nft().run("list tables ip"):
+    # whole lines: user-defined networks' tables are named nsprim-<id>
+    if f"table ip {TABLE}" not in nft().run("list tables ip").splitlines():
         nft().run(_ruleset(net))
         return
     nft().run(f"add chain ip {TABLE} input {{ {_INPUT_HOOK} }}\n"
