@@ -101,7 +101,7 @@ def test_bad_bodies_change_nothing(docker_daemon: DockerDaemon, base: str) -> No
         ({"Image": base, "HostConfig": {"CapAdd": ["NOT_A_CAP"]}}, 400, "NOT_A_CAP"),
         ({"Image": base, "HostConfig": {"PortBindings": {"80/tcp": [{"HostPort": "99999"}]}}},
          400, "99999"),
-        ({"Image": base, "HostConfig": {"NetworkMode": "mynet"}}, 501, "user-defined"),
+        ({"Image": base, "HostConfig": {"NetworkMode": "mynet"}}, 404, "network mynet not found"),
         ({"Image": base, "HostConfig": {"ExtraHosts": ["a:1.2.3.4"]}}, 400, "ExtraHosts"),
         ({"Image": base, "Healthcheck": {"Test": ["CMD", "true"]}}, 400, "Healthcheck"),
         ({"Image": base, "Env": ["BAD KEY=1"]}, 400, "BAD KEY"),
