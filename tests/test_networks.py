@@ -443,3 +443,44 @@ def test_name_table(entries: list[tuple[str, list[str]]]) -> None:
         assert ptr[ipaddress.ip_address(addr).reverse_pointer] == lease["name"].lower()
     every = {a for v4, _ in names.values() for a in v4}
     assert every <= set(leases)
+
+
+# ------------------------------------------------------------ the Python API
+
+def test_python_api(tmp_path: Path, rootfs: str, upstream: FakeUpstream,
+                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """nsprim.network.create, Network objects, NetworkMode.network: in-process
+    containers resolve each other by alias, and everything goes with them."""
+    need(os.geteuid() == 0, "needs root")
+    import nsprim.network as network
+    from nsprim import Container, run
+    from nsprim.network import NetworkMode
+    from nsprim import state
+    from nsprim.state import use_root
+
+    monkeypatch.setattr(state, "_chosen", state._chosen)  # restored afterwards
+    monkeypatch.setenv("NSPRIM_DNS_UPSTREAM", f"127.0.0.1:{upstream.port}")
+    use_root(str(tmp_path / "api-root"))
+    net = network.create("pyapi", subnet="10.127.3.0/24", labels={"tier": "test"})
+    try:
+        assert isinstance(net, network.Network) and net.subnet == "10.127.3.0/24"
+        assert network.get("pyapi").id == net.id
+        svc = Container(["sleep", "60"], rootfs=rootfs,
+                        network=NetworkMode.network("pyapi", aliases=["svc"],
+                                                    ip="10.127.3.9")).start()
+        try:
+            assert svc.ip_address == "10.127.3.9"
+            assert set(net.containers()) == {svc.id}
+            done = run(["nslookup", "svc"], rootfs=rootfs, capture_output=True,
+                       network=NetworkMode.network("pyapi"))
+            assert done.returncode == 0 and b"10.127.3.9" in done.stdout
+            with pytest.raises(network.user.NetworkError, match="active endpoints"):
+                net.remove()
+        finally:
+            svc.kill()
+            svc.wait()
+        assert net.containers() == {}
+    finally:
+        net.remove()
+    assert "pyapi" not in [n.name for n in network.networks()]
+    assert net.bridge not in _links()
