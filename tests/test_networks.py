@@ -11,6 +11,7 @@ import json
 import os
 import socket
 import subprocess
+import sys
 import threading
 import time
 import urllib.request
@@ -376,6 +377,20 @@ def test_two_state_roots_side_by_side(root: Root, root_b: Root) -> None:
         root_b.ok("rm", "-f", "b-web")
         root_b.ok("network", "rm", "app")
         a_alive()
+
+
+def test_two_roots_creating_at_once_get_distinct_subnets(root: Root, root_b: Root) -> None:
+    procs = [subprocess.Popen([sys.executable, "-m", "nsprim", "--root", r.path, "network",
+                               "create", f"race{i}"], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, env=r.env)
+             for r in (root, root_b) for i in range(3)]
+    for p in procs:
+        _, err = p.communicate(timeout=60)
+        assert p.returncode == 0, err
+    subnets = [json.loads(r.ok("network", "inspect", f"race{i}"))[0]["IPAM"]["Config"][0]
+               ["Subnet"] for r in (root, root_b) for i in range(3)]
+    nets = [ipaddress.ip_network(x) for x in subnets]
+    assert not any(a.overlaps(b) for i, a in enumerate(nets) for b in nets[i + 1:]), subnets
 
 
 # ------------------------------------------------------- pure logic (hypothesis)

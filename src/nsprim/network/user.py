@@ -431,7 +431,9 @@ def create(name: str, *, subnet: str | Sequence[str] | None = None,
             or " " in bridge_name:
         raise NetworkError(f"invalid bridge name {bridge_name!r}")
     os.makedirs(os.path.join(run_dir(), "network"), 0o700, exist_ok=True)
-    with _defs_locked():
+    # the root's lock (names), then the host's (subnets and bridges: another
+    # root choosing at the same time sees this one's bridge and route)
+    with _defs_locked(), FileLock(os.path.join(private_dir(HOST_DIR), "networks.lock")):
         nets = networks()
         if any(n.name == name for n in nets):
             raise NetworkError(f"network with name {name} already exists")
