@@ -468,9 +468,8 @@ def test_python_api(tmp_path: Path, rootfs: str, upstream: FakeUpstream,
     containers resolve each other by alias, and everything goes with them."""
     need(os.geteuid() == 0, "needs root")
     import nsprim.network as network
-    from nsprim import Container, run
+    from nsprim import Container, run, state
     from nsprim.network import NetworkMode
-    from nsprim import state
     from nsprim.state import use_root
 
     monkeypatch.setattr(state, "_chosen", state._chosen)  # restored afterwards
