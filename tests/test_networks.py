@@ -226,6 +226,27 @@ def test_names_aliases_short_ids_and_leaving(root: Root, upstream: FakeUpstream)
     assert p.returncode == 0 and root.ip_of("gamma", "n1") in p.stdout
 
 
+def test_a_killed_resolver_is_replaced_and_adopts_the_containers(root: Root) -> None:
+    import signal
+
+    root.ok("network", "create", "n2")
+    root.run_d("keep", "--network", "n2", "--network-alias", "kept")
+    root.run_d("asker", "--network", "n2")
+    assert root.sh("asker", "nslookup kept").returncode == 0
+    pid = dns.resolver_pid()
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 5
+    while os.path.exists(f"/proc/{pid}") and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert root.sh("asker", "nslookup -timeout=1 -retry=0 kept").returncode != 0
+    root.ok("network", "ls")  # collection starts a new resolver: it adopts both containers
+    new = dns.resolver_pid()
+    assert new is not None and new != pid
+    p = root.sh("asker", "nslookup kept")
+    assert p.returncode == 0 and root.ip_of("keep", "n2") in p.stdout, p.stdout + p.stderr
+
+
 def test_default_bridge_has_no_names(root: Root) -> None:
     root.run_d("plain1")
     p = root("run", "--rm", "--rootfs", root.rootfs, "sh", "-c",

@@ -44,6 +44,7 @@ def cmd_network(a: argparse.Namespace) -> int:
     from nsprim.cli.listing import FilterError, emit, label_match, parse_filters
     from nsprim.dockerfmt import load, shapes
 
+    _collect()
     if a.network_command == "inspect":
         return inspect_objects(a.names, "network", a.format)
     if a.network_command in ("create", "rm", "remove", "prune", "connect", "disconnect"):
@@ -75,6 +76,22 @@ def cmd_network(a: argparse.Namespace) -> int:
         rows.append(shapes.network_row(n, trunc=not a.no_trunc))
     return emit(a.format, rows, default=shapes.NETWORKS_TABLE, headers=shapes.NETWORK_HEADERS,
                 quiet=a.quiet)
+
+
+def _collect() -> None:
+    """Leases of killed owners go (and a killed resolver is replaced) before
+    a network command looks: its view is true."""
+    import os
+
+    from nsprim.state import state_root
+
+    if os.path.isdir(os.path.join(state_root(), "networks")):
+        from nsprim.network import user
+
+        try:
+            user.collect()
+        except OSError:
+            pass
 
 
 def _change(a: argparse.Namespace) -> int:

@@ -68,7 +68,9 @@ def resolver_pid() -> int | None:
     try:
         with open(os.path.join(HOST_DIR, "dns.pid")) as f:
             pid = int(f.read())
-        os.kill(pid, 0)
+        with open(f"/proc/{pid}/stat") as f:
+            if f.read().rpartition(")")[2].split()[0] in ("Z", "X"):
+                return None  # dead, not yet reaped
         return pid
     except (OSError, ValueError):
         return None
@@ -123,6 +125,16 @@ def _send_or_start(msg: dict[str, Any], fds: Sequence[int] = ()) -> None:
         _send(msg, fds)
 
 
+def ensure_running() -> None:
+    """Start the resolver if it is gone while containers are left (it was
+    killed): the new one adopts their namespaces (Resolver.adopt)."""
+    if resolver_pid() is not None:
+        return
+    with FileLock(_lock_path()):
+        if resolver_pid() is None:
+            _start()
+
+
 def _start() -> None:
     """Start the resolver (under the start lock) and wait for its socket."""
     import subprocess
@@ -134,9 +146,11 @@ def _start() -> None:
     log = os.open(os.path.join(HOST_DIR, "dns.log"),
                   os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
     try:
-        subprocess.Popen([sys.executable, "-m", "nsprim.network.dns"], stdin=subprocess.DEVNULL,
-                         stdout=log, stderr=log, start_new_session=True, close_fds=True,
-                         cwd="/")
+        # setsid --fork: a session of its own, and a child of init, not of
+        # this process (which may be a long-lived supervisor)
+        subprocess.run(["setsid", "--fork", sys.executable, "-m", "nsprim.network.dns"],
+                       stdin=subprocess.DEVNULL, stdout=log, stderr=log, close_fds=True,
+                       cwd="/", check=True)
     finally:
         os.close(log)
     deadline = time.monotonic() + 10
@@ -207,15 +221,17 @@ class _Table:
             self._load()
         return self
 
-    def _load(self) -> None:
+    def fresh_leases(self) -> dict[str, Any]:
         try:
             with open(self.path, "rb") as f:
                 data = json.loads(f.read(4 << 20))
             leases = data.get("leases", {})
         except (OSError, ValueError, AttributeError):
             leases = {}
-        self.names, self.ptr, self.ids = build_table(leases if isinstance(leases, dict)
-                                                     else {})
+        return leases if isinstance(leases, dict) else {}
+
+    def _load(self) -> None:
+        self.names, self.ptr, self.ids = build_table(self.fresh_leases())
 
 
 def build_table(leases: dict[str, Any]) -> tuple[dict[str, tuple[list[str], list[str]]],
@@ -525,6 +541,70 @@ class Resolver:
                 pass
         return True
 
+    def adopt(self) -> list[str]:
+        """The containers on the host's networks that have no resolver socket
+        (the resolver before this one was killed): each one's namespace is
+        found by its inode among the host's processes, and a new socket at
+        127.0.0.11:53 is made in it.  Names are forwarded to the upstreams of
+        this process's environment."""
+        from nsprim.namespace import Namespace
+
+        wanted: dict[int, tuple[str, str, bool]] = {}
+        base = os.path.join(HOST_DIR, "networks")
+        try:
+            nets = os.listdir(base)
+        except OSError:
+            return []
+        for nid in nets:
+            path = os.path.join(base, nid, "leases.json")
+            for lease in (_Table(path).fresh_leases()).values():
+                if isinstance(lease, dict) and isinstance(lease.get("netns"), int):
+                    cid = str(lease.get("id", ""))
+                    wanted.setdefault(lease["netns"], (cid, path, bool(lease.get("internal"))))
+                    if cid in self.clients:
+                        self.clients[cid].paths.add(path)
+        if not wanted:
+            return []
+        pids: dict[int, int] = {}
+        for entry in os.listdir("/proc"):
+            if entry.isdigit():
+                try:
+                    ino = os.stat(f"/proc/{entry}/ns/net").st_ino
+                except OSError:
+                    continue
+                if ino in wanted:
+                    pids.setdefault(ino, int(entry))
+        out = []
+        for ino, pid in pids.items():
+            cid, path, internal = wanted[ino]
+            if cid in self.clients:
+                continue
+            try:
+                ns = Namespace.of(pid, "net")
+                try:
+                    if os.fstat(ns.fd).st_ino != ino:
+                        continue
+                    s = ns.run_in(lambda: socket.socket(
+                        socket.AF_INET, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC))
+                finally:
+                    ns.close()
+                try:
+                    s.bind(("127.0.0.11", 53))
+                except OSError:
+                    s.close()
+                    continue
+            except OSError:
+                continue
+            fd = s.detach()
+            self.control({"op": "join", "cid": cid, "leases": path, "internal": internal,
+                          "upstream": [] if internal else upstreams()}, [fd])
+            for other in wanted.values():  # its other networks
+                if other[0] == cid:
+                    self.clients[cid].paths.add(other[1])
+                    self.tables.setdefault(other[1], _Table(other[1]))
+            out.append(cid)
+        return out
+
     def run(self) -> None:
         self.up4.setblocking(False)
         self.loop.add_reader(self.ctl.fileno(), self.on_control)
@@ -558,11 +638,15 @@ def main() -> int:
     import signal
 
     signal.signal(signal.SIGPIPE, signal.SIG_IGN)
-    ctl = _bind_control()
+    # the pid first: a starter that sees the socket sees this pid
+    private_dir(HOST_DIR)
     with open(os.path.join(HOST_DIR, "dns.pid.tmp"), "w") as f:
         f.write(str(os.getpid()))
     os.rename(os.path.join(HOST_DIR, "dns.pid.tmp"), os.path.join(HOST_DIR, "dns.pid"))
-    Resolver(ctl).run()
+    ctl = _bind_control()
+    r = Resolver(ctl)
+    r.adopt()
+    r.run()
     return 0
 
 

@@ -577,13 +577,21 @@ def _collect_net(n: Network) -> list[str]:
 
 
 def collect() -> list[str]:
-    """Release the leases of this root's networks whose owners are gone."""
+    """Release the leases of this root's networks whose owners are gone; and
+    if containers are left on them but the DNS resolver is gone (killed),
+    start a new one: it adopts their namespaces."""
     out: list[str] = []
+    live = False
     for n in networks():
         if not os.path.exists(n.leases_path):
             continue
         with _net_locked(n):
             out += _collect_net(n)
+            live = live or bool(_leases(n))
+    if live:
+        from nsprim.network import dns
+
+        dns.ensure_running()
     return out
 
 
@@ -714,7 +722,8 @@ def attach(network: str | Network, container_id: str, netns: Namespace, *,
             ports = _assign_ports(list(publish), leases, holders) if not n.internal else []
             leases[address] = {"id": container_id, "name": name, "aliases": list(aliases),
                                "ip6": address6, "veth": veth, "ports": ports, "owner": owner,
-                               "ifname": ifname}
+                               "ifname": ifname, "netns": os.fstat(netns.fd).st_ino,
+                               "internal": n.internal}
             _write_leases(n, leases, address if ip is None else state.get("last"))
         try:
             with Rtnl() as rt:
