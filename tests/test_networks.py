@@ -327,6 +327,13 @@ def test_fixed_ip_and_ipv6(root: Root) -> None:
     assert "fd00:5eed::50" in p.stdout, p.stdout
     assert root.sh("s2", "ping -6 -c1 -W2 fd00:5eed::50").returncode == 0
     assert "default via fd00:5eed::1" in root.sh("s2", "ip -6 route").stdout
+    info = json.loads(root.ok("network", "inspect", "six"))[0]
+    assert info["EnableIPv6"] is True
+    assert {e["IPv6Address"] for e in info["Containers"].values()} >= {"fd00:5eed::50/64"}
+    # NAT66 for what leaves the subnet, as docker does
+    table = subprocess.run(["nft", "list", "table", "ip6", "nsprim-" + info["Id"][:12]],
+                           capture_output=True, text=True).stdout
+    assert "ip6 saddr fd00:5eed::/64" in table and "masquerade" in table
     # the host reaches the container over IPv6 through the bridge
     with urllib.request.urlopen("http://[fd00:5eed::50]/hostname", timeout=5) as resp:
         assert resp.status == 200
