@@ -382,6 +382,30 @@ def test_overlap_duplicate_in_use_and_bad_ip(root: Root) -> None:
     root.ok("network", "rm", "used")
 
 
+def test_ls_filters_prune_and_builtins(root: Root) -> None:
+    nid = root.ok("network", "create", "--label", "team=a", "la").strip()
+    root.ok("network", "create", "--label", "team=b", "lb")
+    root.ok("network", "create", "lc")
+    assert root.ok("network", "ls", "-q", "--no-trunc", "--filter", "label=team=a").split() \
+        == [nid]
+    names = root.ok("network", "ls", "--format", "{{.Name}} {{.Driver}}").splitlines()
+    assert {"bridge bridge", "host host", "none null", "la bridge", "lb bridge",
+            "lc bridge"} <= set(names)
+    assert root.ok("network", "ls", "--filter", "type=custom", "--format",
+                   "{{.Name}}").split() == ["la", "lb", "lc"]
+    root.run_d("user", "--network", "lc")
+    out = root.ok("network", "prune", "-f", "--filter", "label=team=b")
+    assert out.split() == ["Deleted", "Networks:", "lb"]
+    out = root.ok("network", "prune", "-f")
+    assert out.split() == ["Deleted", "Networks:", "la"]  # lc is in use
+    for bad, words in ((["rm", "bridge"], "pre-defined"), (["create", "host"], "predefined"),
+                       (["rm", "nosuch"], "network nosuch not found")):
+        p = root("network", *bad)
+        assert p.returncode == 125 and words in p.stderr, p.stderr
+    p = root("run", "--rm", "--network-alias", "x", "--rootfs", root.rootfs, "true")
+    assert p.returncode == 125 and "user-defined networks" in p.stderr
+
+
 # ------------------------------------------------------------ two state roots
 
 def test_two_state_roots_side_by_side(root: Root, root_b: Root) -> None:
