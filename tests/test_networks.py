@@ -139,6 +139,8 @@ def _make_root(tmp: Path, rootfs: str, upstream: FakeUpstream) -> Iterator[Root]
     while time.monotonic() < deadline and ours():
         time.sleep(0.05)
     assert not ours()
+    owners = os.path.join(r.path, "run", "network", "owners")
+    assert not (os.path.isdir(owners) and os.listdir(owners))  # no lease lock left
     tables = [p[len("nspbr-"):] for p in prefixes if p.startswith("nspbr-")]
     assert not [t for t in _tables() if any(f"nsprim-{n}" in t for n in tables)]
 

@@ -662,7 +662,13 @@ def _drop_lease(n: Network, container_id: str, *, delete_veth: bool = True) -> b
         leases = state.get("leases", {})
         hit = [a for a, lease in leases.items() if lease.get("id") == container_id]
         for a in hit:
-            _release(n, a, leases.pop(a), delete_veth=delete_veth)
+            lease = leases.pop(a)
+            _release(n, a, lease, delete_veth=delete_veth)
+            if isinstance(lease.get("owner"), str):  # its lock file (the owner may be gone)
+                try:
+                    os.unlink(lease["owner"])
+                except OSError:
+                    pass
         if hit:
             _write_leases(n, leases, state.get("last"))
     return bool(hit)
