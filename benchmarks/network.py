@@ -71,6 +71,10 @@ def main(argv: list[str] | None = None) -> int:
         # a service that stays up: the resolver lives while it does
         svc = Container(["sleep", "100000"], rootfs=s.rootfs,
                         network=NetworkMode.network("bench", aliases=["svc"])).start()
+        # and one on the default bridge: both compared in their steady state
+        # (the bridge is not made and removed around every run)
+        steady = Container(["sleep", "100000"], rootfs=s.rootfs,
+                           network=NetworkMode.bridge()).start()
         try:
             def on_net() -> None:
                 run(["true"], rootfs=s.rootfs, network=NetworkMode.network("bench"))
@@ -137,8 +141,9 @@ def main(argv: list[str] | None = None) -> int:
                 c.wait()
                 user.remove(n.id)
         finally:
-            svc.kill()
-            svc.wait()
+            for c in (svc, steady):
+                c.kill()
+                c.wait()
             user.remove(net.id)
 
         # network create + rm
