@@ -65,7 +65,7 @@ def test_fields_map_onto_the_spec() -> None:
     ({"Image": "x", "Labels": {"a": 1}}, 400, "Labels"),
     ({"Image": "x", "HostConfig": []}, 400, "HostConfig"),
     ({"Image": "x", "HostConfig": {"Memory": True}}, 400, "Memory"),
-    ({"Image": "x", "HostConfig": {"NetworkMode": "mynet"}}, 501, "user-defined"),
+    ({"Image": "x", "HostConfig": {"NetworkMode": "mynet"}}, 404, "network mynet not found"),
     ({"Image": "x", "NetworkingConfig": {"EndpointsConfig": {"mynet": {}}}}, 501, "mynet"),
     ({"Image": "x", "HostConfig": {"Ulimits": [{"Name": "nofile"}]}}, 400, "Ulimits"),
     ({"Image": "x", "HostConfig": {"ShmSize": 1}}, 400, "ShmSize"),

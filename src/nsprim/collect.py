@@ -56,6 +56,10 @@ def collect(*, images: bool = True) -> list[str]:
         from nsprim.network import bridge
 
         out += _guard(bridge.collect)
+    if _entries(os.path.join(root, "networks")):  # user-defined networks' leases
+        from nsprim.network import user
+
+        out += _guard(user.collect)
     if _entries(os.path.join(run, "cgroups")):
         from nsprim.cgroup import Cgroup
 

@@ -36,6 +36,7 @@ if TYPE_CHECKING:  # imported where used: a --rootfs container needs neither
     from nsprim.images.store import Image
     from nsprim.network.bridge import Attachment
     from nsprim.network.etc import EtcOptions
+    from nsprim.network.user import NetAttachment
     from nsprim.pool import CgroupPool
     from nsprim.rootless import UserNet
 
@@ -336,7 +337,7 @@ class Container:
             if any(k in ("net", NamespaceKind.NET) for k in nsmap):
                 raise ConfigError("give network= or namespaces={'net': ...}, not both")
             nsmap["net"] = self.network.kind != "host"  # bridge/container: at start()
-        self.attachment: Attachment | None = None
+        self.attachment: Attachment | NetAttachment | None = None
         self._pasta_wanted = False  # rootless default network (nsprim.rootless)
         self._usernet: UserNet | None = None
         self._netns: Namespace | None = None
@@ -515,6 +516,8 @@ class Container:
         """bridge: a network namespace made and wired before the container
         joins it; container:X: X's namespace."""
         mode = self.network
+        if mode.kind == "network":
+            return self._join_network(cfg)
         if mode.kind not in ("bridge", "container"):
             return self._etc_files(cfg, None)
         if mode.kind == "bridge" and isinstance(cfg.user_namespace, UserMapping):
@@ -621,6 +624,45 @@ class Container:
         mounts = list(cfg.mounts) + [Bind(src, dst) for dst, src in files.items()
                                      if dst not in taken]
         return _record.replace(cfg, mounts=tuple(mounts))
+    def _join_network(self, cfg: ContainerConfig) -> ContainerConfig:
+        """A user-defined network (nsprim.network.user): like the bridge,
+        with the network's DNS at 127.0.0.11."""
+        from nsprim.network import bridge, user
+        from nsprim.network.rtnl import Rtnl
+
+        mode = self.network
+        if isinstance(cfg.user_namespace, UserMapping):
+            raise ConfigError("user-defined networks need root")
+        self._netns, inner = Rtnl.pooled_netns()
+        self._resources.callback(self._release_netns)
+        publish = list(mode.publish)
+        if mode.publish_all and self.image is not None:
+            for p in self.image.exposed_ports:
+                port, _, proto = p.partition("/")
+                publish.append(PortSpec(int(port), 0, proto or "tcp"))
+        self.attachment = user.attach(str(mode.target), self.id, self._netns, inner=inner,
+                                      aliases=mode.aliases, ip=mode.ip, ip6=mode.ip6,
+                                      publish=publish)
+        self._resources.callback(self._release_attachment)
+        mounts = list(cfg.mounts)
+        if cfg.rootfs is not None:
+            from nsprim.network.etc import etc_dir, etc_prefix
+
+            self._etc_dir = run_dir()
+            self._resources.callback(self._release_etc_dir)
+            files = bridge.write_etc_files(etc_dir(self._etc_dir),
+                                           cfg.hostname or self.id[:12],
+                                           self.attachment.address,
+                                           domainname=cfg.domainname,
+                                           options=self._etc_options,
+                                           gateway=self.attachment.gateway,
+                                           prefix=etc_prefix(self.id),
+                                           nameservers=[user.DNS_ADDRESS])
+            taken = {m.target for m in mounts}
+            mounts += [Bind(src, dst) for dst, src in files.items() if dst not in taken]
+        ns = dict(cfg.namespaces)
+        ns[NamespaceKind.NET] = self._netns
+        return _record.replace(cfg, namespaces=ns, mounts=tuple(mounts))
 
     def _start_pasta(self) -> None:
         from nsprim.rootless import start_pasta

@@ -281,6 +281,13 @@ def release_resources(rec: Record, *, remove_rootfs: bool = False) -> None:
             bridge.release_container(rec.id)
         except OSError:
             pass
+    if os.path.isdir(os.path.join(state_root(), "networks")):  # user-defined networks
+        from nsprim.network import user
+
+        try:
+            user.release_container(rec.id)
+        except OSError:
+            pass
     pasta = os.path.join(run, "pasta", rec.id + ".pid")
     if os.path.exists(pasta):  # rootless default network (nsprim.rootless)
         from nsprim.rootless import stop_pasta

@@ -63,6 +63,9 @@ class ContainerSpec:
     publish: tuple[str, ...] = ()
     publish_all: bool = False
     network_bandwidth: str | None = None
+    network_aliases: tuple[str, ...] = ()  # --network-alias (user-defined networks)
+    ip: str | None = None  # --ip, --ip6 (user-defined networks)
+    ip6: str | None = None
     # ids and security
     userns_map: str | None = None
     userns: str | None = None  # rootless: auto, full, single, keep-id (nsprim.rootless)
@@ -479,6 +482,8 @@ def from_run_flags(a: Any, image: str | None, cmd: Sequence[str]) -> ContainerSp
         workdir=a.workdir, user=a.user,
         network=a.network, publish=tuple(a.publish), publish_all=a.publish_all,
         network_bandwidth=a.network_bandwidth, userns_map=a.userns_map,
+        network_aliases=tuple(getattr(a, "network_alias", None) or ()),
+        ip=getattr(a, "ip", None), ip6=getattr(a, "ip6", None),
         userns=getattr(a, "userns", None),
         cap_add=tuple(a.cap_add), cap_drop=tuple(a.cap_drop), **security_opts(a.security_opt),
         privileged=a.privileged, devices=tuple(a.device), read_only=a.read_only,
@@ -709,8 +714,18 @@ def validate(spec: ContainerSpec) -> None:
     parse_user(spec.user)
     if spec.hostname is not None:
         validate_hostname(spec.hostname)
-    NetworkMode.parse(spec.network, publish=list(spec.publish), publish_all=spec.publish_all,
-                      bandwidth=spec.network_bandwidth)
+    mode = NetworkMode.parse(spec.network, publish=list(spec.publish),
+                             publish_all=spec.publish_all, bandwidth=spec.network_bandwidth)
+    if spec.network_aliases or spec.ip or spec.ip6:
+        from nsprim.network.user import parse_ip
+
+        if mode.kind != "network":
+            raise ConfigError("network-scoped aliases and --ip are only supported for "
+                              "user-defined networks")
+        if spec.ip:
+            parse_ip(spec.ip, "--ip")
+        if spec.ip6:
+            parse_ip(spec.ip6, "--ip6")
     for v in spec.volumes:
         parse_volume(v)
     for t in spec.tmpfs:
@@ -784,6 +799,11 @@ def to_container(spec: ContainerSpec, **extra: Any) -> Any:
         network = NetworkMode.parse(net, publish=list(spec.publish),
                                     publish_all=spec.publish_all,
                                     bandwidth=spec.network_bandwidth)
+        if network.kind == "network":  # its name resolves, as its aliases do
+            network = NetworkMode.network(
+                net, aliases=((spec.name,) if spec.name else ()) + tuple(spec.network_aliases),
+                ip=spec.ip, ip6=spec.ip6, publish=network.publish,
+                publish_all=spec.publish_all)
     if spec.volumes or spec.mounts:  # unnamed ones (the Python API) get a name now
         spec = with_anonymous_volumes(spec)
     mounts = [parse_volume(v) for v in spec.volumes] + [parse_tmpfs(t) for t in spec.tmpfs] + \

@@ -101,7 +101,7 @@ def test_bad_bodies_change_nothing(docker_daemon: DockerDaemon, base: str) -> No
         ({"Image": base, "HostConfig": {"CapAdd": ["NOT_A_CAP"]}}, 400, "NOT_A_CAP"),
         ({"Image": base, "HostConfig": {"PortBindings": {"80/tcp": [{"HostPort": "99999"}]}}},
          400, "99999"),
-        ({"Image": base, "HostConfig": {"NetworkMode": "mynet"}}, 501, "user-defined"),
+        ({"Image": base, "HostConfig": {"NetworkMode": "mynet"}}, 404, "network mynet not found"),
         # /etc/hosts and resolv.conf lines cannot be forged through the API either
         ({"Image": base, "HostConfig": {"ExtraHosts": ["a:1.2.3.4\n6.6.6.6 evil"]}}, 400,
          "add-host"),

@@ -299,6 +299,10 @@ def _build_parser(only: str | None = None) -> _Parser:
                    metavar="[IP:]HOSTPORT:PORT[/PROTO]", help="publish a container port")
     r.add_argument("-P", "--publish-all", action="store_true",
                    help="publish the image's exposed ports on free host ports")
+    r.add_argument("--network-alias", action="append", default=[], metavar="ALIAS",
+                   help="another name of the container on its user-defined network")
+    r.add_argument("--ip", metavar="IPV4", help="the address on a user-defined network")
+    r.add_argument("--ip6", metavar="IPV6", help="the IPv6 address on a user-defined network")
     r.add_argument("--network-bandwidth", metavar="RATE",
                    help="shape the container's traffic, e.g. 100mbit")
     r.add_argument("--add-host", dest="add_hosts", action="append", default=[],
@@ -464,7 +468,7 @@ def _build_parser(only: str | None = None) -> _Parser:
     vi = vs.add_parser("inspect")
     vi.add_argument("-f", "--format", metavar="FORMAT")
     vi.add_argument("names", nargs="+")
-    net = sub.add_parser("network", help="the networks (bridge, host, none)")
+    net = sub.add_parser("network", help="the networks (bridge, host, none, user-defined)")
     ns = net.add_subparsers(dest="network_command", parser_class=_Parser)
     nl = ns.add_parser("ls", aliases=["list"])
     nl.add_argument("-q", "--quiet", action="store_true")
@@ -475,6 +479,9 @@ def _build_parser(only: str | None = None) -> _Parser:
     ni = ns.add_parser("inspect")
     ni.add_argument("-f", "--format", metavar="FORMAT")
     ni.add_argument("names", nargs="+")
+    from nsprim.cli.networks import add_network_parsers
+
+    add_network_parsers(ns)
     import importlib
 
     done: set[str] = set()

@@ -196,7 +196,7 @@ class Daemon:
         r.add("POST", "/networks/prune", self.network_prune)
         r.add("GET", "/networks/(?P<name>[^/]+)", self.network_inspect)
         r.add("DELETE", "/networks/(?P<name>[^/]+)", self.network_delete)
-        r.add("POST", "/networks/(?P<name>[^/]+)/(?:connect|disconnect)", self.network_create)
+        r.add("POST", "/networks/(?P<name>[^/]+)/(?:connect|disconnect)", self.network_connect)
 
     async def build(self, req: Request, m: re.Match[str]) -> StreamResponse:
         """POST /build: the tar context in the body (spooled), extracted
@@ -786,25 +786,146 @@ class Daemon:
         return json_response({"VolumesDeleted": gone or None, "SpaceReclaimed": 0})
 
     # -------------------------------------------------------------- networks
+    # the built-in three and the user-defined networks (nsprim.network.user)
     async def networks(self, req: Request, m: re.Match[str]) -> Response:
-        return json_response([shapes.network(n) for n in ("bridge", "host", "none")])
+        filters = req.qjson("filters") or {}
+        if not isinstance(filters, dict):
+            raise ApiError(400, "invalid filters")
+
+        def work() -> list[dict[str, Any]]:
+            from nsprim.cli.listing import label_match
+            from nsprim.dockerfmt import load
+
+            items = load.containers()
+            out = []
+            for name in load.network_names():
+                n = load.inspect_network(name, items)
+                names = _filter_values(filters.get("name"))
+                if names and not any(v in n["Name"] for v in names):
+                    continue
+                ids = _filter_values(filters.get("id"))
+                if ids and not any(n["Id"].startswith(v) for v in ids):
+                    continue
+                labels = _filter_values(filters.get("label"))
+                if labels and not label_match(n["Labels"], labels):
+                    continue
+                out.append(n)
+            return out
+
+        return json_response(await asyncio.to_thread(work))
 
     async def network_inspect(self, req: Request, m: re.Match[str]) -> Response:
-        if m["name"] not in ("bridge", "host", "none"):
-            raise ApiError(404, f"network {m['name']} not found")
-        return json_response(shapes.network(m["name"]))
+        from nsprim.dockerfmt.load import inspect_network
+
+        try:
+            return json_response(await asyncio.to_thread(inspect_network, m["name"]))
+        except LookupError:
+            raise ApiError(404, f"network {m['name']} not found") from None
 
     async def network_create(self, req: Request, m: re.Match[str]) -> Response:
-        raise ApiError(501, "user-defined networks are not implemented by nsprim yet "
-                       "(bridge, host and none are)")
+        from nsprim.network import user
+
+        body = req.json(optional=True) or {}
+        if not isinstance(body, dict) or not isinstance(body.get("Name"), str):
+            raise ApiError(400, "invalid network create body: a JSON object with a Name")
+        ipam = body.get("IPAM") or {}
+        configs = ipam.get("Config") if isinstance(ipam, dict) else None
+        subnets: list[str] = []
+        gateway = None
+        for c in configs or []:
+            if isinstance(c, dict) and isinstance(c.get("Subnet"), str):
+                subnets.append(c["Subnet"])
+                if isinstance(c.get("Gateway"), str) and ":" not in c["Gateway"]:
+                    gateway = c["Gateway"]
+        labels = body.get("Labels") or {}
+        options = body.get("Options") or {}
+        if not isinstance(labels, dict) or not isinstance(options, dict):
+            raise ApiError(400, "invalid network create body: Labels and Options are objects")
+        try:
+            n = await asyncio.to_thread(
+                user.create, body["Name"], subnet=subnets, gateway=gateway,
+                ipv6=bool(body.get("EnableIPv6")), internal=bool(body.get("Internal")),
+                labels={str(k): str(v) for k, v in labels.items()},
+                options={str(k): str(v) for k, v in options.items()},
+                driver=str(body.get("Driver") or "bridge"))
+        except user.NetworkError as e:
+            status = 409 if "already exists" in str(e) else 400
+            raise ApiError(status, str(e)) from None
+        return json_response({"Id": n.id, "Warning": ""}, 201)
 
     async def network_delete(self, req: Request, m: re.Match[str]) -> Response:
+        from nsprim.network import user
+
         if m["name"] in ("bridge", "host", "none"):
             raise ApiError(403, f"{m['name']} is a pre-defined network and cannot be removed")
-        raise ApiError(404, f"network {m['name']} not found")
+        await self.containers.settle()
+        try:
+            await asyncio.to_thread(user.remove, m["name"])
+        except user.NetworkNotFound:
+            raise ApiError(404, f"network {m['name']} not found") from None
+        except user.NetworkError as e:
+            raise ApiError(403, str(e)) from None
+        return Response(204)
 
     async def network_prune(self, req: Request, m: re.Match[str]) -> Response:
-        return json_response({"NetworksDeleted": None})
+        from nsprim.network import user
+
+        await self.containers.settle()
+        gone = await asyncio.to_thread(user.prune)
+        return json_response({"NetworksDeleted": gone or None})
+
+    async def network_connect(self, req: Request, m: re.Match[str]) -> Response:
+        from nsprim.lifecycle import find
+        from nsprim.network import user
+
+        body = req.json(optional=True) or {}
+        if not isinstance(body, dict) or not isinstance(body.get("Container"), str):
+            raise ApiError(400, "invalid body: a JSON object with a Container")
+        cfg = body.get("EndpointConfig") or {}
+        aliases = [str(a) for a in (cfg.get("Aliases") or [])] if isinstance(cfg, dict) else []
+        ipam = (cfg.get("IPAMConfig") or {}) if isinstance(cfg, dict) else {}
+        disconnect = req.path.rstrip("/").endswith("/disconnect")
+
+        def work() -> None:
+            net = user.get(m["name"])
+            rec = find(body["Container"])
+            if not rec.running:
+                # a created container (docker-compose v1 disconnects and
+                # connects it again with its aliases): its spec's network
+                cfg = rec.config
+                on = cfg.get("network") in (net.name, net.id)
+                if disconnect:
+                    if not on:
+                        raise user.NetworkError(f"container {rec.id[:12]} is not connected "
+                                                f"to network {net.name}")
+                    cfg.update(network="none", network_aliases=[], ip=None, ip6=None)
+                elif on or cfg.get("network") == "none":
+                    cfg.update(network=net.name, network_aliases=list(dict.fromkeys(
+                        list(cfg.get("network_aliases") or []) + aliases)),
+                        ip=ipam.get("IPv4Address") or cfg.get("ip"),
+                        ip6=ipam.get("IPv6Address") or cfg.get("ip6"))
+                else:
+                    raise user.NetworkError("nsprim connects a created container to one "
+                                            f"network only ({rec.id[:12]} is on "
+                                            f"{cfg.get('network')})")
+                rec.write_config(cfg)
+                return
+            if disconnect:
+                user.disconnect(net.id, rec.id)
+            else:
+                user.connect(net.id, rec.id, aliases=aliases,
+                             ip=ipam.get("IPv4Address") or None,
+                             ip6=ipam.get("IPv6Address") or None)
+
+        try:
+            await asyncio.to_thread(work)
+        except user.NetworkNotFound:
+            raise ApiError(404, f"network {m['name']} not found") from None
+        except LookupError as e:
+            raise ApiError(404, str(e.args[0] if e.args else e)) from None
+        except (user.NetworkError, OSError) as e:
+            raise ApiError(400 if isinstance(e, user.NetworkError) else 500, str(e)) from None
+        return Response(200)
 
 
 def _volumes_of_containers() -> set[str]:

@@ -157,20 +157,41 @@ def _mounts(mounts: Any) -> tuple[list[str], list[str]]:
     return vols, tmpfs
 
 
-def _network(host: Mapping[str, Any], body: Mapping[str, Any]) -> str:
+def _network(host: Mapping[str, Any], body: Mapping[str, Any]
+             ) -> tuple[str, tuple[str, ...], str | None, str | None]:
+    """The network mode, and on a user-defined network the endpoint's
+    aliases and addresses (NetworkingConfig.EndpointsConfig)."""
     mode = _field(host, "NetworkMode", str, "HostConfig.", "") or "default"
     if mode == "default":
         mode = "bridge"
-    if mode not in ("bridge", "host", "none") and not mode.startswith("container:"):
-        raise ApiError(501, f"network {mode!r}: user-defined networks are not implemented "
-                       "by nsprim yet (bridge, host, none and container:NAME are)")
     nc = _field(body, "NetworkingConfig", dict, "", {})
     eps = _field(nc, "EndpointsConfig", dict, "NetworkingConfig.", {})
-    for name in eps:
-        if name not in ("bridge", "host", "none", "default", mode):
-            raise ApiError(501, f"network {name!r}: user-defined networks are not "
-                           "implemented by nsprim yet")
-    return mode
+    builtin = ("bridge", "host", "none")
+    if mode in builtin or mode.startswith("container:"):
+        for name in eps:
+            if name not in (*builtin, "default", mode):
+                raise ApiError(501, f"network {name!r}: a second network at create is not "
+                               "supported by nsprim (connect it once it runs)")
+        return mode, (), None, None
+    from nsprim.network import user
+
+    try:
+        net = user.get(mode)
+    except user.NetworkError:
+        raise ApiError(404, f"network {mode} not found") from None
+    aliases: list[str] = []
+    ip = ip6 = None
+    for name, ep in eps.items():
+        if name not in (mode, net.name, net.id):
+            raise ApiError(501, f"network {name!r}: a second network at create is not "
+                           "supported by nsprim (connect it once it runs)")
+        if isinstance(ep, dict):
+            aliases += [str(a) for a in ep.get("Aliases") or [] if isinstance(a, str)]
+            ipam = ep.get("IPAMConfig") or {}
+            if isinstance(ipam, dict):
+                ip = ipam.get("IPv4Address") or None
+                ip6 = ipam.get("IPv6Address") or None
+    return mode, tuple(dict.fromkeys(aliases)), ip, ip6
 
 
 def parse_create(body: Any, name: str | None) -> CreateRequest:
@@ -242,6 +263,7 @@ def parse_create(body: Any, name: str | None) -> CreateRequest:
     except ConfigError as e:
         raise ApiError(400, str(e)) from None
     init = _field(host, "Init", bool, hw, False)
+    net_mode, net_aliases, net_ip, net_ip6 = _network(host, body)
     spec = ContainerSpec(
         name=name, image=image, cmd=tuple(cmd or ()),
         entrypoint=None if ep is None else tuple(ep),
@@ -249,7 +271,8 @@ def parse_create(body: Any, name: str | None) -> CreateRequest:
         user=_field(body, "User", str, w, "") or None,
         hostname=_field(body, "Hostname", str, w, "") or None,
         tty=tty, interactive=open_stdin, init=bool(init),
-        network=_network(host, body), publish=tuple(publish), publish_all=False,
+        network=net_mode, network_aliases=net_aliases, ip=net_ip, ip6=net_ip6,
+        publish=tuple(publish), publish_all=False,
         cap_add=tuple(_strlist(host, "CapAdd", hw) or ()),
         cap_drop=tuple(_strlist(host, "CapDrop", hw) or ()),
         privileged=_field(host, "Privileged", bool, hw, False), devices=tuple(devices),

@@ -231,17 +231,32 @@ def summarize(items: Iterable[Container], *, size: bool = False,
 # ----------------------------------------------------------------- networks
 
 def network_names() -> list[str]:
-    return list(shapes.BUILTIN_NETWORKS)
+    """The built-in networks, then this root's user-defined ones."""
+    from nsprim.state import state_root
+
+    out = list(shapes.BUILTIN_NETWORKS)
+    if os.path.isdir(os.path.join(state_root(), "networks")):
+        from nsprim.network import user
+
+        out += [n.name for n in user.networks()]
+    return out
 
 
 def inspect_network(name: str, items: Iterable[Container] | None = None) -> dict[str, Any]:
-    """``docker network inspect`` of a built-in network (by name, id or id
-    prefix); LookupError for another."""
+    """``docker network inspect`` of a network (by name, id or id prefix);
+    LookupError for none."""
     for n in shapes.BUILTIN_NETWORKS:
         if name == n or (len(name) >= 3 and shapes.network_id(n).startswith(name)):
             break
     else:
-        raise LookupError(f"network {name} not found")
+        from nsprim.network import user
+
+        try:
+            un = user.get(name)
+        except user.NetworkNotFound:
+            raise LookupError(f"network {name} not found") from None
+        names = {c.id: c.name for c in (containers() if items is None else items)}
+        return user.inspect_shape(un, names)
     net = network_info() if n == "bridge" else {}
     members = []
     for c in containers() if items is None else items:

@@ -588,18 +588,33 @@ def _network_name(spec: ContainerSpec) -> str | None:
 def _endpoint(spec: ContainerSpec, state: Mapping[str, Any], running: bool,
               net: Mapping[str, Any]) -> JSON:
     ip = str(state.get("ip") or "") if running else ""
+    name = _network_name(spec) or ""
+    user = name not in BUILTIN_NETWORKS  # a user-defined network: what the supervisor noted
+    names = ([spec.name] if spec.name else []) + list(spec.network_aliases) + [spec.id[:12]]
     return {
-        "IPAMConfig": None, "Links": None, "Aliases": None,
+        "IPAMConfig": None, "Links": None,
+        "Aliases": list(spec.network_aliases) or None if user else None,
         "MacAddress": mac_for_ip(ip) if ip else "",
         "DriverOpts": None,
-        "NetworkID": network_id(_network_name(spec) or ""),
+        "NetworkID": network_id(name) if not user else _user_network_id(name),
         "EndpointID": _sha("endpoint", spec.id, ip) if ip else "",
-        "Gateway": str(net.get("gateway") or "") if ip else "",
+        "Gateway": str((state.get("gateway") if user else net.get("gateway")) or "")
+        if ip else "",
         "IPAddress": ip,
-        "IPPrefixLen": int(net.get("prefixlen") or 0) if ip else 0,
+        "IPPrefixLen": int((state.get("prefixlen") if user else net.get("prefixlen")) or 0)
+        if ip else 0,
         "IPv6Gateway": "", "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0,
-        "DNSNames": None,
+        "DNSNames": names if user else None,
     }
+
+
+def _user_network_id(name: str) -> str:
+    from nsprim.network import user
+
+    try:
+        return user.get(name).id
+    except user.NetworkError:
+        return ""
 
 
 def _published(state: Mapping[str, Any]) -> list[Mapping[str, Any]]:

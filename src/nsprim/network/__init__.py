@@ -13,7 +13,19 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, ClassVar
 
-__all__ = ["NetworkMode", "PortSpec", "parse_publish", "parse_bandwidth", "mac_for_ip"]
+__all__ = ["NetworkMode", "PortSpec", "parse_publish", "parse_bandwidth", "mac_for_ip",
+           "create", "Network"]
+
+
+def __getattr__(name: str) -> Any:
+    # nsprim.network.create(...), nsprim.network.Network: the user-defined
+    # networks (nsprim.network.user), imported when first used
+    if name in ("create", "Network", "get", "networks", "remove", "prune", "connect",
+                "disconnect"):
+        from nsprim.network import user
+
+        return getattr(user, name)
+    raise AttributeError(name)
 
 
 def mac_for_ip(ip: str) -> str:
@@ -60,6 +72,9 @@ class NetworkMode:
     publish_all: bool = False
     bandwidth: int | None = None
     target: Any = None
+    aliases: tuple[str, ...] = ()
+    ip: str | None = None
+    ip6: str | None = None
 
     NONE: ClassVar[NetworkMode]
     HOST: ClassVar[NetworkMode]
@@ -72,6 +87,18 @@ class NetworkMode:
             specs.extend([p] if isinstance(p, PortSpec) else parse_publish(p))
         bw = None if bandwidth is None else parse_bandwidth(bandwidth)
         return cls("bridge", tuple(specs), publish_all, bw)
+
+    @classmethod
+    def network(cls, name: str, *, aliases: Iterable[str] = (), ip: str | None = None,
+                ip6: str | None = None, publish: Iterable[str | PortSpec] = (),
+                publish_all: bool = False) -> NetworkMode:
+        """A user-defined network (``nsprim.network.create``) by name or id,
+        with DNS by name: the container's name (see Container's
+        ``dns_name``), `aliases` and short id resolve on it."""
+        specs: list[PortSpec] = []
+        for p in publish:
+            specs.extend([p] if isinstance(p, PortSpec) else parse_publish(p))
+        return cls("network", tuple(specs), publish_all, None, name, tuple(aliases), ip, ip6)
 
     @classmethod
     def container(cls, target: Any) -> NetworkMode:
@@ -93,7 +120,12 @@ class NetworkMode:
             if publish or publish_all or bandwidth is not None:
                 raise ConfigError("a container: network takes no ports or bandwidth of its own")
             return cls.container(text[len("container:"):])
-        raise ConfigError(f"invalid network {text!r}: none, host, bridge or container:NAME")
+        if bandwidth is not None:
+            raise ConfigError("--network-bandwidth needs the bridge network")
+        from nsprim.network.user import check_name
+
+        check_name(text)
+        return cls.network(text, publish=publish, publish_all=publish_all)
 
 
 NetworkMode.NONE = NetworkMode("none")

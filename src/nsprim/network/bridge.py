@@ -778,15 +778,18 @@ def collect() -> list[str]:
 
 def write_etc_files(directory: str, hostname: str, address: str | None, *,
                     domainname: str | None = None, options: EtcOptions | None = None,
-                    gateway: str | None = None, prefix: str = "") -> dict[str, str]:
+                    gateway: str | None = None, prefix: str = "",
+                    nameservers: list[str] | None = None) -> dict[str, str]:
     """/etc/hosts, /etc/hostname and /etc/resolv.conf for a container on the
     bridge, as docker writes them (nsprim.network.etc), each as `directory`/
-    `prefix` + its basename; returns target -> file."""
+    `prefix` + its basename; returns target -> file.  `nameservers` replace
+    the host's (a user-defined network's DNS: 127.0.0.11)."""
     from nsprim.network.etc import EtcOptions, etc_files, write_files
 
     return write_files(directory, etc_files(hostname, address, domainname=domainname,
                                             options=options or EtcOptions(),
-                                            gateway=gateway), prefix)
+                                            gateway=gateway, nameservers=nameservers),
+                       prefix)
 
 
 def host_gateway() -> str:

@@ -196,8 +196,9 @@ def resolv_text(opts: EtcOptions = NO_OPTIONS, *, host_network: bool = False,
                 host_file: str = "/etc/resolv.conf", systemd_file: str = SYSTEMD_RESOLV,
                 nameservers: Sequence[str] | None = None) -> str:
     """/etc/resolv.conf by docker's rules (see the module's doc).
-    `nameservers` (a caller's own resolver, e.g. a network's DNS) replace the
-    host's, as `opts.dns` does."""
+    `nameservers` (a caller's own resolver, e.g. a user-defined network's DNS
+    at 127.0.0.11) replace the host's and win over `opts.dns`: as docker's
+    embedded DNS, the container always asks its network's resolver."""
     text = _read_small(host_file) or ""
     lines = text.splitlines()
     servers = [ns for ns in (_nameserver(line) for line in lines) if ns is not None]
@@ -209,7 +210,7 @@ def resolv_text(opts: EtcOptions = NO_OPTIONS, *, host_network: bool = False,
     servers_out: list[str] = []
     search: list[str] = []
     options: list[str] = []
-    given = list(opts.dns) or list(nameservers or ())
+    given = list(nameservers or ()) or list(opts.dns)
     for line in lines:
         ns = _nameserver(line)
         key = line.split()[:1]
@@ -232,6 +233,8 @@ def resolv_text(opts: EtcOptions = NO_OPTIONS, *, host_network: bool = False,
         search = ["search " + " ".join(s for s in opts.dns_search if s != ".")]
     if opts.dns_options is not None:
         options = ["options " + " ".join(opts.dns_options)]
+    elif nameservers:
+        options = ["options ndots:0"]  # docker's, with its embedded DNS
     # docker's order: nameservers, search, options (comments first)
     out = other + servers_out + search + options
     return "\n".join(out) + "\n"

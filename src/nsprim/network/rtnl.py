@@ -31,6 +31,7 @@ IFLA_ADDRESS = 1
 IFLA_INFO_KIND, IFLA_INFO_DATA, VETH_INFO_PEER = 1, 2, 1
 IFA_ADDRESS, IFA_LOCAL = 1, 2
 RTA_GATEWAY, RTA_TABLE = 5, 15
+_IFA_F_NODAD = 0x02
 
 
 def _attr(kind: int, data: bytes) -> bytes:
@@ -202,5 +203,21 @@ class Rtnl:
         # family, dst_len, src_len, tos, table main, proto boot, scope universe, unicast
         payload = struct.pack("=BBBBBBBBI", socket.AF_INET, 0, 0, 0, 254, 3, 0, 1, 0) + \
             _attr(RTA_GATEWAY, socket.inet_aton(gateway)) + _u32(RTA_TABLE, 254)
+        self._request(RTM_NEWROUTE, NLM_F_CREATE | NLM_F_EXCL, payload,
+                      f"adding default route via {gateway}")
+
+    def add_addr6(self, index: int, address: str, prefixlen: int) -> None:
+        """An IPv6 address, usable at once (IFA_F_NODAD: no duplicate address
+        detection delay; IPAM hands each address out once)."""
+        a = socket.inet_pton(socket.AF_INET6, address)
+        payload = struct.pack("=BBBBI", socket.AF_INET6, prefixlen, _IFA_F_NODAD, 0, index) + \
+            _attr(IFA_ADDRESS, a)
+        self._request(RTM_NEWADDR, NLM_F_CREATE | NLM_F_EXCL, payload,
+                      f"adding address {address}/{prefixlen}")
+
+    def add_default_route6(self, gateway: str) -> None:
+        payload = struct.pack("=BBBBBBBBI", socket.AF_INET6, 0, 0, 0, 254, 3, 0, 1, 0) + \
+            _attr(RTA_GATEWAY, socket.inet_pton(socket.AF_INET6, gateway)) + \
+            _u32(RTA_TABLE, 254)
         self._request(RTM_NEWROUTE, NLM_F_CREATE | NLM_F_EXCL, payload,
                       f"adding default route via {gateway}")

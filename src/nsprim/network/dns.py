@@ -1,0 +1,659 @@
+"""DNS by name on user-defined networks: one small asyncio resolver per host.
+
+docker's embedded DNS, the same shape: a container on a user-defined network
+has ``nameserver 127.0.0.11`` (and ``options ndots:0``) in its resolv.conf,
+and 127.0.0.11:53/udp is a socket *in the container's own network
+namespace*.  nsprim makes that socket when it attaches the container (it is
+in the namespace already) and hands it, with SCM_RIGHTS, to the resolver: no
+NAT, no address on the host, nothing a container can reach but its own
+socket.  The resolver answers A, AAAA and PTR from the leases of the
+networks the container is on (``/run/nsprim-host/networks/<id>/leases.json``,
+re-read when the file changes: a container that leaves stops resolving at
+once, a new one resolves at once) by name, network alias and short id, and
+forwards every other question to the host's resolvers (it runs in the host's
+namespace, so loopback resolvers such as systemd-resolved's are reachable).
+``--internal`` networks forward nothing.
+
+Control plane: a unix datagram socket ``/run/nsprim-host/dns.sock`` (mode
+0600, in a 0700 directory of the host's filesystem; no container sees it).
+Messages are small JSON objects: ``join`` (a container's socket and a lease
+file), ``leave`` (a lease file, or all).  The first ``join`` starts the
+resolver (``python -m nsprim.network.dns``, its own session: it outlives the
+command that started it); it exits when no container has been left for
+``IDLE`` seconds, under the start lock, so no ``join`` is lost.
+
+Wire format: dnslib (pure Python, BSD, small: the resolver stays ~2 MiB over
+the interpreter).  Bounds: queries over 512 bytes or with more than one
+question are dropped, at most ``MAX_PENDING`` forwarded questions wait (2 s
+each), upstream answers over 4096 bytes are dropped.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import socket
+import sys
+import time
+from collections.abc import Sequence
+
+from nsprim.state import FileLock, private_dir
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+    from nsprim.namespace import Namespace
+
+__all__ = ["join", "leave", "control_path", "upstreams", "resolver_pid"]
+
+HOST_DIR = "/run/nsprim-host"
+IDLE = 2.0
+MAX_PENDING = 512
+TTL = 600
+_MAX_QUERY = 512
+_MAX_ANSWER = 4096
+
+
+def control_path() -> str:
+    return os.path.join(HOST_DIR, "dns.sock")
+
+
+def _lock_path() -> str:
+    return os.path.join(private_dir(HOST_DIR), "dns.lock")
+
+
+def resolver_pid() -> int | None:
+    try:
+        with open(os.path.join(HOST_DIR, "dns.pid")) as f:
+            pid = int(f.read())
+        with open(f"/proc/{pid}/stat") as f:
+            if f.read().rpartition(")")[2].split()[0] in ("Z", "X"):
+                return None  # dead, not yet reaped
+        return pid
+    except (OSError, ValueError):
+        return None
+
+
+def upstreams() -> list[str]:
+    """The resolvers names are forwarded to: ``NSPRIM_DNS_UPSTREAM``
+    (``IP[:PORT],...``), else the host's resolv.conf nameservers."""
+    env = os.environ.get("NSPRIM_DNS_UPSTREAM")
+    if env is not None:
+        return [x.strip() for x in env.split(",") if x.strip()]
+    out = []
+    try:
+        with open("/etc/resolv.conf") as f:
+            for line in f:
+                p = line.split()
+                if p[:1] == ["nameserver"] and len(p) > 1:
+                    out.append(p[1])
+    except OSError:
+        pass
+    return out[:3]
+
+
+# ------------------------------------------------------------------ client
+
+_ctl: socket.socket | None = None
+
+
+def _send(msg: dict[str, Any], fds: Sequence[int] = ()) -> None:
+    global _ctl
+    if _ctl is None:
+        _ctl = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+    data = json.dumps(msg).encode()
+    anc = [(socket.SOL_SOCKET, socket.SCM_RIGHTS,
+             b"".join(fd.to_bytes(4, sys.byteorder, signed=True) for fd in fds))] if fds else []
+    _ctl.sendmsg([data], anc, 0, control_path())
+
+
+def _send_or_start(msg: dict[str, Any], fds: Sequence[int] = ()) -> None:
+    try:
+        _send(msg, fds)
+        return
+    except (FileNotFoundError, ConnectionRefusedError):
+        pass
+    with FileLock(_lock_path()):
+        try:
+            _send(msg, fds)
+            return
+        except (FileNotFoundError, ConnectionRefusedError):
+            pass
+        _start()
+        _send(msg, fds)
+
+
+def ensure_running() -> None:
+    """Start the resolver if it is gone while containers are left (it was
+    killed): the new one adopts their namespaces (Resolver.adopt)."""
+    if resolver_pid() is not None:
+        return
+    with FileLock(_lock_path()):
+        if resolver_pid() is None:
+            _start()
+
+
+# the resolver needs no TLS: asyncio without ssl (OpenSSL) is ~6 MiB smaller
+_MAIN = ("import sys; sys.modules['ssl'] = None; "
+         "from nsprim.network.dns import main; sys.exit(main())")
+
+
+def _start() -> None:
+    """Start the resolver (under the start lock) and wait for its socket."""
+    import subprocess
+
+    try:
+        os.unlink(control_path())
+    except FileNotFoundError:
+        pass
+    log = os.open(os.path.join(HOST_DIR, "dns.log"),
+                  os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+    try:
+        # setsid --fork: a session of its own, and a child of init, not of
+        # this process (which may be a long-lived supervisor)
+        subprocess.run(["setsid", "--fork", sys.executable, "-c", _MAIN],
+                       stdin=subprocess.DEVNULL, stdout=log, stderr=log, close_fds=True,
+                       cwd="/", check=True)
+    finally:
+        os.close(log)
+    deadline = time.monotonic() + 10
+    while not os.path.exists(control_path()):
+        if time.monotonic() > deadline:
+            raise OSError(errno.ETIMEDOUT, "the DNS resolver did not start")
+        time.sleep(0.002)
+
+
+def _dns_socket(netns: Namespace) -> socket.socket | None:
+    """UDP 127.0.0.11:53 in `netns` (None: it has one already)."""
+    s = netns.run_in(lambda: socket.socket(socket.AF_INET,
+                                           socket.SOCK_DGRAM | socket.SOCK_CLOEXEC))
+    try:
+        s.bind(("127.0.0.11", 53))
+    except OSError as e:
+        s.close()
+        if e.errno == errno.EADDRINUSE:
+            return None
+        raise
+    return s
+
+
+def join(container_id: str, leases: str, netns: Namespace, *, internal: bool = False) -> None:
+    """Serve `leases`' names to the container in `netns` at 127.0.0.11."""
+    s = _dns_socket(netns)
+    try:
+        _send_or_start({"op": "join", "cid": container_id, "leases": leases,
+                        "internal": internal, "upstream": [] if internal else upstreams()},
+                       [s.fileno()] if s is not None else [])
+    finally:
+        if s is not None:
+            s.close()
+
+
+def leave(container_id: str, leases: str | None = None) -> None:
+    """The container left the network of `leases` (None: every network):
+    its names are gone already (the lease file); the resolver drops its
+    socket when it is on no network left (so its namespace can go)."""
+    try:
+        _send({"op": "leave", "cid": container_id, "leases": leases})
+    except OSError:
+        pass  # no resolver: nothing to tell
+
+
+# ------------------------------------------------------------------ server
+
+class _Table:
+    """Names of one network's leases, re-read when the file changes."""
+
+    __slots__ = ("path", "key", "names", "ptr", "ids")
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.key: tuple[int, int, int] | None = None
+        self.names: dict[str, tuple[list[str], list[str]]] = {}
+        self.ptr: dict[str, str] = {}
+        self.ids: set[str] = set()
+
+    def fresh(self) -> _Table:
+        try:
+            st = os.stat(self.path)
+            key = (st.st_ino, st.st_mtime_ns, st.st_size)
+        except OSError:
+            key = (0, 0, 0)
+        if key != self.key:
+            self.key = key
+            self._load()
+        return self
+
+    def fresh_leases(self) -> dict[str, Any]:
+        try:
+            with open(self.path, "rb") as f:
+                data = json.loads(f.read(4 << 20))
+            leases = data.get("leases", {})
+        except (OSError, ValueError, AttributeError):
+            leases = {}
+        return leases if isinstance(leases, dict) else {}
+
+    def _load(self) -> None:
+        self.names, self.ptr, self.ids = build_table(self.fresh_leases())
+
+
+def build_table(leases: dict[str, Any]) -> tuple[dict[str, tuple[list[str], list[str]]],
+                                                  dict[str, str], set[str]]:
+    """name -> (IPv4 addresses, IPv6 addresses); reverse name -> name; ids.
+    Names: the container's name, its aliases, its short id (lower case)."""
+    import ipaddress
+
+    names: dict[str, tuple[list[str], list[str]]] = {}
+    ptr: dict[str, str] = {}
+    ids: set[str] = set()
+    for addr, lease in leases.items():
+        if not isinstance(lease, dict):
+            continue
+        cid = str(lease.get("id", ""))
+        ids.add(cid)
+        aliases = lease.get("aliases") or []
+        cands = [lease.get("name")] + (aliases if isinstance(aliases, list) else []) + \
+            [cid[:12]]
+        ip6 = lease.get("ip6")
+        first = None
+        for nm in cands:
+            if not isinstance(nm, str) or not nm:
+                continue
+            key = nm.lower().rstrip(".")
+            first = first or key
+            v4, v6 = names.setdefault(key, ([], []))
+            if addr not in v4:
+                v4.append(addr)
+            if isinstance(ip6, str) and ip6 and ip6 not in v6:
+                v6.append(ip6)
+        if first is not None:
+            try:
+                ptr[ipaddress.ip_address(addr).reverse_pointer] = first
+                if isinstance(ip6, str) and ip6:
+                    ptr[ipaddress.ip_address(ip6).reverse_pointer] = first
+            except ValueError:
+                pass
+    return names, ptr, ids
+
+
+class _Client:
+    __slots__ = ("cid", "sock", "paths", "internal", "upstream")
+
+    def __init__(self, cid: str, sock: socket.socket) -> None:
+        self.cid = cid
+        self.sock = sock
+        self.paths: set[str] = set()
+        self.internal = False
+        self.upstream: list[tuple[str, int]] = []
+
+
+def _parse_upstream(items: Any) -> list[tuple[str, int]]:
+    import ipaddress
+
+    out = []
+    for item in items if isinstance(items, list) else []:
+        text = str(item)
+        host, port = text, 53
+        if text.startswith("["):
+            host, _, rest = text[1:].partition("]")
+            port = int(rest[1:]) if rest.startswith(":") and rest[1:].isdigit() else 53
+        elif text.count(":") == 1:
+            host, _, p = text.partition(":")
+            port = int(p) if p.isdigit() else 53
+        try:
+            ipaddress.ip_address(host.split("%")[0])
+        except ValueError:
+            continue
+        out.append((host, port))
+    return out[:3]
+
+
+class Resolver:
+    def __init__(self, ctl: socket.socket) -> None:
+        import asyncio
+
+        self.loop = asyncio.new_event_loop()
+        self.ctl = ctl
+        self.clients: dict[str, _Client] = {}
+        self.tables: dict[str, _Table] = {}
+        self.pending: dict[int, tuple[_Client, Any, int, float, tuple[str, int]]] = {}
+        self.up4 = socket.socket(socket.AF_INET, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+        self.up6: socket.socket | None = None
+        self.idle_since: float | None = time.monotonic()
+        self.next_id = int.from_bytes(os.urandom(2), "big")
+
+    # -------------------------------------------------------- control
+    def on_control(self) -> None:
+        while True:
+            try:
+                data, anc, _, _ = self.ctl.recvmsg(4096, socket.CMSG_SPACE(4 * 4))
+            except BlockingIOError:
+                return
+            fds: list[int] = []
+            for level, kind, payload in anc:
+                if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                    usable = len(payload) - len(payload) % 4
+                    fds += [int.from_bytes(payload[i:i + 4], sys.byteorder, signed=True)
+                            for i in range(0, usable, 4)]
+            try:
+                self.control(json.loads(data), fds)
+            except (ValueError, TypeError, AttributeError, KeyError, OSError):
+                for fd in fds:
+                    os.close(fd)
+
+    def control(self, msg: dict[str, Any], fds: list[int]) -> None:
+        cid = str(msg["cid"])
+        if msg.get("op") == "join":
+            c = self.clients.get(cid)
+            if fds:
+                s = socket.socket(fileno=fds[0])
+                for fd in fds[1:]:
+                    os.close(fd)
+                s.setblocking(False)
+                if c is not None:
+                    self.drop(cid)
+                c = _Client(cid, s)
+                self.clients[cid] = c
+                self.loop.add_reader(s.fileno(), self.on_query, c)
+            if c is None:
+                return
+            path = str(msg["leases"])
+            c.paths.add(path)
+            self.tables.setdefault(path, _Table(path))
+            c.internal = c.internal or bool(msg.get("internal"))
+            c.upstream = [] if c.internal else _parse_upstream(msg.get("upstream"))
+            self.idle_since = None
+        elif msg.get("op") == "leave":
+            c = self.clients.get(cid)
+            if c is None:
+                return
+            if msg.get("leases") is not None:
+                c.paths.discard(str(msg["leases"]))
+            if msg.get("leases") is None or not c.paths:
+                self.drop(cid)
+
+    def drop(self, cid: str) -> None:
+        c = self.clients.pop(cid, None)
+        if c is not None:
+            self.loop.remove_reader(c.sock.fileno())
+            c.sock.close()
+        if not self.clients:
+            self.idle_since = time.monotonic()
+
+    # -------------------------------------------------------- queries
+    def on_query(self, c: _Client) -> None:
+        for _ in range(64):
+            try:
+                data, addr = c.sock.recvfrom(_MAX_QUERY + 1)
+            except BlockingIOError:
+                return
+            except OSError:
+                return
+            if len(data) > _MAX_QUERY or len(data) < 12:
+                continue
+            try:
+                out = self.answer(c, data)
+            except Exception:  # a malformed packet: dropped, never fatal
+                continue
+            if out:
+                try:
+                    c.sock.sendto(out, addr)
+                except OSError:
+                    pass
+            elif out is None and c.upstream:
+                self.forward(c, data, addr)
+
+    def lookup(self, c: _Client, name: str) -> tuple[list[str], list[str]] | None:
+        v4: list[str] = []
+        v6: list[str] = []
+        hit = False
+        for p in c.paths:
+            t = self.tables[p].fresh()
+            got = t.names.get(name)
+            if got is not None:
+                hit = True
+                v4 += got[0]
+                v6 += got[1]
+        return (v4, v6) if hit else None
+
+    def answer(self, c: _Client, data: bytes) -> bytes | None:
+        """The answer, or None to forward the question."""
+        from dnslib import AAAA, PTR, QTYPE, RCODE, RR, A, DNSRecord
+
+        q = DNSRecord.parse(data)
+        if q.header.qr:
+            return b""  # an answer sent to us: dropped
+        if q.header.opcode != 0:
+            return _refused(q)
+        if len(q.questions) != 1:
+            return _refused(q, RCODE.FORMERR)
+        qname = q.q.qname
+        name = str(qname).rstrip(".").lower()
+        qtype = q.q.qtype
+        r = q.reply()
+        if qtype == QTYPE.PTR:
+            for p in c.paths:
+                target = self.tables[p].fresh().ptr.get(name)
+                if target is not None:
+                    r.add_answer(RR(qname, QTYPE.PTR, rdata=PTR(target + "."), ttl=TTL))
+                    return bytes(r.pack())
+        else:
+            got = self.lookup(c, name)
+            if got is not None:
+                if qtype in (QTYPE.A, QTYPE.ANY):
+                    for ip in got[0]:
+                        r.add_answer(RR(qname, QTYPE.A, rdata=A(ip), ttl=TTL))
+                if qtype in (QTYPE.AAAA, QTYPE.ANY):
+                    for ip in got[1]:
+                        r.add_answer(RR(qname, QTYPE.AAAA, rdata=AAAA(ip), ttl=TTL))
+                return bytes(r.pack())  # NOERROR, maybe no data (docker's answer)
+        if c.internal or not c.upstream:
+            r.header.rcode = RCODE.NXDOMAIN if c.internal else RCODE.SERVFAIL
+            return bytes(r.pack())
+        return None
+
+    def forward(self, c: _Client, data: bytes, addr: Any) -> None:
+        now = time.monotonic()
+        if len(self.pending) >= MAX_PENDING:
+            self.expire(now)
+            if len(self.pending) >= MAX_PENDING:
+                return  # bounded: the client retries
+        for _ in range(8):
+            self.next_id = (self.next_id + 1) & 0xFFFF
+            if self.next_id not in self.pending:
+                break
+        else:
+            return
+        new_id = self.next_id
+        old_id = int.from_bytes(data[:2], "big")
+        up = c.upstream[0]
+        sock = self.up4 if ":" not in up[0] else self._up6()
+        try:
+            sock.sendto(new_id.to_bytes(2, "big") + data[2:], up)
+        except OSError:
+            return
+        self.pending[new_id] = (c, addr, old_id, now + 2.0, up)
+
+    def _up6(self) -> socket.socket:
+        if self.up6 is None:
+            self.up6 = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+            self.up6.setblocking(False)
+            self.loop.add_reader(self.up6.fileno(), self.on_upstream, self.up6)
+        return self.up6
+
+    def on_upstream(self, sock: socket.socket) -> None:
+        for _ in range(64):
+            try:
+                data, src = sock.recvfrom(_MAX_ANSWER + 1)
+            except (BlockingIOError, OSError):
+                return
+            if len(data) < 12 or len(data) > _MAX_ANSWER:
+                continue
+            key = int.from_bytes(data[:2], "big")
+            p = self.pending.get(key)
+            if p is None or (src[0], src[1]) != p[4]:
+                continue  # not an answer we wait for
+            del self.pending[key]
+            c, addr, old_id, _, _ = p
+            if self.clients.get(c.cid) is not c:
+                continue
+            try:
+                c.sock.sendto(old_id.to_bytes(2, "big") + data[2:], addr)
+            except OSError:
+                pass
+
+    def expire(self, now: float) -> None:
+        for k in [k for k, p in self.pending.items() if p[3] < now]:
+            del self.pending[k]
+
+    # -------------------------------------------------------- housekeeping
+    def tick(self) -> None:
+        """Every half second: expired forwards, containers whose leases are
+        gone (a killed owner's, collected), and the idle exit."""
+        now = time.monotonic()
+        self.expire(now)
+        for cid, c in list(self.clients.items()):
+            c.paths = {p for p in c.paths if cid in self.tables[p].fresh().ids}
+            if not c.paths:
+                self.drop(cid)
+        used = {p for c in self.clients.values() for p in c.paths}
+        for p in [p for p in self.tables if p not in used]:
+            del self.tables[p]
+        if self.idle_since is not None and now - self.idle_since >= IDLE and self.quit():
+            self.loop.stop()
+            return
+        self.loop.call_later(0.5, self.tick)
+
+    def quit(self) -> bool:
+        """Leave, unless a join came in meanwhile (under the start lock: a
+        client that finds no socket starts a new resolver after this)."""
+        with FileLock(_lock_path()):
+            try:
+                os.unlink(control_path())
+            except FileNotFoundError:
+                pass
+            self.on_control()
+            if self.clients:
+                self.ctl.close()
+                self.ctl = _bind_control()
+                self.loop.add_reader(self.ctl.fileno(), self.on_control)
+                return False
+            try:
+                os.unlink(os.path.join(HOST_DIR, "dns.pid"))
+            except FileNotFoundError:
+                pass
+        return True
+
+    def adopt(self) -> list[str]:
+        """The containers on the host's networks that have no resolver socket
+        (the resolver before this one was killed): each one's namespace is
+        found by its inode among the host's processes, and a new socket at
+        127.0.0.11:53 is made in it.  Names are forwarded to the upstreams of
+        this process's environment."""
+        from nsprim.namespace import Namespace
+
+        wanted: dict[int, tuple[str, str, bool]] = {}
+        base = os.path.join(HOST_DIR, "networks")
+        try:
+            nets = os.listdir(base)
+        except OSError:
+            return []
+        for nid in nets:
+            path = os.path.join(base, nid, "leases.json")
+            for lease in (_Table(path).fresh_leases()).values():
+                if isinstance(lease, dict) and isinstance(lease.get("netns"), int):
+                    cid = str(lease.get("id", ""))
+                    wanted.setdefault(lease["netns"], (cid, path, bool(lease.get("internal"))))
+                    if cid in self.clients:
+                        self.clients[cid].paths.add(path)
+        if not wanted:
+            return []
+        pids: dict[int, int] = {}
+        for entry in os.listdir("/proc"):
+            if entry.isdigit():
+                try:
+                    ino = os.stat(f"/proc/{entry}/ns/net").st_ino
+                except OSError:
+                    continue
+                if ino in wanted:
+                    pids.setdefault(ino, int(entry))
+        out = []
+        for ino, pid in pids.items():
+            cid, path, internal = wanted[ino]
+            if cid in self.clients:
+                continue
+            try:
+                ns = Namespace.of(pid, "net")
+                try:
+                    if os.fstat(ns.fd).st_ino != ino:
+                        continue
+                    s = ns.run_in(lambda: socket.socket(
+                        socket.AF_INET, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC))
+                finally:
+                    ns.close()
+                try:
+                    s.bind(("127.0.0.11", 53))
+                except OSError:
+                    s.close()
+                    continue
+            except OSError:
+                continue
+            fd = s.detach()
+            self.control({"op": "join", "cid": cid, "leases": path, "internal": internal,
+                          "upstream": [] if internal else upstreams()}, [fd])
+            for other in wanted.values():  # its other networks
+                if other[0] == cid:
+                    self.clients[cid].paths.add(other[1])
+                    self.tables.setdefault(other[1], _Table(other[1]))
+            out.append(cid)
+        return out
+
+    def run(self) -> None:
+        self.up4.setblocking(False)
+        self.loop.add_reader(self.ctl.fileno(), self.on_control)
+        self.loop.add_reader(self.up4.fileno(), self.on_upstream, self.up4)
+        self.loop.call_later(0.5, self.tick)
+        self.loop.run_forever()
+
+
+def _refused(q: Any, code: int | None = None) -> bytes:
+    from dnslib import RCODE
+
+    r = q.reply()
+    r.header.rcode = RCODE.REFUSED if code is None else code
+    return bytes(r.pack())
+
+
+def _bind_control() -> socket.socket:
+    private_dir(HOST_DIR)
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+    old = os.umask(0o177)
+    try:
+        s.bind(control_path() + ".new")
+    finally:
+        os.umask(old)
+    os.rename(control_path() + ".new", control_path())
+    s.setblocking(False)
+    return s
+
+
+def main() -> int:
+    import signal
+
+    signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+    # the pid first: a starter that sees the socket sees this pid
+    private_dir(HOST_DIR)
+    with open(os.path.join(HOST_DIR, "dns.pid.tmp"), "w") as f:
+        f.write(str(os.getpid()))
+    os.rename(os.path.join(HOST_DIR, "dns.pid.tmp"), os.path.join(HOST_DIR, "dns.pid"))
+    ctl = _bind_control()
+    r = Resolver(ctl)
+    r.adopt()
+    r.run()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

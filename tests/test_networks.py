@@ -1,0 +1,560 @@
+"""User-defined networks with real namespaces, nftables and DNS packets: a
+three-tier app found by name, isolation, --internal, connect/disconnect,
+aliases, --ip, IPv6, bad input, two state roots side by side.  Traffic goes
+only to loopback and the tests' own containers (names outside the networks
+are forwarded to a fake upstream on 127.0.0.1)."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from nsprim.network import dns, user
+
+from .conftest import cli_at, need
+
+
+def _links() -> list[str]:
+    out = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
+    return [line.split(": ")[1].split("@")[0] for line in out.splitlines()]
+
+
+def _tables() -> list[str]:
+    return subprocess.run(["nft", "list", "tables"], capture_output=True,
+                          text=True).stdout.splitlines()
+
+
+class FakeUpstream:
+    """A DNS server on 127.0.0.1 answering ``*.outside.test`` with 192.0.2.7
+    (what the resolver forwards to, instead of the host's resolvers)."""
+
+    def __init__(self) -> None:
+        from dnslib import QTYPE, RR, A, DNSRecord
+
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.seen: list[str] = []
+
+        def serve() -> None:
+            while True:
+                try:
+                    data, addr = self.sock.recvfrom(4096)
+                except OSError:
+                    return
+                q = DNSRecord.parse(data)
+                name = str(q.q.qname).rstrip(".")
+                self.seen.append(name)
+                r = q.reply()
+                if name.endswith("outside.test") and q.q.qtype == QTYPE.A:
+                    r.add_answer(RR(q.q.qname, QTYPE.A, rdata=A("192.0.2.7"), ttl=5))
+                else:
+                    r.header.rcode = 3
+                self.sock.sendto(r.pack(), addr)
+
+        threading.Thread(target=serve, daemon=True).start()
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+@pytest.fixture(scope="module")
+def upstream() -> Iterator[FakeUpstream]:
+    u = FakeUpstream()
+    yield u
+    u.close()
+
+
+class Root:
+    def __init__(self, path: str, rootfs: str, upstream: FakeUpstream) -> None:
+        self.path = path
+        self.rootfs = rootfs
+        self.env = {**os.environ, "NSPRIM_DNS_UPSTREAM": f"127.0.0.1:{upstream.port}"}
+
+    def __call__(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        return cli_at(self.path, *args, timeout=timeout, env=self.env)
+
+    def ok(self, *args: str) -> str:
+        p = self(*args)
+        assert p.returncode == 0, (args, p.stdout, p.stderr)
+        return p.stdout
+
+    def run_d(self, name: str, *args: str, cmd: tuple[str, ...] = ("sleep", "300")) -> str:
+        return self.ok("run", "-d", "--name", name, *args, "--rootfs", self.rootfs,
+                       *cmd).strip()
+
+    def sh(self, ctr: str, script: str) -> subprocess.CompletedProcess[str]:
+        return self("exec", ctr, "sh", "-c", script)
+
+    def ip_of(self, ctr: str, net: str) -> str:
+        eps = json.loads(self.ok("network", "inspect", net))[0]["Containers"]
+        for ep in eps.values():
+            if ep["Name"] == ctr:
+                return str(ep["IPv4Address"].split("/")[0])
+        raise AssertionError(f"{ctr} not on {net}: {eps}")
+
+    def cleanup(self) -> list[str]:
+        """Remove every container and network; what their host links were
+        named (container ids, network bridges)."""
+        ids = self("ps", "-a", "-q", "--no-trunc").stdout.split()
+        for cid in ids:
+            self("rm", "-f", cid)
+        nets = [json.loads(line) for line in self("network", "ls", "--no-trunc", "--filter",
+                                                  "type=custom", "--format",
+                                                  "{{json .}}").stdout.splitlines()]
+        self("network", "prune", "-f")
+        assert self("network", "ls", "-q", "--filter", "type=custom").stdout.strip() == ""
+        return ["nsp" + cid[:11] for cid in ids] + ["nspbr-" + n["ID"][:9] for n in nets]
+
+
+def _make_root(tmp: Path, rootfs: str, upstream: FakeUpstream) -> Iterator[Root]:
+    need(os.geteuid() == 0, "needs root")
+    need(subprocess.run(["nft", "--version"], capture_output=True).returncode == 0,
+         "needs nftables (apt-get install nftables)")
+    # other state roots (other test runs) use the host too: only what this
+    # root made must be gone afterwards
+    r = Root(str(tmp), rootfs, upstream)
+    try:
+        yield r
+    finally:
+        prefixes = tuple(r.cleanup())
+
+    def ours() -> list[str]:
+        return [n for n in _links() if prefixes and n.startswith(prefixes)]
+
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and ours():
+        time.sleep(0.05)
+    assert not ours()
+    owners = os.path.join(r.path, "run", "network", "owners")
+    assert not (os.path.isdir(owners) and os.listdir(owners))  # no lease lock left
+    tables = [p[len("nspbr-"):] for p in prefixes if p.startswith("nspbr-")]
+    assert not [t for t in _tables() if any(f"nsprim-{n}" in t for n in tables)]
+
+
+@pytest.fixture
+def root(tmp_path: Path, rootfs: str, upstream: FakeUpstream) -> Iterator[Root]:
+    yield from _make_root(tmp_path / "a", rootfs, upstream)
+
+
+@pytest.fixture
+def root_b(tmp_path: Path, rootfs: str, upstream: FakeUpstream) -> Iterator[Root]:
+    yield from _make_root(tmp_path / "b", rootfs, upstream)
+
+
+def _cgi(d: Path, name: str, body: str) -> None:
+    (d / "cgi-bin").mkdir(parents=True, exist_ok=True)
+    p = d / "cgi-bin" / name
+    p.write_text("#!/bin/sh\nprintf 'Content-Type: text/plain\\r\\n\\r\\n'\n" + body)
+    p.chmod(0o755)
+
+
+# ------------------------------------------------------------------ the app
+
+def test_three_tier_app_by_name(root: Root, tmp_path: Path) -> None:
+    """web -> api (by name) -> db (by alias); a real HTTP client on web's
+    published port sees the whole chain."""
+    root.ok("network", "create", "shop")
+    db, api, web = tmp_path / "db", tmp_path / "api", tmp_path / "web"
+    db.mkdir()
+    (db / "rows").write_text("db-rows-42\n")
+    _cgi(api, "q", "echo api-saw:$(wget -qO- http://database/rows)\n")
+    _cgi(web, "index", "echo web-saw:$(wget -qO- http://api/cgi-bin/q)\n")
+    root.run_d("db", "--network", "shop", "--network-alias", "database", "-v", f"{db}:/www",
+               cmd=("httpd", "-f", "-p", "80", "-h", "/www"))
+    root.run_d("api", "--network", "shop", "-v", f"{api}:/www",
+               cmd=("httpd", "-f", "-p", "80", "-h", "/www"))
+    root.run_d("web", "--network", "shop", "-p", "127.0.0.1::80", "-v", f"{web}:/www",
+               cmd=("httpd", "-f", "-p", "80", "-h", "/www"))
+    port = root.ok("port", "web", "80").split(":")[-1].strip()
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/cgi-bin/index",
+                                        timeout=5) as resp:
+                body = resp.read().decode()
+            if "db-rows-42" in body:
+                break
+        except OSError:
+            body = ""
+        assert time.monotonic() < deadline, body
+        time.sleep(0.1)
+    assert body.strip() == "web-saw:api-saw:db-rows-42"
+
+
+def test_names_aliases_short_ids_and_leaving(root: Root, upstream: FakeUpstream) -> None:
+    root.ok("network", "create", "n1")
+    cid = root.run_d("alpha", "--network", "n1", "--network-alias", "al1",
+                     "--network-alias", "al2")
+    root.run_d("beta", "--network", "n1")
+    ip = root.ip_of("alpha", "n1")
+    ep = json.loads(root.ok("inspect", "-f", "{{json .NetworkSettings.Networks.n1}}",
+                            "alpha"))
+    net = json.loads(root.ok("network", "inspect", "n1"))[0]
+    assert (ep["IPAddress"], ep["NetworkID"], ep["Gateway"], ep["Aliases"]) == \
+        (ip, net["Id"], net["IPAM"]["Config"][0]["Gateway"], ["al1", "al2"])
+    assert ep["DNSNames"] == ["alpha", "al1", "al2", cid[:12]]
+    resolv = root.sh("beta", "cat /etc/resolv.conf").stdout
+    assert "nameserver 127.0.0.11" in resolv and "options ndots:0" in resolv
+    for name in ("alpha", "al1", "al2", cid[:12]):
+        p = root.sh("beta", f"nslookup {name}")
+        assert p.returncode == 0 and ip in p.stdout, (name, p.stdout, p.stderr)
+    # PTR
+    p = root.sh("beta", f"nslookup {ip}")
+    assert "alpha" in p.stdout, p.stdout
+    # forwarded to the (fake) upstream
+    p = root.sh("beta", "nslookup www.outside.test")
+    assert "192.0.2.7" in p.stdout, p.stdout + p.stderr
+    assert "www.outside.test" in upstream.seen
+    # a removed container stops resolving at once; a new one resolves at once
+    root.ok("rm", "-f", "alpha")
+    p = root.sh("beta", "nslookup alpha")
+    assert ip not in p.stdout and p.returncode != 0
+    root.run_d("gamma", "--network", "n1")
+    p = root.sh("beta", "nslookup gamma")
+    assert p.returncode == 0 and root.ip_of("gamma", "n1") in p.stdout
+
+
+def test_a_killed_resolver_is_replaced_and_adopts_the_containers(root: Root) -> None:
+    import signal
+
+    root.ok("network", "create", "n2")
+    root.run_d("keep", "--network", "n2", "--network-alias", "kept")
+    root.run_d("asker", "--network", "n2")
+    assert root.sh("asker", "nslookup kept").returncode == 0
+    pid = dns.resolver_pid()
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 5
+    while os.path.exists(f"/proc/{pid}") and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert root.sh("asker", "nslookup -timeout=1 -retry=0 kept").returncode != 0
+    root.ok("network", "ls")  # collection starts a new resolver: it adopts both containers
+    new = dns.resolver_pid()
+    assert new is not None and new != pid
+    p = root.sh("asker", "nslookup kept")
+    assert p.returncode == 0 and root.ip_of("keep", "n2") in p.stdout, p.stdout + p.stderr
+
+
+def test_default_bridge_has_no_names(root: Root) -> None:
+    root.run_d("plain1")
+    p = root("run", "--rm", "--rootfs", root.rootfs, "sh", "-c",
+             "grep -c 127.0.0.11 /etc/resolv.conf; nslookup -timeout=1 plain1 127.0.0.11")
+    assert p.stdout.startswith("0") and p.returncode != 0
+
+
+# ---------------------------------------------------------------- isolation
+
+def test_isolation_between_networks_and_the_default_bridge(root: Root) -> None:
+    root.ok("network", "create", "front")
+    root.ok("network", "create", "back")
+    root.run_d("secret", "--network", "back", cmd=("httpd", "-f", "-p", "80", "-h", "/etc"))
+    root.run_d("peer", "--network", "back")
+    root.run_d("stranger", "--network", "front")
+    root.run_d("bridged")
+    ip = root.ip_of("secret", "back")
+    assert root.sh("peer", "timeout 3 wget -qO- http://secret/hostname").returncode == 0
+    for ctr in ("stranger", "bridged"):
+        assert root.sh(ctr, "nslookup secret").returncode != 0, ctr
+        p = root.sh(ctr, f"timeout 3 wget -qO- http://{ip}/hostname")
+        assert p.returncode != 0, (ctr, p.stdout)
+    # and back: back's containers reach neither the other network nor the bridge
+    other = root.ip_of("stranger", "front")
+    assert root.sh("peer", f"ping -c1 -W1 {other}").returncode != 0
+    # the host reaches them (docker's behaviour)
+    with urllib.request.urlopen(f"http://{ip}/hostname", timeout=5) as resp:
+        assert resp.status == 200
+
+
+def test_internal_network_has_no_way_out(root: Root, upstream: FakeUpstream) -> None:
+    root.ok("network", "create", "--internal", "vault")
+    root.run_d("v1", "--network", "vault")
+    root.run_d("v2", "--network", "vault")
+    assert root.sh("v1", "ping -c1 -W1 v2").returncode == 0
+    routes = root.sh("v1", "ip route").stdout
+    assert "default" not in routes
+    p = root.sh("v1", "ping -c1 -W1 127.0.0.1 >/dev/null; timeout 3 wget -qO- http://192.0.2.1/")
+    assert "unreachable" in p.stderr.lower() and p.returncode != 0
+    before = len(upstream.seen)
+    assert root.sh("v1", "nslookup x.outside.test").returncode != 0  # not forwarded
+    assert len(upstream.seen) == before
+    info = json.loads(root.ok("network", "inspect", "vault"))[0]
+    assert info["Internal"] is True
+
+
+# ------------------------------------------------------- connect, --ip, IPv6
+
+def test_connect_and_disconnect_while_running(root: Root) -> None:
+    root.ok("network", "create", "one")
+    root.ok("network", "create", "two")
+    root.run_d("mover", "--network", "one")
+    root.run_d("target", "--network", "two")
+    assert root.sh("mover", "nslookup target").returncode != 0
+    root.ok("network", "connect", "--alias", "mv", "two", "mover")
+    p = root.sh("mover", "ip addr show eth1")
+    assert p.returncode == 0 and "inet 10." in p.stdout
+    assert root.sh("mover", "ping -c1 -W2 target").returncode == 0
+    assert root.sh("target", "ping -c1 -W2 mv").returncode == 0
+    info = json.loads(root.ok("network", "inspect", "two"))[0]
+    assert {e["Name"] for e in info["Containers"].values()} == {"mover", "target"}
+    p = root("network", "connect", "two", "mover")
+    assert p.returncode == 125 and "already exists" in p.stderr
+    root.ok("network", "disconnect", "two", "mover")
+    assert root.sh("mover", "ip addr show eth1").returncode != 0
+    assert root.sh("target", "nslookup mv").returncode != 0
+    assert root.sh("mover", "ping -c1 -W1 target").returncode != 0
+
+
+def test_fixed_ip_and_ipv6(root: Root) -> None:
+    root.ok("network", "create", "--ipv6", "--subnet", "10.123.0.0/24",
+            "--subnet", "fd00:5eed::/64", "six")
+    root.run_d("s1", "--network", "six", "--ip", "10.123.0.50", "--ip6", "fd00:5eed::50",
+               cmd=("httpd", "-f", "-p", "80", "-h", "/etc"))
+    root.run_d("s2", "--network", "six")
+    assert root.ip_of("s1", "six") == "10.123.0.50"
+    p = root.sh("s2", "nslookup -type=aaaa s1")
+    assert "fd00:5eed::50" in p.stdout, p.stdout
+    assert root.sh("s2", "ping -6 -c1 -W2 fd00:5eed::50").returncode == 0
+    assert "default via fd00:5eed::1" in root.sh("s2", "ip -6 route").stdout
+    info = json.loads(root.ok("network", "inspect", "six"))[0]
+    assert info["EnableIPv6"] is True
+    assert {e["IPv6Address"] for e in info["Containers"].values()} >= {"fd00:5eed::50/64"}
+    # NAT66 for what leaves the subnet, as docker does
+    table = subprocess.run(["nft", "list", "table", "ip6", "nsprim-" + info["Id"][:12]],
+                           capture_output=True, text=True).stdout
+    assert "ip6 saddr fd00:5eed::/64" in table and "masquerade" in table
+    # the host reaches the container over IPv6 through the bridge
+    with urllib.request.urlopen("http://[fd00:5eed::50]/hostname", timeout=5) as resp:
+        assert resp.status == 200
+    p = root("run", "--rm", "--network", "six", "--ip", "10.123.0.50", "--rootfs",
+             root.rootfs, "true")
+    assert p.returncode == 125 and "10.123.0.50" in p.stderr
+
+
+# ----------------------------------------------------------------- bad input
+
+@pytest.mark.parametrize("args, words", [
+    (["--subnet", "10.0.0.0/33"], 'invalid argument "10.0.0.0/33" for "--subnet"'),
+    (["--subnet", "10.124.0.0/24", "--gateway", "10.125.0.1"],
+     "no matching subnet for gateway 10.125.0.1"),
+    (["--subnet", "nonsense"], "invalid CIDR address: nonsense"),
+    (["-o", "bogus=1"], "invalid option 'bogus'"),
+])
+def test_bad_create_input(root: Root, args: list[str], words: str) -> None:
+    bridges = {n for n in _links() if n.startswith("nspbr-")}
+    p = root("network", "create", *args, "bad")
+    assert p.returncode == 125 and words in p.stderr
+    assert len(p.stderr.strip().splitlines()) == 1
+    assert {n for n in _links() if n.startswith("nspbr-")} <= bridges
+    assert root("network", "inspect", "bad").returncode != 0
+
+
+def test_overlap_duplicate_in_use_and_bad_ip(root: Root) -> None:
+    root.ok("network", "create", "--subnet", "10.126.0.0/16", "used")
+    links = {n for n in _links() if n.startswith("nspbr-")}
+    p = root("network", "create", "--subnet", "10.126.5.0/24", "clash")
+    assert p.returncode == 125 and "Pool overlaps" in p.stderr
+    p = root("network", "create", "used")
+    assert p.returncode == 125 and "network with name used already exists" in p.stderr
+    assert {n for n in _links() if n.startswith("nspbr-")} <= links
+    root.run_d("holder", "--network", "used")
+    p = root("network", "rm", "used")
+    assert p.returncode == 125 and "has active endpoints" in p.stderr
+    for bad, words in (("10.9.9.9", "does not belong"), ("x.y", "invalid argument")):
+        p = root("run", "--rm", "--network", "used", "--ip", bad, "--rootfs", root.rootfs,
+                 "true")
+        assert p.returncode == 125 and words in p.stderr, p.stderr
+        assert len(p.stderr.strip().splitlines()) == 1
+    p = root("run", "--rm", "--network", "nosuch", "--rootfs", root.rootfs, "true")
+    assert p.returncode == 125 and "nosuch" in p.stderr
+    root.ok("rm", "-f", "holder")
+    root.ok("network", "rm", "used")
+
+
+def test_ls_filters_prune_and_builtins(root: Root) -> None:
+    nid = root.ok("network", "create", "--label", "team=a", "la").strip()
+    root.ok("network", "create", "--label", "team=b", "lb")
+    root.ok("network", "create", "lc")
+    assert root.ok("network", "ls", "-q", "--no-trunc", "--filter", "label=team=a").split() \
+        == [nid]
+    names = root.ok("network", "ls", "--format", "{{.Name}} {{.Driver}}").splitlines()
+    assert {"bridge bridge", "host host", "none null", "la bridge", "lb bridge",
+            "lc bridge"} <= set(names)
+    assert root.ok("network", "ls", "--filter", "type=custom", "--format",
+                   "{{.Name}}").split() == ["la", "lb", "lc"]
+    root.run_d("user", "--network", "lc")
+    out = root.ok("network", "prune", "-f", "--filter", "label=team=b")
+    assert out.split() == ["Deleted", "Networks:", "lb"]
+    out = root.ok("network", "prune", "-f")
+    assert out.split() == ["Deleted", "Networks:", "la"]  # lc is in use
+    for bad, words in ((["rm", "bridge"], "pre-defined"), (["create", "host"], "predefined"),
+                       (["rm", "nosuch"], "network nosuch not found")):
+        p = root("network", *bad)
+        assert p.returncode == 125 and words in p.stderr, p.stderr
+    p = root("run", "--rm", "--network-alias", "x", "--rootfs", root.rootfs, "true")
+    assert p.returncode == 125 and "user-defined networks" in p.stderr
+
+
+# ------------------------------------------------------------ two state roots
+
+def test_two_state_roots_side_by_side(root: Root, root_b: Root) -> None:
+    """Each root's containers stay reachable (by address from the host, by
+    name inside their network) while the other root's come and go, on the
+    default bridge and on networks of the same name."""
+    root.ok("network", "create", "app")
+    root.run_d("a-web", "--network", "app", cmd=("httpd", "-f", "-p", "80", "-h", "/etc"))
+    root.run_d("a-cli", "--network", "app")
+    root.run_d("a-bridge", cmd=("httpd", "-f", "-p", "80", "-h", "/etc"))
+    a_ip = root.ip_of("a-web", "app")
+    a_bridge_ip = root.ok("inspect", "-f", "{{.NetworkSettings.IPAddress}}", "a-bridge").strip()
+
+    def a_alive() -> None:
+        for ip in (a_ip, a_bridge_ip):
+            with urllib.request.urlopen(f"http://{ip}/hostname", timeout=5) as resp:
+                assert resp.status == 200
+        assert root.sh("a-cli", "timeout 3 wget -qO- http://a-web/hostname").returncode == 0
+
+    a_alive()
+    for _ in range(2):
+        root_b.ok("network", "create", "app")  # the same name in another root
+        root_b.run_d("b-web", "--network", "app")
+        root_b.ok("run", "--rm", "--rootfs", root_b.rootfs, "true")  # default bridge
+        assert root_b("exec", "b-web", "nslookup", "a-web").returncode != 0
+        a_alive()
+        root_b.ok("rm", "-f", "b-web")
+        root_b.ok("network", "rm", "app")
+        a_alive()
+
+
+def test_two_roots_creating_at_once_get_distinct_subnets(root: Root, root_b: Root) -> None:
+    procs = [subprocess.Popen([sys.executable, "-m", "nsprim", "--root", r.path, "network",
+                               "create", f"race{i}"], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, env=r.env)
+             for r in (root, root_b) for i in range(3)]
+    for p in procs:
+        _, err = p.communicate(timeout=60)
+        assert p.returncode == 0, err
+    subnets = [json.loads(r.ok("network", "inspect", f"race{i}"))[0]["IPAM"]["Config"][0]
+               ["Subnet"] for r in (root, root_b) for i in range(3)]
+    nets = [ipaddress.ip_network(x) for x in subnets]
+    assert not any(a.overlaps(b) for i, a in enumerate(nets) for b in nets[i + 1:]), subnets
+
+
+# ------------------------------------------------------- pure logic (hypothesis)
+
+_net4 = st.builds(lambda a, p: str(ipaddress.IPv4Network((a, p), strict=False)),
+                  st.integers(0, 2**32 - 1), st.integers(8, 29))
+
+
+@settings(max_examples=200, deadline=None)
+@given(taken=st.lists(_net4, max_size=6), wanted=st.one_of(st.none(), _net4),
+       ipv6=st.booleans())
+def test_plan_never_overlaps(taken: list[str], wanted: str | None, ipv6: bool) -> None:
+    try:
+        plan = user.plan_network("n", subnets=[wanted] if wanted else [], taken=taken,
+                                 ipv6=ipv6)
+    except user.NetworkError as e:
+        assert "overlaps" in str(e) or "pool" in str(e)
+        assert wanted is None or any(ipaddress.ip_network(t).overlaps(
+            ipaddress.ip_network(wanted)) for t in taken)
+        return
+    net = ipaddress.ip_network(str(plan["subnet"]))
+    assert not any(net.overlaps(ipaddress.ip_network(t)) for t in taken)
+    assert ipaddress.ip_address(str(plan["gateway"])) in net
+    if wanted:
+        assert str(net) == wanted
+    assert (plan["subnet6"] is not None) == ipv6
+    if ipv6:
+        n6 = ipaddress.ip_network(str(plan["subnet6"]))
+        assert n6.is_private and ipaddress.ip_address(str(plan["gateway6"])) in n6
+
+
+@settings(max_examples=200, deadline=None)
+@given(gw=st.integers(0, 2**32 - 1), net=_net4)
+def test_gateway_inside_the_subnet_or_refused(gw: int, net: str) -> None:
+    g = str(ipaddress.IPv4Address(gw))
+    n = ipaddress.IPv4Network(net)
+    try:
+        plan = user.plan_network("n", subnets=[net], gateway=g)
+    except user.NetworkError as e:
+        assert f"no matching subnet for gateway {g}" in str(e)
+        assert ipaddress.IPv4Address(g) not in n or g in (str(n.network_address),
+                                                          str(n.broadcast_address))
+        return
+    assert plan["gateway"] == g and ipaddress.IPv4Address(g) in n
+
+
+_label = st.text("abcdefghijklmnopqrstuvwxyz0123456789-", min_size=1, max_size=20)
+
+
+@settings(max_examples=200, deadline=None)
+@given(entries=st.lists(st.tuples(_label, st.lists(_label, max_size=3)), max_size=8,
+                        unique_by=lambda e: e[0]))
+def test_name_table(entries: list[tuple[str, list[str]]]) -> None:
+    leases = {}
+    for i, (name, aliases) in enumerate(entries):
+        leases[f"10.0.{i // 250}.{i % 250 + 2}"] = {
+            "id": f"{i:064x}", "name": name, "aliases": aliases,
+            "ip6": f"fd00::{i + 2:x}"}
+    names, ptr, ids = dns.build_table(leases)
+    assert ids == {lease["id"] for lease in leases.values()}
+    for addr, lease in leases.items():
+        for nm in [lease["name"], *lease["aliases"], lease["id"][:12]]:
+            v4, v6 = names[nm.lower()]
+            assert addr in v4 and lease["ip6"] in v6
+        assert ptr[ipaddress.ip_address(addr).reverse_pointer] == lease["name"].lower()
+    every = {a for v4, _ in names.values() for a in v4}
+    assert every <= set(leases)
+
+
+# ------------------------------------------------------------ the Python API
+
+def test_python_api(tmp_path: Path, rootfs: str, upstream: FakeUpstream,
+                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """nsprim.network.create, Network objects, NetworkMode.network: in-process
+    containers resolve each other by alias, and everything goes with them."""
+    need(os.geteuid() == 0, "needs root")
+    import nsprim.network as network
+    from nsprim import Container, run, state
+    from nsprim.network import NetworkMode
+    from nsprim.state import use_root
+
+    monkeypatch.setattr(state, "_chosen", state._chosen)  # restored afterwards
+    monkeypatch.setenv("NSPRIM_DNS_UPSTREAM", f"127.0.0.1:{upstream.port}")
+    use_root(str(tmp_path / "api-root"))
+    net = network.create("pyapi", subnet="10.127.3.0/24", labels={"tier": "test"})
+    try:
+        assert isinstance(net, network.Network) and net.subnet == "10.127.3.0/24"
+        assert network.get("pyapi").id == net.id
+        svc = Container(["sleep", "60"], rootfs=rootfs,
+                        network=NetworkMode.network("pyapi", aliases=["svc"],
+                                                    ip="10.127.3.9")).start()
+        try:
+            assert svc.ip_address == "10.127.3.9"
+            assert set(net.containers()) == {svc.id}
+            done = run(["nslookup", "svc"], rootfs=rootfs, capture_output=True,
+                       network=NetworkMode.network("pyapi"))
+            assert done.returncode == 0 and b"10.127.3.9" in done.stdout
+            with pytest.raises(network.user.NetworkError, match="active endpoints"):
+                net.remove()
+        finally:
+            svc.kill()
+            svc.wait()
+        assert net.containers() == {}
+    finally:
+        net.remove()
+    assert "pyapi" not in [n.name for n in network.networks()]
+    assert net.bridge not in _links()
