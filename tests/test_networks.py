@@ -195,6 +195,31 @@ def test_three_tier_app_by_name(root: Root, tmp_path: Path) -> None:
     assert body.strip() == "web-saw:api-saw:db-rows-42"
 
 
+def test_published_on_both_families_from_a_user_network(root: Root, tmp_path: Path) -> None:
+    """-p without an address on a user network: 0.0.0.0 and [::] as on the
+    bridge; [::1]:P reaches the container through the supervisor's proxy."""
+    root.ok("network", "create", "pub")
+    www = tmp_path / "www"
+    www.mkdir()
+    (www / "i").write_text("on-a-user-network\n")
+    root.run_d("srv", "--network", "pub", "-p", "80", "-v", f"{www}:/www",
+               cmd=("httpd", "-f", "-p", "80", "-h", "/www"))
+    lines = root.ok("port", "srv").splitlines()
+    assert any("0.0.0.0:" in x for x in lines) and any("[::]:" in x for x in lines), lines
+    port = lines[0].rsplit(":", 1)[1].strip()
+    for host in ("127.0.0.1", "[::1]"):
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://{host}:{port}/i", timeout=5) as resp:
+                    body = resp.read().decode()
+                break
+            except OSError as e:
+                assert time.monotonic() < deadline, (host, e)
+                time.sleep(0.1)
+        assert body == "on-a-user-network\n", host
+
+
 def test_names_aliases_short_ids_and_leaving(root: Root, upstream: FakeUpstream) -> None:
     root.ok("network", "create", "n1")
     cid = root.run_d("alpha", "--network", "n1", "--network-alias", "al1",

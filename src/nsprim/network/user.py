@@ -57,6 +57,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
+    from nsprim.network.proxy import Proxy
+
 __all__ = ["Network", "NetworkError", "NetworkNotFound", "create", "get", "networks",
            "remove", "prune", "attach", "connect", "disconnect", "collect", "NetAttachment",
            "BUILTIN", "DNS_ADDRESS", "parse_options"]
@@ -639,6 +641,17 @@ class NetAttachment:
         self.ports = ports
         self._lock = lock
         self._holders = holders
+        self._proxy: Proxy | None = None
+
+    def serve_detached(self, pidfd: int) -> None:
+        """As :meth:`nsprim.network.bridge.Attachment.serve_detached`."""
+        if self._proxy is None:
+            return
+        from nsprim.network.proxy import serve_in_process
+
+        proxy, self._proxy = self._proxy, None
+        proxy.stop()
+        serve_in_process(proxy.listeners, pidfd)
 
     def holder_fds(self) -> list[int]:
         return [s.fileno() for s in self._holders]
@@ -650,6 +663,9 @@ class NetAttachment:
     def detach(self, *, netns_gone: bool = False) -> None:
         if self._lock is None:
             return
+        if self._proxy is not None:
+            proxy, self._proxy = self._proxy, None
+            proxy.stop()
         _drop_lease(self.network, self.id, delete_veth=not netns_gone)
         _close(self._holders)
         self._lock.release(unlink=True)
@@ -697,6 +713,7 @@ def attach(network: str | Network, container_id: str, netns: Namespace, *,
                                      + n.id[:12] + ".lock"))
         owner = lock.path
     holders: list[socket.socket] = []
+    proxied: list[tuple[socket.socket, dict[str, Any]]] = []
     net4 = ipaddress.IPv4Network(n.subnet)
     try:
         _check_ip(n, ip, ip6)
@@ -725,7 +742,8 @@ def attach(network: str | Network, container_id: str, netns: Namespace, *,
                     net6 = ipaddress.IPv6Network(n.subnet6)
                     off = int(ipaddress.IPv4Address(address)) - int(net4.network_address)
                     address6 = str(net6.network_address + off)
-            ports = _assign_ports(list(publish), leases, holders) if not n.internal else []
+            ports = _assign_ports(list(publish), leases, holders, proxied) \
+                if not n.internal else []
             leases[address] = {"id": container_id, "name": name, "aliases": list(aliases),
                                "ip6": address6, "veth": veth, "ports": ports, "owner": owner,
                                "ifname": ifname, "netns": os.fstat(netns.fd).st_ino,
@@ -760,7 +778,13 @@ def attach(network: str | Network, container_id: str, netns: Namespace, *,
         if lock is not None:
             lock.release(unlink=True)
         raise
-    return NetAttachment(n, container_id, address, address6, ifname, veth, ports, lock, holders)
+    att = NetAttachment(n, container_id, address, address6, ifname, veth, ports, lock, holders)
+    if proxied:  # [::]/[::1] ports: served by a userland proxy, as on the bridge
+        from nsprim.network.proxy import Listener, Proxy
+
+        att._proxy = Proxy([Listener(sk, e["proto"], (address, e["container_port"]))
+                            for sk, e in proxied]).start()
+    return att
 
 
 def _check_ip(n: Network, ip: str | None, ip6: str | None) -> None:
