@@ -528,6 +528,26 @@ static int op_chdir(const struct nsp_op *op)
     return close_keep_errno(fd, r);
 }
 
+static int op_workdir(struct child_ctx *c, const struct nsp_op *op)
+{
+    struct stat st;
+    int fd = open_in_root(c, op->dst, 0);
+    if (fd >= 0)
+        return close_keep_errno(fd, 0); /* there: chdir will say if it is no directory */
+    if (errno != ENOENT)
+        return -1;
+    fd = open_in_root(c, op->dst, NSP_F_MKDIR);
+    if (fd < 0)
+        return -1;
+    if (fstat(fd, &st) < 0)
+        return close_keep_errno(fd, -1);
+    if (!S_ISDIR(st.st_mode)) { /* not what we made: leave it, chdir refuses it */
+        close(fd);
+        return 0;
+    }
+    return close_keep_errno(fd, fchownat(fd, "", op->uid, op->gid, AT_EMPTY_PATH));
+}
+
 static int op_seccomp(const struct nsp_op *op)
 {
     struct sock_fprog prog;
@@ -749,6 +769,9 @@ static void child_main(const struct child_start *st)
             break;
         case NSP_OP_FDS:
             r = op_fds(&c, op);
+            break;
+        case NSP_OP_WORKDIR:
+            r = op_workdir(&c, op);
             break;
         case NSP_OP_CHDIR:
             r = op_chdir(op);

@@ -110,6 +110,9 @@ enum nsp_op_kind {
                               from fd (the OCI runtime's `start`), close fd */
     NSP_OP_RLIMIT,         /* arg = RLIMIT_*, ids = soft low, soft high, hard low, hard
                               high 32 bits: setrlimit */
+    NSP_OP_WORKDIR,        /* dst inside the root (before pivot_root): if missing, make it
+                              and its missing parents (0755), the last owned by uid:gid
+                              (docker's and runc's: a -w/WORKDIR that is not there) */
     NSP_OP__COUNT
 };
 

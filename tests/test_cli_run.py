@@ -211,3 +211,39 @@ def test_foreground_reader_gone_stops_the_writer(root: str, rootfs: str) -> None
             p.wait()
         if p.stderr is not None:
             p.stderr.close()
+
+
+# ------------------------------------- a working directory that is not there
+
+def test_missing_workdir_is_made_in_the_mount_it_falls_in(root: str, rootfs: str,
+                                                         tmp_path: Path) -> None:
+    """docker (and runc) make a -w that is missing: after the mounts, so one
+    inside a volume is made in the volume, its last part owned by the
+    container's user."""
+    r = cli(root, "run", "--rm", "--network", "none", "-u", "1000:1000", "-v",
+            f"{tmp_path}:/data", "-w", "/data/a/b", "--rootfs", rootfs, "sh", "-c",
+            "pwd && touch mine", timeout=30)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == "/data/a/b\n"
+    made = tmp_path / "a" / "b"
+    assert (made.stat().st_uid, made.stat().st_gid) == (1000, 1000)
+    assert (tmp_path / "a").stat().st_uid == 0  # the parents: root's, 0755
+    assert (made / "mine").stat().st_uid == 1000
+    r = cli(root, "run", "--rm", "--network", "none", "--tmpfs", "/scratch", "-w",
+            "/scratch/x", "--rootfs", rootfs, "pwd", timeout=30)
+    assert (r.returncode, r.stdout) == (0, "/scratch/x\n"), r.stderr
+
+
+def test_workdir_through_a_symlink_stays_in_the_root(root: str, rootfs: str,
+                                                    tmp_path: Path) -> None:
+    """A link in the container pointing out of it is followed as inside: its
+    target (absent inside) is not made, on the host or anywhere."""
+    vol = tmp_path / "vol"
+    vol.mkdir()
+    (vol / "out").symlink_to(str(tmp_path / "host"))
+    r = cli(root, "run", "--rm", "--network", "none", "-v", f"{vol}:/v", "-w", "/v/out/x",
+            "--rootfs", rootfs, "pwd", timeout=30)
+    assert not (tmp_path / "host").exists()  # nothing made on the host's side
+    assert r.returncode == 125
+    assert r.stderr == "nsprim: workdir: resolving /v/out/x in the root: " \
+        "No such file or directory\n"

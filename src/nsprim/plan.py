@@ -302,7 +302,7 @@ def _host_devices() -> list[str]:
 
 
 def _mounts(cfg: ContainerConfig, new: set[NamespaceKind], pidns_fd: int = -1,
-            overlay: str | None = None) -> list[Op]:
+            overlay: str | None = None, owner: tuple[int, int] = (0, 0)) -> list[Op]:
     """The root's mounts.  `pidns_fd`: a joined pid namespace, which /proc
     must show (we are not in it ourselves: see build_plan).  `overlay`: the
     options of an overlay the child mounts on the rootfs first (rootless)."""
@@ -374,6 +374,11 @@ def _mounts(cfg: ContainerConfig, new: set[NamespaceKind], pidns_fd: int = -1,
             ops.append(Op(lib.NSP_OP_MOUNT, "mount_tmpfs", src="tmpfs", dst=m.target,
                           fstype="tmpfs", mflags=mf, data=m.data(), flags=lib.NSP_F_MKDIR,
                           detail=m.target))
+    if cfg.cwd is not None and cfg.cwd.strip("/"):
+        # a working directory that is not there is made (docker's, runc's),
+        # after the mounts (it may be in a volume), before read-only applies
+        ops.append(Op(lib.NSP_OP_WORKDIR, "workdir", dst=cfg.cwd, uid=owner[0],
+                      gid=owner[1], detail=cfg.cwd))
     # masks and read-only paths after every mount (runc's order): a bind
     # cannot uncover them, and they apply to what is bound too
     for path in cfg.masked_paths:
@@ -514,7 +519,7 @@ def build_plan(cfg: ContainerConfig, stdio: tuple[int, int, int],
     ops.extend(_tuning(cfg))
     if cfg.rootfs is not None:
         ops.extend(_mounts(cfg, new, joined[NamespaceKind.PID].fd if pid_by_fork else -1,
-                           overlay))
+                           overlay, (uid, gid)))
     if cfg.tty:
         # a terminal of the container's own /dev/pts (its root and mounts are in place)
         ops.append(Op(lib.NSP_OP_PTY, "terminal", detail="/dev/ptmx"))

@@ -54,7 +54,7 @@ def test_workdir_through_proc_self_fd_stays_inside(hostile_rootfs: str,
         try:
             r = _sh(hostile_rootfs, _CLIMB, cwd=f"/proc/self/fd/{n}", **limits)
         except SpawnError as e:
-            assert e.step == "chdir", e
+            assert e.step in ("chdir", "workdir"), e  # (workdir: making a missing one)
             continue
         started += 1
         assert b"HOST-SECRET" not in r.stdout, (n, r.stdout)
@@ -66,7 +66,7 @@ def test_image_workdir_magic_links_refused(hostile_rootfs: str) -> None:
     for cwd in ("/proc/self/cwd", "/proc/1/root", "/proc/self/root/..", "/proc/self/fd/0"):
         with pytest.raises(SpawnError) as ei:
             _sh(hostile_rootfs, _CLIMB, cwd=cwd, memory="64m")
-        assert ei.value.step == "chdir"
+        assert ei.value.step in ("chdir", "workdir")  # refused either way
 
 
 def test_symlinked_workdir_resolves_inside(hostile_rootfs: str) -> None:
