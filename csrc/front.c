@@ -285,6 +285,21 @@ static int connect_helper(const char *run) {
     return s;
 }
 
+/* The environment the helper starts with: what the interpreter and nsprim's
+ * imports read, nothing else. */
+static void clean_env(void) {
+    static const char *const keep[] = {"PATH=", "HOME=", "LANG=", "LC_", "PYTHON", "NSPRIM_",
+                                       "VIRTUAL_ENV=", "TMPDIR=", "XDG_", NULL};
+    char **out = environ;
+    for (char **e = environ; *e; e++)
+        for (int k = 0; keep[k]; k++)
+            if (strncmp(*e, keep[k], strlen(keep[k])) == 0) {
+                *out++ = *e;
+                break;
+            }
+    *out = NULL;
+}
+
 /* Start the helper (detached: its own session, fds 0-2 /dev/null) and wait
  * until it listens, or it gives up (another helper won the lock). */
 static void start_helper(const char *run, const char *idle) {
@@ -310,6 +325,7 @@ static void start_helper(const char *run, const char *idle) {
         sigprocmask(SIG_SETMASK, &none, NULL);
         if (chdir("/") < 0)
             _exit(1);
+        clean_env(); /* no caller's secret stays in the helper: each request brings its own */
         char *args[] = {"--run", (char *)run, "--idle", (char *)idle, "--ready-fd", "3", NULL};
         exec_python(args, PY_HELPER);
     }

@@ -49,9 +49,10 @@ class Front:
 
     def __call__(self, *args: str, timeout: float = 60, env: dict[str, str] | None = None,
                  **kw: object) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(self.argv(*args), capture_output=True, text=True,
-                              timeout=timeout, env=env or self.env,
-                              **kw)  # type: ignore[call-overload]
+        r: subprocess.CompletedProcess[str] = subprocess.run(
+            self.argv(*args), capture_output=True, text=True, timeout=timeout,
+            env=env or self.env, **kw)  # type: ignore[call-overload]
+        return r
 
     def helper_pid(self) -> int | None:
         from nsprim.helper import helper_pid

@@ -69,12 +69,14 @@ def _recv_request(conn: socket.socket) -> tuple[list[bytes], list[int]]:
     need = 8
     try:
         while len(data) < need:
-            chunk, anc, _flags, _addr = conn.recvmsg(
-                min(need - len(data), 65536), socket.CMSG_SPACE(4 * 4))
+            chunk, anc, flags, _addr = conn.recvmsg(
+                min(need - len(data), 65536), socket.CMSG_SPACE(4 * 5))
             for level, kind, payload in anc:
                 if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
                     n = len(payload) // 4
                     fds += struct.unpack(f"{n}i", payload[:4 * n])
+            if flags & socket.MSG_CTRUNC:
+                raise _Refused("too many fds")
             if not chunk:
                 raise _Refused("short request")
             data += chunk
@@ -89,10 +91,12 @@ def _recv_request(conn: socket.socket) -> tuple[list[bytes], list[int]]:
         for fd in fds:
             os.close(fd)
         raise
-    if len(fds) != 4:
+    import stat
+
+    if len(fds) != 4 or not stat.S_ISDIR(os.fstat(fds[3]).st_mode):
         for fd in fds:
             os.close(fd)
-        raise _Refused("expected 4 fds")
+        raise _Refused("expected fds 0, 1, 2 and a directory")
     fields = data[8:].split(b"\0")
     if fields and fields[-1] == b"":
         fields.pop()
