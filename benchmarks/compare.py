@@ -120,12 +120,52 @@ def _env() -> dict[str, str]:
     return env
 
 
-def peer_loop(cmd: list[str], n: int, wrap: list[str] | None = None) -> list[float]:
+def peer_loop(cmd: list[str], n: int, wrap: list[str] | None = None,
+              env: dict[str, str] | None = None) -> list[float]:
     """n timed runs of `cmd` ({i} is replaced by the run number) from one helper."""
     full = (wrap or []) + [sys.executable, "-c", _PEER_LOOP, *cmd, str(n)]
     out = subprocess.run(full, check=True, capture_output=True, text=True,
-                         env=_env()).stdout
+                         env=dict(_env(), **(env or {}))).stdout
     return [float(x) for x in out.split()]
+
+
+def front_end() -> list[str]:
+    """The `nsprim` command a user runs: the C front end installed beside the
+    interpreter (csrc/front.c), else the module."""
+    exe = os.path.join(os.path.dirname(sys.executable), "nsprim")
+    try:
+        with open(exe, "rb") as f:
+            if f.read(4) == b"\x7fELF":
+                return [exe]
+    except OSError:
+        pass
+    return [sys.executable, "-m", "nsprim"]
+
+
+def python_cli() -> list[str]:
+    """The Python CLI itself (the console script nsprim-py, as installed)."""
+    exe = os.path.join(os.path.dirname(sys.executable), "nsprim-py")
+    return [exe] if os.access(exe, os.X_OK) else [sys.executable, "-m", "nsprim"]
+
+
+def stop_helper() -> None:
+    """Stop the CLI helper of this process's state root (NSPRIM_ROOT)."""
+    from nsprim.helper import stop
+    from nsprim.state import run_dir
+
+    stop(run_dir())
+
+
+def cold_loop(cmd: list[str], n: int) -> list[float]:
+    """n timed first calls: the helper is stopped (untimed) before each."""
+    out = []
+    for _ in range(n):
+        stop_helper()
+        t = time.perf_counter()
+        subprocess.run(cmd, check=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                       env=_env())
+        out.append(time.perf_counter() - t)
+    return out
 
 
 def cases(s: Setup) -> tuple[dict[str, Callable[[int], list[float]]], dict[str, str]]:
@@ -209,21 +249,29 @@ def cases(s: Setup) -> tuple[dict[str, Callable[[int], list[float]]], dict[str, 
             "nsprim.run(['/bin/true'], image=I, memory='256m', pids=64, network="
             "NetworkMode.bridge(['18702:80'])): overlay, cgroup, bridge, port, docker's "
             "mounts/masks/caps, cleanup")
-        # the console script a user runs (installed beside the interpreter),
-        # else the module
-        script = os.path.join(os.path.dirname(sys.executable), "nsprim")
-        nsp = ([script] if os.access(script, os.X_OK) else [sys.executable, "-m", "nsprim"]) \
-            + ["run", "--rm"]
-        cn = nsp + ["--network", "none", img2, "/bin/true"]
+        # the command a user runs: the C front end, whose helper (nsprim.helper)
+        # is warm after the first call; the cold first call (it starts the
+        # helper); and the Python CLI alone (NSPRIM_HELPER_IDLE=0: no helper)
+        front = front_end()
+        nsp = front + ["run", "--rm"]
+        args_none = ["--network", "none", img2, "/bin/true"]
+        cn = nsp + args_none
         cb = nsp + ["-p", "18703:80", img2, "/bin/true"]
+        cpy = python_cli() + ["run", "--rm", *args_none]
         # the interpreter's own start: the floor of any Python CLI
         pyfloor = [sys.executable, "-c", "pass"]
         c["python -c pass (CLI floor)"] = lambda n: peer_loop(pyfloor, n)
         cmd["python -c pass (CLI floor)"] = " ".join(pyfloor)
         c["nsprim CLI (network none)"] = lambda n: peer_loop(cn, n)
         c["nsprim CLI (bridge + port)"] = lambda n: peer_loop(cb, n)
-        cmd["nsprim CLI (network none)"] = " ".join(cn)
-        cmd["nsprim CLI (bridge + port)"] = " ".join(cb)
+        cmd["nsprim CLI (network none)"] = " ".join(cn) + " (C front end, helper warm)"
+        cmd["nsprim CLI (bridge + port)"] = " ".join(cb) + " (C front end, helper warm)"
+        c["nsprim CLI cold (starts the helper)"] = lambda n: cold_loop(cn, n)
+        cmd["nsprim CLI cold (starts the helper)"] = (
+            " ".join(cn) + " with no helper running: it starts one and waits for it")
+        c["nsprim CLI, Python only"] = lambda n: peer_loop(
+            cpy, n, env={"NSPRIM_HELPER_IDLE": "0"})
+        cmd["nsprim CLI, Python only"] = "NSPRIM_HELPER_IDLE=0 " + " ".join(cpy)
     _ = Cgroup
     return c, cmd
 
@@ -350,6 +398,7 @@ def main(argv: list[str] | None = None) -> int:
         seq = sequential_100(c, seq_n)
         alive = alive_200(s, alive_n)
     finally:
+        stop_helper()
         keeper.kill()
         keeper.wait()
         s.close()

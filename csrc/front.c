@@ -9,9 +9,9 @@
  * process receives are forwarded to that child (docker's sig-proxy); if this
  * process dies, the helper kills the child, as if the CLI had been killed.
  *
- * Everything else, and every case the helper cannot take (no helper and
- * NSPRIM_HELPER_IDLE=0, a rootless default root, a closed fd 0-2, a helper
- * that refuses), execs the Python CLI: `nsprim-py` beside this program, else
+ * Everything else, and every case the helper cannot take
+ * (NSPRIM_HELPER_IDLE=0, a rootless default root, a closed fd 0-2, a helper
+ * that refuses or cannot start), execs the Python CLI: `nsprim-py` beside this program, else
  * the interpreter (beside this program, else the one recorded at build time,
  * else python3 on PATH).
  *
@@ -428,11 +428,13 @@ int main(int argc, char **argv) {
     const char *idle = getenv("NSPRIM_HELPER_IDLE");
     if (!idle || !*idle)
         idle = IDLE_DEFAULT;
+    if (strcmp(idle, "0") == 0)
+        fallback(argc, argv); /* no helper: the Python CLI runs every command */
     char *run = run_dir(root);
     if (!run)
         fallback(argc, argv);
     int s = connect_helper(run);
-    if (s < 0 && strcmp(idle, "0") != 0 && (errno == ENOENT || errno == ECONNREFUSED)) {
+    if (s < 0 && (errno == ENOENT || errno == ECONNREFUSED)) {
         struct stat st;
         if (stat(run, &st) == 0 || errno == ENOENT) {
             start_helper(run, idle);

@@ -285,11 +285,11 @@ def _warm() -> None:
     import nsprim.lifecycle  # noqa: F401
     import nsprim.spec  # noqa: F401
 
-    try:
-        nsprim.cli._build_parser("run")
-        nsprim.cli._build_parser("exec")
-    except Exception:  # noqa: BLE001 - warming only
-        pass
+    for name in ("run", "exec", "ps", "start", "stop", "rm", "logs", "inspect"):
+        try:
+            nsprim.cli._PREBUILT[name] = nsprim.cli._build_parser(name)
+        except Exception:  # noqa: BLE001 - warming only: the child builds its own
+            pass
     try:
         from nsprim import seccomp
         from nsprim.caps import DOCKER_DEFAULT_CAPS
