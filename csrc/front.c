@@ -301,16 +301,17 @@ static void clean_env(void) {
 }
 
 /* Start the helper (detached: its own session, fds 0-2 /dev/null) and wait
- * until it listens, or it gives up (another helper won the lock). */
-static void start_helper(const char *run, const char *idle) {
+ * until it listens ('1'), or finds another one starting ('2'); what it wrote,
+ * 0 if it failed. */
+static char start_helper(const char *run, const char *idle) {
     int p[2];
     if (pipe2(p, O_CLOEXEC) < 0)
-        return;
+        return 0;
     pid_t pid = fork();
     if (pid < 0) {
         close(p[0]);
         close(p[1]);
-        return;
+        return 0;
     }
     if (pid == 0) {
         if (setsid() < 0 || fork() != 0)
@@ -332,14 +333,17 @@ static void start_helper(const char *run, const char *idle) {
     close(p[1]);
     waitpid(pid, NULL, 0);
     struct pollfd pf = {.fd = p[0], .events = POLLIN};
-    char c;
+    char c = 0;
     if (poll(&pf, 1, 10000) > 0) {
         ssize_t n;
         do
             n = read(p[0], &c, 1);
         while (n < 0 && errno == EINTR);
+        if (n != 1)
+            c = 0;
     }
     close(p[0]);
+    return c;
 }
 
 /* The run dir, as nsprim.state picks it; NULL when the front end does not
@@ -437,8 +441,10 @@ int main(int argc, char **argv) {
     if (s < 0 && (errno == ENOENT || errno == ECONNREFUSED)) {
         struct stat st;
         if (stat(run, &st) == 0 || errno == ENOENT) {
-            start_helper(run, idle);
-            for (int tries = 0; tries < 50 && s < 0; tries++) {
+            char got = start_helper(run, idle);
+            /* listening: one connect; another is starting: wait for it (2 s) */
+            int tries = got == '1' ? 1 : got == '2' ? 100 : 0;
+            for (; tries > 0 && s < 0; tries--) {
                 s = connect_helper(run);
                 if (s < 0) {
                     struct timespec ts = {0, 20 * 1000 * 1000};

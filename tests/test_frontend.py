@@ -244,3 +244,56 @@ def _is_helper_of(pid: str, run: str) -> bool:
         return False
     return b"--run" in argv and os.fsencode(run) in argv and any(
         b"nsprim.helper" in a for a in argv)
+
+
+def test_reinstalled_code_replaces_the_helper(private_root: str, rootfs: str) -> None:
+    """A helper never runs code older than what is installed: after a
+    reinstall (here: nsprim's files touched), it refuses, the command runs
+    in the Python CLI, and the next call starts a new helper."""
+    import nsprim
+
+    f = Front(private_root, "helper")
+    assert f("ps").returncode == 0
+    old = f.helper_pid()
+    assert old is not None
+    path = nsprim.__file__
+    assert path is not None
+    st = os.stat(path)
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))
+    try:
+        r = f("run", "--rm", "--network", "none", "--rootfs", rootfs, "/bin/echo", "new")
+        assert (r.returncode, r.stdout) == (0, "new\n"), r.stderr
+        deadline = time.monotonic() + 15
+        while os.path.exists(f"/proc/{old}"):
+            assert time.monotonic() < deadline, "the old helper stayed"
+            time.sleep(0.05)
+        assert f("ps").returncode == 0
+        assert f.helper_pid() not in (None, old)
+    finally:
+        os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+        from nsprim.helper import stop
+
+        stop(f.run_dir)
+
+
+def test_helper_killed_mid_command(private_root: str, rootfs: str) -> None:
+    """SIGKILL of the helper: its running command goes with it and the
+    caller says so (exit 125), instead of waiting on an orphan."""
+    f = Front(private_root, "helper")
+    p = subprocess.Popen(f.argv("run", "--rm", "--network", "none", "--rootfs", rootfs,
+                                "/bin/sleep", "60"), env=f.env, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 20
+    pid = None
+    while pid is None:
+        assert time.monotonic() < deadline
+        pid = f.helper_pid()
+        time.sleep(0.1)
+    time.sleep(1)
+    os.kill(pid, signal.SIGKILL)
+    out, err = p.communicate(timeout=20)
+    assert p.returncode == 125 and "helper" in err
+    py = Front(private_root, "python")
+    while py("ps", "-q").stdout.strip():  # the container went with its CLI
+        assert time.monotonic() < deadline + 20
+        time.sleep(0.2)

@@ -38,6 +38,7 @@ import time
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import selectors
+    from typing import Any
 
 __all__ = ["collect", "stop", "helper_pid", "SOCK_NAME", "LOCK_NAME", "main"]
 
@@ -46,6 +47,9 @@ LOCK_NAME = "helper.lock"
 MAX_REQUEST = 1 << 20  # the front end's bound too
 _NAMESPACES = ("mnt", "net", "pid", "user", "ipc", "uts", "cgroup")
 _UCRED = struct.Struct("3i")
+_PR_SET_PDEATHSIG = 1
+#: the first byte on the ready pipe: listening, or another helper has the lock
+_READY, _OTHER = b"1", b"2"
 
 
 # ---- the helper's process --------------------------------------------------
@@ -142,11 +146,15 @@ def _same_place(pid: int) -> bool:
 
 
 def _child(req: _Request, fds: list[int], close: list[socket.socket],
-           sel: selectors.BaseSelector) -> None:
+           sel: selectors.BaseSelector, parent: int, prctl: Any) -> None:
     """In the forked child: become the CLI process the caller would have
     started, run its main, exit with its status.  Never returns."""
     code = 1
     try:
+        # a killed helper takes its commands along (their callers are told)
+        prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        if os.getppid() != parent:
+            os._exit(code)
         sel.close()
         for sock in close:
             sock.detach()  # closed below with the rest; no finalizer may close a reused number
@@ -299,6 +307,29 @@ def _warm() -> None:
         pass
 
 
+def _write(fd: int, what: bytes) -> None:
+    try:
+        os.write(fd, what)
+    except OSError:
+        pass
+    os.close(fd)
+
+
+def _code_files() -> list[tuple[int, int]]:
+    """Identity of the installed code (a reinstall replaces these files)."""
+    import nsprim
+    import nsprim.cli
+
+    out = []
+    for mod in (nsprim, nsprim.cli):
+        try:
+            st = os.stat(mod.__file__ or "")
+            out.append((st.st_ino, st.st_mtime_ns))
+        except OSError:
+            out.append((0, 0))
+    return out
+
+
 def _take_lock(run: str) -> int | None:
     """The helper lock of `run`, with this pid in it; None if another helper
     holds it."""
@@ -354,11 +385,21 @@ def serve(run: str, idle: float, ready_fd: int | None = None) -> int:
     from nsprim.state import _private, private_dir
 
     run = os.path.abspath(run)
+    parent_dir = os.path.dirname(run)
+    if not os.path.isdir(parent_dir):
+        os.makedirs(parent_dir, 0o700)  # a new state root: private, as the CLI makes it
     private_dir(run)
     _private.discard(run)  # the children check it again, as a fresh process would
     lock = _take_lock(run)
     if lock is None:
-        return 0  # another helper serves this root
+        if ready_fd is not None:  # the caller waits for that one instead
+            _write(ready_fd, _OTHER)
+        return 0
+    import ctypes
+
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+    me = os.getpid()
+    code_files = _code_files()
     sock_path = os.path.join(run, SOCK_NAME)
     listener, ino = _listen(run)
     run_st = os.stat(run)
@@ -385,11 +426,7 @@ def serve(run: str, idle: float, ready_fd: int | None = None) -> int:
     clients: dict[int, _Client] = {}  # by pidfd
     conns: dict[int, _Client] = {}  # by conn fd
     if ready_fd is not None:
-        try:
-            os.write(ready_fd, b"1")
-        except OSError:
-            pass
-        os.close(ready_fd)
+        _write(ready_fd, _READY)
     last = time.monotonic()
     listening = True
 
@@ -451,10 +488,13 @@ def serve(run: str, idle: float, ready_fd: int | None = None) -> int:
                 raise _Refused("another state root")
             if not _same_place(pid):
                 raise _Refused("another namespace")
+            if _code_files() != code_files:  # nsprim was reinstalled: its new code runs
+                stop_listening()
+                raise _Refused("nsprim changed")
             child = os.fork()
             if child == 0:
                 _child(req, fds, [listener, conn, *(c.conn for c in conns.values()
-                                                    if c.conn is not None)], sel)
+                                                    if c.conn is not None)], sel, me, prctl)
         except (OSError, _Refused):
             for fd in fds:
                 os.close(fd)
