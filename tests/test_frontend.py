@@ -15,6 +15,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from .conftest import need
 
@@ -297,3 +299,45 @@ def test_helper_killed_mid_command(private_root: str, rootfs: str) -> None:
     while py("ps", "-q").stdout.strip():  # the container went with its CLI
         assert time.monotonic() < deadline + 20
         time.sleep(0.2)
+
+
+# ---- the request's format (pure logic: hypothesis) ----------------------------
+
+_arg = st.text(st.characters(blacklist_characters="\0", blacklist_categories=("Cs",)),
+               max_size=20)
+_name = st.text(st.characters(blacklist_characters="\0=", blacklist_categories=("Cs",)),
+                min_size=1, max_size=10)
+
+
+def _encode(umask: int, run: str, argv: list[str], env: list[str],
+            rlimits: list[tuple[int, int]]) -> list[bytes]:
+    """The fields as csrc/front.c's build_request lays them out."""
+    return [b"1", f"{umask:o}".encode(), run.encode(), str(len(argv)).encode(),
+            *[a.encode() for a in argv], str(len(env)).encode(), *[e.encode() for e in env],
+            *[f"{c} {m}".encode() for c, m in rlimits]]
+
+
+@given(st.integers(0, 0o777), _arg, st.lists(_arg, max_size=8),
+       st.dictionaries(_name, _arg, max_size=8),
+       st.lists(st.tuples(st.integers(0, 2**64 - 1), st.integers(0, 2**64 - 1)), max_size=16))
+def test_request_round_trip(umask: int, run: str, argv: list[str], env: dict[str, str],
+                            rlimits: list[tuple[int, int]]) -> None:
+    from nsprim.helper import _Request
+
+    fields = _encode(umask, run, argv, [f"{k}={v}" for k, v in env.items()], rlimits)
+    payload = b"\0".join(fields) + b"\0"
+    got = _Request(payload.split(b"\0")[:-1])
+    assert (got.umask, got.run, got.argv) == (umask, run, argv)
+    assert got.env == {k.encode(): v.encode() for k, v in env.items()}
+    assert got.rlimits == rlimits
+
+
+@given(st.lists(st.binary(max_size=12), max_size=12))
+def test_request_garbage_is_refused_cleanly(fields: list[bytes]) -> None:
+    from nsprim.helper import _Refused, _Request
+
+    try:
+        req = _Request(fields)
+    except _Refused:
+        return
+    assert isinstance(req.argv, list) and isinstance(req.env, dict)
