@@ -37,7 +37,9 @@ from benchmarks._common import (
     time_calls,
 )
 
-PODMAN = ["podman", "--runtime", "runc", "--cgroup-manager", "cgroupfs"]
+_PODMAN_BASE = ["podman", "--runtime", "runc", "--cgroup-manager", "cgroupfs"]
+#: _PODMAN_BASE and, once Setup made them, its private storage flags
+PODMAN = list(_PODMAN_BASE)
 PODMAN_RUN = ["run", "--rm", "--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024"]
 _PEER_LOOP = """
 import subprocess, sys, time
@@ -101,15 +103,31 @@ class Setup:
         (self.bundle / "config.json").write_text(json.dumps(config))
         self.podman_image = None
         if shutil.which("podman") and shutil.which("skopeo") and self.layout:
+            # podman's storage, run dir and tmp dir of this run's own: nothing
+            # shared with the host's podman or another run of this benchmark
+            root, run = self.work / "podman-root", self.work / "podman-run"
+            PODMAN[len(_PODMAN_BASE):] = [
+                "--root", str(root), "--runroot", str(run), "--tmpdir",
+                str(self.work / "podman-tmp"), "--storage-driver", "overlay",
+                "--events-backend", "file"]
             r = subprocess.run(["skopeo", "copy", "--quiet", f"oci:{self.layout}:bench",
-                                "containers-storage:localhost/nsprim-bench:latest"],
+                                f"containers-storage:[overlay@{root}+{run}]"
+                                "localhost/nsprim-bench:latest"],
                                capture_output=True)
             if r.returncode == 0:
                 self.podman_image = "localhost/nsprim-bench:latest"
 
     def close(self) -> None:
-        if self.podman_image:
-            subprocess.run(PODMAN + ["rmi", "-f", self.podman_image], capture_output=True)
+        if len(PODMAN) > len(_PODMAN_BASE):
+            # not `system reset`: it would also remove the host's podman networks
+            subprocess.run(PODMAN + ["rm", "-af", "-t", "0"], capture_output=True)
+            subprocess.run(PODMAN + ["rmi", "-af"], capture_output=True)
+            del PODMAN[len(_PODMAN_BASE):]
+            with open("/proc/self/mountinfo") as f:
+                points = [line.split()[4] for line in f]
+            for m in reversed(points):  # the storage's own overlay mount
+                if m.startswith(str(self.work) + "/"):
+                    subprocess.run(["umount", "-l", m], capture_output=True)
         shutil.rmtree(self.work, ignore_errors=True)
 
 
