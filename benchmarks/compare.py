@@ -413,8 +413,14 @@ def main(argv: list[str] | None = None) -> int:
                 return None
             return median([x / y for x, y in zip(per_round[k], per_round[ref], strict=True)])
 
-        seq = sequential_100(c, seq_n)
-        alive = alive_200(s, alive_n)
+        seq: dict[str, float] = {}
+        alive: dict[str, Any] = {}
+        try:  # the table above is kept when these fail (a peer, a busy host)
+            seq = sequential_100(c, seq_n)
+            alive = alive_200(s, alive_n)
+        except subprocess.CalledProcessError as e:
+            print(f"note: {' '.join(map(str, e.cmd))[:160]} failed ({e.returncode}): "
+                  f"{' '.join(str(e.stderr or '').split())[:300]}")
     finally:
         stop_helper()
         keeper.kill()
@@ -441,10 +447,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\n{seq_n} containers one after another (seconds):")
     for k, v in seq.items():
         print(f"  {k:38} {v:7.2f}")
-    print(f"\n{alive['containers']} detached containers alive: supervisor "
-          f"{alive['supervisor_pss_kib_per_container']:.0f} KiB per container (PSS); "
-          f"start of the last {alive['last_start_ms']:.0f} ms vs the first "
-          f"{alive['first_start_ms']:.0f} ms ({alive['last_over_first']:.2f}x)")
+    if alive:
+        print(f"\n{alive['containers']} detached containers alive: supervisor "
+              f"{alive['supervisor_pss_kib_per_container']:.0f} KiB per container (PSS); "
+              f"start of the last {alive['last_start_ms']:.0f} ms vs the first "
+              f"{alive['first_start_ms']:.0f} ms ({alive['last_over_first']:.2f}x)")
     goals = []
     cs = results["cases"]
     if "nsprim in-process minimal" in cs:
@@ -470,9 +477,11 @@ def main(argv: list[str] | None = None) -> int:
     if "crun" in seq and "nsprim in-process minimal" in seq:
         goals.append((f"{seq_n} sequential: nsprim ahead of crun (ratio)",
                       seq["nsprim in-process minimal"] / seq["crun"], 1.0, "le"))
-    goals.append(("supervisor <= 1024 KiB per container",
-                  alive["supervisor_pss_kib_per_container"], 1024, "le"))
-    goals.append(("start of the last <= 1.5x the first", alive["last_over_first"], 1.5, "le"))
+    if alive:
+        goals.append(("supervisor <= 1024 KiB per container",
+                      alive["supervisor_pss_kib_per_container"], 1024, "le"))
+        goals.append(("start of the last <= 1.5x the first", alive["last_over_first"], 1.5,
+                      "le"))
     print("\ngoals:")
     for text, value, target, how in goals:
         ok = value is not None and (value <= target if how == "le" else value >= target)

@@ -351,9 +351,10 @@ static char start_helper(const char *run, const char *idle) {
 static char *run_dir(const char *root) {
     static char buf[PATH_MAX];
     if (root) {
-        if (root[0] == '/')
-            snprintf(buf, sizeof(buf), "%s/run", root);
-        else {
+        if (root[0] == '/') {
+            if (snprintf(buf, sizeof(buf), "%s/run", root) >= (int)sizeof(buf))
+                return NULL;
+        } else {
             char cwd[PATH_MAX];
             if (!getcwd(cwd, sizeof(cwd)))
                 return NULL;
@@ -363,13 +364,12 @@ static char *run_dir(const char *root) {
         return buf;
     }
     const char *e = getenv("NSPRIM_RUN");
-    if (e && *e)
-        return strlen(e) < sizeof(buf) ? strcpy(buf, e) : NULL;
-    e = getenv("NSPRIM_ROOT");
-    if (e && *e) {
-        if (snprintf(buf, sizeof(buf), "%s/run", e) >= (int)sizeof(buf))
+    const char *r = getenv("NSPRIM_ROOT");
+    if ((e && *e) || (r && *r)) {
+        if (snprintf(buf, sizeof(buf), (e && *e) ? "%s" : "%s/run", (e && *e) ? e : r) >=
+            (int)sizeof(buf))
             return NULL;
-        if (e[0] != '/') {
+        if (buf[0] != '/') { /* relative: to our cwd (the helper's is /) */
             char cwd[PATH_MAX], rel[PATH_MAX];
             strcpy(rel, buf);
             if (!getcwd(cwd, sizeof(cwd)) ||

@@ -341,3 +341,17 @@ def test_request_garbage_is_refused_cleanly(fields: list[bytes]) -> None:
     except _Refused:
         return
     assert isinstance(req.argv, list) and isinstance(req.env, dict)
+
+
+def test_relative_state_root(private_root: str, rootfs: str) -> None:
+    """NSPRIM_ROOT relative to the caller's cwd: the helper of that root
+    (not of a path taken from its own cwd) runs the command."""
+    f = Front(private_root, "helper")
+    env = dict(f.env, NSPRIM_ROOT=os.path.basename(private_root))
+    r = subprocess.run([f.exe, *_none(rootfs, "/bin/echo", "rel")], capture_output=True,
+                       text=True, timeout=60, env=env, cwd=os.path.dirname(private_root))
+    assert (r.returncode, r.stdout) == (0, "rel\n"), r.stderr
+    assert f.helper_pid() is not None  # the helper of <cwd>/state/run
+    from nsprim.helper import stop
+
+    assert stop(f.run_dir)
