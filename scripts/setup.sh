@@ -39,6 +39,7 @@ command -v script >/dev/null || need_apt+=(bsdutils)
 # Debian's python3 (a UDP server inside a test container)
 command -v nft >/dev/null || need_apt+=(nftables)
 command -v ip >/dev/null || need_apt+=(iproute2)
+command -v ss >/dev/null || need_apt+=(iproute2)  # tests/security/test_etc_and_proxy.py
 [ -x /usr/bin/python3 ] || need_apt+=(python3)
 # rootless tests: newuidmap/newgidmap, Debian's python3 with cffi for the
 # unprivileged test users (root's venv is not theirs), pasta for their network

@@ -252,7 +252,8 @@ def test_stats_top_port(private_root: str, fresh_rootfs: str) -> None:
     r = _cli(root, "stats", "--no-stream", "--format", "table {{.Name}}\t{{.PIDs}}", "st")
     assert r.stdout.split("\n")[1].split() == ["st", "2"], r.stdout
     r = _cli(root, "stats", "--no-stream")
-    assert r.stdout.startswith("CONTAINER ID   NAME   CPU %   MEM USAGE / LIMIT")
+    # Go's tabwriter as docker's: columns at least 10 wide, 3 spaces apart
+    assert r.stdout.startswith("CONTAINER ID   NAME      CPU %     MEM USAGE / LIMIT   MEM %")
     r = _cli(root, "top", "st")
     assert r.returncode == 0 and "sleep 1000" in r.stdout and "sleep 1001" in r.stdout
     assert r.stdout.startswith("UID") and len(r.stdout.splitlines()) == 3

@@ -67,7 +67,7 @@ def test_ps_columns_flags_and_filters(root: str, rootfs: str) -> None:
     row = dict(zip(PS_COLUMNS, columns(table[1]), strict=True))
     assert row["CONTAINER ID"] == up[:12] and row["NAMES"] == "web"
     assert row["COMMAND"] == "\"sh -c 'sleep 1000'\""
-    assert row["PORTS"] == f"0.0.0.0:{port}->80/tcp"
+    assert row["PORTS"] == f"0.0.0.0:{port}->80/tcp, [::]:{port}->80/tcp"  # docker v28
     assert re.fullmatch(r"Up (Less than a second|\d+ seconds?)", row["STATUS"])
     assert row["CREATED"].endswith(" ago")
     # every column lines up with its header
@@ -105,7 +105,8 @@ def test_ps_columns_flags_and_filters(root: str, rootfs: str) -> None:
     for x in rows:
         check(x, PS_JSON, "ps --format json")
     assert [x["Names"] for x in rows] == ["done", "web"]
-    assert rows[1]["Ports"] == f"0.0.0.0:{port}->80/tcp" and rows[1]["Mounts"] == "webdata"
+    assert rows[1]["Ports"] == f"0.0.0.0:{port}->80/tcp, [::]:{port}->80/tcp"
+    assert rows[1]["Mounts"] == "webdata"
     assert rows[0]["Networks"] == "none" and rows[1]["Networks"] == "bridge"
     assert ok(cli(root, "ps", "-a", "--format", "{{.Names}}:{{.State}}")) == \
         "done:exited\nweb:running\n"
@@ -124,6 +125,8 @@ def test_inspect_shapes_and_templates(root: str, rootfs: str) -> None:
     assert d["HostConfig"]["PortBindings"] == {"80/tcp": [{"HostIp": "", "HostPort":
                                                            str(port)}]}
     assert d["NetworkSettings"]["Ports"] == {"80/tcp": [{"HostIp": "0.0.0.0",
+                                                         "HostPort": str(port)},
+                                                        {"HostIp": "::",
                                                          "HostPort": str(port)}]}
     ns = d["NetworkSettings"]
     # the address, gateway and MAC inspect reports are the container's own

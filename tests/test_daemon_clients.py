@@ -237,3 +237,54 @@ def test_docker_py_archive_stats_and_manage(client: Any, base: str) -> None:
         c.remove(force=True)
     with pytest.raises(docker.errors.NotFound):
         client.api.stats(c.id, stream=False)
+
+
+def test_docker_cli_etc_files_and_ipv6_ports(docker_daemon: DockerDaemon, base: str,
+                                             client: Any) -> None:
+    """The docker CLI v28 and docker-py through nsprim's daemon: --add-host,
+    --dns*, --hostname/--domainname land in the container's files and in
+    inspect; -p publishes on 0.0.0.0 and [::], shown as docker shows them."""
+    d = docker_daemon
+    r = d.docker("run", "--rm", "--add-host", "db:10.1.2.3", "--add-host", "v6:::1",
+                 "--dns", "192.0.2.53", "--dns-search", "corp.example", "--dns-option",
+                 "ndots:3", "--hostname", "web", "--domainname", "example.com", base,
+                 "sh", "-c", "cat /etc/hosts /etc/resolv.conf")
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert "10.1.2.3\tdb" in lines and "::1\tv6" in lines
+    assert any(x.endswith("\tweb.example.com web") for x in lines), lines
+    assert lines[-3:] == ["nameserver 192.0.2.53", "search corp.example", "options ndots:3"]
+    # docker-py's spelling of the same, read back from inspect
+    c = client.containers.create(base, ["true"], extra_hosts={"db": "10.1.2.3"},
+                                 dns=["192.0.2.53"], dns_search=["corp.example"])
+    try:
+        hc = c.attrs["HostConfig"]
+        assert (hc["ExtraHosts"], hc["Dns"], hc["DnsSearch"]) == \
+            (["db:10.1.2.3"], ["192.0.2.53"], ["corp.example"])
+    finally:
+        c.remove()
+    # a bad value: docker's CLI gets the daemon's one line, nothing is created
+    before = d.docker("ps", "-aq").stdout
+    r = d.docker("run", "--rm", "--dns-search", "bad..domain", base, "true")
+    assert r.returncode != 0 and "bad..domain" in r.stderr
+    assert d.docker("ps", "-aq").stdout == before
+    port = free_port()
+    r = d.docker("run", "-d", "--name", "web6", "-p", f"{port}:80", base,
+                 "httpd", "-f", "-p", "80", "-h", "/etc")
+    assert r.returncode == 0, r.stderr
+    try:
+        ps = d.docker("ps", "--format", "{{.Ports}}", "--filter", "name=web6").stdout
+        assert ps == f"0.0.0.0:{port}->80/tcp, [::]:{port}->80/tcp\n"
+        assert d.docker("port", "web6").stdout == \
+            f"80/tcp -> 0.0.0.0:{port}\n80/tcp -> [::]:{port}\n"
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://[::1]:{port}/hostname", timeout=2) as u:
+                    assert u.read().strip() == r.stdout.strip()[:12].encode()
+                break
+            except OSError:
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+    finally:
+        d.docker("rm", "-f", "web6")

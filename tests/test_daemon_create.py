@@ -120,3 +120,33 @@ def test_any_body_is_a_spec_or_an_api_error(body: dict[str, Any],
         return
     assert cr.spec.image == body["Image"]
     assert all(isinstance(x, str) for x in cr.spec.cmd + cr.spec.env + cr.spec.volumes)
+
+
+def test_etc_fields_map_onto_the_spec() -> None:
+    from nsprim.errors import ConfigError
+    from nsprim.spec import validate
+
+    s = parse_create({
+        "Image": "x", "Hostname": "web", "Domainname": "example.com",
+        "HostConfig": {"ExtraHosts": ["db:10.0.0.5", "v6:::1",
+                                      "host.docker.internal:host-gateway"],
+                       "Dns": ["192.0.2.53"], "DnsSearch": ["corp.example"],
+                       "DnsOptions": ["ndots:2"],
+                       "PortBindings": {"80/tcp": [{"HostIp": "", "HostPort": "8080"},
+                                                   {"HostIp": "::1", "HostPort": "8081"},
+                                                   {"HostIp": "0.0.0.0", "HostPort": "8082"}]}},
+    }, None).spec
+    assert (s.hostname, s.domainname) == ("web", "example.com")
+    assert s.add_hosts == ("db:10.0.0.5", "v6:::1", "host.docker.internal:host-gateway")
+    assert (s.dns, s.dns_search, s.dns_options) == (("192.0.2.53",), ("corp.example",),
+                                                    ("ndots:2",))
+    # none given: both families; "::1": IPv6 only; "0.0.0.0": IPv4 only (docker's)
+    assert s.publish == ("8080:80/tcp", "[::1]:8081:80/tcp", "0.0.0.0:8082:80/tcp")
+    validate(s.from_json({**s.to_json(), "image": None, "rootfs": "/", "cmd": ["true"]}))
+    # a bad value: the API's 400 comes from validate's one line
+    bad = parse_create({"Image": "x", "HostConfig": {"ExtraHosts": ["db:1.2.3"]}}, None).spec
+    with pytest.raises(ConfigError, match="'1.2.3'"):
+        validate(bad)
+    with pytest.raises(ApiError) as ei:
+        parse_create({"Image": "x", "HostConfig": {"Dns": "1.1.1.1"}}, None)
+    assert ei.value.status == 400 and "Dns" in ei.value.message

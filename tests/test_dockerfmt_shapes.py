@@ -291,7 +291,9 @@ def test_inspect_rootfs_host_none_container_networks() -> None:
     check_inspect(d)
     assert d["Image"] == "" and d["Config"]["Image"] == "/srv/rootfs"
     assert list(d["NetworkSettings"]["Networks"]) == ["host"]
-    assert d["ResolvConfPath"] == ""  # the host's files: none of nsprim's
+    # docker: copies of the host's files, the container's own
+    assert d["ResolvConfPath"] == f"/run/nsprim/containers/{CID}.resolv.conf"
+    assert d["HostsPath"] == f"/run/nsprim/containers/{CID}.hosts"
     assert d["HostConfig"]["NetworkMode"] == "host"
     d = inspect(ContainerSpec(id=CID, name="n", rootfs="/r", cmd=("a",), network="none"),
                 {"status": "exited"}, image=None)
@@ -299,6 +301,7 @@ def test_inspect_rootfs_host_none_container_networks() -> None:
     d = inspect(ContainerSpec(id=CID, name="n", rootfs="/r", cmd=("a",),
                               network="container:web"), {"status": "exited"}, image=None)
     assert d["NetworkSettings"]["Networks"] == {}
+    assert d["HostsPath"] == ""  # web's
 
 
 def test_summary_and_ps_row() -> None:

@@ -30,8 +30,10 @@ def host_links() -> list[str]:
     return [line.split(": ")[1].split("@")[0] for line in out.splitlines()]
 
 
-def nft_tables() -> str:
-    return subprocess.run(["nft", "list", "tables"], capture_output=True, text=True).stdout
+def nft_tables() -> list[str]:
+    """The tables, one line each ("table ip nsprim-x" is not "table ip nsprim")."""
+    return subprocess.run(["nft", "list", "tables"], capture_output=True,
+                          text=True).stdout.splitlines()
 
 
 @pytest.fixture(autouse=True)

@@ -207,6 +207,7 @@ def specs(draw: st.DrawFn) -> ContainerSpec:
     uts_new = "uts" not in ns
     return ContainerSpec(
         id=spec_id("c"), name=None, network=network, entrypoint=(), seccomp="unconfined",
+        etc_files=False,  # an OCI bundle's /etc is its own
         cap_drop=("ALL",), rootfs="/bundle/rootfs",
         read_only=draw(st.booleans()),
         cmd=tuple(draw(st.lists(st.text(min_size=1, max_size=6).filter(

@@ -25,7 +25,9 @@ _NORMALISE = [
     (re.compile(r"Up (Less than a second|About a minute|\d+ (second|minute)s?)"), "Up <UP>"),
     (re.compile(r"127\.0\.0\.1:\d+/"), "<REGISTRY>/"),
     (re.compile(r"0\.0\.0\.0:\d+->"), "0.0.0.0:<PORT>->"),
+    (re.compile(r"\[::\]:\d+->"), "[::]:<PORT>->"),
     (re.compile(r"-> 0\.0\.0\.0:\d+$"), "-> 0.0.0.0:<PORT>"),
+    (re.compile(r"-> \[::\]:\d+$"), "-> [::]:<PORT>"),
     (re.compile(r"\s{2,}|\t"), "  "),  # a table's padding, a tab
 ]
 
@@ -52,12 +54,14 @@ SCRIPT: list[tuple[str, int, list[str]]] = [
     ("run -d --name web -p {port}:80 {img} httpd -f -p 80", 0, ["<ID>"]),
     ("ps", 0, [
         "CONTAINER ID  IMAGE  COMMAND  CREATED  STATUS  PORTS  NAMES",
-        '<SHORT>  {img}  "httpd -f -p 80"  <AGO>  Up <UP>  0.0.0.0:<PORT>->80/tcp  web',
+        # docker v28 publishes on IPv4 and IPv6
+        '<SHORT>  {img}  "httpd -f -p 80"  <AGO>  Up <UP>  0.0.0.0:<PORT>->80/tcp, '
+        '[::]:<PORT>->80/tcp  web',
     ]),
     ("ps --format {{{{.Names}}}}:{{{{.Image}}}}", 0, ["web:{img}"]),
     ("inspect -f {{{{.State.Status}}}}/{{{{.Config.Cmd}}}}/{{{{.Name}}}} web", 0,
      ["running/[httpd -f -p 80]//web"]),
-    ("port web", 0, ["80/tcp -> 0.0.0.0:<PORT>"]),
+    ("port web", 0, ["80/tcp -> 0.0.0.0:<PORT>", "80/tcp -> [::]:<PORT>"]),
     ("exec web echo hello", 0, ["hello"]),
     ("stop -t 1 web", 0, ["web"]),
     ("ps -a --format '{{{{.Names}}}}\\t{{{{.Status}}}}'", 0, ["web  Exited (137) <AGO>"]),

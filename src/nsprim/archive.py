@@ -5,7 +5,9 @@ Docker API's ``/containers/{id}/archive`` (GET, HEAD, PUT).
   live root of a running container (``/proc/PID/root``, so volumes and binds
   mounted inside are seen, as ``docker cp`` sees them), else its rootfs
   directory or its overlay (image layers + its own upper dir, mounted for
-  the copy and unmounted after).
+  the copy and unmounted after) with its volumes and binds mounted at their
+  targets in a private mount namespace held for the copy (docker's cp of a
+  stopped container sees them too).
 - :func:`stat_path` is HEAD's ``X-Docker-Container-Path-Stat`` (name, size,
   Go's FileMode bits, mtime, link target);
 - :func:`write_archive` is GET: a tar stream of a path whose top entry is the
@@ -161,24 +163,111 @@ def container_root(rec: Any, *, write: bool = False, live: bool = True) -> Itera
             return
         if fd >= 0:
             os.close(fd)
+    mounts = _mounts_of(spec) if live else []
     if spec.rootfs:
-        r = Root(os.open(spec.rootfs, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC), shift, shift)
-        try:
-            yield r
-        finally:
-            r.close()
+        with _opened(spec.rootfs, mounts, write) as fd:
+            r = Root(fd, shift, shift)
+            try:
+                yield r
+            finally:
+                r.close()
         return
     from nsprim.images.store import default_store
     from nsprim.rootfs import OverlayRootfs
 
     img = default_store().get(spec.image_id or spec.image or "")
     ov = OverlayRootfs(img.layers, id=rec.id, keep=True, reuse=True, readonly=not write)
-    with ov:
-        r = Root(os.open(ov.path, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC), shift, shift)
+    with ov, _opened(ov.path, mounts, write) as fd:
+        r = Root(fd, shift, shift)
         try:
             yield r
         finally:
             r.close()
+
+
+def _mounts_of(spec: Any) -> list[tuple[str, str, bool]]:
+    """(host source, target, read-only) of a container's binds and volumes
+    (its named and anonymous ones), parents before what is mounted in them."""
+    from nsprim.spec import parse_mount, parse_volume
+
+    out = []
+    for m in [parse_volume(v) for v in spec.volumes] + [parse_mount(v) for v in spec.mounts]:
+        kind = type(m).__name__
+        if kind == "Bind":
+            out.append((m.source, m.target, bool(m.readonly)))
+        elif kind == "Volume" and m.name != "anonymous":
+            from nsprim import volumes
+
+            try:
+                out.append((volumes.get(m.name).mountpoint, m.target, bool(m.readonly)))
+            except LookupError:
+                continue  # not created yet (the container never ran): nothing in it
+    out.sort(key=lambda x: _clean(x[1]).count("/") if x[1] != "/" else 0)
+    return out
+
+
+@contextmanager
+def _opened(base: str, mounts: list[tuple[str, str, bool]], write: bool) -> Iterator[int]:
+    """An O_PATH fd of the directory `base`, a stopped container's root; with
+    `mounts`, as docker's cp sees it: in a private mount namespace of its own
+    (made by a short-lived thread, held by an fd while the copy runs) where
+    each bind and volume is mounted at its target, the target resolved
+    inside the root with openat2(RESOLVE_IN_ROOT) and mounted on that fd (a
+    symlink in the container or in a volume cannot point a mount outside
+    the root); read-only when the mount is, or when nothing is written."""
+    if not mounts:
+        yield os.open(base, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        return
+    from nsprim._native import check
+    from nsprim.mount import (
+        MOUNT_ATTR_RDONLY,
+        MS_PRIVATE,
+        MS_REC,
+        mount,
+        mount_setattr,
+        move_mount,
+        open_tree,
+    )
+    from nsprim.namespace import _in_thread
+
+    def work() -> tuple[int, int]:
+        check(lib.nsp_unshare(lib.CLONE_NEWNS), "unshare (mnt)")
+        mount(None, "/", flags=MS_REC | MS_PRIVATE)  # nothing propagates to the host
+        root = Root(os.open(base, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC))
+        try:
+            for source, target, readonly in mounts:
+                try:
+                    tfd = root.open(target, os.O_PATH)
+                except OSError:
+                    continue  # no such target in the root: nothing is mounted there
+                try:
+                    is_dir = stat.S_ISDIR(os.fstat(tfd).st_mode)
+                    tree = open_tree(source, recursive=True)
+                    try:
+                        if stat.S_ISDIR(os.fstat(tree).st_mode) != is_dir:
+                            continue  # a file over a directory or the reverse: as mounts
+                        if readonly or not write:
+                            mount_setattr(tree, set=MOUNT_ATTR_RDONLY, recursive=True)
+                        move_mount(tree, "", to_dirfd=tfd)
+                    finally:
+                        os.close(tree)
+                finally:
+                    os.close(tfd)
+            ns = os.open("/proc/thread-self/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
+        except BaseException:
+            root.close()
+            raise
+        return root.fd, ns
+
+    try:
+        fd, ns = _in_thread(work, "nsprim-cp-mounts")
+    except PermissionError:  # no CAP_SYS_ADMIN (rootless): the root alone
+        yield os.open(base, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        return
+    try:
+        yield fd
+    finally:
+        os.close(ns)  # the namespace, and the mounts in it, go with the last fd
 
 
 # ------------------------------------------------------------------ stat

@@ -26,7 +26,7 @@ from nsprim.network import NetworkMode, PortSpec
 from nsprim.plan import Plan, build_plan
 from nsprim.rootfs import OverlayRootfs, containers_dir
 from nsprim.rootless import UserMapping
-from nsprim.state import remove_tree, run_dir
+from nsprim.state import run_dir
 from nsprim.volumes import Volume
 
 TYPE_CHECKING = False
@@ -35,6 +35,7 @@ if TYPE_CHECKING:  # imported where used: a --rootfs container needs neither
 
     from nsprim.images.store import Image
     from nsprim.network.bridge import Attachment
+    from nsprim.network.etc import EtcOptions
     from nsprim.pool import CgroupPool
     from nsprim.rootless import UserNet
 
@@ -203,6 +204,16 @@ class Container:
         communicate() (None: all); the rest is never held in memory.
     :param on_output_limit: past the limit, ``"kill"`` the container (the
         default) or ``"drain"`` (read and drop the rest).
+    :param add_hosts: docker's ``--add-host``: ``"name:IP"`` strings (IPv6
+        too; ``"name:host-gateway"``: the bridge's gateway) or a mapping
+        name -> IP, added to /etc/hosts.
+    :param dns: nameservers for /etc/resolv.conf (they replace the host's).
+    :param dns_search: its search domains (``"."``: none).
+    :param dns_options: its options (``"ndots:2"``).
+    :param etc_files: bind /etc/hosts, /etc/hostname and /etc/resolv.conf of
+        the container's own (docker's, see :mod:`nsprim.network.etc`); by
+        default when `network` or `image` is given or an option above is, and
+        always on the bridge.
     """
 
     def __init__(
@@ -267,6 +278,11 @@ class Container:
         stderr: StdioSpec = None,
         output_limit: int | None = None,
         on_output_limit: str = "kill",
+        add_hosts: Iterable[str] | Mapping[str, str] | None = None,
+        dns: Iterable[str] | None = None,
+        dns_search: Iterable[str] | None = None,
+        dns_options: Iterable[str] | None = None,
+        etc_files: bool | None = None,
     ) -> None:
         if output_limit is not None and (isinstance(output_limit, bool)
                                          or not isinstance(output_limit, int)
@@ -275,11 +291,14 @@ class Container:
         if on_output_limit not in ("kill", "drain"):
             raise ConfigError(f"invalid on_output_limit {on_output_limit!r}: 'kill' or 'drain'")
         self.id = container_id or os.urandom(32).hex()
+        #: --add-host, --dns* (checked before anything is created)
+        self._etc_options = _etc_options(add_hosts, dns, dns_search, dns_options)
         nsmap: dict[NamespaceKind | str, bool | Namespace] = {
             k: v for k, v in (namespaces or {}).items()}
         self._keep_rootfs = keep_rootfs  # a named container: its layer outlives a run
         self._record_dir = container_id is not None  # its directory is a lifecycle record
-        if hostname is None and _uts_is_new(nsmap):
+        default_hostname = hostname is None and _uts_is_new(nsmap)
+        if default_hostname:
             hostname = self.id[:12]  # docker's default
         self.image: Image | None = None
         if image is not None:
@@ -302,7 +321,17 @@ class Container:
         self._overlay: OverlayRootfs | None = None
         if isinstance(network, str):
             network = NetworkMode.parse(network)
+        #: /etc/hosts, hostname, resolv.conf of the container's own in every
+        #: network mode (docker's) when a mode was chosen, for an image, or
+        #: with --add-host/--dns*; a bare network=None rootfs run gets none
+        self._etc_wanted = (network is not None or image is not None or
+                            self._etc_options is not None) if etc_files is None \
+            else bool(etc_files)
         self.network: NetworkMode = network or NetworkMode.NONE
+        if self.network.kind == "host" and default_hostname:
+            from nsprim.network.etc import host_hostname
+
+            hostname = host_hostname()  # docker: the host's, with the host's network
         if self.network.kind != "none":
             if any(k in ("net", NamespaceKind.NET) for k in nsmap):
                 raise ConfigError("give network= or namespaces={'net': ...}, not both")
@@ -487,7 +516,7 @@ class Container:
         joins it; container:X: X's namespace."""
         mode = self.network
         if mode.kind not in ("bridge", "container"):
-            return cfg
+            return self._etc_files(cfg, None)
         if mode.kind == "bridge" and isinstance(cfg.user_namespace, UserMapping):
             # rootless: the container's own network namespace, wired by pasta
             # once its id maps are written (_write_id_maps)
@@ -501,6 +530,8 @@ class Container:
                                     "or host")
             self._pasta_wanted = True
             return cfg
+        if mode.kind == "container":
+            cfg = self._etc_files(cfg, None)
         ns = dict(cfg.namespaces)
         mounts = list(cfg.mounts)
         if mode.kind == "container":
@@ -529,20 +560,74 @@ class Container:
                                             publish=publish, bandwidth=mode.bandwidth)
             self._resources.callback(self._release_attachment)
             if cfg.rootfs is not None:
-                self._etc_dir = os.path.join(run_dir(), "containers", self.id)
+                from nsprim.network.etc import etc_dir, etc_prefix
+
+                self._etc_dir = run_dir()
                 self._resources.callback(self._release_etc_dir)
-                files = bridge.write_etc_files(self._etc_dir, cfg.hostname or self.id[:12],
-                                               self.attachment.address)
+                opts = self._etc_options
+                files = bridge.write_etc_files(etc_dir(self._etc_dir),
+                                               cfg.hostname or self.id[:12],
+                                               self.attachment.address,
+                                               domainname=cfg.domainname, options=opts,
+                                               gateway=self.attachment.gateway,
+                                               prefix=etc_prefix(self.id))
                 taken = {m.target for m in mounts}
                 mounts += [Bind(src, dst) for dst, src in files.items() if dst not in taken]
         ns[NamespaceKind.NET] = self._netns
         return _record.replace(cfg, namespaces=ns, mounts=tuple(mounts))
 
+    def _etc_files(self, cfg: ContainerConfig, address: str | None) -> ContainerConfig:
+        """/etc/hosts, /etc/hostname and /etc/resolv.conf bound in for the
+        none, host and container modes (docker's; see nsprim.network.etc):
+        localhost always resolves.  container:X with a Container X takes
+        X's files, as docker shares them."""
+        if cfg.rootfs is None or not self._etc_wanted or \
+                isinstance(cfg.user_namespace, UserMapping):
+            return cfg
+        mode = self.network
+        files: dict[str, str] = {}
+        target = mode.target
+        if mode.kind == "container" and isinstance(target, Container) and \
+                target._etc_dir is not None and self._etc_options is None:
+            from nsprim.network.etc import ETC_TARGETS, etc_dir, etc_prefix
+
+            files = {t: os.path.join(etc_dir(target._etc_dir),
+                                     etc_prefix(target.id) + os.path.basename(t))
+                     for t in ETC_TARGETS}
+            files = {t: f for t, f in files.items() if os.path.exists(f)}
+        if not files:
+            from nsprim.network.etc import (
+                HOST_GATEWAY,
+                EtcOptions,
+                etc_dir,
+                etc_files,
+                etc_prefix,
+                write_files,
+            )
+
+            opts = self._etc_options or EtcOptions()
+            gateway = None
+            if any(ip == HOST_GATEWAY for _, ip in opts.add_hosts):
+                from nsprim.network.bridge import host_gateway
+
+                gateway = host_gateway()
+            self._etc_dir = run_dir()
+            self._resources.callback(self._release_etc_dir)
+            files = write_files(etc_dir(self._etc_dir), etc_files(
+                cfg.hostname or self.id[:12], address, domainname=cfg.domainname,
+                options=opts, gateway=gateway, host_network=mode.kind == "host"),
+                etc_prefix(self.id))
+        taken = {m.target for m in cfg.mounts}
+        mounts = list(cfg.mounts) + [Bind(src, dst) for dst, src in files.items()
+                                     if dst not in taken]
+        return _record.replace(cfg, mounts=tuple(mounts))
+
     def _start_pasta(self) -> None:
         from nsprim.rootless import start_pasta
 
         assert self.pid is not None
-        publish = [(p.container_port, p.host_port, p.proto, p.host_ip)
+        publish = [(p.container_port, p.host_port, p.proto,
+                    "" if p.host_ip == "0.0.0.0" else p.host_ip)
                    for p in self.network.publish]
         if self.network.publish_all and self.image is not None:
             for e in self.image.exposed_ports:
@@ -587,6 +672,11 @@ class Container:
                 self._populate(info.mountpoint, mt.target)
             used.append(info.mountpoint)
             resolved.append(Bind(info.mountpoint, mt.target, readonly=mt.readonly))
+            from nsprim import events  # docker's volume mount / unmount events
+
+            events.volume("mount", mt.name, container=self.id, destination=mt.target,
+                          propagation="", **{"read/write": str(not mt.readonly).lower()})
+            self._resources.callback(events.volume, "unmount", mt.name, container=self.id)
         if self._overlay is not None:
             with open(os.path.join(self._overlay.dir, "volumes"), "w") as f:
                 f.write("\n".join(used) + "\n")
@@ -951,6 +1041,8 @@ class Container:
                        self.attachment):
             if holder is not None:
                 fds += holder.held_fds()
+        if self.attachment is not None and self.pidfd >= 0:
+            self.attachment.serve_detached(self.pidfd)  # the IPv6 ports' proxy
         self._release_netns()
         return fds
 
@@ -992,7 +1084,9 @@ class Container:
 
     def _release_etc_dir(self) -> None:
         if self._etc_dir is not None:
-            remove_tree(self._etc_dir)
+            from nsprim.network.etc import remove_files
+
+            remove_files(self._etc_dir, self.id)  # (_etc_dir: the run dir)
             self._etc_dir = None
 
     def send_signal(self, sig: int) -> None:
@@ -1285,6 +1379,22 @@ if TYPE_CHECKING:
         shm_size: int | str | None
         group_add: Iterable[str | int]
         domainname: str | None
+        add_hosts: Iterable[str] | Mapping[str, str] | None
+        dns: Iterable[str] | None
+        dns_search: Iterable[str] | None
+        dns_options: Iterable[str] | None
+        etc_files: bool | None
+
+
+def _etc_options(add_hosts: Iterable[str] | Mapping[str, str] | None,
+                 dns: Iterable[str] | None, dns_search: Iterable[str] | None,
+                 dns_options: Iterable[str] | None) -> EtcOptions | None:
+    """The checked --add-host/--dns* options (None: none given)."""
+    if not add_hosts and not dns and not dns_search and not dns_options:
+        return None
+    from nsprim.network.etc import etc_options
+
+    return etc_options(add_hosts, dns, dns_search, dns_options)
 
 
 def _completed(c: Container, out: bytes | None, err: bytes | None,

@@ -124,6 +124,14 @@ def alive(pid: int | None, start: int | None) -> bool:
     return st is not None and st[0] not in ("Z", "X") and st[1] == start
 
 
+def running_in(st: dict[str, Any]) -> bool:
+    """Does the state `st` (one read of a record's state.json) say running,
+    with its supervisor alive?  A decision made of several reads of a
+    record that changes meanwhile mixes two states: decide from one."""
+    return st.get("status") in ("running", "restarting") and \
+        alive(st.get("supervisor_pid"), st.get("supervisor_start"))
+
+
 @record
 class Record:
     """One container's record on disk."""
@@ -198,9 +206,7 @@ class Record:
 
     @property
     def running(self) -> bool:
-        st = self.state
-        return st.get("status") in ("running", "restarting") and \
-            alive(st.get("supervisor_pid"), st.get("supervisor_start"))
+        return running_in(self.state)
 
     @property
     def status(self) -> str:
@@ -286,7 +292,10 @@ def release_resources(rec: Record, *, remove_rootfs: bool = False) -> None:
             m.umount(merged, m.MNT_DETACH)
         except OSError:
             pass
-    remove_tree(os.path.join(run, "containers", rec.id))
+    remove_tree(os.path.join(run, "containers", rec.id))  # (older versions' /etc files)
+    from nsprim.network.etc import remove_files
+
+    remove_files(run, rec.id)
     if remove_rootfs or cfg.get("auto_remove"):
         for d in ("upper", "work", "merged", "l"):
             remove_tree(os.path.join(rec.dir, d))

@@ -129,6 +129,13 @@ class ContainerSpec:
     #: --sysctl, OCI's linux.sysctl)
     sysctls: Mapping[str, str] = field(default_factory=dict)
     shm_size: str | None = None
+    # /etc files (nsprim.network.etc): docker's --add-host NAME:IP, --dns,
+    # --dns-search, --dns-option; etc_files False: none of nsprim's (OCI)
+    add_hosts: tuple[str, ...] = ()
+    dns: tuple[str, ...] = ()
+    dns_search: tuple[str, ...] = ()
+    dns_options: tuple[str, ...] = ()
+    etc_files: bool = True
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -219,7 +226,7 @@ _NOT_NONE = {"cmd", "env", "volumes", "tmpfs", "publish", "cap_add", "cap_drop",
              "device_read_bps", "device_write_bps", "labels", "restart", "network",
              "seccomp", "namespaces", "additional_gids", "rlimits", "hooks",
              "mounts", "anonymous_volumes", "group_add", "sysctls", "log_opts",
-             "health"}
+             "health", "add_hosts", "dns", "dns_search", "dns_options"}
 
 
 # ------------------------------------------------------------ docker flags
@@ -554,7 +561,16 @@ def from_run_flags(a: Any, image: str | None, cmd: Sequence[str]) -> ContainerSp
         shm_size=getattr(a, "shm_size", None),
         log_opts=parse_log_opts(getattr(a, "log_opt", None) or (),
                                 getattr(a, "log_driver", None)),
-        **_health_flags(a))
+        **_health_flags(a), **_etc_flags(a))
+
+
+def _etc_flags(a: Any) -> dict[str, Any]:
+    """--add-host, --dns, --dns-search, --dns-option, --domainname."""
+    out: dict[str, Any] = {f: tuple(getattr(a, f, None) or ())
+                           for f in ("add_hosts", "dns", "dns_search", "dns_options")}
+    if getattr(a, "domainname", None) is not None:
+        out["domainname"] = a.domainname
+    return out
 
 
 def _health_flags(a: Any) -> dict[str, Any]:
@@ -699,6 +715,7 @@ def _validate_extra(spec: ContainerSpec) -> None:
             raise ConfigError(f"unknown log opt {k!r}" if k != "compress" else
                               f"invalid log-opt compress={v!r}: compression is not "
                               "supported")
+    _validate_etc(spec)
     size, _ = log_limits(spec)
     if size < 1024:
         raise ConfigError(f"invalid log-opt max-size {spec.log_opts['max-size']!r}: at "
@@ -712,6 +729,31 @@ def _validate_extra(spec: ContainerSpec) -> None:
         if want[0] != have[0] or len(want) > 1 and want[1] != have[1]:
             raise ConfigError(f"invalid --platform {spec.platform!r}: this host runs "
                               f"{have[0]}/{have[1]} only")
+
+
+def _validate_etc(spec: ContainerSpec) -> None:
+    """--add-host, --dns*, --domainname (nsprim.network.etc's checks)."""
+    from nsprim.network.etc import etc_options
+
+    for f in ("add_hosts", "dns", "dns_search", "dns_options"):
+        v = getattr(spec, f)
+        if not isinstance(v, (tuple, list)) or not all(isinstance(x, str) for x in v):
+            raise ConfigError(f"invalid {f} {v!r}: a list of strings")
+    if spec.add_hosts or spec.dns or spec.dns_search or spec.dns_options:
+        etc_options(spec.add_hosts, spec.dns, spec.dns_search, spec.dns_options)
+        # container:X shares X's files (docker's words)
+        if isinstance(spec.network, str) and spec.network.startswith("container:"):
+            raise ConfigError("conflicting options: custom host-to-IP mapping and the network "
+                              "mode" if spec.add_hosts else
+                              "conflicting options: dns and the network mode")
+    if spec.domainname is not None:
+        from nsprim.config import validate_hostname
+
+        try:
+            validate_hostname(spec.domainname)
+        except ConfigError:
+            raise ConfigError(f"invalid domainname {spec.domainname!r}: labels are letters, "
+                              "digits and '-'") from None
 
 
 # -------------------------------------------------------------- validation
@@ -869,7 +911,9 @@ def to_container(spec: ContainerSpec, **extra: Any) -> Any:
         ulimits=ulimits_of(spec.rlimits), sysctls=spec.sysctls,
         oom_score_adj=spec.oom_score_adj,
         shm_size=spec.shm_size, group_add=spec.group_add,
-        container_id=spec.id, keep_rootfs=not spec.auto_remove, **oci)
+        container_id=spec.id, keep_rootfs=not spec.auto_remove,
+        add_hosts=spec.add_hosts, dns=spec.dns, dns_search=spec.dns_search,
+        dns_options=spec.dns_options, etc_files=spec.etc_files, **oci)
 
 
 def exec_container(spec: ContainerSpec, pid: int, argv: Sequence[str], *,

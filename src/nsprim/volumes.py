@@ -89,6 +89,9 @@ def create(name: str) -> tuple[VolumeInfo, bool]:
         os.makedirs(os.path.join(d, "_data"), mode=0o755, exist_ok=True)
         meta = {"Name": name, "CreatedAt": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
         atomic_write(os.path.join(d, "volume.json"), json.dumps(meta).encode(), 0o600)
+        from nsprim import events
+
+        events.volume("create", name)
         return get(name), True
 
 
@@ -122,8 +125,11 @@ def remove(name: str) -> None:
             rootless.remove_tree(d)
             if os.path.lexists(d):
                 raise OSError(errno.EACCES, f"volume {name} could not be removed", d)
-            return
-        shutil.rmtree(d)
+        else:
+            shutil.rmtree(d)
+    from nsprim import events
+
+    events.volume("destroy", name)
 
 
 def _in_use(path: str) -> bool:

@@ -40,6 +40,18 @@ def _sh(root: str, script: str) -> None:
     assert r.returncode == 0, r.stderr
 
 
+def _reads_stay_inside(root: str, where: str, host_dir: Path, out: Path) -> None:
+    """`where` holds links ``abs`` (to the host's secret), ``absdir`` (to
+    its directory) and ``up`` (``..`` many times): cp -L through each, and
+    a tar of ``up/HOST_DIR``, find nothing (resolved in the container)."""
+    for src in (f"{where}/abs", f"{where}/absdir/secret", f"{where}/up{host_dir}/secret"):
+        r = cli_at(root, "cp", "-L", src, str(out / "b"))
+        assert r.returncode == 1 and "Could not find the file" in r.stderr, (src, r.stderr)
+        assert not (out / "b").exists()
+    r = cli_at(root, "cp", f"{where}/up{host_dir}", "-")
+    assert r.returncode == 1 and SECRET not in r.stdout
+
+
 def _host_unchanged(host_dir: Path) -> None:
     assert sorted(os.listdir(host_dir)) == ["secret"]
     assert (host_dir / "secret").read_text() == SECRET + "\n"
@@ -56,12 +68,7 @@ def test_symlink_to_host_path_is_not_followed_out(box: str, host_dir: Path,
     assert cli_at(box, "cp", "box:/tmp/abs", str(out / "a")).returncode == 0
     assert os.readlink(out / "a") == f"{host_dir}/secret"
     # with -L, through a directory link, through ..: resolved in the container
-    for src in ("box:/tmp/abs", "box:/tmp/absdir/secret", f"box:/tmp/up{host_dir}/secret"):
-        r = cli_at(box, "cp", "-L", src, str(out / "b"))
-        assert r.returncode == 1 and "Could not find the file" in r.stderr, (src, r.stderr)
-        assert not (out / "b").exists()
-    r = cli_at(box, "cp", f"box:/tmp/up{host_dir}", "-")
-    assert r.returncode == 1 and SECRET not in r.stdout
+    _reads_stay_inside(box, "box:/tmp", host_dir, out)
     _host_unchanged(host_dir)
 
 
@@ -169,3 +176,70 @@ def test_setuid_and_devices_do_not_reach_the_host(box: str, tmp_path: Path) -> N
     assert os.stat(out / "suid").st_mode & 0o7777 == 0o755
     r = cli_at(box, "cp", "box:/tmp/mem", str(out))
     assert r.returncode == 0 and not os.path.lexists(out / "mem")
+
+
+# ------------------------------------------- a stopped container's volumes
+
+def _mounted_on_host(path: Path) -> bool:
+    with open("/proc/self/mountinfo") as f:
+        return any(line.split()[4].startswith(str(path)) for line in f)
+
+
+def test_stopped_container_volume_symlinks_stay_inside(private_root: str, fresh_rootfs: str,
+                                                       host_dir: Path, tmp_path: Path) -> None:
+    """A volume holding symlinks that point at host paths (absolute, ``..``)
+    and at the host directory: reading and writing through them, with the
+    container stopped (its volume mounted for the copy), stays inside its
+    root."""
+    root = private_root
+    r = cli_at(root, "run", "--name", "vbox", "--network", "none", "-v", "evil:/data",
+               "--rootfs", fresh_rootfs, "sh", "-c",
+               f"ln -s {host_dir}/secret /data/abs; ln -s {host_dir} /data/absdir; "
+               "ln -s ../../../../../../../../.. /data/up; echo in-vol > /data/own")
+    assert r.returncode == 0, r.stderr
+    out = tmp_path / "out"
+    out.mkdir()
+    assert cli_at(root, "cp", "vbox:/data/own", str(out / "own")).returncode == 0
+    assert (out / "own").read_text() == "in-vol\n"  # the volume is seen
+    _reads_stay_inside(root, "vbox:/data", host_dir, out)
+    payload = tmp_path / "payload"
+    payload.write_text("pwned\n")
+    for dest in ("vbox:/data/absdir/", "vbox:/data/abs", f"vbox:/data/up{host_dir}/"):
+        cli_at(root, "cp", str(payload), dest)  # fails or lands inside: never outside
+    # a tar on stdin whose members climb out of the volume
+    evil = _tar([(f"../../../../../../../../..{host_dir}/x", b"x", "file", None)])
+    r = subprocess.run([sys.executable, "-m", "nsprim", "--root", root, "cp", "-",
+                        "vbox:/data"], input=evil, capture_output=True, timeout=60)
+    assert r.returncode != 0
+    _host_unchanged(host_dir)
+    assert not _mounted_on_host(tmp_path)
+
+
+def test_mount_target_symlinked_out_by_another_container(private_root: str, fresh_rootfs: str,
+                                                         host_dir: Path,
+                                                         tmp_path: Path) -> None:
+    """A shared volume where another container planted symlinks at the place
+    a bind of a stopped container goes (``/data/nested``): the bind is
+    mounted (if at all) inside the container's root, never on the host path
+    the symlink names."""
+    root = private_root
+    r = cli_at(root, "run", "--rm", "--network", "none", "-v", "shared:/s", "--rootfs",
+               fresh_rootfs, "sh", "-c", f"ln -s {host_dir} /s/nested; "
+               "ln -s ../../../../../../../../../.. /s/up")
+    assert r.returncode == 0, r.stderr
+    src = tmp_path / "bindsrc"
+    src.mkdir()
+    (src / "inbind").write_text("bound\n")
+    r = cli_at(root, "create", "--name", "victim", "--network", "none", "-v", "shared:/data",
+               "-v", f"{src}:/data/nested", "-v", f"{src}:/data/up{host_dir}",
+               "--rootfs", fresh_rootfs, "true")
+    assert r.returncode == 0, r.stderr
+    payload = tmp_path / "payload"
+    payload.write_text("pwned\n")
+    for dest in ("victim:/data/nested/", f"victim:/data/up{host_dir}/", "victim:/data/nested"):
+        cli_at(root, "cp", str(payload), dest)
+    r = cli_at(root, "cp", "victim:/data/nested/secret", "-")
+    assert SECRET not in r.stdout
+    _host_unchanged(host_dir)
+    assert sorted(os.listdir(src)) in (["inbind"], ["inbind", "payload"])
+    assert not _mounted_on_host(tmp_path)

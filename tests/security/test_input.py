@@ -247,6 +247,24 @@ BAD_RUN_FLAGS: list[tuple[list[str], str]] = [
     (["-e", "A B=1"], "A B"),
     (["-e", "A\tB"], "A\\tB"),
     (["-e", "=1"], "''"),
+    # /etc files: names and addresses that forge lines in /etc/hosts or resolv.conf
+    (["--add-host", "db"], "'db'"),
+    (["--add-host", "db:1.2.3"], "'1.2.3'"),
+    (["--add-host", "db:10.0.0.1\n6.6.6.6 evil"], "\\n"),
+    (["--add-host", "db evil:10.0.0.1"], "'db evil'"),
+    (["--add-host", "db:\u0661.2.3.4"], "\u0661.2.3.4"),
+    (["--dns", "1.2.3.x"], "'1.2.3.x'"),
+    (["--dns", "10.0.0.1\nnameserver 6.6.6.6"], "\\n"),
+    (["--dns-search", "corp\nnameserver 6.6.6.6"], "\\n"),
+    (["--dns-option", "ndots:1 rotate"], "'ndots:1 rotate'"),
+    (["--domainname", "bad_domain"], "bad_domain"),
+    (["--network", "container:x", "--add-host", "a:1.2.3.4"], "host-to-IP mapping"),
+    (["--network", "container:x", "--dns", "1.1.1.1"], "dns and the network mode"),
+    # IPv6 publishing: brackets required, nothing after the address but the ports
+    (["-p", "::1:19001:80"], "::1:19001:80"),
+    (["-p", "[::1]:19001"], "[::1]:19001"),
+    (["-p", "[::1%lo]:19001:80"], "[::1%lo]"),
+    (["-p", "[::ffff:127.0.0.1]:19001:80"], "::ffff:127.0.0.1"),
 ]
 
 

@@ -301,6 +301,16 @@ def _build_parser(only: str | None = None) -> _Parser:
                    help="publish the image's exposed ports on free host ports")
     r.add_argument("--network-bandwidth", metavar="RATE",
                    help="shape the container's traffic, e.g. 100mbit")
+    r.add_argument("--add-host", dest="add_hosts", action="append", default=[],
+                   metavar="NAME:IP", help="add a line to /etc/hosts (IP: host-gateway "
+                   "for the bridge's gateway)")
+    r.add_argument("--dns", action="append", default=[], metavar="IP",
+                   help="a nameserver for /etc/resolv.conf (replaces the host's)")
+    r.add_argument("--dns-search", action="append", default=[], metavar="DOMAIN",
+                   help="a search domain for /etc/resolv.conf ('.': none)")
+    r.add_argument("--dns-option", dest="dns_options", action="append", default=[],
+                   metavar="OPT", help="a resolver option for /etc/resolv.conf")
+    r.add_argument("--domainname", metavar="NAME", help="the container's NIS domain name")
     r.add_argument("--userns-map", metavar="HOSTUID[:SIZE]",
                    help="new user namespace: container uid 0 is HOSTUID")
     r.add_argument("--userns", metavar="MODE",

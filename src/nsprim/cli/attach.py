@@ -41,7 +41,14 @@ def attach_loop(rec: Any, *, stdin: bool, t0: float, offset: int, fifo: int = -1
     """Show the container's output from log byte `offset` and send it our
     stdin, until its run that began at `t0` ends; its exit code (or 0 if
     it is not running and will not be)."""
-    from nsprim.daemon.streams import ended_since, exit_code_now, set_winsize, terminal_of
+    from nsprim.daemon.streams import (
+        LogTail,
+        attach_ended,
+        ended_since,
+        exit_code_now,
+        set_winsize,
+        terminal_of,
+    )
     from nsprim.supervise import stdin_path
 
     cfg = rec.config
@@ -84,35 +91,17 @@ def attach_loop(rec: Any, *, stdin: bool, t0: float, offset: int, fifo: int = -1
 
         old_winch = signal.signal(signal.SIGWINCH, winch)
         winch(0, None)
+    tail = LogTail(rec.log_path, offset)
     try:
-        f = None
-        buf = b""
         while True:
-            if f is None:
-                try:
-                    f = open(rec.log_path, "rb")
-                    f.seek(offset)
-                except FileNotFoundError:
-                    f = None
-            data = f.read() if f is not None else b""
-            if data:
-                buf += data
-                *lines, buf = buf.split(b"\n")
+            lines = tail.lines()
+            if lines:
                 for line in lines:
                     _emit(line, tty)
                 continue
-            if f is not None:
-                from nsprim.daemon.streams import _rotated
-
-                if _rotated(f, rec.log_path):  # the shim rotated the log: go on in the new
-                    f.close()
-                    f, offset = None, 0
-                    continue
-            if ended_since(rec, t0) or (not rec.running and
-                                        rec.state.get("status") not in ("created", "starting")):
-                if f is not None:
-                    for line in (buf + f.read()).split(b"\n"):
-                        _emit(line, tty)
+            if attach_ended(rec, False, t0):
+                for line in tail.rest():
+                    _emit(line, tty)
                 break
             ready, _, _ = select.select([0] if reading else [], [], [], 0.02)
             if ready:
@@ -134,9 +123,8 @@ def attach_loop(rec: Any, *, stdin: bool, t0: float, offset: int, fifo: int = -1
                         view = view[os.write(target, view):]
                 except OSError:
                     reading = False
-        if f is not None:
-            f.close()
     finally:
+        tail.close()
         if saved is not None:
             import termios
 

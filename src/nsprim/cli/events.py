@@ -1,13 +1,15 @@
-"""nsprim events [--since TIME] [--until TIME] [--filter KEY=VALUE] [--format json]:
-container events (nsprim.events), past ones in the range, then new ones as
-they come (until --until, or ^C).  Filters: container (name or id), event
-(action), type (container), image, label is not kept."""
+"""nsprim events [--since TIME] [--until TIME] [--filter KEY=VALUE]...
+[--format json|TEMPLATE]: events of containers, images, volumes and
+networks (nsprim.events), past ones in the range, then new ones as they come
+(until --until, or ^C).  Filters (docker's): container, event, type, image,
+volume, network, label, scope.  ``--format``: ``json`` (docker's JSON
+shape, a line each) or a Go template over docker's ``events.Message``
+(``{{.Type}} {{.Action}} {{.Actor.Attributes.name}}``)."""
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from typing import Any
@@ -16,32 +18,11 @@ from nsprim.cli import _oneline
 
 
 def add_parser(sub: Any) -> None:
-    p = sub.add_parser("events", help="container events")
+    p = sub.add_parser("events", help="container, image, volume and network events")
     p.add_argument("--since", metavar="TIME")
     p.add_argument("--until", metavar="TIME")
     p.add_argument("-f", "--filter", action="append", default=[], metavar="KEY=VALUE")
-    p.add_argument("--format", default=None, metavar="json")
-
-
-_FILTERS = ("container", "event", "type", "image", "name")
-
-
-def _match(ev: dict[str, Any], filters: dict[str, set[str]]) -> bool:
-    actor = ev.get("Actor") or {}
-    attrs = actor.get("Attributes") or {}
-    for k, want in filters.items():
-        if k in ("container", "name"):
-            cid = str(actor.get("ID", ""))
-            if not any(w == attrs.get("name") or (len(w) >= 3 and cid.startswith(w))
-                       for w in want):
-                return False
-        elif k == "event" and ev.get("Action") not in want:
-            return False
-        elif k == "type" and ev.get("Type") not in want:
-            return False
-        elif k == "image" and attrs.get("image") not in want:
-            return False
-    return True
+    p.add_argument("--format", default=None, metavar="json|TEMPLATE")
 
 
 def line(ev: dict[str, Any]) -> str:
@@ -66,66 +47,58 @@ def cmd_events(a: argparse.Namespace) -> int:
     filters: dict[str, set[str]] = {}
     for f in a.filter:
         k, sep, v = f.partition("=")
-        if not sep or k not in _FILTERS:
-            return _bad(f"invalid filter {f!r}: " + ", ".join(_FILTERS) + " (KEY=VALUE)")
+        if not sep or k not in events.FILTERS:
+            return _bad(f"invalid filter {f!r}: " + ", ".join(events.FILTERS) +
+                        " (KEY=VALUE)")
         filters.setdefault(k, set()).add(v)
-    if a.format not in (None, "json", "{{json .}}"):
-        return _bad(f"invalid --format {a.format!r}: json")
+    tmpl = None
+    fmt = (a.format or "").strip()
+    if fmt and fmt not in ("json", "{{json .}}"):
+        from nsprim.dockerfmt.gotemplate import TemplateError, parse, prepare_format
+
+        try:
+            tmpl = parse(prepare_format(fmt)[1])
+        except TemplateError as e:
+            print(f"template parsing error: {e}", file=sys.stderr)
+            return 1
     start = since if since is not None else time.time()
 
-    def show(raw: str) -> bool:
+    def show(ev: dict[str, Any]) -> bool:
         """Print one event if it is in range; False once past --until."""
         try:
-            ev = json.loads(raw)
-        except ValueError:
+            t = int(ev.get("timeNano", 0)) / 1e9
+        except (TypeError, ValueError):
             return True
-        t = int(ev.get("timeNano", 0)) / 1e9
         if until is not None and t > until:
             return False
-        if t < start or not _match(ev, filters):
+        if t < start or not events.matches(ev, filters):
             return True
-        print(json.dumps(ev) if a.format else line(ev), flush=True)
+        if tmpl is not None:
+            from nsprim.dockerfmt.gotemplate import TemplateError
+
+            try:
+                text = tmpl.execute(events.template_view(ev))
+            except TemplateError as e:
+                print(str(e), file=sys.stderr)
+                return True
+        else:
+            text = json.dumps(ev) if fmt else line(ev)
+        print(text, flush=True)
         return True
 
-    p = events.path()
-    for old in (p + ".1",):
-        try:
-            with open(old) as f:
-                for raw in f:
-                    if not show(raw):
-                        return 0
-        except FileNotFoundError:
-            pass
-    try:
-        f = open(p)
-    except FileNotFoundError:
-        f = None
+    tail = events.Tail()
     try:
         while True:
-            if f is None:
-                try:
-                    f = open(p)
-                except FileNotFoundError:
-                    pass
-            if f is not None:
-                for raw in f:
-                    if not show(raw):
-                        return 0
-                try:  # rotated: go on with the new file
-                    if os.stat(p).st_ino != os.fstat(f.fileno()).st_ino:
-                        f.close()
-                        f = None
-                        continue
-                except FileNotFoundError:
-                    pass
+            for ev in tail.poll():
+                if not show(ev):
+                    return 0
             if until is not None and time.time() > until:
                 return 0
             time.sleep(0.1)
     except KeyboardInterrupt:
         return 0
     finally:
-        if f is not None:
-            f.close()
+        tail.close()
 
 
 def _bad(msg: str) -> int:

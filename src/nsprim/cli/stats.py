@@ -1,6 +1,8 @@
 """nsprim stats, top, port: what running containers use and publish.
 
-- ``stats [-a] [--no-stream] [--no-trunc] [--format table|json|TEMPLATE] [CONTAINER...]``:
+- ``stats [-a] [--no-stream] [--no-trunc] [--format table|json|TEMPLATE] [CONTAINER...]``
+  (``--format``: the Go template language of ``ps``, ``table`` and ``json``; docker's
+  fields .Container .Name .ID .CPUPerc .MemUsage .MemPerc .NetIO .BlockIO .PIDs):
   CPU %, memory usage / limit, memory %, net I/O (the host side of the
   container's veth), block I/O and pids, from the container's cgroup.  CPU %
   is measured over the time the command takes to read everything (at least
@@ -14,8 +16,6 @@
 from __future__ import annotations
 
 import argparse
-import json
-import re
 import sys
 import time
 from typing import Any
@@ -59,7 +59,6 @@ def _error(msg: str) -> int:
 
 
 
-_FIELD = re.compile(r"\{\{\s*\.(\w+)\s*\}\}")
 HEADERS = {"Container": "CONTAINER", "ID": "CONTAINER ID", "Name": "NAME",
            "CPUPerc": "CPU %", "MemUsage": "MEM USAGE / LIMIT", "MemPerc": "MEM %",
            "NetIO": "NET I/O", "BlockIO": "BLOCK I/O", "PIDs": "PIDS"}
@@ -68,39 +67,41 @@ DEFAULT = ("table {{.ID}}\t{{.Name}}\t{{.CPUPerc}}\t{{.MemUsage}}\t{{.MemPerc}}\
 
 
 def check_format(fmt: str) -> str:
-    """The format as a template, or ValueError naming a field it lacks."""
-    if fmt == "table":
+    """docker's ``stats --format`` value as a template (``table`` and
+    nothing: the default table; ``json``: a JSON object per line; else a Go
+    template, ``table TEMPLATE`` with a header row).  TemplateError (a
+    ValueError) for a template that does not parse."""
+    fmt = fmt.strip()
+    if fmt in ("", "table"):
         return DEFAULT
     if fmt == "json":
         return fmt
-    for m in _FIELD.finditer(fmt):
-        if m.group(1) not in HEADERS:
-            raise ValueError(f"template: can't evaluate field {m.group(1)} in type "
-                             "stats")
+    from nsprim.dockerfmt.gotemplate import parse, prepare_format
+
+    parse(prepare_format(fmt)[1])
     return fmt
 
 
-def _fill(body: str, row: dict[str, str]) -> str:
-    return _FIELD.sub(lambda m: row[m.group(1)], body)
+def stats_rows(rows: list[dict[str, str]]) -> list[Any]:
+    """Rows with docker's stats fields (methods, as the template engine and
+    ``emit`` read them)."""
+    from nsprim.dockerfmt.shapes import _Row
+
+    return [_Row(r) for r in rows]
 
 
-def render(rows: list[dict[str, str]], fmt: str) -> str:
-    if fmt == "json":
-        return "".join(json.dumps(r) + "\n" for r in rows)
-    table = fmt.startswith("table")
-    body = fmt[len("table"):].lstrip() if table else fmt
-    body = body.replace("\\t", "\t").replace("\\n", "\n")
-    lines = [_fill(body, r) for r in rows]
-    if table:
-        header = _FIELD.sub(lambda m: HEADERS[m.group(1)], body)
-        cells = [line.split("\t") for line in [header] + lines]
-        widths = [max(len(c[i]) if i < len(c) else 0 for c in cells)
-                  for i in range(max(len(c) for c in cells))]
-        out = []
-        for c in cells:
-            out.append("   ".join(x.ljust(widths[i]) for i, x in enumerate(c)).rstrip())
-        return "\n".join(out) + "\n"
-    return "".join(line + "\n" for line in lines)
+def render(rows: list[dict[str, str]], fmt: str) -> tuple[int, str]:
+    """(status, text) of `rows` in the checked format `fmt`; an error is
+    printed as docker words it."""
+    import contextlib
+    import io
+
+    from nsprim.cli.listing import emit
+
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        rc = emit(fmt, stats_rows(rows), default=DEFAULT, headers=HEADERS)
+    return rc, buf.getvalue()
 
 
 def cmd_stats(a: argparse.Namespace) -> int:
@@ -109,12 +110,13 @@ def cmd_stats(a: argparse.Namespace) -> int:
     try:
         fmt = check_format(a.format)
     except ValueError as e:
-        print(f"nsprim: {e}", file=sys.stderr)
-        return 125
+        print(f"template parsing error: {e}", file=sys.stderr)
+        return EXIT_ERROR
     try:
         chosen = [find(n) for n in a.containers] if a.containers else records()
     except LookupError as e:
         return _error(_oneline(e))
+    typed = {r.id: n for r, n in zip(chosen, a.containers, strict=True)} if a.containers else {}
     while True:
         recs = []
         for r in chosen:  # each record's files read once
@@ -125,8 +127,15 @@ def cmd_stats(a: argparse.Namespace) -> int:
                 recs.append((cfg.get("created", 0), r.id, str(cfg.get("name", "")), running))
         if not a.containers:
             recs.sort(reverse=True)
-        rows = [s.row(not a.no_trunc) for s in collect([x[1:] for x in recs])]
-        text = render(rows, fmt)
+        rows = []
+        for s in collect([x[1:] for x in recs]):
+            row = s.row(not a.no_trunc)
+            if s.id in typed:  # docker's .Container: the name or id as typed
+                row["Container"] = typed[s.id]
+            rows.append(row)
+        rc, text = render(rows, fmt)
+        if rc:
+            return rc
         if a.no_stream:
             sys.stdout.write(text)
             return 0
@@ -182,8 +191,9 @@ def cmd_port(a: argparse.Namespace) -> int:
         if want_port is not None and (cport, proto) != (want_port, want_proto):
             continue
         found = True
-        host_ip = p.get("host_ip") or "0.0.0.0"
-        where = f"{host_ip}:{p.get('host_port')}"
+        from nsprim.network.ports import join_host_port
+
+        where = join_host_port(str(p.get("host_ip") or ""), p.get("host_port"))
         print(where if want_port is not None else f"{cport}/{proto} -> {where}")
     if want_port is not None and not found:
         return _error(f"No public port '{want_port}/{want_proto}' published for "

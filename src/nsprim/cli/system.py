@@ -284,7 +284,23 @@ def cmd_system_df(a: argparse.Namespace) -> int:
 
 # ----------------------------------------------------------- info/version
 
+def os_name() -> str:
+    """The host's PRETTY_NAME (os-release), else "Linux"."""
+    try:
+        with open("/etc/os-release") as f:
+            for line in f:
+                if line.startswith("PRETTY_NAME="):
+                    return line.split("=", 1)[1].strip().strip('"')
+    except OSError:
+        pass
+    return "Linux"
+
+
 def info() -> dict[str, Any]:
+    """docker's Info object: what ``nsprim info`` shows and the daemon's
+    ``GET /info`` answers (it adds its ID and API server version)."""
+    import platform
+
     from nsprim import __version__
     from nsprim.cgroup import host_layout
     from nsprim.images.store import default_store
@@ -292,35 +308,38 @@ def info() -> dict[str, Any]:
     from nsprim.state import state_root
 
     recs = records()
-    running = [r for r in recs if r.running]
-    paused = [r for r in running if r.state.get("paused")]
+    statuses = [(r.status, r.state.get("paused")) for r in recs]  # one read each
+    running = sum(1 for s, _ in statuses if s == "running")
+    paused = sum(1 for s, p in statuses if s == "running" and p)
     mem = 0
     try:
         with open("/proc/meminfo") as f:
             mem = int(f.readline().split()[1]) * 1024
     except (OSError, ValueError, IndexError):
         pass
-    lay = host_layout()
     u = os.uname()
-    os_name = "Linux"
-    try:
-        with open("/etc/os-release") as f:
-            for line in f:
-                if line.startswith("PRETTY_NAME="):
-                    os_name = line.split("=", 1)[1].strip().strip('"')
-    except OSError:
-        pass
     return {
-        "Containers": len(recs), "ContainersRunning": len(running) - len(paused),
-        "ContainersPaused": len(paused), "ContainersStopped": len(recs) - len(running),
+        "Containers": len(recs), "ContainersRunning": running - paused,
+        "ContainersPaused": paused, "ContainersStopped": len(recs) - running,
         "Images": len(default_store().images()), "Driver": "overlay2",
-        "CgroupDriver": "cgroupfs",
-        "CgroupVersion": "2" if lay.kind == "v2" else "1",
-        "KernelVersion": u.release, "OperatingSystem": os_name, "OSType": "linux",
-        "Architecture": u.machine, "NCPU": os.cpu_count() or 1, "MemTotal": mem,
-        "DockerRootDir": state_root(), "Name": u.nodename, "ServerVersion": __version__,
-        "DefaultRuntime": "nsprim", "SecurityOptions": ["name=seccomp,profile=builtin"],
-    }
+        "DriverStatus": [], "DockerRootDir": state_root(), "Name": u.nodename,
+        "OperatingSystem": os_name(), "OSType": "linux", "OSVersion": "",
+        "Architecture": platform.machine(), "NCPU": os.cpu_count() or 1, "MemTotal": mem,
+        "KernelVersion": u.release, "ServerVersion": __version__, "CgroupDriver": "cgroupfs",
+        "CgroupVersion": "2" if host_layout().kind == "v2" else "1", "MemoryLimit": True,
+        "SwapLimit": True, "CpuCfsPeriod": True, "CpuCfsQuota": True, "CPUShares": True,
+        "CPUSet": True, "PidsLimit": True, "IPv4Forwarding": True, "Debug": False,
+        "LoggingDriver": "json-file", "DefaultRuntime": "nsprim",
+        "Runtimes": {"nsprim": {"path": "nsprim"}},
+        "SecurityOptions": ["name=seccomp,profile=builtin"],
+        "Swarm": {"NodeID": "", "NodeAddr": "", "LocalNodeState": "inactive",
+                  "ControlAvailable": False, "Error": "", "RemoteManagers": None},
+        "Plugins": {"Volume": ["local"], "Network": ["bridge", "host", "null"],
+                    "Log": ["json-file"], "Authorization": None},
+        "RegistryConfig": {"IndexConfigs": {}, "InsecureRegistryCIDRs": ["127.0.0.0/8"],
+                           "Mirrors": []},
+        "Labels": [], "ExperimentalBuild": False, "LiveRestoreEnabled": True,
+        "Isolation": "", "InitBinary": "nsprim-init", "Warnings": []}
 
 
 def cmd_info(a: argparse.Namespace) -> int:

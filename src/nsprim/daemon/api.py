@@ -43,8 +43,15 @@ class Events:
         self._attrs: dict[str, dict[str, str]] = {}
         #: container events sent per id (each once per run)
         self._done: dict[str, set[str]] = {}
+        #: image, volume and network events, from the events file (nsprim.events)
+        self._tail: Any = None
 
     def emit(self, kind: str, action: str, ident: str, attrs: dict[str, str]) -> None:
+        if kind != "container":  # one place for these: the events file, followed below
+            from nsprim import events
+
+            events.emit_event(kind, action, ident, attrs)
+            return
         if not self.subscribers:
             return
         if kind == "container":
@@ -77,6 +84,11 @@ class Events:
             self._done = {cid: {"create"} | ({"start"} if st == "running" else {"die"}
                                              if st != "created" else set())
                           for cid, st in self._known.items()}
+        if self._tail is None:
+            from nsprim import events
+
+            self._tail = events.Tail()
+            self._tail.poll()  # what is there already: replayed per stream (since=)
         self.subscribers.add(q)
         if self._watcher is None or self._watcher.done():
             self._watcher = asyncio.create_task(self._watch())
@@ -100,9 +112,24 @@ class Events:
                                        "image": str(cfg.get("image") or "")}
         return out
 
+    def _publish(self, ev: dict[str, Any]) -> None:
+        for q in list(self.subscribers):
+            q.put_nowait(ev)
+
     async def _watch(self) -> None:
+        try:
+            await self._watch_loop()
+        finally:
+            if self._tail is not None:
+                self._tail.close()
+                self._tail = None
+
+    async def _watch_loop(self) -> None:
         while self.subscribers:
             await asyncio.sleep(0.05)
+            for ev in await asyncio.to_thread(self._tail.poll):
+                if ev.get("Type") != "container":  # the watcher below sees containers
+                    self._publish(ev)
             now = await asyncio.to_thread(self._snapshot)
             for cid, s in now.items():
                 if cid not in self._known:
@@ -155,6 +182,7 @@ class Daemon:
         r.add("GET", f"/images/{_NAME}/json", self.image_inspect)
         r.add("GET", f"/images/{_NAME}/history", self.image_history)
         r.add("POST", f"/images/{_NAME}/tag", self.image_tag)
+        r.add("POST", "/commit", self.commit)
         r.add("POST", f"/images/{_NAME}/push", self.image_push)
         r.add("GET", f"/images/{_NAME}/get", self.image_save)
         r.add("DELETE", f"/images/{_NAME}", self.image_delete)
@@ -297,43 +325,9 @@ class Daemon:
         return json_response(await asyncio.to_thread(self._info))
 
     def _info(self) -> dict[str, Any]:
-        from nsprim.images.store import default_store
-        from nsprim.lifecycle import records
-        from nsprim.state import state_root
+        from nsprim.cli.system import info  # one source: `nsprim info` shows the same
 
-        recs = records()
-        running = sum(1 for r in recs if r.status == "running")
-        paused = sum(1 for r in recs if r.status == "running" and r.state.get("paused"))
-        u = os.uname()
-        mem = 0
-        try:
-            with open("/proc/meminfo") as f:
-                mem = int(f.readline().split()[1]) * 1024
-        except (OSError, ValueError, IndexError):
-            pass
-        v2_only = os.path.exists("/sys/fs/cgroup/cgroup.controllers")
-        return {
-            "ID": _daemon_id(), "Containers": len(recs), "ContainersRunning": running - paused,
-            "ContainersPaused": paused, "ContainersStopped": len(recs) - running,
-            "Images": len(default_store().images()), "Driver": "overlay2",
-            "DriverStatus": [], "DockerRootDir": state_root(), "Name": u.nodename,
-            "OperatingSystem": _os_name(), "OSType": "linux", "OSVersion": "",
-            "Architecture": platform.machine(), "NCPU": os.cpu_count() or 1, "MemTotal": mem,
-            "KernelVersion": u.release, "ServerVersion": VERSION, "CgroupDriver": "cgroupfs",
-            "CgroupVersion": "2" if v2_only else "1", "MemoryLimit": True,
-            "SwapLimit": True, "CpuCfsPeriod": True, "CpuCfsQuota": True, "CPUShares": True,
-            "CPUSet": True, "PidsLimit": True, "IPv4Forwarding": True, "Debug": False,
-            "LoggingDriver": "json-file", "DefaultRuntime": "nsprim",
-            "Runtimes": {"nsprim": {"path": "nsprim"}},
-            "SecurityOptions": ["name=seccomp,profile=builtin"],
-            "Swarm": {"NodeID": "", "NodeAddr": "", "LocalNodeState": "inactive",
-                      "ControlAvailable": False, "Error": "", "RemoteManagers": None},
-            "Plugins": {"Volume": ["local"], "Network": ["bridge", "host", "null"],
-                        "Log": ["json-file"], "Authorization": None},
-            "RegistryConfig": {"IndexConfigs": {}, "InsecureRegistryCIDRs": ["127.0.0.0/8"],
-                               "Mirrors": []},
-            "Labels": [], "ExperimentalBuild": False, "LiveRestoreEnabled": True,
-            "Isolation": "", "InitBinary": "nsprim-init", "Warnings": []}
+        return {"ID": _daemon_id(), **info(), "ServerVersion": VERSION}
 
     async def df(self, req: Request, m: re.Match[str]) -> Response:
         await self.containers.settle()
@@ -354,27 +348,45 @@ class Daemon:
         return json_response(await asyncio.to_thread(work))
 
     async def events_stream(self, req: Request, m: re.Match[str]) -> StreamResponse:
+        """GET /events: what happened since `since` (from the events file),
+        then what happens, until `until`; docker's filters (nsprim.events)."""
+        from nsprim import events
+
         filters = req.qjson("filters") or {}
         if not isinstance(filters, dict):
             raise ApiError(400, "invalid filters")
-        until = req.q("until")
-        deadline = float(until) if until and _num(until) else None
+        wanted_filters = {str(k): set(_filter_values(v)) for k, v in filters.items()}
+        for k in wanted_filters:
+            if k not in events.FILTERS and k not in ("daemon", "node", "plugin", "service",
+                                                      "config", "secret"):
+                raise ApiError(400, f"invalid filter '{k}'")
+        since, until = req.q("since"), req.q("until")
+        for name, v in (("since", since), ("until", until)):
+            if v and not _num(v):
+                raise ApiError(400, f"invalid value for {name}: {v!r}")
+        start = float(since) if since else None
+        deadline = float(until) if until else None
         q = self.events.subscribe()
+        now = time.time()
+        past: list[dict[str, Any]] = []
+        if start is not None:
+            tail = events.Tail()
+            try:
+                past = [ev for ev in await asyncio.to_thread(tail.poll)
+                        if start <= int(ev.get("timeNano", 0)) / 1e9 <= min(
+                            now, deadline if deadline is not None else now)]
+            finally:
+                tail.close()
 
         def wanted(ev: dict[str, Any]) -> bool:
-            for key, field in (("type", "Type"), ("event", "Action")):
-                vals = _filter_values(filters.get(key))
-                if vals and ev.get(field) not in vals:
-                    return False
-            cons = _filter_values(filters.get("container"))
-            if cons and not any(ev["Actor"]["ID"].startswith(c) or
-                                ev["Actor"]["Attributes"].get("name") == c for c in cons):
-                return False
-            return True
+            return events.matches(ev, wanted_filters)
 
         async def body() -> Any:
             try:
                 yield b""
+                for ev in past:
+                    if wanted(ev):
+                        yield json.dumps(ev).encode() + b"\n"
                 while True:
                     timeout = None if deadline is None else max(0.0, deadline - time.time())
                     try:
@@ -406,17 +418,10 @@ class Daemon:
             raise ApiError(400, f"invalid registry address {server!r}")
         if host in ("docker.io", "index.docker.io"):
             host = "registry-1.docker.io"
-
-        def check() -> None:
-            from nsprim.images.reference import parse_reference
-            from nsprim.images.registry import RegistryClient
-
-            client = RegistryClient(parse_reference(f"{host}/library/login-check"))
-            client._basic = (user, pw)  # these credentials, not the config's
-            client._open("").close()
+        from nsprim.images.registry import check_login  # what `nsprim login` asks
 
         try:
-            await asyncio.to_thread(check)
+            await asyncio.to_thread(check_login, host, user, pw)
         except OSError as e:
             msg = " ".join(str(e).split())
             raise ApiError(401 if "unauthorized" in msg or "401" in msg else 500,
@@ -490,11 +495,42 @@ class Daemon:
         self.events.emit("image", "tag", img.id, {"name": ref.familiar()})
         return Response(201)
 
+    async def commit(self, req: Request, m: re.Match[str]) -> Response:
+        """POST /commit: ``docker commit``; ``changes`` (repeatable) are the
+        ``--change`` instructions, applied by the CLI's code."""
+        from nsprim.cli.commit import commit
+        from nsprim.daemon.containers import _find
+        from nsprim.errors import ConfigError
+        from nsprim.images.reference import parse_reference
+
+        repo, tag = req.q("repo") or "", req.q("tag") or ""
+        if tag and not repo:
+            raise ApiError(400, "invalid reference: tag without a repository")
+        ref = None
+        if repo:
+            try:
+                ref = str(parse_reference(f"{repo}:{tag or 'latest'}"))
+            except ConfigError as e:
+                raise ApiError(400, str(e)) from None
+        rec = _find(req.q("container") or "")
+        changes = list(req.query.get("changes") or [])
+        await self.containers.settle()
+        try:
+            img = await asyncio.to_thread(
+                commit, rec, ref, req.q("author") or "", req.q("comment") or "",
+                req.qbool("pause", True), changes)
+        except ValueError as e:
+            raise ApiError(400, str(e)) from None
+        except (LookupError, OSError) as e:
+            raise ApiError(500, str(e)) from None
+        self.events.emit("container", "commit", rec.id, {"comment": req.q("comment") or ""})
+        return json_response({"Id": img.id}, 201)
+
     async def image_delete(self, req: Request, m: re.Match[str]) -> Response:
         from nsprim.images.store import ImageInUse, default_store
 
         force = req.qbool("force")
-        self_img = await asyncio.to_thread(self._image, m["name"])
+        await asyncio.to_thread(self._image, m["name"])  # 404 for a missing one
         await self.containers.settle()
         try:
             removed = await asyncio.to_thread(default_store().remove, m["name"], force=force)
@@ -503,9 +539,7 @@ class Daemon:
         out = []
         for line in removed:
             kind, _, what = line.partition(": ")
-            out.append({kind: what})
-            self.events.emit("image", "untag" if kind == "Untagged" else "delete",
-                             self_img.id, {"name": what})
+            out.append({kind: what})  # the store wrote the untag / delete events
         return json_response(out)
 
     async def image_load(self, req: Request, m: re.Match[str]) -> Response:
@@ -528,8 +562,7 @@ class Daemon:
             names = shapes.familiar(img.names)
             for n in names or [img.id]:
                 what = f"Loaded image: {n}" if names else f"Loaded image ID: {n}"
-                lines.append(json.dumps({"stream": what + "\n"}))
-                self.events.emit("image", "load", img.id, {"name": n})
+                lines.append(json.dumps({"stream": what + "\n"}))  # the store: "load"
         return Response(200, ("\n".join(lines) + "\n").encode())
 
     async def image_push(self, req: Request, m: re.Match[str]) -> StreamResponse:
@@ -654,9 +687,7 @@ class Daemon:
                 digest = next((d.partition("@")[2] for d in img.repo_digests), "")
                 for line in ([{"status": f"Digest: {digest}"}] if digest else []) + \
                         [{"status": f"Status: Downloaded newer image for {ref.familiar()}"}]:
-                    loop.call_soon_threadsafe(q.put_nowait, line)
-                self.events.emit_threadsafe(loop, "image", "pull", img.id,
-                                            {"name": ref.familiar()})
+                    loop.call_soon_threadsafe(q.put_nowait, line)  # the store: "pull"
             except Exception as e:  # noqa: BLE001 - any failure ends the stream with it
                 msg = " ".join(str(e).split()) or type(e).__name__
                 loop.call_soon_threadsafe(q.put_nowait, {"errorDetail": {"message": msg},
@@ -821,17 +852,6 @@ def _check_auth(header: str) -> None:
 def _arch() -> str:
     m = platform.machine()
     return {"x86_64": "amd64", "aarch64": "arm64"}.get(m, m)
-
-
-def _os_name() -> str:
-    try:
-        with open("/etc/os-release") as f:
-            for line in f:
-                if line.startswith("PRETTY_NAME="):
-                    return line.split("=", 1)[1].strip().strip('"')
-    except OSError:
-        pass
-    return "Linux"
 
 
 def _daemon_id() -> str:

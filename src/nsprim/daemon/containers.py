@@ -30,6 +30,7 @@ from nsprim.daemon.server import (
 from nsprim.daemon.streams import (
     STDERR,
     STDOUT,
+    attach_ended,
     ended_since,
     entry_bytes,
     exit_code_now,
@@ -41,7 +42,6 @@ from nsprim.daemon.streams import (
     pump_input,
     read_some,
     set_winsize,
-    still_running,
     terminal_of,
     write_all,
 )
@@ -477,10 +477,7 @@ class Containers:
         was_running = rec.running
 
         def ended() -> bool:
-            if not was_running and rec.state.get("status") not in ("created", "starting") \
-                    and not still_running(rec) and not ended_since(rec, t0):
-                return True  # it was not running and is not going to
-            return ended_since(rec, t0)
+            return attach_ended(rec, was_running, t0)
 
         async def run(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
                       trailing: bytes) -> None:

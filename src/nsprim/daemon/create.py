@@ -99,6 +99,19 @@ def _sysctls(host: Mapping[str, Any], where: str) -> dict[str, str]:
         raise ApiError(400, f"invalid {where}Sysctls: {e}") from None
 
 
+def _etc(host: Mapping[str, Any], body: Mapping[str, Any]) -> dict[str, Any]:
+    """HostConfig.ExtraHosts ("name:IP"), Dns, DnsSearch, DnsOptions and
+    Config.Domainname -> the spec's /etc fields (checked by spec.validate)."""
+    out: dict[str, Any] = {
+        field: tuple(_strlist(host, key, "HostConfig.") or ())
+        for field, key in (("add_hosts", "ExtraHosts"), ("dns", "Dns"),
+                           ("dns_search", "DnsSearch"), ("dns_options", "DnsOptions"))}
+    domain = _field(body, "Domainname", str, "", "")
+    if domain:
+        out["domainname"] = domain
+    return out
+
+
 def _refuse_nonempty(d: Mapping[str, Any], key: str, where: str, why: str) -> None:
     if d.get(key):
         raise ApiError(400, f"{where}{key} is not supported by nsprim: {why}")
@@ -119,10 +132,9 @@ def _ports(bindings: Any, exposed: list[str], publish_all: bool) -> list[str]:
                 raise ApiError(400, f"invalid HostConfig.PortBindings[{cport!r}]")
             ip = _field(h, "HostIp", str, "PortBindings.", "")
             hp = _field(h, "HostPort", str, "PortBindings.", "")
-            if ip in ("0.0.0.0", "::"):
-                ip = ""
-            if ip:
-                out.append(f"{ip}:{hp}:{port}/{proto}")
+            if ip:  # 0.0.0.0: IPv4 only, ::: IPv6 only; none: both (docker's)
+                where = f"[{ip}]" if ":" in ip else ip
+                out.append(f"{where}:{hp}:{port}/{proto}")
             elif hp:
                 out.append(f"{hp}:{port}/{proto}")
             else:
@@ -238,11 +250,7 @@ def parse_create(body: Any, name: str | None) -> CreateRequest:
     if shm not in (0, _DEFAULT_SHM):
         raise ApiError(400, f"HostConfig.ShmSize {shm} is not supported by nsprim (its "
                        "/dev/shm is a tmpfs of the default size)")
-    for key, why in (("ExtraHosts", "/etc/hosts is nsprim's own"),
-                     ("Dns", "resolv.conf comes from the host's resolvers"),
-                     ("DnsSearch", "resolv.conf comes from the host's resolvers"),
-                     ("DnsOptions", "resolv.conf comes from the host's resolvers"),
-                     ("VolumesFrom", "not implemented"),
+    for key, why in (("VolumesFrom", "not implemented"),
                      ("Links", "legacy links are not implemented")):
         _refuse_nonempty(host, key, hw, why)
     for key in ("PidMode", "IpcMode", "UTSMode", "UsernsMode", "CgroupnsMode"):
@@ -287,7 +295,7 @@ def parse_create(body: Any, name: str | None) -> CreateRequest:
         restart=restart, auto_remove=_field(host, "AutoRemove", bool, hw, False),
         stop_signal=_field(body, "StopSignal", str, w, "") or None,
         stop_timeout=stop_timeout, labels=labels,
-        rlimits=_ulimits(host, hw), sysctls=_sysctls(host, hw), **sec)
+        rlimits=_ulimits(host, hw), sysctls=_sysctls(host, hw), **sec, **_etc(host, body))
     extra = {"exposed_ports": exposed, "stdin_once": stdin_once,
              "attach": {k: bool(body.get(k)) for k in
                         ("AttachStdin", "AttachStdout", "AttachStderr")}}

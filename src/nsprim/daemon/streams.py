@@ -14,7 +14,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-from nsprim.lifecycle import Record, alive
+from nsprim.lifecycle import Record, alive, running_in
 
 STDOUT, STDERR = 1, 2
 
@@ -51,7 +51,8 @@ def exit_code_now(rec: Record) -> int | None:
 
 
 def ended_since(rec: Record, t0: float) -> bool:
-    """Has a run of `rec` ended after `t0` (or the record gone)?"""
+    """Has a run of `rec` ended after `t0` (or the record gone)?  Decided
+    from one read of its state (running_in)."""
     if not os.path.isdir(rec.dir):
         return True
     t = exit_time(rec)
@@ -61,23 +62,23 @@ def ended_since(rec: Record, t0: float) -> bool:
     fin = st.get("finished_at")
     if st.get("status") in ("exited", "dead") and isinstance(fin, (int, float)) and fin >= t0:
         return True
-    if st.get("status") in ("running", "restarting") and not still_running(rec):
+    if st.get("status") in ("running", "restarting") and not running_in(st):
         return True  # its supervisor was killed
     return False
 
 
-def still_running(rec: Record) -> bool:
-    """rec.running, asked twice 20 ms apart before it is believed false when
-    the record says running: a supervisor that is exec'ing its shim (or the
-    shim its finish step) can look gone for an instant, and a follower that
-    believed it ended before the container wrote anything lost the output of
-    a short `docker run`."""
-    if rec.running:
-        return True
-    if rec.state.get("status") not in ("running", "restarting"):
-        return False
-    time.sleep(0.02)
-    return rec.running or rec.state.get("status") not in ("running", "restarting", None)
+def attach_ended(rec: Record, was_running: bool, t0: float) -> bool:
+    """Has the run an attach follows (from `t0`) ended: it has, or it was
+    not running when the attach came, is not now and is not about to be
+    (neither created nor starting).  Each of these is decided from one read
+    of the record's state: a start that moved it from ``starting`` to
+    ``running`` between two reads once looked like a run that had ended
+    before it wrote anything (a short ``docker run`` lost its output)."""
+    st = rec.state
+    if not was_running and st.get("status") not in ("created", "starting", None) \
+            and not running_in(st) and not ended_since(rec, t0):
+        return True  # it was not running and is not going to
+    return ended_since(rec, t0)
 
 
 def log_size(rec: Record) -> int:
@@ -99,64 +100,95 @@ def open_log(rec: Record) -> Any:
     return os.fdopen(fd, "rb")
 
 
+class LogTail:
+    """A container's log read from byte `offset` on (of `opened`, the log
+    opened beforehand, if given), across the shim's rotations: the one log
+    follower of ``attach`` (CLI) and of the API's attach and logs."""
+
+    def __init__(self, path: str, offset: int = 0, opened: Any = None) -> None:
+        self.path = path
+        self.offset = offset
+        self.f = opened
+        self.buf = b""
+        if opened is not None:
+            opened.seek(offset)
+
+    def _open(self) -> bool:
+        if self.f is None:
+            try:
+                self.f = open(self.path, "rb")  # noqa: SIM115 - closed by close()
+                self.f.seek(self.offset)
+            except FileNotFoundError:
+                self.f = None
+        return self.f is not None
+
+    def lines(self) -> list[bytes]:
+        """The whole lines written since the last call ([] if none)."""
+        while True:
+            data = self.f.read() if self._open() else b""
+            if data:
+                self.buf += data
+                parts = self.buf.split(b"\n")
+                self.buf = parts.pop()
+                return parts
+            if self.f is not None and _rotated(self.f, self.path):
+                # the shim rotated the log (--log-opt max-size): what is left
+                # of the old file was just read; go on in the new one
+                self.f.close()
+                self.f, self.offset = None, 0
+                continue
+            return []
+
+    def rest(self) -> list[bytes]:
+        """All that is left, the last line even without its newline (at the
+        end of the run)."""
+        if not self._open():
+            return []
+        rest: bytes = self.buf + self.f.read()
+        self.buf = b""
+        return rest.split(b"\n")
+
+    def close(self) -> None:
+        if self.f is not None:
+            self.f.close()
+            self.f = None
+
+
+def _entries(lines: list[bytes]) -> list[dict[str, Any]]:
+    out = []
+    for line in lines:
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(entry, dict):
+            out.append(entry)
+    return out
+
+
 async def follow_log(rec: Record, offset: int, ended: Callable[[], bool] | None,
                      opened: Any = None) -> AsyncIterator[dict[str, Any]]:
     """The log's entries from byte `offset` (of `opened`, the log opened
     beforehand, if given); with `ended`, keep following until it says so
     (then read what is left)."""
-    buf = b""
     since = time.monotonic()
-    f = opened
-    if f is not None:
-        f.seek(offset)
+    tail = LogTail(rec.log_path, offset, opened)
     try:
         while True:
-            if f is None:
-                try:
-                    f = open(rec.log_path, "rb")
-                    f.seek(offset)
-                except FileNotFoundError:
-                    f = None
-            data = f.read() if f is not None else b""
-            if data:
-                buf += data
-                *lines, buf = buf.split(b"\n")
-                for line in lines:
-                    try:
-                        entry = json.loads(line)
-                    except ValueError:
-                        continue
-                    if isinstance(entry, dict):
-                        yield entry
-                continue
-            if f is not None and _rotated(f, rec.log_path):
-                # the shim rotated the log (--log-opt max-size): what is left
-                # of the old file was just read; go on in the new one
-                f.close()
-                f, offset = None, 0
+            lines = tail.lines()
+            if lines:
+                for entry in _entries(lines):
+                    yield entry
                 continue
             if ended is None:
                 return
             if ended():
-                if f is None:
-                    try:
-                        f = open(rec.log_path, "rb")
-                        f.seek(offset)
-                    except FileNotFoundError:
-                        return
-                rest = f.read()
-                for line in (buf + rest).split(b"\n"):
-                    try:
-                        entry = json.loads(line)
-                    except ValueError:
-                        continue
-                    if isinstance(entry, dict):
-                        yield entry
+                for entry in _entries(tail.rest()):
+                    yield entry
                 return
             await asyncio.sleep(poll_delay(since))
     finally:
-        if f is not None:
-            f.close()
+        tail.close()
 
 
 def _rotated(f: Any, path: str) -> bool:

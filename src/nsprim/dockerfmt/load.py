@@ -186,7 +186,7 @@ def inspect_container(c: Container, images: ImageCache | None = None,
     return shapes.container_inspect(
         c.spec, c.state, status=c.status, image_config=images.config(c.spec.image_id),
         log_path=c.record.log_path, volumes_dir=_volumes_dir(), container_dir=c.record.dir,
-        etc_dir=os.path.join(run_dir(), "containers", c.id),
+        etc_dir=os.path.join(run_dir(), "etc", c.id),  # <id>.hosts... (nsprim.network.etc)
         network=network_info() if network is None else network,
         layers=images.layers(c.spec.image_id))
 

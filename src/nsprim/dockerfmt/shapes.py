@@ -203,7 +203,9 @@ def network_id(name: str) -> str:
     """A network's id (64 hex digits, stable for its name)."""
     nid = _NETWORK_IDS.get(name)
     if nid is None:
-        nid = _NETWORK_IDS[name] = _sha("nsprim-network", name)
+        from nsprim.events import network_id as _id  # one formula, for events too
+
+        nid = _NETWORK_IDS[name] = _id(name)
     return nid
 
 
@@ -354,6 +356,12 @@ def port_bindings(spec: ContainerSpec) -> dict[str, list[JSON]]:
     return out
 
 
+def _host_hostname() -> str:
+    import os
+
+    return os.uname().nodename
+
+
 def merged_config(spec: ContainerSpec, image_config: Mapping[str, Any] | None) -> JSON:
     """``Config``: the container's settings with the image's config merged in,
     docker's rules."""
@@ -366,8 +374,9 @@ def merged_config(spec: ContainerSpec, image_config: Mapping[str, Any] | None) -
         cmd = list(spec.cmd) or list(ic.get("Cmd") or []) or None
     labels = {**dict(ic.get("Labels") or {}), **dict(spec.labels)}
     out: JSON = {
-        "Hostname": spec.hostname or spec.id[:12],
-        "Domainname": "",
+        "Hostname": spec.hostname or (_host_hostname() if spec.network == "host"
+                                      else spec.id[:12]),
+        "Domainname": spec.domainname or "",
         "User": spec.user if spec.user is not None else (ic.get("User") or ""),
         "AttachStdin": spec.interactive and not spec.detach,
         "AttachStdout": not spec.detach,
@@ -510,10 +519,10 @@ def _host_config(spec: ContainerSpec) -> JSON:
         "CapAdd": list(spec.cap_add) or None,
         "CapDrop": list(spec.cap_drop) or None,
         "CgroupnsMode": "private",
-        "Dns": [],
-        "DnsOptions": [],
-        "DnsSearch": [],
-        "ExtraHosts": None,
+        "Dns": list(spec.dns),
+        "DnsOptions": list(spec.dns_options),
+        "DnsSearch": list(spec.dns_search),
+        "ExtraHosts": list(spec.add_hosts) or None,
         "GroupAdd": None,
         "IpcMode": "private",
         "Cgroup": "",
@@ -672,7 +681,10 @@ def container_inspect(spec: ContainerSpec, state: Mapping[str, Any], *, status: 
     else:
         graph = {"Data": {"RootDir": spec.rootfs} if spec.rootfs else None,
                  "Name": "rootfs" if spec.rootfs else "overlay2"}
-    etc = etc_dir.rstrip("/") if etc_dir and _network_name(spec) == "bridge" else ""
+    # the container's own files, in every mode but container: (etc_dir:
+    # <run>/etc/<id>, the files <id>.hosts...)
+    etc = etc_dir.rstrip("/") if etc_dir and spec.etc_files and \
+        not spec.network.startswith("container:") else ""
     return {
         "Id": spec.id,
         "Created": rfc3339(spec.created),
@@ -693,9 +705,9 @@ def container_inspect(spec: ContainerSpec, state: Mapping[str, Any], *, status: 
             **({"Health": _health_json(state["health"])} if health_status(state) else {}),
         },
         "Image": spec.image_id or "",
-        "ResolvConfPath": f"{etc}/resolv.conf" if etc else "",
-        "HostnamePath": f"{etc}/hostname" if etc else "",
-        "HostsPath": f"{etc}/hosts" if etc else "",
+        "ResolvConfPath": f"{etc}.resolv.conf" if etc else "",
+        "HostnamePath": f"{etc}.hostname" if etc else "",
+        "HostsPath": f"{etc}.hosts" if etc else "",
         "LogPath": log_path,
         "Name": "/" + (spec.name or ""),
         "RestartCount": int(state.get("restart_count") or 0),
@@ -793,7 +805,8 @@ def display_ports(ports: Iterable[Mapping[str, Any]]) -> str:
             priv = str(run[0][0]) if len(run) == 1 else f"{run[0][0]}-{run[-1][0]}"
             if has_public:
                 pub = str(run[0][1]) if len(run) == 1 else f"{run[0][1]}-{run[-1][1]}"
-                items.append((run[0][0], f"{ip}:{pub}->{priv}/{proto}"))
+                where = f"[{ip}]" if ":" in ip else ip  # Go's net.JoinHostPort
+                items.append((run[0][0], f"{where}:{pub}->{priv}/{proto}"))
             else:
                 items.append((run[0][0], f"{priv}/{proto}"))
     items.sort()

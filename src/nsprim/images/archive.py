@@ -267,3 +267,5 @@ def save(names: Sequence[str], out: IO[bytes], *, format: str = "docker",
                 "manifests": index}).encode())
     finally:
         tar.close()
+    for img, tags in chosen:
+        store._event("save", img.id, tags[0] if tags else img.id)

@@ -110,6 +110,122 @@ def _duration_ns(text: str, what: str) -> int:
     return int(total)
 
 
+def env_of(c: Mapping[str, Any]) -> dict[str, str]:
+    """An image config's ``Env`` as a dict."""
+    out: dict[str, str] = {}
+    for e in c.get("Env") or []:
+        k, _, v = str(e).partition("=")
+        out[k] = v
+    return out
+
+
+def apply_metadata(new: dict[str, Any], ins: Instruction, words: list[str],
+                   env: Mapping[str, str], expand_word: Callable[[str, Mapping[str, str]], str],
+                   cmd_before: bool) -> str:
+    """Apply a metadata instruction (ENV, LABEL, MAINTAINER, EXPOSE, USER,
+    WORKDIR, VOLUME, STOPSIGNAL, CMD, ENTRYPOINT, SHELL, HEALTHCHECK,
+    ONBUILD) to the image config `new` (changed in place); `words` are its
+    expanded arguments, `env` what ``${VAR}`` sees, `cmd_before` whether a
+    CMD came before (an ENTRYPOINT without one clears the CMD).  Returns the
+    history's description; BuildError for a bad instruction.  ``build`` and
+    ``commit --change`` share it."""
+    cmd = ins.cmd
+    c = new.setdefault("config", {})
+    desc = ins.text()
+    if cmd == "ENV":
+        pairs = list(zip(ins.args[0::2], ins.args[1::2], strict=False))
+        cur = env_of(c)
+        for k, v in pairs:
+            cur[k] = expand_word(v, {**env, **cur})
+        c["Env"] = [f"{k}={v}" for k, v in cur.items()]
+        desc = "ENV " + " ".join(f"{k}={cur[k]}" for k, _ in pairs)
+    elif cmd == "LABEL":
+        labels = dict(c.get("Labels") or {})
+        for k, v in zip(ins.args[0::2], ins.args[1::2], strict=False):
+            labels[expand_word(k, env)] = expand_word(v, env)
+        c["Labels"] = labels
+    elif cmd == "MAINTAINER":
+        new["author"] = " ".join(ins.args)
+    elif cmd == "EXPOSE":
+        ports = dict(c.get("ExposedPorts") or {})
+        for w in words:
+            for p in w.split():
+                num, _, proto = p.partition("/")
+                if not all(x.isdigit() for x in num.split("-")) or \
+                        proto not in ("", "tcp", "udp", "sctp"):
+                    raise BuildError(f"invalid containerPort: {p}")
+                ports[f"{num}/{proto or 'tcp'}"] = {}
+        c["ExposedPorts"] = ports
+    elif cmd == "USER":
+        if len(words) != 1 or not words[0]:
+            raise BuildError("USER requires exactly one argument")
+        c["User"] = words[0]
+    elif cmd == "WORKDIR":
+        if len(words) != 1 or not words[0]:
+            raise BuildError("WORKDIR requires exactly one argument")
+        c["WorkingDir"] = posixpath.normpath(
+            posixpath.join(c.get("WorkingDir") or "/", words[0]))
+    elif cmd == "VOLUME":
+        vols = dict(c.get("Volumes") or {})
+        for w in words:
+            for v in (w.split() if not ins.json else [w]):
+                if not v:
+                    raise BuildError("VOLUME specified can not be an empty string")
+                vols[v] = {}
+        c["Volumes"] = vols
+    elif cmd == "STOPSIGNAL":
+        if len(words) != 1:
+            raise BuildError("STOPSIGNAL requires exactly one argument")
+        c["StopSignal"] = words[0]
+    elif cmd in ("CMD", "ENTRYPOINT"):
+        argv = list(ins.args) if ins.json else \
+            list(c.get("Shell") or _DEFAULT_SHELL) + [" ".join(ins.args)]
+        if cmd == "ENTRYPOINT":
+            c["Entrypoint"] = argv
+            if not cmd_before:
+                c["Cmd"] = None
+        else:
+            c["Cmd"] = argv
+    elif cmd == "SHELL":
+        if not ins.json or not ins.args:
+            raise BuildError("SHELL requires the arguments to be in JSON form")
+        c["Shell"] = list(ins.args)
+    elif cmd == "HEALTHCHECK":
+        c["Healthcheck"] = _healthcheck(ins)
+    elif cmd == "ONBUILD":
+        if ins.sub_cmd in ("ONBUILD", "FROM", "MAINTAINER"):
+            raise BuildError(f"{ins.sub_cmd} isn't allowed as an ONBUILD trigger")
+        trig = ins.original.split(None, 1)[1] if " " in ins.original else ""
+        c["OnBuild"] = list(c.get("OnBuild") or []) + [trig]
+    else:  # pragma: no cover - INSTRUCTIONS is closed
+        raise BuildError(f"unknown instruction: {cmd}")
+    return desc
+
+
+def _healthcheck(ins: Instruction) -> dict[str, Any]:
+    args = list(ins.args)
+    if args and args[0].upper() == "NONE":
+        return {"Test": ["NONE"]}
+    if not args or args[0].upper() != "CMD":
+        raise BuildError("HEALTHCHECK: expected CMD or NONE")
+    rest = args[1:]
+    test = ["CMD", *rest] if ins.json else ["CMD-SHELL", " ".join(rest)]
+    hc: dict[str, Any] = {"Test": test}
+    for f in ins.flags:
+        k, _, v = f[2:].partition("=")
+        names = {"interval": "Interval", "timeout": "Timeout",
+                 "start-period": "StartPeriod", "start-interval": "StartInterval"}
+        if k in names:
+            hc[names[k]] = _duration_ns(v, f"--{k}")
+        elif k == "retries":
+            if not v.isdigit():
+                raise BuildError(f"invalid --retries {v!r}")
+            hc["Retries"] = int(v)
+        else:
+            raise BuildError(f"unknown flag: --{k}")
+    return hc
+
+
 def _now() -> str:
     import datetime
 
@@ -622,101 +738,13 @@ class Builder:
         if cmd in ("COPY", "ADD"):
             return self._copy(st, ins, words)
         new = json.loads(json.dumps(st.config))
-        c = new.setdefault("config", {})
-        desc = ins.text()
-        if cmd == "ENV":
-            pairs = list(zip(ins.args[0::2], ins.args[1::2], strict=False))
-            cur = st.env()
-            for k, v in pairs:
-                cur[k] = self._expand(v, {**st.args, **cur}, ins)
-            c["Env"] = [f"{k}={v}" for k, v in cur.items()]
-            desc = "ENV " + " ".join(f"{k}={cur[k]}" for k, _ in pairs)
-        elif cmd == "LABEL":
-            labels = dict(c.get("Labels") or {})
-            for k, v in zip(ins.args[0::2], ins.args[1::2], strict=False):
-                labels[self._expand(k, env, ins)] = self._expand(v, env, ins)
-            c["Labels"] = labels
-        elif cmd == "MAINTAINER":
-            new["author"] = " ".join(ins.args)
-        elif cmd == "EXPOSE":
-            ports = dict(c.get("ExposedPorts") or {})
-            for w in words:
-                for p in w.split():
-                    num, _, proto = p.partition("/")
-                    if not all(x.isdigit() for x in num.split("-")) or \
-                            proto not in ("", "tcp", "udp", "sctp"):
-                        raise BuildError(f"invalid containerPort: {p}")
-                    ports[f"{num}/{proto or 'tcp'}"] = {}
-            c["ExposedPorts"] = ports
-        elif cmd == "USER":
-            if len(words) != 1 or not words[0]:
-                raise BuildError("USER requires exactly one argument")
-            c["User"] = words[0]
-        elif cmd == "WORKDIR":
-            if len(words) != 1 or not words[0]:
-                raise BuildError("WORKDIR requires exactly one argument")
-            c["WorkingDir"] = posixpath.normpath(
-                posixpath.join(c.get("WorkingDir") or "/", words[0]))
-        elif cmd == "VOLUME":
-            vols = dict(c.get("Volumes") or {})
-            for w in words:
-                for v in (w.split() if not ins.json else [w]):
-                    if not v:
-                        raise BuildError("VOLUME specified can not be an empty string")
-                    vols[v] = {}
-            c["Volumes"] = vols
-        elif cmd == "STOPSIGNAL":
-            if len(words) != 1:
-                raise BuildError("STOPSIGNAL requires exactly one argument")
-            c["StopSignal"] = words[0]
-        elif cmd in ("CMD", "ENTRYPOINT"):
-            argv = list(ins.args) if ins.json else \
-                list(c.get("Shell") or _DEFAULT_SHELL) + [" ".join(ins.args)]
-            if cmd == "ENTRYPOINT":
-                c["Entrypoint"] = argv
-                if not any(i.cmd == "CMD" for i in (st.stage.instructions if st.stage else [])
-                           if i.line < ins.line):
-                    c["Cmd"] = None
-            else:
-                c["Cmd"] = argv
-        elif cmd == "SHELL":
-            if not ins.json or not ins.args:
-                raise BuildError("SHELL requires the arguments to be in JSON form")
-            c["Shell"] = list(ins.args)
-        elif cmd == "HEALTHCHECK":
-            c["Healthcheck"] = self._healthcheck(ins, c)
-        elif cmd == "ONBUILD":
-            if ins.sub_cmd in ("ONBUILD", "FROM", "MAINTAINER"):
-                raise BuildError(f"{ins.sub_cmd} isn't allowed as an ONBUILD trigger")
-            trig = ins.original.split(None, 1)[1] if " " in ins.original else ""
-            c["OnBuild"] = list(c.get("OnBuild") or []) + [trig]
-        else:  # pragma: no cover - INSTRUCTIONS is closed
-            raise BuildError(f"unknown instruction: {cmd}")
+        cmd_before = any(i.cmd == "CMD" for i in (st.stage.instructions if st.stage else [])
+                         if i.line < ins.line)
+        desc = apply_metadata(new, ins, words, {**st.args, **st.env()},
+                              lambda w, e: self._expand(w, e, ins), cmd_before)
+        c = new["config"]
         key = _sha(f"{st.key}\n{cmd}\n{json.dumps(c, sort_keys=True)}")
         return self._cached_or(st, key, ins, lambda: self._config_step(new, desc))
-
-    def _healthcheck(self, ins: Instruction, c: dict[str, Any]) -> dict[str, Any]:
-        args = list(ins.args)
-        if args and args[0].upper() == "NONE":
-            return {"Test": ["NONE"]}
-        if not args or args[0].upper() != "CMD":
-            raise BuildError("HEALTHCHECK: expected CMD or NONE")
-        rest = args[1:]
-        test = ["CMD", *rest] if ins.json else ["CMD-SHELL", " ".join(rest)]
-        hc: dict[str, Any] = {"Test": test}
-        for f in ins.flags:
-            k, _, v = f[2:].partition("=")
-            names = {"interval": "Interval", "timeout": "Timeout",
-                     "start-period": "StartPeriod", "start-interval": "StartInterval"}
-            if k in names:
-                hc[names[k]] = _duration_ns(v, f"--{k}")
-            elif k == "retries":
-                if not v.isdigit():
-                    raise BuildError(f"invalid --retries {v!r}")
-                hc["Retries"] = int(v)
-            else:
-                raise BuildError(f"unknown flag: --{k}")
-        return hc
 
     def _config_step(self, config: dict[str, Any], desc: str) -> dict[str, Any]:
         config.setdefault("history", []).append(

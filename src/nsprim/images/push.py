@@ -52,12 +52,7 @@ class _PushClient(RegistryClient):
             req = urllib.request.Request(url, data=data, method=method)
             for k, v in (headers or {}).items():
                 req.add_header(k, v)
-            if self._token:
-                req.add_header("Authorization", f"Bearer {self._token}")
-            elif self._use_basic and self._basic is not None:
-                u, p = self._basic
-                req.add_header("Authorization",
-                               "Basic " + base64.b64encode(f"{u}:{p}".encode()).decode())
+            self._authorize(req)
             try:
                 with self._opener.open(req, timeout=_TIMEOUT) as r:
                     r.read(1 << 16)
@@ -195,6 +190,7 @@ def push(name: str, *, format: str = "docker", progress: Callable[[str], None] |
         atomic_write(_pushed_path(store), json.dumps(pushed).encode(), 0o600)
     except OSError:
         pass
+    store._event("push", ref.familiar(), ref.familiar().rsplit(":", 1)[0])
     return digest
 
 
@@ -247,12 +243,10 @@ def login(server: str, username: str, password: str, *, check: bool = True) -> N
     cfg = _read_config()
     old = cfg.get("auths")
     if check:
-        host = "registry-1.docker.io" if key.startswith("https://index.docker.io") else key
-        ref = parse_reference(f"{host}/library/probe") if "." in host or ":" in host \
-            or host == "localhost" else parse_reference("probe")
-        client = _PushClient(ref)
-        client._basic = (username, password)
-        client.request("GET", "", ok=(200,))
+        from nsprim.images.registry import check_login
+
+        check_login("docker.io" if key.startswith("https://index.docker.io") else key,
+                    username, password)
     auths = dict(old) if isinstance(old, dict) else {}
     auths[key] = entry
     cfg["auths"] = auths

@@ -29,7 +29,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import IO, Any
 
-__all__ = ["RegistryClient", "RegistryError", "Manifest", "MEDIA_TYPES", "host_platform"]
+__all__ = ["RegistryClient", "RegistryError", "Manifest", "MEDIA_TYPES", "host_platform",
+           "basic_auth", "check_login"]
 
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -157,6 +158,26 @@ def _http_opener() -> urllib.request.OpenerDirector:
     return opener
 
 
+def basic_auth(user: str, password: str) -> str:
+    """An HTTP Basic ``Authorization`` value."""
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+def check_login(host: str, username: str, password: str) -> None:
+    """Try a login against the registry `host`'s ``/v2/`` (basic, or a
+    bearer token from the realm it names): what ``nsprim login`` and the
+    daemon's ``POST /auth`` ask.  RegistryError if it is refused."""
+    from nsprim.images.reference import parse_reference
+
+    if host in ("docker.io", "index.docker.io"):
+        host = "registry-1.docker.io"
+    ref = parse_reference(f"{host}/library/login-check") if "." in host or ":" in host \
+        or host == "localhost" else parse_reference("library/login-check")
+    client = RegistryClient(ref)
+    client._basic = (username, password)  # these credentials, not the config's
+    client._open("").close()
+
+
 class RegistryClient:
     """One registry host, one repository at a time; keeps the token it got."""
 
@@ -175,18 +196,22 @@ class RegistryClient:
         self._opener = _http_opener()
 
     # -------------------------------------------------------------- http
+    def _authorize(self, req: urllib.request.Request) -> None:
+        """The credentials this client holds, on a request to its registry:
+        the token it got, else (once asked for) the docker config's login.
+        The pull and the push clients send them the same way."""
+        if self._token:
+            req.add_header("Authorization", f"Bearer {self._token}")
+        elif self._use_basic and self._basic is not None:
+            req.add_header("Authorization", basic_auth(*self._basic))
+
     def _open(self, path: str, accept: str | None = None, method: str = "GET") -> Any:
         url = self.base + path
         for attempt in range(2):
             req = urllib.request.Request(url, method=method)
             if accept:
                 req.add_header("Accept", accept)
-            if self._token:
-                req.add_header("Authorization", f"Bearer {self._token}")
-            elif self._use_basic and self._basic is not None:
-                u, p = self._basic
-                req.add_header("Authorization",
-                               "Basic " + base64.b64encode(f"{u}:{p}".encode()).decode())
+            self._authorize(req)
             try:
                 return self._opener.open(req, timeout=_TIMEOUT)
             except urllib.error.HTTPError as e:
@@ -254,9 +279,7 @@ class RegistryClient:
         if self._basic is not None:
             # the realm this registry named gets the registry's login (docker
             # does the same); the opener drops it if the realm redirects away
-            u, p = self._basic
-            req.add_header("Authorization",
-                           "Basic " + base64.b64encode(f"{u}:{p}".encode()).decode())
+            req.add_header("Authorization", basic_auth(*self._basic))
         try:
             with self._opener.open(req, timeout=_TIMEOUT) as r:
                 if urllib.parse.urlsplit(r.geturl()).scheme.lower() not in allowed:

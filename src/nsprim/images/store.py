@@ -571,7 +571,7 @@ class ImageStore:
                                   manifest.body, repo_digest,
                                   self._layer_sizes(existing.diff_ids))
                 self._tag(str(ref) if ref.tag else None, image_id)
-            return self.get(image_id)
+            return self._pulled(ref, image_id)
         config_bytes = client.blob_bytes(image_id)
         config = parse_object(config_bytes, f"the image config of {ref}", LayerError)
         diff_ids = config_diff_ids(config, f"the image config of {ref}", LayerError)
@@ -589,6 +589,17 @@ class ImageStore:
                 self._write_image(image_id, config_bytes, diff_ids, manifest.body,
                                   repo_digest, sizes)
                 self._tag(str(ref) if ref.tag else None, image_id)
+        return self._pulled(ref, image_id)
+
+    def _event(self, action: str, ident: str, name: str = "") -> None:
+        """An image event in the events of this store's state root."""
+        from nsprim import events
+
+        events.image(action, ident, name, root=os.path.dirname(os.path.abspath(self.root)))
+
+    def _pulled(self, ref: Any, image_id: str) -> Image:
+        name = ref.familiar()
+        self._event("pull", name, name.rsplit(":", 1)[0] if ref.tag else name)
         return self.get(image_id)
 
     @contextmanager
@@ -639,6 +650,7 @@ class ImageStore:
             if not os.path.exists(self._image_path(img.id)):
                 raise ImageNotFound(f"no such image: {source}")
             self._tag(str(ref), img.id)
+        self._event("tag", img.id, ref.familiar())
         return self.get(img.id)
 
     def _check_sizes(self, descs: list[dict[str, Any]]) -> None:
@@ -751,6 +763,12 @@ class ImageStore:
         """Load a ``docker save`` archive or an OCI image layout (a directory
         or a tar of one).  Returns the images loaded.  Every name, manifest
         and config is checked before any layer is stored."""
+        loaded = self._load(path, progress=progress)
+        for img in loaded:
+            self._event("load", img.id, img.names[0] if img.names else img.id)
+        return loaded
+
+    def _load(self, path: str, *, progress: Progress | None = None) -> list[Image]:
         src = _Source(path, max_bytes=self.max_size)
         try:
             if src.exists("manifest.json") and not src.exists("index.json"):
@@ -896,10 +914,15 @@ class ImageStore:
                 del repos[n]
                 removed.append(f"Untagged: {parse_reference(n).familiar()}")
             self._save_repos(repos)
-            if img.id not in repos.values() and not users:
+            deleted = img.id not in repos.values() and not users
+            if deleted:
                 os.unlink(self._image_path(img.id))
                 removed.append(f"Deleted: {img.id}")
                 removed += self._gc()
+        for n in untag:
+            self._event("untag", img.id, parse_reference(n).familiar())
+        if deleted:
+            self._event("delete", img.id, img.id)
         return removed
 
     def _containers_using(self, image_id: str) -> list[tuple[str, bool]]:

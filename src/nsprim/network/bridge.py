@@ -38,13 +38,16 @@ from nsprim.errors import ConfigError
 from nsprim.namespace import Namespace
 from nsprim.network import mac_for_ip
 from nsprim.network.nft import Nft
-from nsprim.network.ports import PortSpec
+from nsprim.network.ports import PortSpec, is_ipv6, join_host_port
 from nsprim.network.rtnl import Rtnl
 from nsprim.state import FileLock, atomic_write, private_dir, root_id, run_dir
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
+
+    from nsprim.network.etc import EtcOptions
+    from nsprim.network.proxy import Proxy
 
 __all__ = ["BRIDGE", "TABLE", "Attachment", "attach", "collect", "network_dir",
            "DEFAULT_SUBNETS"]
@@ -299,7 +302,8 @@ _LOOPBACK_GUARD = f'iifname "{BRIDGE}" ip daddr 127.0.0.0/8 ct status & dnat == 
 def _ensure_rules(net: ipaddress.IPv4Network) -> None:
     """The table, or (a table another root or an older nsprim made) at least
     the loopback guard in it."""
-    if f"table ip {TABLE}" not in nft().run("list tables ip"):
+    # whole lines: "table ip nsprim-<id>" (another network's) is not ours
+    if f"table ip {TABLE}" not in nft().run("list tables ip").splitlines():
         nft().run(_ruleset(net))
         return
     nft().run(f"add chain ip {TABLE} input {{ {_INPUT_HOOK} }}\n"
@@ -371,6 +375,8 @@ def _teardown_host() -> None:
 def _elements(ip: str, ports: Iterable[dict[str, Any]]) -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
     for p in ports:
+        if is_ipv6(p["host_ip"]):
+            continue  # served by the proxy (nsprim.network.proxy), not NAT
         if p["host_ip"]:
             key = f"{p['proto']}_ip"
             out.setdefault(key, []).append(f"{p['host_ip']} . {p['host_port']} : "
@@ -399,7 +405,7 @@ class PortInUse(OSError):
 
 def _bind_error(proto: str, ip: str, port: int, err: int = errno.EADDRINUSE,
                 why: str = "") -> PortInUse:
-    where = f"{ip or '0.0.0.0'}:{port}" + ("/udp" if proto == "udp" else "")
+    where = join_host_port(ip, port) + ("/udp" if proto == "udp" else "")
     return PortInUse(err, f"Bind for {where} failed: {why or os.strerror(err).lower()}")
 
 
@@ -411,14 +417,23 @@ def _hold(proto: str, ip: str, port: int) -> socket.socket:
     still reaches the container.  TCP: SO_REUSEADDR (a host connection's
     TIME_WAIT does not block the port) and listening (with SO_REUSEADDR only a
     listening socket keeps others from binding); it never accepts.  UDP: no
-    SO_REUSEADDR (with it, another SO_REUSEADDR socket could share the port)."""
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM if proto == "tcp"
-                      else socket.SOCK_DGRAM)
+    SO_REUSEADDR (with it, another SO_REUSEADDR socket could share the port).
+    An IPv6 `ip` (``::``, ``::1``): IPV6_V6ONLY, and the socket is the
+    proxy's (nsprim.network.proxy): it listens for real, non-blocking."""
+    v6 = is_ipv6(ip)
+    s = socket.socket(socket.AF_INET6 if v6 else socket.AF_INET,
+                      socket.SOCK_STREAM if proto == "tcp" else socket.SOCK_DGRAM)
     try:
+        if v6:
+            s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
         if proto == "tcp":
             s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         s.bind((ip or "0.0.0.0", port))
-        if proto == "tcp":
+        if v6:
+            s.setblocking(False)
+            if proto == "tcp":
+                s.listen(128)
+        elif proto == "tcp":
             s.listen(0)
         else:
             s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1)  # nothing lands here
@@ -428,44 +443,92 @@ def _hold(proto: str, ip: str, port: int) -> socket.socket:
     return s
 
 
+def _host_ips(spec: PortSpec) -> list[tuple[str, bool]]:
+    """The host addresses a spec publishes on, as lease entries write them
+    ("" is every IPv4 address), each with whether it may be left out when
+    the host has no IPv6: no address given is 0.0.0.0 and :: (docker's)."""
+    if spec.host_ip == "":
+        return [("", False), ("::", True)]
+    if spec.host_ip == "0.0.0.0":
+        return [("", False)]
+    return [(spec.host_ip, False)]
+
+
+def _clashes(used: set[tuple[str, int, str]], proto: str, port: int, ip: str) -> bool:
+    """Whether (proto, port, ip) overlaps a published one: the same family and
+    port, and either is that family's wildcard or they are the same address."""
+    v6 = is_ipv6(ip)
+    for pr, hp, uip in used:
+        if pr != proto or hp != port or is_ipv6(uip) != v6:
+            continue
+        if uip in ("", "::") or ip in ("", "::") or uip == ip:
+            return True
+    return False
+
+
+def _hold_all(proto: str, ips: list[tuple[str, bool]], port: int
+              ) -> list[tuple[str, socket.socket]]:
+    """Sockets holding `port` on each address (an optional IPv6 one that the
+    host cannot bind is left out); closed again if one fails."""
+    out: list[tuple[str, socket.socket]] = []
+    try:
+        for ip, optional in ips:
+            try:
+                out.append((ip, _hold(proto, ip, port)))
+            except OSError as e:
+                if optional and e.errno in (errno.EAFNOSUPPORT, errno.EADDRNOTAVAIL):
+                    continue  # no IPv6 on this host
+                raise _bind_error(proto, ip, port, e.errno or 0) from None
+    except BaseException:
+        for _, sk in out:
+            sk.close()
+        raise
+    return out
+
+
 def _assign_ports(specs: list[PortSpec], leases: dict[str, Any],
-                  holders: list[socket.socket]) -> list[dict[str, Any]]:
+                  holders: list[socket.socket],
+                  proxied: list[tuple[socket.socket, dict[str, Any]]] | None = None
+                  ) -> list[dict[str, Any]]:
     """Host ports for `specs`, clear of `leases` and of what the host has
     bound; each one held by a socket appended to `holders` (the caller closes
-    them on failure)."""
+    them on failure).  A spec without an address is published on 0.0.0.0 and
+    on :: (the same port); the IPv6 sockets, with their entries, are
+    appended to `proxied` too (the proxy serves them)."""
     used = {(p["proto"], p["host_port"], p["host_ip"]) for lease in leases.values()
             for p in lease.get("ports", [])}
     out: list[dict[str, Any]] = []
     for s in specs:
+        ips = _host_ips(s)
         port = s.host_port
+        held: list[tuple[str, socket.socket]] = []
         if port == 0:
             for cand in range(_EPHEMERAL[0], _EPHEMERAL[1]):
-                if any((s.proto, cand, ip) in used for ip in ("", s.host_ip)):
+                if any(_clashes(used, s.proto, cand, ip) for ip, _ in ips):
                     continue
                 try:
-                    holders.append(_hold(s.proto, s.host_ip, cand))
-                except OSError as e:
+                    held = _hold_all(s.proto, ips, cand)
+                except PortInUse as e:
                     if e.errno == errno.EADDRINUSE:
                         continue
-                    raise _bind_error(s.proto, s.host_ip, cand, e.errno or 0) from None
+                    raise
                 port = cand
                 break
             else:
                 raise OSError(errno.EADDRINUSE, "no free host port to publish on")
         else:
-            clash = [(pr, hp, ip) for (pr, hp, ip) in used
-                     if pr == s.proto and hp == port and (not ip or not s.host_ip or
-                                                          ip == s.host_ip)]
-            if clash:
-                raise _bind_error(s.proto, s.host_ip, port,
-                                  why="port is already allocated")
-            try:
-                holders.append(_hold(s.proto, s.host_ip, port))
-            except OSError as e:
-                raise _bind_error(s.proto, s.host_ip, port, e.errno or 0) from None
-        used.add((s.proto, port, s.host_ip))
-        out.append({"proto": s.proto, "host_ip": s.host_ip, "host_port": port,
-                    "container_port": s.container_port})
+            for ip, _ in ips:
+                if _clashes(used, s.proto, port, ip):
+                    raise _bind_error(s.proto, ip, port, why="port is already allocated")
+            held = _hold_all(s.proto, ips, port)
+        for ip, sock in held:
+            holders.append(sock)
+            used.add((s.proto, port, ip))
+            entry = {"proto": s.proto, "host_ip": ip, "host_port": port,
+                     "container_port": s.container_port}
+            out.append(entry)
+            if is_ipv6(ip) and proxied is not None:
+                proxied.append((sock, entry))
     return out
 
 
@@ -485,6 +548,20 @@ class Attachment:
     # sockets bound on the published host ports, held while the container
     # lives (a detached container's supervisor passes them on: holder_fds())
     _holders: list[socket.socket] = field(default_factory=list)
+    # the userland proxy of the IPv6 ports (nsprim.network.proxy)
+    _proxy: Proxy | None = None
+
+    def serve_detached(self, pidfd: int) -> None:
+        """For a supervisor about to exec its shim: the IPv6 ports are served
+        from now on by a process of their own that ends with the container
+        (`pidfd`), not by this process's thread."""
+        if self._proxy is None:
+            return
+        from nsprim.network.proxy import serve_in_process
+
+        proxy, self._proxy = self._proxy, None
+        proxy.stop()
+        serve_in_process(proxy.listeners, pidfd)
 
     def holder_fds(self) -> list[int]:
         """The fds of the sockets holding the published host ports."""
@@ -503,6 +580,9 @@ class Attachment:
         period (tens of milliseconds)."""
         if self._lock is None:
             return
+        if self._proxy is not None:
+            proxy, self._proxy = self._proxy, None
+            proxy.stop()
         with _locked():
             state = _read("leases.json")
             leases = state.get("leases", {})
@@ -515,6 +595,9 @@ class Attachment:
         _close(self._holders)
         self._lock.release(unlink=True)
         self._lock = None
+        from nsprim import events
+
+        events.network("disconnect", "bridge", container=self.id)
 
 
 def _close(holders: list[socket.socket]) -> None:
@@ -546,6 +629,7 @@ def attach(container_id: str, netns: Namespace, *, inner: Rtnl | None = None,
     owner = FileLock(os.path.join(network_dir(), "owners", container_id + ".lock"))
     veth = "nsp" + container_id[:12]
     holders: list[socket.socket] = []
+    proxied: list[tuple[socket.socket, dict[str, Any]]] = []
     try:
         with _locked(), Rtnl() as rt:
             with _host_locked():
@@ -555,7 +639,7 @@ def attach(container_id: str, netns: Namespace, *, inner: Rtnl | None = None,
                 leases = state.get("leases", {})
                 taken = {**_foreign_leases(), **leases}
                 # ports first: a port that is taken leaves no bridge behind
-                ports = _assign_ports(list(publish), taken, holders)
+                ports = _assign_ports(list(publish), taken, holders, proxied)
                 net = _ensure_host(rt)
                 _register()
                 gateway = net.network_address + 1
@@ -586,8 +670,17 @@ def attach(container_id: str, netns: Namespace, *, inner: Rtnl | None = None,
         _close(holders)
         owner.release(unlink=True)
         raise
+    from nsprim import events
+
+    events.network("connect", "bridge", container=container_id)
+    proxy = None
+    if proxied:
+        from nsprim.network.proxy import Listener, Proxy
+
+        proxy = Proxy([Listener(sk, e["proto"], (address, e["container_port"]))
+                       for sk, e in proxied]).start()
     return Attachment(container_id, address, str(gateway), net.prefixlen, veth, ports, owner,
-                      holders)
+                      holders, proxy)
 
 
 def _next_free(net: ipaddress.IPv4Network, leases: dict[str, Any], last: str | None) -> str:
@@ -652,6 +745,10 @@ def release_container(container_id: str) -> bool:
             _write("leases.json", {"leases": leases, "last": state.get("last")})
             if not leases:
                 _leave_host()
+    if hit:
+        from nsprim import events
+
+        events.network("disconnect", "bridge", container=container_id)
     return bool(hit)
 
 
@@ -679,46 +776,28 @@ def collect() -> list[str]:
     return out
 
 
-def write_etc_files(directory: str, hostname: str, address: str | None) -> dict[str, str]:
-    """/etc/hosts, /etc/hostname and /etc/resolv.conf for a container, as docker
-    writes them; returns target -> file."""
-    os.makedirs(directory, mode=0o755, exist_ok=True)
-    hosts = ("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
-             "fe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\n"
-             "ff02::2\tip6-allrouters\n")
-    if address:
-        hosts += f"{address}\t{hostname}\n"
-    files = {"/etc/hosts": hosts, "/etc/hostname": hostname + "\n",
-             "/etc/resolv.conf": _resolv_conf()}
-    out = {}
-    for target, text in files.items():
-        path = os.path.join(directory, os.path.basename(target))
-        with open(path, "w") as f:
-            f.write(text)
-        out[target] = path
-    return out
+def write_etc_files(directory: str, hostname: str, address: str | None, *,
+                    domainname: str | None = None, options: EtcOptions | None = None,
+                    gateway: str | None = None, prefix: str = "") -> dict[str, str]:
+    """/etc/hosts, /etc/hostname and /etc/resolv.conf for a container on the
+    bridge, as docker writes them (nsprim.network.etc), each as `directory`/
+    `prefix` + its basename; returns target -> file."""
+    from nsprim.network.etc import EtcOptions, etc_files, write_files
+
+    return write_files(directory, etc_files(hostname, address, domainname=domainname,
+                                            options=options or EtcOptions(),
+                                            gateway=gateway), prefix)
 
 
-def _resolv_conf() -> str:
-    """The host's resolv.conf without loopback resolvers (unreachable from a
-    container); docker's public defaults if none is left."""
-    try:
-        with open("/etc/resolv.conf") as f:
-            lines = f.read().splitlines()
-    except OSError:
-        lines = []
-    out, servers = [], 0
-    for line in lines:
-        parts = line.split()
-        if parts[:1] == ["nameserver"] and len(parts) > 1:
-            try:
-                if ipaddress.ip_address(parts[1].split("%")[0]).is_loopback:
-                    continue
-            except ValueError:
-                continue
-            servers += 1
-        out.append(line)
-    if servers == 0:
-        out += ["nameserver 8.8.8.8", "nameserver 8.8.4.4"]
-    return "\n".join(out) + "\n"
-
+def host_gateway() -> str:
+    """The bridge's gateway address (docker's ``host-gateway``): the running
+    bridge's, else the one the next container would get."""
+    net = _bridge_subnet() if os.path.exists(f"/sys/class/net/{BRIDGE}") else None
+    if net is None:
+        cfg = _read("config.json")
+        try:
+            net = ipaddress.IPv4Network(cfg["subnet"]) if "subnet" in cfg else \
+                choose_subnet(os.environ.get("NSPRIM_SUBNET"))
+        except (ValueError, ConfigError):
+            net = ipaddress.IPv4Network(DEFAULT_SUBNETS[0])
+    return str(net.network_address + 1)

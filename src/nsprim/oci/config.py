@@ -178,6 +178,7 @@ def to_spec(config: Mapping[str, Any], bundle: str, container_id: str) -> Contai
     if not re.fullmatch(r"1\.[0-9]+\.[0-9]+(-[0-9A-Za-z.+-]*)?", version, re.ASCII):
         raise _bad("ociVersion", "this runtime implements runtime-spec 1.0 to 1.2", version)
     kw: dict[str, Any] = {"id": spec_id(container_id), "name": None, "network": "none",
+                          "etc_files": False,
                           "entrypoint": (), "seccomp": "unconfined", "cap_drop": ("ALL",)}
 
     # root
