@@ -2,7 +2,9 @@
 
 - ``stats --no-stream`` with N containers running (goal: <= 100 ms for 50;
   podman's ``stats --no-stream`` with as many, for the ratio);
-- ``exec CONTAINER true`` (goal: <= 0.25x podman's ``exec``).
+- ``exec CONTAINER true`` (goal: <= 0.25x podman's ``exec``), through the
+  installed ``nsprim`` (the C front end and its helper), and the Python CLI
+  alone for reference.
 
 Rounds are interleaved (nsprim, podman, nsprim, ...); ratios are medians of
 per-round ratios.
@@ -21,7 +23,7 @@ import time
 from typing import Any
 
 from benchmarks._common import median, pct
-from benchmarks.compare import _env
+from benchmarks.compare import _env, front_end, stop_helper
 
 #: podman with a private root, run dir and tmp dir: nothing shared with the
 #: host's (or another user's) podman
@@ -144,7 +146,8 @@ def main(argv: list[str] | None = None) -> int:
             podman_ids = _start_podman(image, a.containers)
         cases = {
             "nsprim stats --no-stream": _nsprim("stats", "--no-stream"),
-            "nsprim exec true": _nsprim("exec", nsprim_ids[0], "true"),
+            "nsprim exec true": front_end() + ["exec", nsprim_ids[0], "true"],
+            "nsprim exec true (Python CLI)": _nsprim("exec", nsprim_ids[0], "true"),
         }
         if podman:
             cases["podman stats --no-stream"] = PODMAN + ["stats", "--no-stream"]
@@ -162,6 +165,7 @@ def main(argv: list[str] | None = None) -> int:
                                       median(got["podman exec true"]))
     finally:
         _stop_all(nsprim_ids, podman_ids)
+        stop_helper()  # the C front end's (nsprim.helper)
         if PODMAN:
             subprocess.run(PODMAN + ["system", "reset", "-f"], capture_output=True)
         s.close()

@@ -145,6 +145,9 @@ def _nsprim_state_root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Non
     old = os.environ.get("NSPRIM_ROOT")
     os.environ["NSPRIM_ROOT"] = str(root)
     yield
+    from nsprim.helper import stop_under
+
+    stop_under(str(tmp_path_factory.getbasetemp()))  # the CLI helpers the tests started
     if old is None:
         os.environ.pop("NSPRIM_ROOT", None)
     else:

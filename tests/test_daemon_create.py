@@ -52,6 +52,13 @@ def test_fields_map_onto_the_spec() -> None:
     assert set(s.publish) == {"127.0.0.1:8080:80/tcp", "443/tcp", "53/udp"}
     assert s.devices == ("/dev/fuse:/dev/fuse:rwm",) and s.no_new_privileges
     assert cr.extra["exposed_ports"] == ["80/tcp", "53/udp"]
+    u = parse_create({"Image": "x", "HostConfig": {
+        "Ulimits": [{"Name": "nofile", "Soft": 1024, "Hard": 2048},
+                    {"Name": "core", "Soft": -1, "Hard": -1}],
+        "Sysctls": {"net.ipv4.ip_forward": "1"}}}, None).spec
+    # one shape with the OCI front end's: RLIMIT_* -> [soft, hard], 2**64-1 unlimited
+    assert u.rlimits == {"RLIMIT_NOFILE": [1024, 2048], "RLIMIT_CORE": [2**64 - 1] * 2}
+    assert u.sysctls == {"net.ipv4.ip_forward": "1"}
     r = parse_create({"Image": "x", "HostConfig": {"RestartPolicy": {
         "Name": "on-failure", "MaximumRetryCount": 3}}}, None).spec
     assert r.restart == "on-failure:3" and r.entrypoint is None and r.cmd == ()
@@ -68,6 +75,9 @@ def test_fields_map_onto_the_spec() -> None:
     ({"Image": "x", "HostConfig": {"NetworkMode": "mynet"}}, 404, "network mynet not found"),
     ({"Image": "x", "NetworkingConfig": {"EndpointsConfig": {"mynet": {}}}}, 501, "mynet"),
     ({"Image": "x", "HostConfig": {"Ulimits": [{"Name": "nofile"}]}}, 400, "Ulimits"),
+    ({"Image": "x", "HostConfig": {"Ulimits": [{"Name": "bogus", "Soft": 1, "Hard": 1}]}},
+     400, "bogus"),
+    ({"Image": "x", "HostConfig": {"Sysctls": {"vm.swappiness": "1"}}}, 400, "vm.swappiness"),
     ({"Image": "x", "HostConfig": {"ShmSize": 1}}, 400, "ShmSize"),
     ({"Image": "x", "HostConfig": {"PidMode": "host"}}, 400, "PidMode"),
     ({"Image": "x", "HostConfig": {"Mounts": [{"Type": "bind", "Target": "/x"}]}}, 400,
@@ -92,7 +102,7 @@ _keys = st.sampled_from(["Image", "Cmd", "Entrypoint", "Env", "Labels", "Tty", "
 _host_keys = st.sampled_from(["Binds", "Mounts", "PortBindings", "PublishAllPorts",
                               "NetworkMode", "AutoRemove", "RestartPolicy", "Memory",
                               "NanoCpus", "CapAdd", "Tmpfs", "Devices", "SecurityOpt",
-                              "ShmSize", "PidsLimit", "ExtraHosts"])
+                              "ShmSize", "PidsLimit", "ExtraHosts", "Ulimits", "Sysctls"])
 
 
 @settings(max_examples=400, deadline=None)

@@ -71,7 +71,7 @@ def test_fields_mapped() -> None:
     assert s.tmpfs == ("/scratch:size=1m,mode=700",)
     assert s.namespaces == {"pid": "host", "net": "/run/netns/x"}
     assert s.network == "none"
-    assert s.sysctl["kernel.shmmax"] == "1000000"
+    assert s.sysctls["kernel.shmmax"] == "1000000"
     assert (s.memory, s.memory_swap, s.cpu_shares, s.cpus, s.cpuset_cpus, s.pids_limit) == (
         str(64 << 20), str(128 << 20), 512, "0.5", "0", 64)
     assert s.labels == {"a": "b"}
@@ -233,7 +233,7 @@ def specs(draw: st.DrawFn) -> ContainerSpec:
         cpu_shares=draw(st.none() | st.integers(2, 262144)),
         masked_paths=tuple(draw(st.lists(_path, max_size=3))),
         readonly_paths=tuple(draw(st.lists(_path, max_size=3))),
-        sysctl={"net.core.somaxconn": "128"} if network == "none" else {},
+        sysctls={"net.core.somaxconn": "128"} if network == "none" else {},
         hooks={"prestart": [{"path": "/bin/true", "args": ["true"]}]}
         if draw(st.booleans()) else {},
         labels=draw(st.dictionaries(_word, _word, max_size=3)),

@@ -49,6 +49,7 @@ _FLAGS = st.lists(st.sampled_from([
     ["-m", "64m", "--memory-swap", "-1"], ["--cpus", "0.5"], ["--cpu-shares", "512"],
     ["--cpuset-cpus", "0"], ["--pids-limit", "64"], ["--restart", "on-failure:3"],
     ["--stop-signal", "SIGINT"], ["--stop-timeout", "5"], ["-i"],
+    ["--ulimit", "nofile=512:1024"], ["--ulimit", "core=-1"], ["--ulimit", "nproc=10:-1"],
 ]), max_size=6)
 
 
@@ -81,6 +82,9 @@ def test_every_accepted_flag_combination_validates(flags: list[list[str]]) -> No
     ({"seccomp": {"defaultAction": "NOPE"}}, "NOPE"),
     ({"publish": ("99999:80",)}, "99999"),
     ({"rootfs": None}, "image or a rootfs"),
+    ({"rlimits": {"RLIMIT_BOGUS": [1, 1]}}, "RLIMIT_BOGUS"),
+    ({"rlimits": {"RLIMIT_NOFILE": [2, 1]}}, "RLIMIT_NOFILE"),
+    ({"sysctls": {"vm.swappiness": "1"}}, "vm.swappiness"),
 ])
 def test_validate_names_the_bad_value(change: dict[str, object], needle: str) -> None:
     from nsprim._record import replace
@@ -135,3 +139,38 @@ def test_parse_mount_kinds(tmp_path: Path) -> None:
     assert parse_mount("target=/z") == Volume("anonymous", "/z")
     t = parse_mount("type=tmpfs,destination=/t,tmpfs-size=64k,tmpfs-mode=700")
     assert isinstance(t, Tmpfs) and (t.size, t.mode) == (65536, 0o700)
+
+
+# ------------------------------- one field for rlimits, one for sysctls
+
+
+def test_rlimits_and_sysctls_have_one_shape() -> None:
+    """docker's --ulimit/--sysctl and OCI's process.rlimits/linux.sysctl land
+    in the same two fields, and records of older versions (ulimits, sysctl)
+    load into them."""
+    from nsprim.oci.config import default_config, from_spec, to_spec
+    from nsprim.spec import RLIM_INFINITY, ulimits_of
+
+    a = _build_parser("run").parse_args(
+        ["run", "--ulimit", "nofile=512:1024", "--ulimit", "core=-1", "--sysctl",
+         "net.core.somaxconn=128", "--rootfs", "/", "true"])
+    spec = from_run_flags(a, None, ["true"])
+    validate(spec)
+    assert spec.rlimits == {"RLIMIT_NOFILE": [512, 1024],
+                            "RLIMIT_CORE": [RLIM_INFINITY, RLIM_INFINITY]}
+    assert spec.sysctls == {"net.core.somaxconn": "128"}
+    assert ulimits_of(spec.rlimits) == {"nofile": (512, 1024), "core": (-1, -1)}
+    assert "ulimits" not in spec.to_json() and "sysctl" not in spec.to_json()
+    config = default_config()
+    config["process"]["rlimits"] = [{"type": "RLIMIT_NOFILE", "soft": 512, "hard": 1024}]
+    config["linux"]["sysctl"] = {"net.core.somaxconn": "128"}
+    oci = to_spec(config, "/bundle", "c1")
+    assert dict(oci.rlimits) == {"RLIMIT_NOFILE": [512, 1024]}
+    assert dict(oci.sysctls) == spec.sysctls
+    back = from_spec(oci)
+    assert back["linux"]["sysctl"] == {"net.core.somaxconn": "128"}
+    assert {"type": "RLIMIT_NOFILE", "soft": 512, "hard": 1024} in back["process"]["rlimits"]
+    old = ContainerSpec.from_json({"cmd": ["true"], "ulimits": ["nofile=512:1024"],
+                                   "sysctl": {"net.core.somaxconn": "128"}})
+    assert dict(old.rlimits) == {"RLIMIT_NOFILE": [512, 1024]}
+    assert dict(old.sysctls) == {"net.core.somaxconn": "128"}

@@ -9,7 +9,8 @@ lists containers (and by the supervisor). It frees, in this order:
 3. bridge leases whose owner's lock is free (with the host's veth and
    nftables elements);
 4. cgroups whose owner's lock is free (what is in them is killed).
-5. image pulls and loads that were killed (their tmp/ entries).
+5. image pulls and loads that were killed (their tmp/ entries);
+6. the socket and lock of a killed CLI helper (nsprim.helper).
 
 Each kind lives under this root's own directories (records and layers under
 the state root, leases and cgroup locks under its run dir, cgroups named with the root's id),
@@ -71,6 +72,10 @@ def collect(*, images: bool = True) -> list[str]:
             default_store()  # opening the store collects tmp/ (pulls still running stay)
         except OSError:
             pass
+    if os.path.exists(os.path.join(run, "helper.lock")):
+        from nsprim import helper
+
+        out += _guard(lambda: helper.collect(run))
     return out
 
 

@@ -102,13 +102,11 @@ class ContainerSpec:
     #: the supplementary groups are additional_gids only (OCI), none from /etc/group
     additional_gids_only: bool = False
     domainname: str | None = None
-    #: applied by the front end to the process it spawns from (inherited):
-    #: RLIMIT name ("RLIMIT_NOFILE") -> [soft, hard], umask, oom_score_adj
+    #: RLIMIT name ("RLIMIT_NOFILE") -> [soft, hard], OCI's shape (2**64-1:
+    #: unlimited); docker's --ulimit nofile=SOFT:HARD is translated to it
     rlimits: Mapping[str, Sequence[int]] = field(default_factory=dict)
     umask: int | None = None
     oom_score_adj: int | None = None
-    #: written in the container's namespaces once it exists
-    sysctl: Mapping[str, str] = field(default_factory=dict)
     #: OCI hooks (runtime-spec shape), run by the OCI front end on the host
     hooks: Mapping[str, Any] = field(default_factory=dict)
     # issue 12's flags (cli/run.py); docker's spellings
@@ -130,7 +128,8 @@ class ContainerSpec:
     health_start_period: float | None = None
     health_retries: int | None = None
     health: Mapping[str, Any] = field(default_factory=dict)  # resolved at run (nsprim.health)
-    ulimits: tuple[str, ...] = ()              # NAME=SOFT[:HARD]
+    #: key -> value, written in the container's namespaces (docker's
+    #: --sysctl, OCI's linux.sysctl)
     sysctls: Mapping[str, str] = field(default_factory=dict)
     shm_size: str | None = None
     # /etc files (nsprim.network.etc): docker's --add-host NAME:IP, --dns,
@@ -154,6 +153,7 @@ class ContainerSpec:
         """The spec of a record (unknown keys are ignored, missing ones take
         their defaults: records of older versions load)."""
         kw: dict[str, Any] = {}
+        data = _legacy(data)
         for f in _record.fields(cls):
             if f.name not in data or data[f.name] is None and f.name in _NOT_NONE:
                 continue
@@ -164,10 +164,71 @@ class ContainerSpec:
         return cls(**kw)
 
 
+def _legacy(data: Mapping[str, Any]) -> Mapping[str, Any]:
+    """Records written before rlimits and sysctls were one field each:
+    ``ulimits`` (docker's NAME=SOFT[:HARD] strings) and ``sysctl`` (OCI's)."""
+    if not data.get("ulimits") and not data.get("sysctl"):
+        return data
+    out = dict(data)
+    ulimits, sysctl = out.pop("ulimits", None), out.pop("sysctl", None)
+    if ulimits:
+        out["rlimits"] = {**rlimits_from_ulimits(ulimits), **(out.get("rlimits") or {})}
+    if isinstance(sysctl, Mapping):
+        out["sysctls"] = {**sysctl, **(out.get("sysctls") or {})}
+    return out
+
+
+#: OCI's "unlimited" (RLIM_INFINITY): docker's -1
+RLIM_INFINITY = 2**64 - 1
+
+
+def rlimits_from_ulimits(values: Sequence[str]) -> dict[str, list[int]]:
+    """docker's ``--ulimit NAME=SOFT[:HARD]`` (-1: unlimited) -> the spec's
+    ``{"RLIMIT_NOFILE": [soft, hard]}``; checked as docker checks them."""
+    from nsprim.config import ULIMITS, parse_ulimit
+
+    names = {v: k for k, v in ULIMITS.items()}
+    out: dict[str, list[int]] = {}
+    for u in values:
+        res, soft, hard = parse_ulimit(u)
+        out["RLIMIT_" + names[res].upper()] = [RLIM_INFINITY if soft == -1 else soft,
+                                               RLIM_INFINITY if hard == -1 else hard]
+    return out
+
+
+def ulimits_of(rlimits: Mapping[str, Sequence[int]]) -> dict[str, tuple[int, int]]:
+    """The spec's rlimits as the runtime's ``ulimits`` (docker's names, -1:
+    unlimited)."""
+    def one(v: int) -> int:
+        return -1 if v >= 1 << 63 else v
+
+    return {k[len("RLIMIT_"):].lower(): (one(v[0]), one(v[1])) for k, v in rlimits.items()}
+
+
+def _check_rlimits(rlimits: Any) -> None:
+    from nsprim.config import ULIMITS
+
+    if not isinstance(rlimits, Mapping):
+        raise ConfigError(f"invalid rlimits {rlimits!r}")
+    for k, v in rlimits.items():
+        if not isinstance(k, str) or not k.startswith("RLIMIT_") or \
+                k[len("RLIMIT_"):].lower() not in ULIMITS:
+            raise ConfigError(f"invalid rlimit {k!r}: expected RLIMIT_ and one of "
+                              + ", ".join(sorted(n.upper() for n in ULIMITS)))
+        if not isinstance(v, Sequence) or len(v) != 2 or not all(
+                isinstance(x, int) and not isinstance(x, bool) and 0 <= x <= RLIM_INFINITY
+                for x in v):
+            raise ConfigError(f"invalid rlimit {k} {v!r}: expected [soft, hard], integers "
+                              f"from 0 to {RLIM_INFINITY}")
+        if v[0] > v[1]:
+            raise ConfigError(f"invalid rlimit {k} {v[0]}:{v[1]}: the soft limit must be "
+                              "less than or equal to the hard limit")
+
+
 _NOT_NONE = {"cmd", "env", "volumes", "tmpfs", "publish", "cap_add", "cap_drop", "devices",
              "device_read_bps", "device_write_bps", "labels", "restart", "network",
-             "seccomp", "namespaces", "additional_gids", "rlimits", "sysctl", "hooks",
-             "mounts", "anonymous_volumes", "group_add", "ulimits", "sysctls", "log_opts",
+             "seccomp", "namespaces", "additional_gids", "rlimits", "hooks",
+             "mounts", "anonymous_volumes", "group_add", "sysctls", "log_opts",
              "health", "add_hosts", "dns", "dns_search", "dns_options"}
 
 
@@ -500,7 +561,7 @@ def from_run_flags(a: Any, image: str | None, cmd: Sequence[str]) -> ContainerSp
         stop_timeout=a.stop_timeout,
         **{f: getattr(a, f) for f in _RUN_EXTRA if getattr(a, f, None) is not None},
         group_add=tuple(getattr(a, "group_add", None) or ()),
-        ulimits=tuple(getattr(a, "ulimit", None) or ()),
+        rlimits=rlimits_from_ulimits(getattr(a, "ulimit", None) or ()),
         sysctls=parse_sysctls(getattr(a, "sysctl", None) or ()),
         shm_size=getattr(a, "shm_size", None),
         log_opts=parse_log_opts(getattr(a, "log_opt", None) or (),
@@ -554,13 +615,24 @@ def log_limits(spec: ContainerSpec) -> tuple[int, int]:
     return size, int(files)
 
 
+#: the sysctls of a container's own namespaces, any front end's (net, ipc,
+#: mqueue, uts: OCI's linux.sysctl takes them all); docker's --sysctl is
+#: checked against docker's list where it is parsed (config.validate_sysctl)
+_NAMESPACED_SYSCTL = re.compile(
+    r"(kernel\.(msgmax|msgmnb|msgmni|sem|shmall|shmmax|shmmni|shm_rmid_forced)"
+    r"|fs\.mqueue\.[a-z_]+|net\.[A-Za-z0-9_./-]+|kernel\.(hostname|domainname))", re.ASCII)
+
+
 def parse_sysctls(values: Sequence[str]) -> dict[str, str]:
+    """docker's ``--sysctl KEY=VALUE`` flags, each checked against docker's list."""
+    from nsprim.config import validate_sysctl
+
     out: dict[str, str] = {}
     for v in values:
         key, sep, val = v.partition("=")
         if not sep or not key:
             raise ConfigError(f"invalid --sysctl {v!r}: expected KEY=VALUE")
-        out[key] = val
+        out[validate_sysctl(key, val)] = val
     return out
 
 
@@ -621,14 +693,16 @@ def _validate_extra(spec: ContainerSpec) -> None:
     for g in spec.group_add:
         if not isinstance(g, str) or not _GROUP.fullmatch(g):
             raise ConfigError(f"invalid --group-add {g!r}: a group name or number")
-    from nsprim.config import parse_ulimit, validate_shm_size, validate_sysctl
+    from nsprim.config import validate_shm_size, validate_sysctl
 
-    for u in spec.ulimits:
-        parse_ulimit(u)
+    _check_rlimits(spec.rlimits)
     if not isinstance(spec.sysctls, Mapping):
         raise ConfigError(f"invalid sysctls {spec.sysctls!r}")
     for k, v in spec.sysctls.items():
-        validate_sysctl(k, v)
+        if not isinstance(k, str) or not _NAMESPACED_SYSCTL.fullmatch(k) or ".." in k:
+            validate_sysctl(k, v)  # its message: docker's list
+        if not isinstance(v, str) or "\n" in v or "\0" in v or len(v) > 4096:
+            raise ConfigError(f"invalid sysctl value {v!r} for {k}")
         if k.startswith("net.") and spec.network in ("host",):
             raise ConfigError(f"sysctl {k!r} is not allowed with --network host: it would "
                               "change the host's")
@@ -854,7 +928,8 @@ def to_container(spec: ContainerSpec, **extra: Any) -> Any:
         # always a cgroup, as docker (stats, pause, update), but for a user
         # without root and without limits (no cgroup of theirs to make)
         limits=limits_of(spec) if os.geteuid() == 0 or _limit_flags(spec) else None,
-        ulimits=spec.ulimits, sysctls=spec.sysctls, oom_score_adj=spec.oom_score_adj,
+        ulimits=ulimits_of(spec.rlimits), sysctls=spec.sysctls,
+        oom_score_adj=spec.oom_score_adj,
         shm_size=spec.shm_size, group_add=spec.group_add,
         container_id=spec.id, keep_rootfs=not spec.auto_remove,
         add_hosts=spec.add_hosts, dns=spec.dns, dns_search=spec.dns_search,

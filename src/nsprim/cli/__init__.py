@@ -497,6 +497,11 @@ def _build_parser(only: str | None = None) -> _Parser:
     return p
 
 
+#: parsers built ahead by the CLI helper (nsprim.helper), each used once by
+#: the forked child that runs the command
+_PREBUILT: dict[str | None, _Parser] = {}
+
+
 def _for_each(names: list[str], action: Any) -> int:
     """Run action(record, name) for each container named; errors are one line
     each; the exit status is 1 if any failed (docker's behaviour)."""
@@ -548,7 +553,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if rest and rest[0] in _MANAGEMENT:  # `container bogus`: one line
             sub = rest[1] if len(rest) > 1 else ""
             return _fail(f"{rest[0]}: unknown command {sub!r}", 1)
-    parser = _build_parser(chosen)
+    parser = _PREBUILT.pop(chosen, None) or _build_parser(chosen)
     try:
         a = parser.parse_args(args)
     except UsageError as e:

@@ -67,6 +67,38 @@ def _strmap(d: Mapping[str, Any], key: str, where: str) -> dict[str, str]:
     return dict(v)
 
 
+def _ulimits(host: Mapping[str, Any], where: str) -> dict[str, list[int]]:
+    """HostConfig.Ulimits ([{"Name": "nofile", "Soft": 1024, "Hard": 2048}],
+    -1 unlimited) -> the spec's rlimits."""
+    from nsprim.errors import ConfigError
+    from nsprim.spec import rlimits_from_ulimits
+
+    got = _field(host, "Ulimits", list, where, []) or []
+    specs = []
+    for i, u in enumerate(got):
+        if not isinstance(u, dict) or not isinstance(u.get("Name"), str) or not all(
+                isinstance(u.get(k), int) and not isinstance(u.get(k), bool)
+                for k in ("Soft", "Hard")):
+            raise ApiError(400, f"invalid {where}Ulimits[{i}]: expected "
+                           '{"Name": NAME, "Soft": N, "Hard": N}')
+        specs.append(f"{u['Name']}={u['Soft']}:{u['Hard']}")
+    try:
+        return rlimits_from_ulimits(specs)
+    except ConfigError as e:
+        raise ApiError(400, f"invalid {where}Ulimits: {e}") from None
+
+
+def _sysctls(host: Mapping[str, Any], where: str) -> dict[str, str]:
+    from nsprim.errors import ConfigError
+    from nsprim.spec import parse_sysctls
+
+    got = _strmap(host, "Sysctls", where)
+    try:
+        return parse_sysctls([f"{k}={v}" for k, v in got.items()])
+    except ConfigError as e:
+        raise ApiError(400, f"invalid {where}Sysctls: {e}") from None
+
+
 def _etc(host: Mapping[str, Any], body: Mapping[str, Any]) -> dict[str, Any]:
     """HostConfig.ExtraHosts ("name:IP"), Dns, DnsSearch, DnsOptions and
     Config.Domainname -> the spec's /etc fields (checked by spec.validate)."""
@@ -239,8 +271,7 @@ def parse_create(body: Any, name: str | None) -> CreateRequest:
     if shm not in (0, _DEFAULT_SHM):
         raise ApiError(400, f"HostConfig.ShmSize {shm} is not supported by nsprim (its "
                        "/dev/shm is a tmpfs of the default size)")
-    for key, why in (("Ulimits", "rlimits are not set per container"),
-                     ("VolumesFrom", "not implemented"),
+    for key, why in (("VolumesFrom", "not implemented"),
                      ("Links", "legacy links are not implemented")):
         _refuse_nonempty(host, key, hw, why)
     for key in ("PidMode", "IpcMode", "UTSMode", "UsernsMode", "CgroupnsMode"):
@@ -286,7 +317,8 @@ def parse_create(body: Any, name: str | None) -> CreateRequest:
         pids_limit=pids if pids and pids > 0 else None,
         restart=restart, auto_remove=_field(host, "AutoRemove", bool, hw, False),
         stop_signal=_field(body, "StopSignal", str, w, "") or None,
-        stop_timeout=stop_timeout, labels=labels, **sec, **_etc(host, body))
+        stop_timeout=stop_timeout, labels=labels,
+        rlimits=_ulimits(host, hw), sysctls=_sysctls(host, hw), **sec, **_etc(host, body))
     extra = {"exposed_ports": exposed, "stdin_once": stdin_once,
              "attach": {k: bool(body.get(k)) for k in
                         ("AttachStdin", "AttachStdout", "AttachStderr")}}

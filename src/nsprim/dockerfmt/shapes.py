@@ -562,7 +562,10 @@ def _host_config(spec: ContainerSpec) -> JSON:
         "MemorySwappiness": None,
         "OomKillDisable": False,
         "PidsLimit": pids,
-        "Ulimits": None,
+        "Ulimits": [{"Name": k[len("RLIMIT_"):].lower(),
+                     "Hard": -1 if v[1] >= 1 << 63 else v[1],
+                     "Soft": -1 if v[0] >= 1 << 63 else v[0]}
+                    for k, v in spec.rlimits.items()] or None,
         "CpuCount": 0,
         "CpuPercent": 0,
         "IOMaximumIOps": 0,

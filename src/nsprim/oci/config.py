@@ -398,7 +398,7 @@ def _linux(lx: Mapping[str, Any], kw: dict[str, Any]) -> None:
                 and "ipc" not in seen:
             raise _bad(f"linux.sysctl[{k!r}]", "needs an ipc namespace of the container")
         _str(v, f"linux.sysctl[{k!r}]")
-    kw["sysctl"] = dict(sysctl)
+    kw["sysctls"] = dict(sysctl)
     if lx.get("seccomp") is not None:
         kw["seccomp"] = dict(_obj(lx["seccomp"], "linux.seccomp"))
         for f in ("listenerPath", "listenerMetadata"):
@@ -598,8 +598,8 @@ def from_spec(spec: ContainerSpec, bundle_root: str = "rootfs") -> dict[str, Any
         linux["gidMappings"] = [dict(x) for x in m]
     if spec.devices:
         linux["devices"] = [_device_of(d.split(":")[0]) for d in spec.devices]
-    if spec.sysctl:
-        linux["sysctl"] = dict(spec.sysctl)
+    if spec.sysctls:
+        linux["sysctl"] = dict(spec.sysctls)
     if isinstance(spec.seccomp, Mapping):
         linux["seccomp"] = dict(spec.seccomp)
     out: dict[str, Any] = {

@@ -171,9 +171,12 @@ def create(root: str, cid: str, bundle: str, *, pid_file: str | None = None,
         os.mkfifo(fifo, 0o600)
         ffd = os.open(fifo, os.O_RDWR | os.O_CLOEXEC)
         limits = {f: getattr(spec, f) for f in _LIMIT_FIELDS}
+        # limits, rlimits and sysctls are applied here, runc's way: the
+        # cgroup below, rlimits inherited (_apply_inherited), sysctls written
+        # from the container's namespaces once it exists
         bare = dataclasses.replace(spec, memory=None, memory_swap=None, cpus=None,
                                    cpu_shares=None, cpuset_cpus=None, cpuset_mems=None,
-                                   pids_limit=None)
+                                   pids_limit=None, rlimits={}, sysctls={})
         c = spec_mod.to_container(bare, tty=spec.tty, wait_start_fd=ffd,
                                   pass_fds=tuple(range(3, 3 + preserve_fds)))
         cg = Cgroup.create(spec.id[:16], limits=make_limits(
@@ -202,8 +205,8 @@ def create(root: str, cid: str, bundle: str, *, pid_file: str | None = None,
         with open(os.path.join(cdir, "spec.json"), "w") as f:
             json.dump(spec.to_json(), f)
         st_mod.save(st)
-        if spec.sysctl:
-            _write_sysctl(c.pid, dict(spec.sysctl))
+        if spec.sysctls:
+            _write_sysctl(c.pid, dict(spec.sysctls))
         if c.pty_master >= 0 and console_socket is not None:
             _send_console(console_socket, c.pty_master)
         st_mod.run_hooks(st, "prestart", "created", strict=True)
