@@ -221,3 +221,57 @@ def test_layer_owners_are_mapped_ids(rootless_users: Users) -> None:
         cdir = os.path.join(u.data_root, "containers")
         left = [os.path.join(t, n) for t, ds, fs in os.walk(cdir) for n in ds + fs]
         assert left == []
+
+
+def test_rmi_keeps_layers_an_in_process_container_reads(rootless_users: Users,
+                                                        images: dict[str, str]) -> None:
+    """A rootless in-process container's overlay is in its own mount
+    namespace, where rmi cannot see it: the container holds a lease
+    (tmp/lease-*.lock) on its layers, so rmi untags the image but keeps
+    them, and the lease frees them as the container ends."""
+    import time
+
+    u = rootless_users["c"]
+    data = os.path.join(u.home, "lease-data")  # a store of this test's own
+    env = u.env(XDG_DATA_HOME=data)
+    r = u.nsprim("pull", images["base"], env=env, timeout=120)
+    assert r.returncode == 0, r.stderr
+    store = os.path.join(data, "nsprim", "images")
+    ready = os.path.join(u.home, "lease-ready")
+    code = ("import os, sys\nfrom nsprim import Container, PIPE\n"
+            f"c = Container(['sh', '-c', 'read x; cat /bin/busybox | wc -c'], "
+            f"image={images['base']!r}, "
+            "network='none', stdin=PIPE, stdout=PIPE)\n"
+            "c.start()\n"
+            f"open({ready!r}, 'w').close()\n"
+            "out, _ = c.communicate(sys.stdin.readline().encode())\n"
+            "print(out.decode().strip(), c.returncode)\n")
+    p = subprocess.Popen(["/usr/bin/setpriv", f"--reuid={u.uid}", f"--regid={u.gid}",
+                          "--clear-groups", "--", "/usr/bin/python3", "-c", code],
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True, env=env, cwd=u.home)
+    try:
+        deadline = time.monotonic() + 60
+        while not os.path.exists(ready):
+            assert p.poll() is None, p.communicate()
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        layers = sorted(os.listdir(os.path.join(store, "layers")))
+        assert layers
+        leases = [e for e in os.listdir(os.path.join(store, "tmp")) if e.startswith("lease-")]
+        assert len(leases) == 1, leases
+        r = u.nsprim("rmi", images["base"], env=env)
+        assert r.returncode == 0, r.stderr
+        assert "Untagged" in r.stdout
+        assert sorted(os.listdir(os.path.join(store, "layers"))) == layers  # kept
+        out, err = p.communicate("go\n", timeout=60)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    assert p.returncode == 0, err
+    size, rc = out.split()
+    assert int(size) > 100000 and rc == "0"  # the container still read its image
+    assert not [e for e in os.listdir(os.path.join(store, "tmp")) if e.startswith("lease-")]
+    # rmi deferred them to the lease, which freed them as the container ended
+    assert os.listdir(os.path.join(store, "layers")) == []

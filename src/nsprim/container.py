@@ -476,6 +476,12 @@ class Container:
                                               reuse=self._record_dir,
                                               in_userns=rootless).mount()
                 self._resources.callback(self._release_overlay)
+                if rootless:  # rmi cannot see an overlay in the child's mount namespace
+                    from nsprim.images.store import lease_layers
+
+                    lease = lease_layers(self.image.layers)
+                    if lease is not None:
+                        self._resources.callback(lease.release)
             self._start(self._resolve_network(self._resolve_volumes()))
         except BaseException:
             self._release_resources()
