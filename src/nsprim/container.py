@@ -462,8 +462,11 @@ class Container:
                 self._owns_cgroup = self.cgroup is not None
                 if self.cgroup is not None:
                     self._resources.callback(self._release_cgroup)
-                if self.cgroup is not None and not self.config.privileged:
-                    # docker's device rules (nodev holds without a cgroup too)
+                if self.cgroup is not None and not self.config.privileged \
+                        and os.geteuid() == 0:
+                    # docker's device rules (nodev holds without a cgroup too;
+                    # rootless: a delegated cgroup takes no BPF program, and
+                    # the user namespace makes no device nodes)
                     devices.apply(self.cgroup.fd, self.cgroup.v1_paths.get("devices"),
                                   devices.rules_for(self.config.devices))
             if self._pool is not None and self.cgroup is None:
