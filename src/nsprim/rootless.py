@@ -589,6 +589,99 @@ def start_pasta(container_pid: int, publish: list[tuple[int, int, str, str]],
     return UserNet(pidfile, ports)
 
 
+# ------------------------------------------------------ a command as root of a user namespace
+
+_IN_USERNS: list[bool] = []
+
+
+def in_user_namespace() -> bool:
+    """True when this process is in a user namespace other than the host's
+    (its uid_map is not the identity of every id): root here is then not
+    the host's root (no trusted.* xattrs, no device nodes, overlays need
+    ``userxattr``).  Cached."""
+    if not _IN_USERNS:
+        try:
+            with open("/proc/self/uid_map") as f:
+                rows = f.read().split()
+        except OSError:
+            rows = ["0", "0", "4294967295"]
+        _IN_USERNS.append(rows != ["0", "0", "4294967295"])
+    return _IN_USERNS[0]
+
+
+#: unshare a user, mount and network namespace, tell the parent (fd argv[1]),
+#: wait for the id maps (fd argv[2]), then exec the command (as root of the
+#: namespace)
+_UNSHARE = r"""
+import ctypes, os, sys
+libc = ctypes.CDLL(None, use_errno=True)
+if libc.unshare(0x10000000 | 0x20000 | 0x40000000) != 0:
+    sys.exit("nsprim: unshare(user, mount, net): " + os.strerror(ctypes.get_errno()))
+ready, go = int(sys.argv[1]), int(sys.argv[2])
+os.write(ready, b"r")
+if os.read(go, 1) != b"g":
+    sys.exit(125)
+os.close(ready)
+os.close(go)
+if libc.mount(b"none", b"/", None, 0x4000 | 0x40000, None) != 0:
+    sys.exit("nsprim: mount --make-rprivate /: " + os.strerror(ctypes.get_errno()))
+os.execv(sys.argv[3], sys.argv[3:])
+"""
+
+
+def run_as_userns_root(argv: list[str], *, network: bool = True) -> int:
+    """Run `argv` (an nsprim command) as root of a user namespace mapped like
+    the containers' (full mapping: container ids are the host's subordinate
+    ids), with a mount namespace and a network namespace of its own, which
+    pasta connects to the host's network (`network`).  Its state root and
+    run dir stay this user's (NSPRIM_ROOT, NSPRIM_RUN).  This is how
+    rootless `build` works: its RUN steps, overlays and layers are made as
+    root of that namespace, so files are owned by the mapped ids as a
+    rootless pull makes them.  Returns its exit status."""
+    import subprocess
+    import sys
+
+    from nsprim.state import _root_path, _run_path
+
+    m = mapping("auto")
+    if not m.helper:
+        why = _full_parts()
+        raise RootlessError(f"without root, this needs a full id mapping: "
+                            f"{why if isinstance(why, str) else 'newuidmap failed'}")
+    root, run = os.path.abspath(_root_path()), os.path.abspath(_run_path())
+    os.makedirs(run, 0o700, exist_ok=True)
+    env = dict(os.environ, NSPRIM_ROOT=root, NSPRIM_RUN=run)
+    r1, w1 = os.pipe()
+    r2, w2 = os.pipe()
+    p = subprocess.Popen([sys.executable, "-I", "-c", _UNSHARE, str(w1), str(r2), *argv],
+                         env=env, pass_fds=(w1, r2), close_fds=True)
+    os.close(w1)
+    os.close(r2)
+    net: UserNet | None = None
+    try:
+        if os.read(r1, 1) != b"r":
+            p.wait()
+            return p.returncode or 125
+        m.write(p.pid)
+        if network:
+            net = start_pasta(p.pid, [], os.path.join(run, f"build-pasta-{p.pid}.pid"))
+        os.write(w2, b"g")
+        os.close(w2)
+        w2 = -1
+        return p.wait()
+    except BaseException:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+        raise
+    finally:
+        if w2 >= 0:
+            os.close(w2)
+        os.close(r1)
+        if net is not None:
+            net.close()
+
+
 # ------------------------------------------------------------------ files in the user namespace
 
 #: run by a fresh interpreter that makes a user namespace of its own, waits
