@@ -114,12 +114,16 @@ def test_cgroup_delegate_and_rootless_limits(rootless_users: Users) -> None:
         assert path.startswith(d + "/nsprim/"), path
         assert (mem, pids, left) == (str(32 << 20), "20", "False")
         # the CLI's -m: a memory hog is OOM-killed, docker's 137
-        hog = "awk 'BEGIN { s = \"x\"; while (1) s = s s }'; echo survived"
+        hog = "awk 'BEGIN { s = \"x\"; while (1) s = s s }'"
         r = _in_cgroup(u, session, PY, "-m", "nsprim", "run", "--rm", *NONET, "-m", "32m",
-                       "--rootfs", rootless_users.rootfs, "--",
-                       "sh", "-c", hog)
-        assert "survived" not in r.stdout
+                       "--rootfs", rootless_users.rootfs, "--", "sh", "-c", "exec " + hog)
         assert r.returncode == 137, (r.returncode, r.stderr)
+        # the control: without -m, a 64 MiB string is built and printed
+        r = _in_cgroup(u, session, PY, "-m", "nsprim", "run", "--rm", *NONET, "--rootfs",
+                       rootless_users.rootfs, "--", "sh", "-c",
+                       "exec awk 'BEGIN { s = \"x\"; for (i = 0; i < 26; i++) s = s s; "
+                       "print length(s) }'")
+        assert r.returncode == 0 and int(r.stdout) == 1 << 26, (r.returncode, r.stderr)
         with open(os.path.join(d, "cgroup.procs")) as f:
             assert f.read().strip() == ""  # the subtree's top holds no process
     finally:
