@@ -1251,7 +1251,7 @@ if TYPE_CHECKING:
         cwd: str | None
         user: str | int | tuple[int, int] | None
         namespaces: NamespacesArg | None
-        user_namespace: IdMap | None
+        user_namespace: IdMap | UserMapping | str | None
         cap_add: Iterable[str]
         cap_drop: Iterable[str]
         no_new_privileges: bool
