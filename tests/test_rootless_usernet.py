@@ -67,6 +67,10 @@ def test_usernet_containers_of_one_user_reach_each_other(rootless_users: Users) 
         assert ip.count(".") == 3, ip
         holder = _holder(a)
         assert holder is not None
+        with open(os.path.join(a.data_root, "run", "usernet", "pasta.pid")) as f:
+            pasta = int(f.read())
+        with open(f"/proc/{pasta}/cmdline", "rb") as f:
+            assert os.path.basename(f.read().split(b"\0")[0]) == b"pasta"
         # the same user's second container fetches from the first, by IP
         r = a.nsprim("run", "--rm", *UNET, "--rootfs", rf, "--", *_get(ip))
         assert r.returncode == 0, r.stderr
@@ -85,6 +89,7 @@ def test_usernet_containers_of_one_user_reach_each_other(rootless_users: Users) 
         assert a.nsprim("rm", "-f", "web").returncode == 0
     # the last container gone, the holder (and its pasta) end
     assert _wait_gone(holder)
+    assert _wait_gone(pasta)  # pasta leaves with the namespace it served
     hb2 = _holder(b)
     if hb2 is not None:
         assert _wait_gone(hb2)

@@ -20,8 +20,8 @@ started on demand in the user's run dir:
   container, NAT towards pasta's interface), inside the user's namespace
   only -- nothing is created on the host;
 - the holder ends when no container is on its bridge and no command holds
-  a lease (``leases/*.lock``, flocked): the network namespace, and pasta
-  with it, go away.
+  a lease (``leases/*.lock``, flocked), ending pasta first: the network
+  namespace goes with it.
 
 Another user's containers are in another user's namespaces: they cannot
 reach these (and a user without a delegated cgroup still has no limits).
@@ -89,6 +89,18 @@ try:
         if f.read().strip() == str(os.getpid()):
             os.unlink(os.path.join(d, "holder.pid"))
 except OSError:
+    pass
+# pasta outlives the namespace it served: end it (checked to be that pasta)
+pidfile = os.path.join(d, "pasta.pid")
+try:
+    with open(pidfile) as f:
+        pid = int(f.read().strip())
+    with open(f"/proc/{pid}/cmdline", "rb") as f:
+        cmd = f.read().split(b"\0")
+    if os.path.basename(cmd[0]) == b"pasta" and os.fsencode(pidfile) in cmd:
+        os.kill(pid, 15)
+    os.unlink(pidfile)
+except (OSError, ValueError):
     pass
 """
 
