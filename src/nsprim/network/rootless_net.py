@@ -33,9 +33,11 @@ from __future__ import annotations
 
 import os
 
-__all__ = ["NAME", "run_in_usernet", "holder_pid", "usernet_dir"]
+__all__ = ["NAME", "INNER_ENV", "run_in_usernet", "holder_pid", "usernet_dir"]
 
 NAME = "usernet"
+#: set for the command re-run inside the user's namespaces: its usernet is bridge
+INNER_ENV = "NSPRIM_IN_USERNET"
 _MARK = "nsprim-usernet"
 
 #: the holder: a user and network namespace of its own; once its maps are
@@ -203,7 +205,7 @@ def run_in_usernet(argv: list[str]) -> int:
         os.set_inheritable(lfd, True)  # held by the command (and what it leaves running)
         env = dict(os.environ, NSPRIM_ROOT=os.path.abspath(_root_path()),
                    NSPRIM_RUN=os.path.abspath(_run_path()),
-                   NSPRIM_HOST_DIR=os.path.join(d, "host"))
+                   NSPRIM_HOST_DIR=os.path.join(d, "host"), **{INNER_ENV: "1"})
         p = subprocess.Popen([sys.executable, "-I", "-c", _ENTER, str(pid), *argv], env=env,
                              pass_fds=(lfd,))
         try:
