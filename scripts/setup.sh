@@ -46,6 +46,8 @@ command -v ss >/dev/null || need_apt+=(iproute2)  # tests/security/test_etc_and_
 command -v newuidmap >/dev/null || need_apt+=(uidmap)
 /usr/bin/python3 -c 'import cffi' 2>/dev/null || need_apt+=(python3-cffi)
 command -v pasta >/dev/null || need_apt+=(passt)
+# benchmarks/rootless.py: rootless podman 4.3 (no pasta yet) uses slirp4netns
+command -v slirp4netns >/dev/null || need_apt+=(slirp4netns)
 # nsprim daemon's clients: the docker CLI (docker.io's, where no newer one is
 # installed), docker-compose v1, script (a terminal for -it); dockerd and
 # containerd (docker.io) are the benchmark's peer

@@ -110,6 +110,9 @@ def _pylib(dest: str) -> str:
     src = os.path.dirname(nsprim.__file__)
     shutil.copytree(src, os.path.join(dest, "nsprim"),
                     ignore=shutil.ignore_patterns("__pycache__"))
+    import dockerfile  # build's parser (one abi3 extension file)
+
+    shutil.copy(dockerfile.__file__, dest)
     return dest
 
 

@@ -221,3 +221,106 @@ def test_layer_owners_are_mapped_ids(rootless_users: Users) -> None:
         cdir = os.path.join(u.data_root, "containers")
         left = [os.path.join(t, n) for t, ds, fs in os.walk(cdir) for n in ds + fs]
         assert left == []
+
+
+def test_rmi_keeps_layers_an_in_process_container_reads(rootless_users: Users,
+                                                        images: dict[str, str]) -> None:
+    """A rootless in-process container's overlay is in its own mount
+    namespace, where rmi cannot see it: the container holds a lease
+    (tmp/lease-*.lock) on its layers, so rmi untags the image but keeps
+    them, and the lease frees them as the container ends."""
+    import time
+
+    u = rootless_users["c"]
+    data = os.path.join(u.home, "lease-data")  # a store of this test's own
+    env = u.env(XDG_DATA_HOME=data)
+    r = u.nsprim("pull", images["base"], env=env, timeout=120)
+    assert r.returncode == 0, r.stderr
+    store = os.path.join(data, "nsprim", "images")
+    ready = os.path.join(u.home, "lease-ready")
+    code = ("import os, sys\nfrom nsprim import Container, PIPE\n"
+            f"c = Container(['sh', '-c', 'read x; cat /bin/busybox | wc -c'], "
+            f"image={images['base']!r}, "
+            "network='none', stdin=PIPE, stdout=PIPE)\n"
+            "c.start()\n"
+            f"open({ready!r}, 'w').close()\n"
+            "out, _ = c.communicate(sys.stdin.readline().encode())\n"
+            "print(out.decode().strip(), c.returncode)\n")
+    p = subprocess.Popen(["/usr/bin/setpriv", f"--reuid={u.uid}", f"--regid={u.gid}",
+                          "--clear-groups", "--", "/usr/bin/python3", "-c", code],
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True, env=env, cwd=u.home)
+    try:
+        deadline = time.monotonic() + 60
+        while not os.path.exists(ready):
+            assert p.poll() is None, p.communicate()
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        layers = sorted(os.listdir(os.path.join(store, "layers")))
+        assert layers
+        leases = [e for e in os.listdir(os.path.join(store, "tmp")) if e.startswith("lease-")]
+        assert len(leases) == 1, leases
+        r = u.nsprim("rmi", images["base"], env=env)
+        assert r.returncode == 0, r.stderr
+        assert "Untagged" in r.stdout
+        assert sorted(os.listdir(os.path.join(store, "layers"))) == layers  # kept
+        out, err = p.communicate("go\n", timeout=60)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    assert p.returncode == 0, err
+    size, rc = out.split()
+    assert int(size) > 100000 and rc == "0"  # the container still read its image
+    assert not [e for e in os.listdir(os.path.join(store, "tmp")) if e.startswith("lease-")]
+    # rmi deferred them to the lease, which freed them as the container ended
+    assert os.listdir(os.path.join(store, "layers")) == []
+
+
+def test_build_rootless(rootless_users: Users, images: dict[str, str]) -> None:
+    """`nsprim build` without root: RUN steps in a user namespace mapped
+    like the containers', COPY --chown, a whiteout; the layers are owned by
+    the mapped ids on the host (container uid 1000 = subordinate id 999),
+    as a rootless pull makes them, and the image runs."""
+    u = rootless_users["a"]
+    assert u.subid is not None
+    _pull(u, images["base"])
+    ctx = os.path.join(u.home, "buildctx")
+    os.mkdir(ctx)
+    with open(os.path.join(ctx, "hello.txt"), "w") as f:
+        f.write("copied\n")
+    with open(os.path.join(ctx, "Dockerfile"), "w") as f:
+        f.write(f"FROM {images['base']}\n"
+                "RUN mkdir -p /data && echo made > /data/f && chown 1000:1000 /data/f "
+                "&& rm /bin/vi\n"
+                "COPY --chown=1000:1000 hello.txt /home/hello.txt\n"
+                "CMD [\"sh\", \"-c\", \"cat /data/f /home/hello.txt; "
+                "stat -c %u /data/f /home/hello.txt; test -e /bin/vi || echo no-vi\"]\n")
+    subprocess.run(["chown", "-R", f"{u.uid}:{u.gid}", ctx], check=True)
+    r = u.nsprim("build", "-t", "localhost/rlbuild:1", ctx, timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "Successfully tagged localhost/rlbuild:1" in r.stdout, r.stdout
+    r = u.nsprim("run", "--rm", *NONET, "localhost/rlbuild:1")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["made", "copied", "1000", "1000", "no-vi"]
+    # on the host: the RUN layer's file belongs to the subordinate id of uid 1000
+    owners = set()
+    layers = os.path.join(u.data_root, "images", "layers")
+    for layer in os.listdir(layers):
+        p = os.path.join(layers, layer, "data", "f")
+        if os.path.lexists(p):
+            owners.add(os.lstat(p).st_uid)
+    assert owners == {u.subid[0] + 999}
+    # nothing of the build's user namespace is left (no pasta, no process)
+    assert not [e for e in os.listdir(os.path.join(u.data_root, "run"))
+                if e.startswith("build-pasta")]
+    assert u.nsprim("rmi", "localhost/rlbuild:1").returncode == 0
+
+
+def test_build_python_api_rootless_refused(rootless_users: Users) -> None:
+    u = rootless_users["c"]
+    r = u.python("from nsprim.images.build import Builder, BuildError\n"
+                 "try:\n    Builder(None, dockerfile_text='FROM scratch\\n')\n"
+                 "except BuildError as e:\n    print(e)\n")
+    assert r.returncode == 0, r.stderr
+    assert "nsprim build" in r.stdout

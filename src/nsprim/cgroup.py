@@ -122,6 +122,21 @@ def host_layout() -> Layout:
     return Layout(v2, ctrls, v1)
 
 
+def _layout() -> Layout:
+    """The hierarchies this process makes its containers' cgroups in: the
+    host's as root; without root only the cgroup v2 subtree delegated to it
+    (nsprim.rootless.delegated_cgroup), as if it were the mount, or none."""
+    if os.geteuid() == 0:
+        return host_layout()
+    from nsprim.rootless import delegated_cgroup
+
+    d = delegated_cgroup()
+    if d is None:
+        return Layout(None, frozenset(), {})
+    return Layout(d, frozenset((_read(os.path.join(d, "cgroup.controllers")) or "").split()),
+                  {})
+
+
 # ---------------------------------------------------------------------- limits
 
 @record(frozen=True)
@@ -426,7 +441,7 @@ class Cgroup:
             limits = make_limits(**kwargs)
         elif kwargs:
             raise ConfigError("give limits or limit keywords, not both")
-        lay = host_layout()
+        lay = _layout()
         need = limits.controllers()
 
         # which hierarchy serves each controller
@@ -515,7 +530,7 @@ class Cgroup:
     def open(cls, name: str, parent: str = PARENT) -> Cgroup:
         """An existing cgroup of nsprim's (e.g. a running container's, to exec
         into it).  It is not owned: remove() on it is refused."""
-        lay = host_layout()
+        lay = _layout()
         leaf = leaf_name(name)
         v2 = os.path.join(lay.v2, parent, leaf) if lay.v2 else None
         if v2 is not None and not os.path.isdir(v2):
@@ -849,7 +864,7 @@ class Cgroup:
         """Remove this state root's cgroups whose owner is gone (their lock
         is free): kill what is in them, wait, rmdir.  Returns the names
         removed.  Other roots' cgroups are never looked at."""
-        lay = host_layout()
+        lay = _layout()
         roots = [os.path.join(m, parent) for m in {lay.v2, *lay.v1.values()} if m]
         mine = leaf_name("")
         names: set[str] = set()
@@ -893,7 +908,7 @@ def remove_named(name: str, parent: str = PARENT) -> bool:
     """Remove this root's cgroup `name` wherever nsprim made it (killing what
     is left in it), whoever created it: for a supervisor cleaning up after its
     container.  Returns whether there was anything to remove."""
-    lay = host_layout()
+    lay = _layout()
     leaf = leaf_name(name)
     dirs = [os.path.join(m, parent, leaf) for m in {lay.v2, *lay.v1.values()} if m]
     dirs = [d for d in dirs if os.path.isdir(d)]
@@ -947,7 +962,7 @@ def _rmdirs(dirs: list[str], timeout: float) -> None:
 def iter_nsprim_cgroups(parent: str = PARENT, *, all_roots: bool = False) -> Iterator[str]:
     """Paths of this state root's cgroups under nsprim's parents, or of every
     root's (`all_roots`), for checks and tests."""
-    lay = host_layout()
+    lay = _layout()
     mine = "" if all_roots else leaf_name("")
     for m in {lay.v2, *lay.v1.values()}:
         if not m:

@@ -492,8 +492,11 @@ class Container:
                 self._owns_cgroup = self.cgroup is not None
                 if self.cgroup is not None:
                     self._resources.callback(self._release_cgroup)
-                if self.cgroup is not None and not self.config.privileged:
-                    # docker's device rules (nodev holds without a cgroup too)
+                if self.cgroup is not None and not self.config.privileged \
+                        and os.geteuid() == 0:
+                    # docker's device rules (nodev holds without a cgroup too;
+                    # rootless: a delegated cgroup takes no BPF program, and
+                    # the user namespace makes no device nodes)
                     devices.apply(self.cgroup.fd, self.cgroup.v1_paths.get("devices"),
                                   devices.rules_for(self.config.devices))
             if self._pool is not None and self.cgroup is None:
@@ -506,6 +509,12 @@ class Container:
                                               reuse=self._record_dir,
                                               in_userns=rootless).mount()
                 self._resources.callback(self._release_overlay)
+                if rootless:  # rmi cannot see an overlay in the child's mount namespace
+                    from nsprim.images.store import lease_layers
+
+                    lease = lease_layers(self.image.layers)
+                    if lease is not None:
+                        self._resources.callback(lease.release)
             self._start(self._resolve_network(self._resolve_volumes()))
         except BaseException:
             self._release_resources()
@@ -1378,7 +1387,7 @@ if TYPE_CHECKING:
         cwd: str | None
         user: str | int | tuple[int, int] | None
         namespaces: NamespacesArg | None
-        user_namespace: IdMap | None
+        user_namespace: IdMap | UserMapping | str | None
         cap_add: Iterable[str]
         cap_drop: Iterable[str]
         no_new_privileges: bool

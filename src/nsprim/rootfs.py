@@ -89,6 +89,12 @@ class OverlayRootfs:
         return self
 
     def _mount(self) -> None:
+        from nsprim.rootless import in_user_namespace
+
+        if in_user_namespace():  # root of a user namespace (rootless build): userxattr
+            m.mount("overlay", self.path, "overlay", m.MS_RDONLY if self.readonly else 0,
+                    self.mount_data())
+            return
         # lowerdir lists the top layer first
         lowers = list(reversed(self.layers))
         attrs = m.MOUNT_ATTR_RDONLY if self.readonly else 0

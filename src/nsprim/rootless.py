@@ -319,16 +319,72 @@ def check_mode(mode: str) -> str:
 
 
 # ------------------------------------------------------------------ cgroups
+#
+# The kernel's delegation rules (Documentation/admin-guide/cgroup-v2.rst,
+# "Delegation"): a user may create cgroups under a directory it owns, write
+# the limits of those, and move a process between two cgroups only when it
+# may write the cgroup.procs of their common ancestor.  So a rootless
+# container's cgroup can be made only under a subtree that the user owns
+# *and* that the calling process already lives in: systemd's
+# user@UID.service (``systemd-run --user --scope``), or the subtree
+# ``nsprim system delegate USER`` makes (its ``session`` leaf holds the
+# user's processes).
+
+#: where `nsprim system delegate USER` puts USER's subtree (under the v2 mount)
+DELEGATE_DIR = "nsprim.delegate"
+#: the leaf of a delegated subtree that holds the user's own processes
+DELEGATE_SESSION = "session"
+#: the controllers `nsprim system delegate` enables for the user
+DELEGATE_CONTROLLERS = ("cpu", "cpuset", "io", "memory", "pids")
+
+
+def _own_cgroup() -> str | None:
+    """This process's cgroup v2 path (relative to the mount), or None."""
+    try:
+        with open("/proc/self/cgroup") as f:
+            for line in f:
+                if line.startswith("0::"):
+                    return line[3:].strip()
+    except OSError:
+        pass
+    return None
+
+
+def _owned(d: str, uid: int) -> bool:
+    try:
+        return (os.stat(d).st_uid == uid
+                and os.stat(os.path.join(d, "cgroup.procs")).st_uid == uid)
+    except OSError:
+        return False
+
+
+def delegated_cgroup() -> str | None:
+    """The cgroup v2 subtree delegated to this (unprivileged) process: the
+    topmost ancestor of its own cgroup that it owns (the directory and its
+    cgroup.procs), so the common ancestor of where it is and where its
+    containers go is writable; None if its cgroup is not owned."""
+    from nsprim.cgroup import host_layout
+
+    mnt = host_layout().v2
+    rel = _own_cgroup()
+    if mnt is None or rel is None:
+        return None
+    uid = os.geteuid()
+    best = None
+    d = os.path.normpath(mnt + "/" + rel.lstrip("/"))
+    while d.startswith(mnt + "/") and _owned(d, uid):
+        best = d
+        d = os.path.dirname(d)
+    return best
+
+
+def delegate_path(user: str, mnt: str) -> str:
+    return os.path.join(mnt, DELEGATE_DIR, user)
+
 
 def limits_problem(flags: list[str]) -> str | None:
     """Why resource limits (`flags`, as the user gave them) cannot be set
-    without root here, or None.
-
-    Limits need a cgroup v2 subtree delegated to the user (owned by it, with
-    the controllers enabled): cgroup v1 controllers are root's alone.
-    nsprim does not yet create containers' cgroups inside a delegated subtree
-    (the caller would first have to move itself into a leaf of it), so limits
-    are refused rootless in every case, with what a host would need."""
+    without root here, or None (a delegated cgroup v2 subtree is there)."""
     if not flags:
         return None
     from nsprim.cgroup import host_layout
@@ -341,15 +397,110 @@ def limits_problem(flags: list[str]) -> str | None:
         return (f"{what}: resource limits need a cgroup v2 subtree delegated to you, and "
                 f"this host's {', '.join(v1)} controllers are cgroup v1 (root only): boot "
                 "with systemd.unified_cgroup_hierarchy=1 and have root delegate a subtree "
-                "(`systemd-run --user -p Delegate=yes` or `nsprim system delegate USER`)")
-    return (f"{what}: resource limits without root need a delegated cgroup v2 subtree, "
-            "which rootless nsprim does not use yet: run as root, or without limits")
+                "(`nsprim system delegate USER`, or systemd's user@UID.service)")
+    if lay.v2 is None:
+        return f"{what}: resource limits without root need cgroup v2, which is not mounted"
+    if delegated_cgroup() is not None:
+        return None
+    me = _user_name(os.geteuid()) or str(os.geteuid())
+    d = delegate_path(me, lay.v2)
+    if _owned(d, os.geteuid()):
+        return (f"{what}: the cgroup subtree {d} is delegated to you, but this process is "
+                f"in cgroup {_own_cgroup()}, outside it (the kernel lets you move processes "
+                f"only within a subtree you own): start your session in it (as root, "
+                f"`echo PID > {d}/{DELEGATE_SESSION}/cgroup.procs`)")
+    return (f"{what}: resource limits without root need a cgroup v2 subtree delegated to "
+            f"you, and this process's cgroup ({_own_cgroup()}) is not yours: as root, run "
+            f"`nsprim system delegate {me}` and start your session in its "
+            f"{DELEGATE_SESSION} cgroup, or use systemd (`systemd-run --user --scope "
+            f"-p Delegate=yes nsprim ...`)")
 
 
 def check_limits(flags: list[str]) -> None:
     why = limits_problem(flags)
     if why is not None:
         raise RootlessError(why)
+
+
+def delegate(user: str, remove: bool = False) -> str:
+    """As root: make (or remove) USER's delegated cgroup v2 subtree
+    ``<v2 mount>/nsprim.delegate/USER``: the controllers enabled down to it
+    and in it, the directory and its cgroup.procs, cgroup.subtree_control
+    and cgroup.threads owned by the user (the files the kernel's delegation
+    model gives a delegatee), and a ``session`` leaf for the user's
+    processes.  Returns the path.  Refused in one line on a host whose limit
+    controllers are cgroup v1."""
+    import pwd
+
+    from nsprim.cgroup import host_layout
+
+    if os.geteuid() != 0:
+        raise RootlessError("cgroup delegation: only root can delegate a cgroup subtree")
+    try:
+        pw = pwd.getpwnam(user)
+    except KeyError:
+        raise ConfigError(f"cgroup delegation: no such user {user!r}") from None
+    if pw.pw_uid == 0:
+        raise ConfigError("cgroup delegation: root needs no delegation")
+    lay = host_layout()
+    v1 = sorted(c for c in ("memory", "cpu", "pids") if c in lay.v1)
+    if lay.v2 is None or v1 or lay.kind != "v2":
+        raise RootlessError(f"cgroup delegation: this host's cgroups are {lay.kind} "
+                            f"({', '.join(v1) or 'no'} controllers on v1): delegation needs "
+                            "a pure cgroup v2 host (boot with "
+                            "systemd.unified_cgroup_hierarchy=1)")
+    base = os.path.join(lay.v2, DELEGATE_DIR)
+    d = delegate_path(pw.pw_name, lay.v2)
+    if remove:
+        _undelegate(d, base)
+        return d
+    ctrls = [c for c in DELEGATE_CONTROLLERS if c in lay.v2_controllers]
+    enable = " ".join("+" + c for c in ctrls).encode()
+    os.makedirs(d, 0o755, exist_ok=True)
+    for parent in (lay.v2, base, d):
+        _cg_write(os.path.join(parent, "cgroup.subtree_control"), enable)
+    session = os.path.join(d, DELEGATE_SESSION)
+    os.makedirs(session, 0o755, exist_ok=True)
+    for path in (d, session):
+        for name in ("", "cgroup.procs", "cgroup.subtree_control", "cgroup.threads"):
+            os.chown(os.path.join(path, name), pw.pw_uid, pw.pw_gid)
+    return d
+
+
+def _cg_write(path: str, data: bytes) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+    try:
+        os.write(fd, data)
+    finally:
+        os.close(fd)
+
+
+def _undelegate(d: str, base: str) -> None:
+    """Kill what is left in the subtree `d`, remove it (deepest first) and
+    the nsprim.delegate parent once it is empty."""
+    import time
+
+    if not os.path.isdir(d):
+        raise FileNotFoundError(2, "cgroup delegation: no delegated subtree", d)
+    if os.path.exists(os.path.join(d, "cgroup.kill")):
+        _cg_write(os.path.join(d, "cgroup.kill"), b"1")
+    dirs = [top for top, _dirs, _files in os.walk(d)]
+    deadline = time.monotonic() + 10
+    for path in sorted(dirs, key=len, reverse=True):
+        while True:
+            try:
+                os.rmdir(path)
+                break
+            except FileNotFoundError:
+                break
+            except OSError as e:
+                if e.errno != 16 or time.monotonic() > deadline:  # EBUSY: tasks leaving
+                    raise
+                time.sleep(0.02)
+    try:
+        os.rmdir(base)
+    except OSError:
+        pass
 
 
 # ------------------------------------------------------------------ network
@@ -436,6 +587,99 @@ def start_pasta(container_pid: int, publish: list[tuple[int, int, str, str]],
         raise RootlessError(f"pasta failed (exit {r.returncode}): "
                             f"{why[-1] if why else 'no message'}")
     return UserNet(pidfile, ports)
+
+
+# ------------------------------------------------------ a command as root of a user namespace
+
+_IN_USERNS: list[bool] = []
+
+
+def in_user_namespace() -> bool:
+    """True when this process is in a user namespace other than the host's
+    (its uid_map is not the identity of every id): root here is then not
+    the host's root (no trusted.* xattrs, no device nodes, overlays need
+    ``userxattr``).  Cached."""
+    if not _IN_USERNS:
+        try:
+            with open("/proc/self/uid_map") as f:
+                rows = f.read().split()
+        except OSError:
+            rows = ["0", "0", "4294967295"]
+        _IN_USERNS.append(rows != ["0", "0", "4294967295"])
+    return _IN_USERNS[0]
+
+
+#: unshare a user, mount and network namespace, tell the parent (fd argv[1]),
+#: wait for the id maps (fd argv[2]), then exec the command (as root of the
+#: namespace)
+_UNSHARE = r"""
+import ctypes, os, sys
+libc = ctypes.CDLL(None, use_errno=True)
+if libc.unshare(0x10000000 | 0x20000 | 0x40000000) != 0:
+    sys.exit("nsprim: unshare(user, mount, net): " + os.strerror(ctypes.get_errno()))
+ready, go = int(sys.argv[1]), int(sys.argv[2])
+os.write(ready, b"r")
+if os.read(go, 1) != b"g":
+    sys.exit(125)
+os.close(ready)
+os.close(go)
+if libc.mount(b"none", b"/", None, 0x4000 | 0x40000, None) != 0:
+    sys.exit("nsprim: mount --make-rprivate /: " + os.strerror(ctypes.get_errno()))
+os.execv(sys.argv[3], sys.argv[3:])
+"""
+
+
+def run_as_userns_root(argv: list[str], *, network: bool = True) -> int:
+    """Run `argv` (an nsprim command) as root of a user namespace mapped like
+    the containers' (full mapping: container ids are the host's subordinate
+    ids), with a mount namespace and a network namespace of its own, which
+    pasta connects to the host's network (`network`).  Its state root and
+    run dir stay this user's (NSPRIM_ROOT, NSPRIM_RUN).  This is how
+    rootless `build` works: its RUN steps, overlays and layers are made as
+    root of that namespace, so files are owned by the mapped ids as a
+    rootless pull makes them.  Returns its exit status."""
+    import subprocess
+    import sys
+
+    from nsprim.state import _root_path, _run_path
+
+    m = mapping("auto")
+    if not m.helper:
+        why = _full_parts()
+        raise RootlessError(f"without root, this needs a full id mapping: "
+                            f"{why if isinstance(why, str) else 'newuidmap failed'}")
+    root, run = os.path.abspath(_root_path()), os.path.abspath(_run_path())
+    os.makedirs(run, 0o700, exist_ok=True)
+    env = dict(os.environ, NSPRIM_ROOT=root, NSPRIM_RUN=run)
+    r1, w1 = os.pipe()
+    r2, w2 = os.pipe()
+    p = subprocess.Popen([sys.executable, "-I", "-c", _UNSHARE, str(w1), str(r2), *argv],
+                         env=env, pass_fds=(w1, r2), close_fds=True)
+    os.close(w1)
+    os.close(r2)
+    net: UserNet | None = None
+    try:
+        if os.read(r1, 1) != b"r":
+            p.wait()
+            return p.returncode or 125
+        m.write(p.pid)
+        if network:
+            net = start_pasta(p.pid, [], os.path.join(run, f"build-pasta-{p.pid}.pid"))
+        os.write(w2, b"g")
+        os.close(w2)
+        w2 = -1
+        return p.wait()
+    except BaseException:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+        raise
+    finally:
+        if w2 >= 0:
+            os.close(w2)
+        os.close(r1)
+        if net is not None:
+            net.close()
 
 
 # ------------------------------------------------------------------ files in the user namespace

@@ -174,3 +174,71 @@ def test_hostile_layer_loaded_rootless_stays_inside(rootless_users: Users) -> No
     assert os.listdir(target) == []
     with open("/etc/passwd") as f:
         assert "evil" not in f.read()
+
+
+_PROBE = ("grep -E '^(Seccomp|CapEff|NoNewPrivs):' /proc/self/status; "
+          "echo fds $(ls /proc/self/fd | tr '\\n' ' '); "
+          "echo map $(head -1 /proc/self/uid_map); "
+          "echo x >> /etc/passwd 2>/dev/null; echo passwd $?; "
+          "mknod /dev/sdz b 8 0 2>/dev/null; echo mknod $?")
+
+
+def _probe_fields(out: str) -> dict[str, str]:
+    fields = {}
+    for line in out.splitlines():
+        k, _, v = line.replace(":", " ", 1).partition(" ")
+        fields[k] = " ".join(v.split())
+    return fields
+
+
+def test_rootless_build_run_step_is_contained(rootless_users: Users,
+                                              images: dict[str, str]) -> None:
+    """A RUN step of a rootless build (the build runs as root of the user's
+    user namespace): docker's seccomp filter and 14 capabilities, only fds
+    0-2, root inside is the user outside, no device nodes, and the host's
+    files it can reach are not writable."""
+    import subprocess
+
+    a = rootless_users["a"]
+    r = a.nsprim("pull", images["base"], timeout=120)
+    assert r.returncode == 0, r.stderr
+    ctx = os.path.join(a.home, "sec-build")
+    os.makedirs(ctx, exist_ok=True)
+    with open(os.path.join(ctx, "Dockerfile"), "w") as f:
+        f.write(f"FROM {images['base']}\nRUN ({_PROBE}) > /probe.txt 2>&1\n"
+                "CMD [\"cat\", \"/probe.txt\"]\n")
+    subprocess.run(["chown", "-R", f"{a.uid}:{a.gid}", ctx], check=True)
+    r = a.nsprim("build", "-q", "-t", "localhost/secbuild:1", ctx, timeout=300)
+    assert r.returncode == 0, r.stderr
+    try:
+        out = a.nsprim("run", "--rm", *NONET, "localhost/secbuild:1")
+        assert out.returncode == 0, out.stderr
+        f = _probe_fields(out.stdout)
+        assert f["Seccomp"] == "2" and f["NoNewPrivs"] == "0"
+        assert f["CapEff"] == "00000000a80425fb"
+        assert f["fds"].split() == ["0", "1", "2", "3"]  # 3: ls's own directory
+        assert f["map"].split() == ["0", str(a.uid), "1"]  # root inside = a outside
+        assert f["mknod"] == "1"
+    finally:
+        a.nsprim("rmi", "localhost/secbuild:1")
+
+
+def test_usernet_container_is_contained(rootless_users: Users) -> None:
+    """A container on the user's network (made as root of the user's user
+    namespace): the same protections, root inside is only the user."""
+    import shutil
+    import subprocess
+
+    a = rootless_users["a"]
+    rootfs = os.path.join(a.home, "sec-usernet-rootfs")
+    if not os.path.isdir(rootfs):
+        shutil.copytree(rootless_users.rootfs, rootfs, symlinks=True)
+        subprocess.run(["chown", "-R", f"{a.uid}:{a.gid}", rootfs], check=True)
+    r = a.nsprim("run", "--rm", "--network", "usernet", "--rootfs", rootfs, "--",
+                 "sh", "-c", _PROBE)
+    assert r.returncode == 0, r.stderr
+    f = _probe_fields(r.stdout)
+    assert f["Seccomp"] == "2" and f["CapEff"] == "00000000a80425fb"
+    assert f["fds"].split() == ["0", "1", "2", "3"]
+    assert f["map"].split() == ["0", str(a.uid), "1"]
+    assert f["mknod"] == "1"

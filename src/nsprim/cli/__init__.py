@@ -178,6 +178,7 @@ _MODULES = {
     "system-df": "system:add_df_parser", "info": "system:add_info_parser",
     "version": "system:add_version_parser", "commit": "commit:add_parser",
     "events": "events:add_parser",
+    "system-delegate": "system:add_delegate_parser",
 }
 _DISPATCH.update({name: f"{where.split(':')[0]}:cmd_{name.replace('-', '_')}"
                   for name, where in _MODULES.items()})
@@ -199,7 +200,8 @@ _MANAGEMENT = {
     "image": {"ls": ["images"], "list": ["images"], "rm": ["rmi"], "remove": ["rmi"],
               "inspect": ["inspect", "--type", "image"], "prune": ["image-prune"]},
     "volume": {"prune": ["volume-prune"]},  # the rest: the volume command's own
-    "system": {"prune": ["system-prune"], "df": ["system-df"], "info": ["info"]},
+    "system": {"prune": ["system-prune"], "df": ["system-df"], "info": ["info"],
+               "delegate": ["system-delegate"]},
 }
 
 

@@ -76,6 +76,14 @@ def add_parsers(sub: Any) -> None:
 
 
 def cmd_build(a: argparse.Namespace) -> int:
+    if os.geteuid() != 0:  # rootless: the same command, as root of a user namespace
+        from nsprim.rootless import run_as_userns_root
+
+        try:
+            return run_as_userns_root([sys.executable, "-m", "nsprim", *sys.argv[1:]],
+                                      network=a.network != "none")
+        except (OSError, ValueError) as e:
+            return _fail(_oneline(e), 1)
     from nsprim.images.build import Builder, BuildError
 
     args: dict[str, str] = {}

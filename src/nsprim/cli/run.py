@@ -37,12 +37,29 @@ def _not_a_tty(tty: bool, interactive: bool) -> str | None:
     return None
 
 
+def _in_usernet() -> int:
+    """This command again, in the user's network namespace, where its
+    --network usernet is bridge (nsprim.network.rootless_net)."""
+    from nsprim.network.rootless_net import run_in_usernet
+
+    try:
+        return run_in_usernet([sys.executable, "-m", "nsprim", *sys.argv[1:]])
+    except (OSError, ValueError) as e:
+        return _fail(str(e))
+
+
 def cmd_run(a: argparse.Namespace) -> int:
     from nsprim import _record
     from nsprim.errors import ConfigError
     from nsprim.lifecycle import new_record, remove_record
     from nsprim.spec import from_run_flags, to_container, validate, with_anonymous_volumes
 
+    if getattr(a, "network", None) == "usernet":
+        # rootless: the user's shared network (network/rootless_net.py)
+        if os.geteuid() != 0:
+            return _in_usernet()
+        if os.environ.get("NSPRIM_IN_USERNET") == "1":
+            a.network = "bridge"  # in the user's namespaces: its bridge
     cmd = a.cmd[1:] if a.cmd and a.cmd[0] == "--" else a.cmd
     image = None
     if a.rootfs is None:

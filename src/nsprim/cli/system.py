@@ -47,6 +47,31 @@ def add_version_parser(sub: Any) -> None:
     p.add_argument("-f", "--format", default=None, metavar="json")
 
 
+def add_delegate_parser(sub: Any) -> None:
+    p = sub.add_parser("system-delegate",
+                       help="(root) delegate a cgroup v2 subtree to USER for rootless limits")
+    p.add_argument("user", metavar="USER")
+    p.add_argument("--remove", action="store_true",
+                   help="remove USER's subtree (killing what is left in it)")
+
+
+def cmd_system_delegate(a: argparse.Namespace) -> int:
+    """nsprim system delegate [--remove] USER (nsprim.rootless.delegate)."""
+    from nsprim.cli import _fail
+    from nsprim.rootless import DELEGATE_SESSION, delegate
+
+    try:
+        d = delegate(a.user, remove=a.remove)
+    except (OSError, ValueError) as e:
+        return _fail(str(e))
+    if a.remove:
+        print(f"removed {d}")
+    else:
+        print(f"delegated {d} to {a.user}; processes of {a.user} started in "
+              f"{d}/{DELEGATE_SESSION} may set limits without root")
+    return 0
+
+
 # ----------------------------------------------------------------- sizes
 
 def human(n: float) -> str:

@@ -464,6 +464,9 @@ class Builder:
                  progress: IO[str] | None = None, store: ImageStore | None = None) -> None:
         from nsprim.images.reference import parse_reference
 
+        if os.geteuid() != 0:
+            raise BuildError("building without root goes through the CLI, `nsprim build`, "
+                             "which runs the build as root of a user namespace")
         self.store = store or default_store()
         self.context = os.path.abspath(context) if context is not None else None
         self.no_cache = no_cache
@@ -931,7 +934,12 @@ class Builder:
     def _exec(self, rootfs: str, argv: list[str], env: dict[str, str], c: dict[str, Any],
               network: str) -> None:
         from nsprim.container import Container
+        from nsprim.rootless import in_user_namespace
 
+        if network == "bridge" and in_user_namespace():
+            # rootless build (nsprim.rootless.run_as_userns_root): the build's
+            # own network namespace, which pasta connects to the host's
+            network = "host"
         cid = os.urandom(32).hex()
         self._say(f" ---> Running in {cid[:12]}")
         quiet = self.out is None

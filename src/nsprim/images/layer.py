@@ -271,6 +271,12 @@ def _remove(pfd: int, base: str) -> None:
 OWNER_XATTR = "user.nsprim.owner"
 
 
+def _in_userns() -> bool:
+    from nsprim.rootless import in_user_namespace
+
+    return in_user_namespace()
+
+
 def _apply_meta(pfd: int, base: str, m: tarfile.TarInfo, is_link: bool, fd: int = -1) -> None:
     rootless = os.geteuid() != 0
     if rootless:
@@ -373,7 +379,9 @@ def _extract_member(tar: tarfile.TarFile, m: tarfile.TarInfo, root: _Root,
     try:
         if whiteouts and base == _OPAQUE:
             # rootless overlays are mounted with userxattr (nsprim.rootfs)
-            ns = "user" if os.geteuid() != 0 else "trusted"
+            from nsprim.rootless import in_user_namespace
+
+            ns = "user" if os.geteuid() != 0 or in_user_namespace() else "trusted"
             os.setxattr(f"/proc/self/fd/{pfd}", f"{ns}.overlay.opaque", b"y")
             return
         if whiteouts and base.startswith(_WH + _WH):
@@ -427,7 +435,7 @@ def _extract_member(tar: tarfile.TarFile, m: tarfile.TarInfo, root: _Root,
             finally:
                 os.close(tpfd)
             return
-        elif (m.ischr() or m.isblk()) and os.geteuid() != 0:
+        elif (m.ischr() or m.isblk()) and (os.geteuid() != 0 or _in_userns()):
             # rootless: no device nodes (as rootless podman); nodev would
             # make them useless in the container anyway
             import sys

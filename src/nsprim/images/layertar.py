@@ -2,7 +2,8 @@
 
 The directory may be an overlay's upper directory or an extracted layer:
 overlayfs whiteouts (0/0 character devices) become ``.wh.NAME`` entries,
-opaque directories (``trusted.overlay.opaque=y``) get ``.wh..wh..opq``.
+opaque directories (``trusted.overlay.opaque=y``, or ``user.overlay.opaque``
+of an overlay mounted in a user namespace) get ``.wh..wh..opq``.
 Entries are sorted, times are normalised to `mtime` (0 unless given),
 user and group names are left empty, and only the xattrs an image may carry
 are kept (``trusted.overlay.*`` never), so the same tree gives the same
@@ -19,7 +20,7 @@ from typing import IO, Any
 
 __all__ = ["write_layer_tar", "HashingWriter"]
 
-_SKIP_XATTR = ("trusted.overlay.", "security.selinux")
+_SKIP_XATTR = ("trusted.overlay.", "user.overlay.", "security.selinux")
 
 
 class HashingWriter:
@@ -66,10 +67,14 @@ def _xattrs(path: str) -> dict[str, str]:
 
 
 def _opaque(path: str) -> bool:
-    try:
-        return os.getxattr(path, "trusted.overlay.opaque", follow_symlinks=False) == b"y"
-    except OSError:
-        return False
+    # user.overlay.opaque: an overlay mounted in a user namespace (userxattr)
+    for ns in ("trusted", "user"):
+        try:
+            if os.getxattr(path, f"{ns}.overlay.opaque", follow_symlinks=False) == b"y":
+                return True
+        except OSError:
+            pass
+    return False
 
 
 def write_layer_tar(src: str, out: Any, *, mtime: int = 0) -> None:

@@ -11,6 +11,9 @@ Layout under ``<state root>/images``::
     tmp/<pull>.lock           held (flock) by a pull or load while it runs; lists
                               the layers it relies on, which rmi then keeps
     tmp/<pull>.<n>/           a layer being extracted by that pull
+    tmp/lease-<id>.lock       held by a rootless container while it runs (its
+                              overlay is in its own mount namespace): its
+                              layers, which rmi then keeps (lease_layers)
     lock                      held while names, images or layers change
 
 Anything under tmp/ whose pull is no longer running (killed, crashed) is
@@ -39,7 +42,7 @@ import json
 import os
 import stat
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
 from nsprim._record import field, record
@@ -113,9 +116,9 @@ class _PullLock:
     """tmp/<name>.lock, flocked for as long as the pull runs; its content is
     the layers (hex diff_ids) the pull relies on."""
 
-    def __init__(self, tmpdir: str) -> None:
+    def __init__(self, tmpdir: str, prefix: str = "pull-") -> None:
         while True:
-            self.name = "pull-" + os.urandom(8).hex()
+            self.name = prefix + os.urandom(8).hex()
             self.path = os.path.join(tmpdir, self.name + ".lock")
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
             fcntl.flock(fd, fcntl.LOCK_EX)
@@ -152,6 +155,47 @@ class _PullLock:
         except FileNotFoundError:
             pass
         os.close(self.fd)
+
+
+class _Lease(_PullLock):
+    """A container's hold on its layers (see lease_layers).  rmi appends a
+    ``gc`` line when it kept a layer for a lease; the lease then frees what
+    no image uses as it ends."""
+
+    def release(self) -> None:
+        try:
+            deferred = b"gc" in os.pread(self.fd, 1 << 20, 0).split()
+        except OSError:
+            deferred = False
+        super().release()
+        if deferred:
+            store = ImageStore(os.path.dirname(self.tmpdir))
+            with store._locked():
+                store._gc()
+
+
+def lease_layers(layers: Sequence[str]) -> _PullLock | None:
+    """Hold a store's `layers` (directories under its layers/) against rmi
+    while a container reads them through an overlay that rmi cannot see in
+    the mount table (rootless: mounted in the container's own mount
+    namespace): ``tmp/lease-<id>.lock``, flocked and listing them, as a
+    running pull's.  None if the layers are not a store's.  release() ends it
+    (a killed holder's lock is free, and the next ImageStore removes it)."""
+    if not layers:
+        return None
+    parent = os.path.dirname(os.path.normpath(layers[0]))
+    tmp = os.path.join(os.path.dirname(parent), "tmp")
+    if os.path.basename(parent) != "layers" or not os.path.isdir(tmp):
+        return None
+    lease = _Lease(tmp, prefix="lease-")
+    try:
+        for d in layers:
+            if os.path.dirname(os.path.normpath(d)) == parent:
+                lease.protect("sha256:" + os.path.basename(os.path.normpath(d)))
+    except BaseException:
+        lease.release()
+        raise
+    return lease
 
 
 class ImageNotFound(LookupError):
@@ -965,14 +1009,20 @@ class ImageStore:
         layers_dir = os.path.join(self.root, "layers")
         names = os.listdir(layers_dir)
         # after listing: a layer a running pull renamed in is in its lock file
-        used = self._used_layers() | self._pulling()
+        images = self._used_layers()
+        used = images | self._pulling()
         mounted = _mount_options()
         out = []
+        spared = False
         for name in names:
             d = os.path.join(layers_dir, name)
             if d not in used and d not in mounted:
                 remove_tree(d)
                 out.append(f"Deleted: sha256:{name}")
+            elif d not in images and d not in mounted:
+                spared = True  # a pull or a container's lease holds it
+        if spared:
+            self._mark_leases()
         ids = {_hex(i) for i in self._all_ids()}
         for name in os.listdir(os.path.join(self.root, "blobs", "sha256")):
             if name not in ids:
@@ -983,6 +1033,22 @@ class ImageStore:
         self.collect_tmp()  # only what dead pulls left: running ones keep theirs
         self._gc_blobcache()
         return out
+
+    def _mark_leases(self) -> None:
+        """Tell the containers' leases that a layer was kept for them: each
+        frees what no image uses as it ends (_Lease.release)."""
+        tmp = self._tmp()
+        for e in os.listdir(tmp):
+            if e.startswith("lease-") and e.endswith(".lock"):
+                try:
+                    fd = os.open(os.path.join(tmp, e),
+                                 os.O_WRONLY | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC)
+                except OSError:
+                    continue
+                try:
+                    os.write(fd, b"gc\n")
+                finally:
+                    os.close(fd)
 
     def _gc_blobcache(self) -> None:
         """Compressed blobs (build, push, save) of layers no longer here."""

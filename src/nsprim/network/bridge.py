@@ -54,7 +54,9 @@ __all__ = ["BRIDGE", "TABLE", "Attachment", "attach", "collect", "network_dir",
 
 BRIDGE = "nsprim0"
 TABLE = "nsprim"
-HOST_DIR = "/run/nsprim-host"  # shared by every state root on the host
+# shared by every state root on the host (a rootless user network,
+# nsprim.network.rootless_net, has its own)
+HOST_DIR = os.environ.get("NSPRIM_HOST_DIR") or "/run/nsprim-host"
 DEFAULT_SUBNETS = ("10.88.0.0/16", "10.89.0.0/16", "172.29.0.0/16", "10.199.0.0/16")
 _EPHEMERAL = (32768, 60999)
 _LO, _ETH0 = 1, 2  # interface indexes in a container's new network namespace

@@ -363,7 +363,9 @@ def _linux(lx: Mapping[str, Any], kw: dict[str, Any]) -> None:
         raise _bad("linux.namespaces", "this runtime needs a new mount namespace")
     if seen.get("time") == "":
         raise _bad("linux.namespaces", "a new time namespace is not supported", "time")
-    if seen.get("user") == "":
+    if seen.get("user") == "" and os.geteuid() != 0:
+        kw["userns"] = _rootless_userns(lx)  # rootless: a mode of nsprim.rootless
+    elif seen.get("user") == "":
         kw["userns_map"] = _idmap(lx)
     elif lx.get("uidMappings") or lx.get("gidMappings"):
         raise _bad("linux.uidMappings", "given without a new user namespace")
@@ -426,6 +428,35 @@ def _linux(lx: Mapping[str, Any], kw: dict[str, Any]) -> None:
         raise _bad("linux.mountLabel", "this host has no selinux", lx["mountLabel"])
     if lx.get("cgroupsPath") is not None:
         _str(lx["cgroupsPath"], "linux.cgroupsPath")
+
+
+def _rootless_userns(lx: Mapping[str, Any]) -> str:
+    """Without root, the mappings a config.json may ask for are the ones an
+    unprivileged user can have: the user alone (runc's ``spec --rootless``),
+    or the user and its subordinate range (newuidmap); as nsprim.rootless's
+    single and full modes."""
+    from nsprim import rootless
+
+    got = []
+    for f in ("uidMappings", "gidMappings"):
+        ms = _list(lx.get(f), f"linux.{f}")
+        ext = []
+        for i, m in enumerate(ms):
+            m = _obj(m, f"linux.{f}[{i}]")
+            ext.append((_int(m.get("containerID"), f"linux.{f}[{i}].containerID", 0, _MAX_ID),
+                        _int(m.get("hostID"), f"linux.{f}[{i}].hostID", 0, _MAX_ID),
+                        _int(m.get("size"), f"linux.{f}[{i}].size", 1, _MAX_ID)))
+        got.append(tuple(ext))
+    for mode in ("single", "full"):
+        try:
+            want = rootless.mapping(mode)
+        except rootless.RootlessError:
+            continue
+        if (want.uids, want.gids) == (got[0], got[1]):
+            return mode
+    raise _bad("linux.uidMappings", "without root, map container 0 to your uid (size 1), "
+               "or also 1.. to your /etc/subuid range (as `nsprim-runtime spec --rootless`)",
+               lx.get("uidMappings"))
 
 
 def _idmap(lx: Mapping[str, Any]) -> str:

@@ -68,6 +68,9 @@ def _cgroup_of(st: dict[str, Any]) -> Any:
     from nsprim.state import use_root
 
     use_root(st["nsprim_root"])
+    if not st.get("cgroup_name"):  # rootless without a delegated cgroup v2 subtree
+        raise RuntimeError_("the container has no cgroup (rootless, without a delegated "
+                            "cgroup v2 subtree: see `nsprim system delegate`)")
     return Cgroup.open(st["cgroup_name"])
 
 
@@ -179,11 +182,22 @@ def create(root: str, cid: str, bundle: str, *, pid_file: str | None = None,
                                    pids_limit=None, rlimits={}, sysctls={})
         c = spec_mod.to_container(bare, tty=spec.tty, wait_start_fd=ffd,
                                   pass_fds=tuple(range(3, 3 + preserve_fds)))
-        cg = Cgroup.create(spec.id[:16], limits=make_limits(
-            memory=limits["memory"], memory_swap=limits["memory_swap"], cpus=limits["cpus"],
-            cpu_shares=limits["cpu_shares"], cpuset=limits["cpuset_cpus"],
-            cpuset_mems=limits["cpuset_mems"], pids=limits["pids_limit"]))
-        devices.apply(cg.fd, cg.v1_paths.get("devices"), devices.rules_for(c.config.devices))
+        if os.geteuid() != 0:
+            # rootless: a cgroup only in a delegated v2 subtree (nsprim.rootless);
+            # limits without one are refused in one line
+            from nsprim.rootless import check_limits, delegated_cgroup
+
+            check_limits([f"linux.resources ({k})" for k, v in limits.items()
+                          if v is not None])
+        if os.geteuid() == 0 or delegated_cgroup() is not None:
+            cg = Cgroup.create(spec.id[:16], limits=make_limits(
+                memory=limits["memory"], memory_swap=limits["memory_swap"],
+                cpus=limits["cpus"], cpu_shares=limits["cpu_shares"],
+                cpuset=limits["cpuset_cpus"], cpuset_mems=limits["cpuset_mems"],
+                pids=limits["pids_limit"]))
+        if cg is not None and os.geteuid() == 0:
+            devices.apply(cg.fd, cg.v1_paths.get("devices"),
+                          devices.rules_for(c.config.devices))
         c.cgroup = cg
         _apply_inherited(spec)
         c.start()
@@ -194,13 +208,13 @@ def create(root: str, cid: str, bundle: str, *, pid_file: str | None = None,
             "starttime": st_mod.proc_starttime(c.pid), "bundle": bundle,
             "rootfs": spec.rootfs, "created": _now(), "annotations": dict(spec.labels),
             "hooks": dict(spec.hooks), "nsprim_root": nsprim_root,
-            "cgroup_name": cg.name, "cgroup_v2": cg.v2_path,
-            "cgroup_freezer": cg.v1_paths.get("freezer"),
-            "cgroup_procs": cg.v1_paths.get("memory") or cg.v1_paths.get("pids"),
+            "cgroup_name": cg and cg.name, "cgroup_v2": cg and cg.v2_path,
+            "cgroup_freezer": cg and cg.v1_paths.get("freezer"),
+            "cgroup_procs": cg and (cg.v1_paths.get("memory") or cg.v1_paths.get("pids")),
             # what delete removes without importing nsprim.cgroup
             "cgroup_dirs": sorted({*cg.v1_paths.values(), *([cg.v2_path] if cg.v2_path
-                                                            else [])}),
-            "cgroup_lock": _cgroup_lock(cg.name),
+                                                            else [])}) if cg else [],
+            "cgroup_lock": cg and _cgroup_lock(cg.name),
         }
         with open(os.path.join(cdir, "spec.json"), "w") as f:
             json.dump(spec.to_json(), f)
