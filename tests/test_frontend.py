@@ -345,14 +345,17 @@ def test_request_garbage_is_refused_cleanly(fields: list[bytes]) -> None:
 
 def test_relative_state_root(private_root: str, rootfs: str) -> None:
     """--root relative to the caller's cwd: the helper of that root (not of
-    a path taken from its own cwd) runs the command.  (A relative
-    NSPRIM_ROOT takes the same way in the front end, but the Python CLI
-    itself refuses it today: its /etc bind sources come out relative.)"""
+    a path taken from its own cwd) runs the command; a relative
+    NSPRIM_ROOT is taken from the caller's cwd by the Python CLI too."""
     f = Front(private_root, "helper")
     r = subprocess.run([f.exe, "--root", os.path.basename(private_root),
                         *_none(rootfs, "/bin/echo", "rel")], capture_output=True,
                        text=True, timeout=60, env=f.env, cwd=os.path.dirname(private_root))
     assert (r.returncode, r.stdout) == (0, "rel\n"), r.stderr
+    env = {**f.env, "NSPRIM_ROOT": os.path.basename(private_root), "NSPRIM_HELPER_IDLE": "0"}
+    r2 = subprocess.run([f.exe, *_none(rootfs, "/bin/echo", "rel2")], capture_output=True,
+                        text=True, timeout=60, env=env, cwd=os.path.dirname(private_root))
+    assert (r2.returncode, r2.stdout) == (0, "rel2\n"), r2.stderr
     assert f.helper_pid() is not None  # the helper of <cwd>/state/run
     from nsprim.helper import stop
 

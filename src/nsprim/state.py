@@ -87,7 +87,7 @@ def _root_path() -> str:
         return _chosen[0]
     root = os.environ.get("NSPRIM_ROOT")
     if root:
-        return root
+        return os.path.abspath(root)  # (bind sources and leases name it)
     if os.geteuid() != 0:  # rootless: $XDG_DATA_HOME/nsprim (nsprim.rootless)
         from nsprim.rootless import data_home
 
@@ -100,10 +100,10 @@ def _run_path() -> str:
         return _chosen[1]
     run = os.environ.get("NSPRIM_RUN")
     if run:
-        return run
+        return os.path.abspath(run)
     root = os.environ.get("NSPRIM_ROOT")
     if root:
-        return os.path.join(root, "run")
+        return os.path.join(os.path.abspath(root), "run")
     if os.geteuid() != 0:  # rootless: $XDG_RUNTIME_DIR/nsprim, else in the state root
         from nsprim.rootless import runtime_dir
 
