@@ -231,8 +231,15 @@ def _as_new_user(a: argparse.Namespace) -> dict[str, list[list[float]]]:
         return data
     finally:
         _kill_user(name)  # podman's pause process, pasta, slirp4netns
+        try:
+            uid = pwd.getpwnam(name).pw_uid
+        except KeyError:
+            uid = -1
         subprocess.run(["userdel", name], capture_output=True)
         subprocess.run(["rm", "-rf", "--one-file-system", base], capture_output=True)
+        if uid >= 0:  # podman's fallback run dir: a later user given this uid would own it
+            subprocess.run(["rm", "-rf", "--one-file-system", f"/tmp/containers-user-{uid}",
+                            f"/tmp/podman-run-{uid}", f"/tmp/run-{uid}"], capture_output=True)
 
 
 def _has_subids(name: str) -> bool:

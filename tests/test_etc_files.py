@@ -165,8 +165,11 @@ def test_resolv_conf_rules(host_resolv: tuple[Path, Path]) -> None:
     systemd.write_text("nameserver 192.0.2.53\nsearch lan\n")
     assert resolv_text(**kw) == "nameserver 192.0.2.53\nsearch lan\n"
     # a network's own resolver (the nameservers= of a caller) replaces them too
+    # (docker's ndots:0 with it), and wins over --dns
     assert resolv_text(nameservers=["127.0.0.11"], **kw) == \
-        "nameserver 127.0.0.11\nsearch lan\n"
+        "nameserver 127.0.0.11\nsearch lan\noptions ndots:0\n"
+    assert resolv_text(etc_options(dns=["9.9.9.9"]), nameservers=["127.0.0.11"], **kw) == \
+        "nameserver 127.0.0.11\nsearch lan\noptions ndots:0\n"
 
 
 @pytest.mark.parametrize("kw,needle", [
