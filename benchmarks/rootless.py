@@ -239,7 +239,8 @@ def _as_new_user(a: argparse.Namespace) -> dict[str, list[list[float]]]:
         subprocess.run(["rm", "-rf", "--one-file-system", base], capture_output=True)
         if uid >= 0:  # podman's fallback run dir: a later user given this uid would own it
             subprocess.run(["rm", "-rf", "--one-file-system", f"/tmp/containers-user-{uid}",
-                            f"/tmp/podman-run-{uid}", f"/tmp/run-{uid}"], capture_output=True)
+                            f"/tmp/podman-run-{uid}", f"/tmp/run-{uid}",
+                            f"/dev/shm/libpod_rootless_lock_{uid}"], capture_output=True)
 
 
 def _has_subids(name: str) -> bool:

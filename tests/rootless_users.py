@@ -104,6 +104,28 @@ def _kill_user_processes(uid: int) -> None:
         time.sleep(0.05)
 
 
+def _collect_killed_runs() -> None:
+    """Delete the users (and their base dir) of an earlier run that was killed
+    before its clean-up: `nsprt<pid%100000><key>` whose pid is gone."""
+    import pwd
+
+    for pw in pwd.getpwall():
+        name = pw.pw_name
+        if not (name.startswith("nsprt") and len(name) == 11 and name[5:10].isdigit()):
+            continue
+        tag = int(name[5:10])
+        if any(int(p) % 100000 == tag for p in os.listdir("/proc") if p.isdigit()):
+            continue  # a live run (possibly another one's) may own it
+        _kill_user_processes(pw.pw_uid)
+        subprocess.run(["userdel", name], capture_output=True)
+        base = os.path.dirname(pw.pw_dir)
+        if os.path.basename(base).startswith("nsprim-rootless-") and os.path.isdir(base):
+            with open("/proc/self/mountinfo") as f:
+                if base not in f.read():
+                    subprocess.run(["rm", "-rf", "--one-file-system", base],
+                                   capture_output=True)
+
+
 def _pylib(dest: str) -> str:
     import nsprim
 
@@ -131,6 +153,7 @@ def rootless_users_fixture() -> Iterator[Users]:
     bb = _static_busybox()
     need(bb is not None, "needs a static busybox (apt-get install busybox-static)")
     assert bb is not None
+    _collect_killed_runs()
     base = tempfile.mkdtemp(prefix="nsprim-rootless-")
     os.chmod(base, 0o755)
     created: list[str] = []
