@@ -61,6 +61,10 @@ def collect(*, images: bool = True) -> list[str]:
         from nsprim.network import user
 
         out += _guard(user.collect)
+    if any(n.startswith("nspgr-") for n in _entries("/sys/class/net")):
+        from nsprim.network import graveyard  # bridges whose reaper was killed
+
+        out += _guard(graveyard.reap)
     if _entries(os.path.join(run, "cgroups")):
         from nsprim.cgroup import Cgroup
 

@@ -361,9 +361,13 @@ def _teardown_host() -> None:
         nft().run(f"delete table ip {TABLE}")
     except OSError:
         pass
+    net = _bridge_subnet() if os.path.exists(f"/sys/class/net/{BRIDGE}") else None
     try:
-        with Rtnl() as rt:
-            rt.del_link(BRIDGE)
+        from nsprim.network.graveyard import bury
+
+        with Rtnl() as rt:  # deleted in the background: no wait for the kernel
+            bury(rt, BRIDGE, ((str(net.network_address + 1), net.prefixlen),)
+                 if net is not None else ())
     except OSError:
         pass
     try:

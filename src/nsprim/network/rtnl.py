@@ -24,7 +24,8 @@ __all__ = ["Rtnl", "NetlinkError"]
 
 _IFF_UP = 0x1
 _NLMSG_ERROR = 2
-RTM_NEWLINK, RTM_DELLINK, RTM_GETLINK, RTM_NEWADDR, RTM_NEWROUTE = 16, 17, 18, 20, 24
+RTM_NEWLINK, RTM_DELLINK, RTM_GETLINK, RTM_NEWADDR, RTM_DELADDR, RTM_NEWROUTE = \
+    16, 17, 18, 20, 21, 24
 NLM_F_REQUEST, NLM_F_ACK, NLM_F_EXCL, NLM_F_CREATE = 0x1, 0x4, 0x200, 0x400
 IFLA_IFNAME, IFLA_MTU, IFLA_MASTER, IFLA_LINKINFO, IFLA_NET_NS_FD = 3, 4, 10, 18, 28
 IFLA_ADDRESS = 1
@@ -191,6 +192,17 @@ class Rtnl:
     def del_link(self, name: str) -> None:
         self._request(RTM_DELLINK, 0, _ifinfo() + _str(IFLA_IFNAME, name),
                       f"deleting link {name}")
+
+    def rename_link(self, index: int, name: str) -> None:
+        """Rename a link (the kernel refuses while it is up: EBUSY)."""
+        self._request(RTM_NEWLINK, 0, _ifinfo(index) + _str(IFLA_IFNAME, name),
+                      f"renaming link {index} to {name}")
+
+    def del_addr(self, index: int, address: str, prefixlen: int) -> None:
+        a = socket.inet_aton(address)
+        payload = struct.pack("=BBBBI", socket.AF_INET, prefixlen, 0, 0, index) + \
+            _attr(IFA_LOCAL, a) + _attr(IFA_ADDRESS, a)
+        self._request(RTM_DELADDR, 0, payload, f"deleting address {address}/{prefixlen}")
 
     def add_addr(self, index: int, address: str, prefixlen: int) -> None:
         a = socket.inet_aton(address)
