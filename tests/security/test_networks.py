@@ -5,16 +5,21 @@
 - a container with NET_ADMIN that routes itself towards another network's
   subnet still cannot reach its containers, nor the loopback of the host;
 - hostile DNS packets (garbage, oversized, many questions, compression loops,
-  a flood of questions to forward) cannot grow the resolver or stop it.
+  a flood of questions to forward) cannot grow the resolver or stop it;
+- a container (default capabilities: CAP_NET_RAW) that forges the source
+  address of its packets (spoof.c, a raw socket) reaches neither another
+  container nor the host with them, on the default bridge or a network.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
+import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -22,6 +27,7 @@ import pytest
 from nsprim.namespace import Namespace
 from nsprim.network import dns
 
+from ..conftest import need
 from ..test_networks import FakeUpstream, Root, _make_root
 
 
@@ -143,3 +149,82 @@ def test_hostile_queries_cannot_grow_the_resolver(root: Root, tmp_path: Path) ->
     assert grown < 2048, f"the resolver grew by {grown} KiB"
     s.close()
     dead.close()
+
+
+@pytest.fixture(scope="module")
+def spoof(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A directory holding the static forger (spoof.c), bound into containers."""
+    cc = shutil.which("cc") or shutil.which("gcc")
+    need(cc is not None, "needs a C compiler (apt-get install gcc libc6-dev)")
+    assert cc is not None
+    out = tmp_path_factory.mktemp("spoof")
+    os.chmod(out, 0o755)
+    src = Path(__file__).with_name("spoof.c")
+    r = subprocess.run([cc, "-static", "-O1", "-Wall", "-Wextra", "-Werror", "-o",
+                        str(out / "spoof"), str(src)], capture_output=True, text=True)
+    need(r.returncode == 0, f"the forger could not be built: {r.stderr[-300:]}")
+    return str(out)
+
+
+def _heard(root: Root, ctr: str, word: str, timeout: float = 5) -> str:
+    """The listener `ctr`'s log once `word` is in it (or after `timeout`)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        log = root.ok("logs", ctr)
+        if word in log or time.monotonic() > deadline:
+            return log
+        time.sleep(0.05)
+
+
+def _forge(root: Root, spoof: str, net_args: tuple[str, ...],
+           ip_of: Callable[[str], str]) -> None:
+    """Sender and listener containers on one bridge: the listener and the host
+    hear what the sender sends as itself, nothing it sends as another."""
+    vol = ("-v", f"{spoof}:/t:ro")
+    root.run_d("listener", *net_args, *vol, cmd=("/t/spoof", "listen", "9999"))
+    root.run_d("sender", *net_args, *vol)
+    me, peer = ip_of("sender"), ip_of("listener")
+    nets = json.loads(root.ok("inspect", "sender"))[0]["NetworkSettings"]["Networks"]
+    gateway = str(next(iter(nets.values()))["Gateway"])
+    assert gateway
+    inside = ".".join(me.split(".")[:3] + ["250" if not me.endswith(".250") else "251"])
+    host = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    host.bind(("0.0.0.0", 0))
+    host.settimeout(0.2)
+    hport = host.getsockname()[1]
+    try:
+        for src, text in ((inside, "forged-inside"), ("192.0.2.66", "forged-outside")):
+            for dst, port in ((peer, 9999), (gateway, hport)):
+                p = root("exec", "sender", "/t/spoof", "send", src, dst, str(port), text)
+                assert p.returncode == 0 and "sent" in p.stdout, p.stderr  # it was sent
+        for dst, port in ((peer, 9999), (gateway, hport)):
+            p = root("exec", "sender", "/t/spoof", "send", me, dst, str(port), "real")
+            assert p.returncode == 0, p.stderr
+        log = _heard(root, "listener", "real")
+        assert f"{me} real" in log  # the path works...
+        time.sleep(0.3)
+        log = root.ok("logs", "listener")
+        assert "forged" not in log, log  # ...and no forged packet took it
+        got = []
+        try:
+            while True:
+                data, addr = host.recvfrom(512)
+                got.append((addr[0], data.decode()))
+        except TimeoutError:
+            pass
+        assert (me, "real") in got
+        assert [g for g in got if g[1].startswith("forged")] == [], got
+    finally:
+        host.close()
+
+
+def test_forged_sources_are_dropped_on_the_default_bridge(root: Root, spoof: str) -> None:
+    def ip_of(ctr: str) -> str:
+        return root.ok("inspect", "-f", "{{.NetworkSettings.IPAddress}}", ctr).strip()
+
+    _forge(root, spoof, ("--network", "bridge"), ip_of)
+
+
+def test_forged_sources_are_dropped_on_a_user_network(root: Root, spoof: str) -> None:
+    root.ok("network", "create", "n")
+    _forge(root, spoof, ("--network", "n"), lambda ctr: root.ip_of(ctr, "n"))

@@ -36,7 +36,7 @@ from contextlib import contextmanager
 from nsprim._record import field, record
 from nsprim.errors import ConfigError
 from nsprim.namespace import Namespace
-from nsprim.network import mac_for_ip
+from nsprim.network import mac_for_ip, rules
 from nsprim.network.nft import Nft
 from nsprim.network.ports import PortSpec, is_ipv6, join_host_port
 from nsprim.network.rtnl import Rtnl
@@ -255,62 +255,20 @@ def _sysctl(path: str, value: str) -> None:
 
 
 def _ruleset(net: ipaddress.IPv4Network) -> str:
-    return f"""
-table ip {TABLE} {{
-  map tcp_any {{ type inet_service : ipv4_addr . inet_service; }}
-  map udp_any {{ type inet_service : ipv4_addr . inet_service; }}
-  map tcp_ip {{ type ipv4_addr . inet_service : ipv4_addr . inet_service; }}
-  map udp_ip {{ type ipv4_addr . inet_service : ipv4_addr . inet_service; }}
-  chain ports {{
-    meta l4proto tcp dnat ip to ip daddr . tcp dport map @tcp_ip
-    meta l4proto udp dnat ip to ip daddr . udp dport map @udp_ip
-    meta l4proto tcp dnat ip to tcp dport map @tcp_any
-    meta l4proto udp dnat ip to udp dport map @udp_any
-  }}
-  chain prerouting {{
-    type nat hook prerouting priority dstnat; policy accept;
-    fib daddr type local jump ports
-  }}
-  chain output {{
-    type nat hook output priority -100; policy accept;
-    fib daddr type local jump ports
-  }}
-  chain postrouting {{
-    type nat hook postrouting priority srcnat; policy accept;
-    ip saddr {net} oifname != "{BRIDGE}" masquerade
-    ip saddr 127.0.0.0/8 oifname "{BRIDGE}" masquerade
-  }}
-  chain forward {{
-    type filter hook forward priority filter; policy accept;
-    iifname "{BRIDGE}" accept
-    oifname "{BRIDGE}" accept
-  }}
-  chain input {{
-    {_INPUT_HOOK}
-    {_LOOPBACK_GUARD}
-  }}
-}}
-"""
-
-
-# route_localnet lets the bridge deliver to 127.0.0.0/8: only what a published
-# port's DNAT made (a reply to a host client of a 127.0.0.1 port) may arrive
-# there from a container; a raw frame a container sends to a host service on
-# loopback is dropped (CVE-2020-8558).  `& dnat == 0`: the bit, not the value.
-_INPUT_HOOK = "type filter hook input priority filter; policy accept;"
-_LOOPBACK_GUARD = f'iifname "{BRIDGE}" ip daddr 127.0.0.0/8 ct status & dnat == 0 drop'
+    return rules.ruleset(TABLE, BRIDGE, str(net), isolate=False) + rules.guard(TABLE)
 
 
 def _ensure_rules(net: ipaddress.IPv4Network) -> None:
-    """The table, or (a table another root or an older nsprim made) at least
-    the loopback guard in it."""
+    """The tables, or (a table another root or an older nsprim made) at least
+    the loopback guard in it and the anti-spoofing table."""
     # whole lines: "table ip nsprim-<id>" (another network's) is not ours
     if f"table ip {TABLE}" not in nft().run("list tables ip").splitlines():
         nft().run(_ruleset(net))
         return
-    nft().run(f"add chain ip {TABLE} input {{ {_INPUT_HOOK} }}\n"
+    nft().run(f"add chain ip {TABLE} input {{ {rules.INPUT_HOOK} }}\n"
               f"flush chain ip {TABLE} input\n"
-              f"add rule ip {TABLE} input {_LOOPBACK_GUARD}\n")
+              f"add rule ip {TABLE} input {rules.loopback_guard(BRIDGE)}\n"
+              + rules.guard(TABLE))
 
 
 def _ensure_host(rt: Rtnl) -> ipaddress.IPv4Network:
@@ -358,7 +316,7 @@ def _bridge_subnet() -> ipaddress.IPv4Network | None:
 
 def _teardown_host() -> None:
     try:
-        nft().run(f"delete table ip {TABLE}")
+        nft().run(rules.drop(TABLE, ("ip", "bridge")))
     except OSError:
         pass
     net = _bridge_subnet() if os.path.exists(f"/sys/class/net/{BRIDGE}") else None
@@ -393,10 +351,12 @@ def _elements(ip: str, ports: Iterable[dict[str, Any]]) -> dict[str, list[str]]:
     return out
 
 
-def _nft_elements(verb: str, ip: str, ports: Iterable[dict[str, Any]]) -> None:
-    cmds = "".join(f"{verb} element ip {TABLE} {m} {{ {', '.join(els)} }}\n"
-                   for m, els in _elements(ip, ports).items())
-    if cmds:
+def _nft_elements(verb: str, ip: str, ports: Iterable[dict[str, Any]], prefix: str = "") -> None:
+    cmds = prefix + "".join(f"{verb} element ip {TABLE} {m} {{ {', '.join(els)} }}\n"
+                            for m, els in _elements(ip, ports).items())
+    if prefix:
+        rules.run_endpoint(nft(), TABLE, cmds)
+    elif cmds:
         nft().run(cmds)
 
 
@@ -617,6 +577,10 @@ def _release(address: str, lease: dict[str, Any], *, delete_veth: bool = True) -
         _nft_elements("delete", address, lease.get("ports", []))
     except OSError:
         pass
+    try:  # its own transaction: a missing element fails the whole of one
+        nft().run(rules.endpoint("delete", TABLE, str(lease["veth"]), address))
+    except (OSError, KeyError):
+        pass
     if delete_veth:
         try:
             with Rtnl() as rt:
@@ -654,6 +618,10 @@ def attach(container_id: str, netns: Namespace, *, inner: Rtnl | None = None,
                                    "owner": owner.path}
                 _write("leases.json", {"leases": leases, "last": address})
             try:
+                # the veth's own address is its only source (anti-spoofing),
+                # from before it exists; the published ports in the same call
+                _nft_elements("add", address, ports,
+                              prefix=rules.endpoint("add", TABLE, veth, address))
                 # eth0 gets index 2 in the new namespace (lo is 1): no lookups
                 rt.add_veth(veth, "eth0", netns.fd, master=socket.if_nametoindex(BRIDGE),
                             peer_index=_ETH0, peer_mac=mac_for_ip(address))
@@ -664,7 +632,6 @@ def attach(container_id: str, netns: Namespace, *, inner: Rtnl | None = None,
                     rin.add_default_route(str(gateway))
                 if bandwidth:
                     _shape(veth, netns, bandwidth)
-                _nft_elements("add", address, ports)
             except BaseException:
                 lease = leases.pop(address)
                 _release(address, lease)

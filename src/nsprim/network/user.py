@@ -37,7 +37,7 @@ from contextlib import contextmanager
 from nsprim._record import field, record
 from nsprim.errors import ConfigError
 from nsprim.namespace import Namespace
-from nsprim.network import mac_for_ip
+from nsprim.network import mac_for_ip, rules
 from nsprim.network.bridge import (
     HOST_DIR,
     _assign_ports,
@@ -293,69 +293,8 @@ def plan_network(name: str, *, subnets: Sequence[str] = (), gateway: str | None 
 # ------------------------------------------------------------------ host objects
 
 def _ruleset(n: Network) -> str:
-    br = n.bridge
-    out_rules = "" if n.internal else f'ip saddr {n.subnet} oifname != "{br}" masquerade'
-    fwd_internal = f'iifname "{br}" drop' if n.internal else ""
-    dnat = "" if n.internal else f'oifname "{br}" ct status dnat accept'
-    text = f"""
-table ip {n.table} {{
-  map tcp_any {{ type inet_service : ipv4_addr . inet_service; }}
-  map udp_any {{ type inet_service : ipv4_addr . inet_service; }}
-  map tcp_ip {{ type ipv4_addr . inet_service : ipv4_addr . inet_service; }}
-  map udp_ip {{ type ipv4_addr . inet_service : ipv4_addr . inet_service; }}
-  chain ports {{
-    meta l4proto tcp dnat ip to ip daddr . tcp dport map @tcp_ip
-    meta l4proto udp dnat ip to ip daddr . udp dport map @udp_ip
-    meta l4proto tcp dnat ip to tcp dport map @tcp_any
-    meta l4proto udp dnat ip to udp dport map @udp_any
-  }}
-  chain prerouting {{
-    type nat hook prerouting priority dstnat; policy accept;
-    fib daddr type local jump ports
-  }}
-  chain output {{
-    type nat hook output priority -100; policy accept;
-    fib daddr type local jump ports
-  }}
-  chain postrouting {{
-    type nat hook postrouting priority srcnat; policy accept;
-    {out_rules}
-    ip saddr 127.0.0.0/8 oifname "{br}" masquerade
-  }}
-  chain forward {{
-    type filter hook forward priority filter; policy accept;
-    iifname "{br}" oifname "{br}" accept
-    oifname "{br}" ct state established,related accept
-    {dnat}
-    oifname "{br}" drop
-    iifname "{br}" oifname "nsp*" drop
-    {fwd_internal}
-  }}
-  chain input {{
-    type filter hook input priority filter; policy accept;
-    iifname "{br}" ip daddr 127.0.0.0/8 ct status & dnat == 0 drop
-  }}
-}}
-"""
-    if n.ipv6 and n.subnet6:
-        out6 = "" if n.internal else f'ip6 saddr {n.subnet6} oifname != "{br}" masquerade'
-        text += f"""
-table ip6 {n.table} {{
-  chain postrouting {{
-    type nat hook postrouting priority srcnat; policy accept;
-    {out6}
-  }}
-  chain forward {{
-    type filter hook forward priority filter; policy accept;
-    iifname "{br}" oifname "{br}" accept
-    oifname "{br}" ct state established,related accept
-    oifname "{br}" drop
-    iifname "{br}" oifname "nsp*" drop
-    {fwd_internal}
-  }}
-}}
-"""
-    return text
+    return rules.ruleset(n.table, n.bridge, n.subnet, isolate=True, internal=n.internal,
+                         subnet6=n.subnet6 if n.ipv6 else None) + rules.guard(n.table)
 
 
 def _ensure_host(n: Network) -> None:
@@ -386,9 +325,7 @@ def _ensure_host(n: Network) -> None:
 
 
 def _drop_commands(n: Network) -> str:
-    # adding a table that exists is no error: add + delete never fails
-    return "".join(f"table {fam} {n.table} {{}}\ndelete table {fam} {n.table}\n"
-                   for fam in ("ip", "ip6"))
+    return rules.drop(n.table)
 
 
 def _drop_tables(n: Network) -> None:
@@ -603,10 +540,13 @@ def collect() -> list[str]:
     return out
 
 
-def _nft_ports(verb: str, n: Network, ip: str, ports: Iterable[dict[str, Any]]) -> None:
-    cmds = "".join(f"{verb} element ip {n.table} {m} {{ {', '.join(els)} }}\n"
-                   for m, els in _elements(ip, ports).items())
-    if cmds:
+def _nft_ports(verb: str, n: Network, ip: str, ports: Iterable[dict[str, Any]],
+              prefix: str = "") -> None:
+    cmds = prefix + "".join(f"{verb} element ip {n.table} {m} {{ {', '.join(els)} }}\n"
+                            for m, els in _elements(ip, ports).items())
+    if prefix:
+        rules.run_endpoint(nft(), n.table, cmds)
+    elif cmds:
         nft().run(cmds)
 
 
@@ -617,6 +557,11 @@ def _release(n: Network, address: str, lease: Mapping[str, Any], *,
     try:
         _nft_ports("delete", n, address, lease.get("ports", []))
     except OSError:
+        pass
+    try:  # its own transaction: a missing element fails the whole of one
+        nft().run(rules.endpoint("delete", n.table, str(lease["veth"]), address,
+                                 lease.get("ip6")))
+    except (OSError, KeyError):
         pass
     dns.leave(str(lease.get("id", "")), n.leases_path)
     if delete_veth:
@@ -756,6 +701,10 @@ def attach(network: str | Network, container_id: str, netns: Namespace, *,
                                "internal": n.internal}
             _write_leases(n, leases, address if ip is None else state.get("last"))
         try:
+            # the veth's own addresses are its only sources (anti-spoofing),
+            # from before it exists; the published ports in the same call
+            _nft_ports("add", n, address, ports,
+                       prefix=rules.endpoint("add", n.table, veth, address, address6))
             with Rtnl() as rt:
                 rt.add_veth(veth, ifname, netns.fd, master=socket.if_nametoindex(n.bridge),
                             peer_index=ifindex, peer_mac=mac_for_ip(address))
@@ -772,7 +721,6 @@ def attach(network: str | Network, container_id: str, netns: Namespace, *,
                     rin.add_default_route(n.gateway)
                     if address6 is not None and n.gateway6:
                         rin.add_default_route6(n.gateway6)
-            _nft_ports("add", n, address, ports)
             from nsprim.network import dns
 
             dns.join(container_id, n.leases_path, netns, internal=n.internal)
