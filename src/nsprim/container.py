@@ -31,11 +31,13 @@ from nsprim.volumes import Volume
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # imported where used: a --rootfs container needs neither
+    from collections.abc import Callable
     from typing import IO, Any, NoReturn
 
     from nsprim.images.store import Image
     from nsprim.network.bridge import Attachment
     from nsprim.network.etc import EtcOptions
+    from nsprim.network.rtnl import Rtnl
     from nsprim.network.user import NetAttachment
     from nsprim.pool import CgroupPool
     from nsprim.rootless import UserNet
@@ -542,51 +544,24 @@ class Container:
                                     "or host")
             self._pasta_wanted = True
             return cfg
-        if mode.kind == "container":
-            cfg = self._etc_files(cfg, None)
-        ns = dict(cfg.namespaces)
-        mounts = list(cfg.mounts)
-        if mode.kind == "container":
-            target = mode.target
-            if isinstance(target, Namespace):
-                self._netns = Namespace(os.dup(target.fd), NamespaceKind.NET)
-                self._resources.callback(self._release_netns)
-            else:
-                pid = target.pid if isinstance(target, Container) else target
-                if not isinstance(pid, int):
-                    raise ConfigError(f"unknown container {target!r} for network container:")
-                self._netns = Namespace.of(pid, NamespaceKind.NET)
-                self._resources.callback(self._release_netns)
-        else:
+        if mode.kind == "bridge":
             from nsprim.network import bridge
-            from nsprim.network.rtnl import Rtnl
 
-            self._netns, inner = Rtnl.pooled_netns()
-            self._resources.callback(self._release_netns)
-            publish = list(mode.publish)
-            if mode.publish_all and self.image is not None:
-                for p in self.image.exposed_ports:
-                    port, _, proto = p.partition("/")
-                    publish.append(PortSpec(int(port), 0, proto or "tcp"))
-            self.attachment = bridge.attach(self.id, self._netns, inner=inner,
-                                            publish=publish, bandwidth=mode.bandwidth)
-            self._resources.callback(self._release_attachment)
-            if cfg.rootfs is not None:
-                from nsprim.network.etc import etc_dir, etc_prefix
-
-                self._etc_dir = run_dir()
-                self._resources.callback(self._release_etc_dir)
-                opts = self._etc_options
-                files = bridge.write_etc_files(etc_dir(self._etc_dir),
-                                               cfg.hostname or self.id[:12],
-                                               self.attachment.address,
-                                               domainname=cfg.domainname, options=opts,
-                                               gateway=self.attachment.gateway,
-                                               prefix=etc_prefix(self.id))
-                taken = {m.target for m in mounts}
-                mounts += [Bind(src, dst) for dst, src in files.items() if dst not in taken]
+            return self._attach_netns(cfg, lambda netns, inner, publish: bridge.attach(
+                self.id, netns, inner=inner, publish=publish, bandwidth=mode.bandwidth))
+        cfg = self._etc_files(cfg, None)  # container:X
+        target = mode.target
+        if isinstance(target, Namespace):
+            self._netns = Namespace(os.dup(target.fd), NamespaceKind.NET)
+        else:
+            pid = target.pid if isinstance(target, Container) else target
+            if not isinstance(pid, int):
+                raise ConfigError(f"unknown container {target!r} for network container:")
+            self._netns = Namespace.of(pid, NamespaceKind.NET)
+        self._resources.callback(self._release_netns)
+        ns = dict(cfg.namespaces)
         ns[NamespaceKind.NET] = self._netns
-        return _record.replace(cfg, namespaces=ns, mounts=tuple(mounts))
+        return _record.replace(cfg, namespaces=ns)
 
     def _etc_files(self, cfg: ContainerConfig, address: str | None) -> ContainerConfig:
         """/etc/hosts, /etc/hostname and /etc/resolv.conf bound in for the
@@ -636,37 +611,53 @@ class Container:
     def _join_network(self, cfg: ContainerConfig) -> ContainerConfig:
         """A user-defined network (nsprim.network.user): like the bridge,
         with the network's DNS at 127.0.0.11."""
-        from nsprim.network import bridge, user
-        from nsprim.network.rtnl import Rtnl
+        from nsprim.network import user
 
         mode = self.network
         if isinstance(cfg.user_namespace, UserMapping):
             raise ConfigError("user-defined networks need root")
-        self._netns, inner = Rtnl.pooled_netns()
-        self._resources.callback(self._release_netns)
-        publish = list(mode.publish)
-        if mode.publish_all and self.image is not None:
+        return self._attach_netns(
+            cfg, lambda netns, inner, publish: user.attach(
+                str(mode.target), self.id, netns, inner=inner, aliases=mode.aliases,
+                ip=mode.ip, ip6=mode.ip6, publish=publish),
+            nameservers=[user.DNS_ADDRESS])
+
+    def _publish_specs(self) -> list[PortSpec]:
+        """The ports to publish: the mode's, and with publish_all (-P) every
+        port the image exposes, on a free host port."""
+        publish = list(self.network.publish)
+        if self.network.publish_all and self.image is not None:
             for p in self.image.exposed_ports:
                 port, _, proto = p.partition("/")
                 publish.append(PortSpec(int(port), 0, proto or "tcp"))
-        self.attachment = user.attach(str(mode.target), self.id, self._netns, inner=inner,
-                                      aliases=mode.aliases, ip=mode.ip, ip6=mode.ip6,
-                                      publish=publish)
+        return publish
+
+    def _attach_netns(self, cfg: ContainerConfig,
+                      attach: Callable[[Namespace, Rtnl, list[PortSpec]],
+                                       Attachment | NetAttachment],
+                      nameservers: list[str] | None = None) -> ContainerConfig:
+        """What the default bridge and a user-defined network share: a new
+        network namespace (from the pool), `attach(netns, inner, publish)`
+        wiring it, and /etc/hosts, hostname, resolv.conf naming its address
+        (`nameservers` replace the host's)."""
+        from nsprim.network.rtnl import Rtnl
+
+        self._netns, inner = Rtnl.pooled_netns()
+        self._resources.callback(self._release_netns)
+        self.attachment = attach(self._netns, inner, self._publish_specs())
         self._resources.callback(self._release_attachment)
         mounts = list(cfg.mounts)
         if cfg.rootfs is not None:
+            from nsprim.network.bridge import write_etc_files
             from nsprim.network.etc import etc_dir, etc_prefix
 
             self._etc_dir = run_dir()
             self._resources.callback(self._release_etc_dir)
-            files = bridge.write_etc_files(etc_dir(self._etc_dir),
-                                           cfg.hostname or self.id[:12],
-                                           self.attachment.address,
-                                           domainname=cfg.domainname,
-                                           options=self._etc_options,
-                                           gateway=self.attachment.gateway,
-                                           prefix=etc_prefix(self.id),
-                                           nameservers=[user.DNS_ADDRESS])
+            files = write_etc_files(etc_dir(self._etc_dir), cfg.hostname or self.id[:12],
+                                    self.attachment.address, domainname=cfg.domainname,
+                                    options=self._etc_options,
+                                    gateway=self.attachment.gateway,
+                                    prefix=etc_prefix(self.id), nameservers=nameservers)
             taken = {m.target for m in mounts}
             mounts += [Bind(src, dst) for dst, src in files.items() if dst not in taken]
         ns = dict(cfg.namespaces)
@@ -679,11 +670,7 @@ class Container:
         assert self.pid is not None
         publish = [(p.container_port, p.host_port, p.proto,
                     "" if p.host_ip == "0.0.0.0" else p.host_ip)
-                   for p in self.network.publish]
-        if self.network.publish_all and self.image is not None:
-            for e in self.image.exposed_ports:
-                port, _, proto = e.partition("/")
-                publish.append((int(port), 0, proto or "tcp", ""))
+                   for p in self._publish_specs()]
         d = os.path.join(run_dir(), "pasta")
         os.makedirs(d, 0o700, exist_ok=True)
         self._usernet = start_pasta(self.pid, publish, os.path.join(d, self.id + ".pid"))
