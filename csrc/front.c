@@ -60,7 +60,7 @@ extern char **environ;
 /* the commands the helper runs; the rest exec Python */
 static const char *const FAST[] = {
     "run", "create", "exec", "start", "stop", "restart", "kill", "rm", "ps", "logs",
-    "inspect", "wait", "images", "port", "top", "pause", "unpause", "rename", NULL,
+    "inspect", "wait", "images", "port", "top", "pause", "unpause", "rename", "network", NULL,
 };
 static const int FORWARDED[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGWINCH};
 #define NFORWARDED ((int)(sizeof(FORWARDED) / sizeof(FORWARDED[0])))

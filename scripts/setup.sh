@@ -29,6 +29,10 @@ command -v htpasswd >/dev/null || need_apt+=(apache2-utils)
 # containerd with its runc v2 shim and ctr, dockerd), runc and crun for the
 # OCI runtime benchmark, script(1) for a terminal
 command -v podman >/dev/null || need_apt+=(podman)
+# podman's own network stack for benchmarks/network.py's like-for-like row
+# (Debian's podman 4.3 falls back to CNI without them)
+[ -x /usr/lib/podman/netavark ] || need_apt+=(netavark)
+[ -x /usr/lib/podman/aardvark-dns ] || need_apt+=(aardvark-dns)
 command -v containerd >/dev/null || need_apt+=(containerd)
 command -v dockerd >/dev/null || need_apt+=(docker.io)
 command -v docker >/dev/null || need_apt+=(docker.io)

@@ -72,16 +72,16 @@ def test_same_name_and_subnet_again_at_once(host: None) -> None:
     graveyard) gets the same bridge name and subnet, and its gateway works."""
     name = "grave-" + secrets.token_hex(3)
     opt = {user.BRIDGE_OPTION: "nsptst" + secrets.token_hex(3)}
-    a = user.create(name, subnet="10.126.7.0/24", options=opt)
+    a = user.create(name, subnet="10.123.45.0/24", options=opt)
     user.remove(a.id)
-    b = user.create(name, subnet="10.126.7.0/24", options=opt)
+    b = user.create(name, subnet="10.123.45.0/24", options=opt)
     try:
         assert b.bridge == a.bridge
         idx = socket.if_nametoindex(b.bridge)
         out = subprocess.run(["ip", "-4", "-o", "addr", "show", "dev", b.bridge],
                              capture_output=True, text=True).stdout
-        assert "10.126.7.1/24" in out and idx > 0
-        route = subprocess.run(["ip", "-4", "route", "get", "10.126.7.9"],
+        assert "10.123.45.1/24" in out and idx > 0
+        route = subprocess.run(["ip", "-4", "route", "get", "10.123.45.9"],
                                capture_output=True, text=True).stdout
         assert f"dev {b.bridge}" in route
     finally:

@@ -299,20 +299,20 @@ def _warm() -> None:
     # sys.modules around a child's `run` and `ps`); the bridge's network stack
     for mod in ("resource", "nsprim.events", "nsprim.health", "nsprim.network.etc",
                 "nsprim.network.bridge", "nsprim.cli.listing", "nsprim.dockerfmt.filters",
-                "nsprim.dockerfmt.load", "nsprim.dockerfmt.shapes", "nsprim.dockerfmt.table"):
+                "nsprim.dockerfmt.load", "nsprim.dockerfmt.shapes", "nsprim.dockerfmt.table",
+                "nsprim.network.user", "nsprim.network.rules", "nsprim.network.graveyard",
+                "nsprim.cli.networks"):
         try:
             importlib.import_module(mod)
         except ImportError:
             pass
-    try:  # the bridge's nftables library: cffi's C parser, built once here
-        from cffi import FFI
-
+    try:  # the bridge's nftables library (ctypes), loaded once here
         from nsprim.network import nft
 
-        FFI().cdef(nft._CDEF)
+        nft._load()
     except Exception:  # noqa: BLE001 - warming only
         pass
-    for name in ("run", "exec", "ps", "start", "stop", "rm", "logs", "inspect"):
+    for name in ("run", "exec", "ps", "start", "stop", "rm", "logs", "inspect", "network"):
         try:
             nsprim.cli._PREBUILT[name] = nsprim.cli._build_parser(name)
         except Exception:  # noqa: BLE001 - warming only: the child builds its own
