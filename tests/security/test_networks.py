@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import shutil
@@ -228,3 +229,27 @@ def test_forged_sources_are_dropped_on_the_default_bridge(root: Root, spoof: str
 def test_forged_sources_are_dropped_on_a_user_network(root: Root, spoof: str) -> None:
     root.ok("network", "create", "n")
     _forge(root, spoof, ("--network", "n"), lambda ctr: root.ip_of(ctr, "n"))
+
+
+def test_forged_ipv6_sources_are_dropped(root: Root, spoof: str) -> None:
+    root.ok("network", "create", "--ipv6", "n6")
+    vol = ("-v", f"{spoof}:/t:ro")
+    root.run_d("listener", "--network", "n6", *vol, cmd=("/t/spoof", "listen", "9999"))
+    root.run_d("sender", "--network", "n6", *vol)
+    eps = json.loads(root.ok("network", "inspect", "n6"))[0]["Containers"].values()
+    v6 = {ep["Name"]: ep["IPv6Address"].split("/")[0] for ep in eps}
+    me, peer = v6["sender"], v6["listener"]
+    assert me and peer
+    subnet = json.loads(root.ok("network", "inspect", "n6"))[0]["IPAM"]["Config"][1]["Subnet"]
+    net = ipaddress.IPv6Network(subnet)
+    inside = str(net.network_address + 0xfffe)
+    for src, text in ((inside, "forged-inside"), ("fd00:dead::1", "forged-outside")):
+        p = root("exec", "sender", "/t/spoof", "send", src, peer, "9999", text)
+        assert p.returncode == 0 and "sent" in p.stdout, p.stderr
+    p = root("exec", "sender", "/t/spoof", "send", me, peer, "9999", "real")
+    assert p.returncode == 0, p.stderr
+    log = _heard(root, "listener", "real")
+    assert f"{me} real" in log
+    time.sleep(0.3)
+    log = root.ok("logs", "listener")
+    assert "forged" not in log, log
