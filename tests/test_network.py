@@ -58,6 +58,7 @@ def _nothing_left() -> Iterator[None]:
     assert not ours()
     if not table_before:
         assert f"table ip {TABLE}" not in nft_tables()
+        assert f"table bridge {TABLE}" not in nft_tables()  # the anti-spoofing table
 
 
 def http_get(url: str, timeout: float = 5) -> bytes:
@@ -251,6 +252,7 @@ def test_killed_owner_is_collected(rootfs: str) -> None:
     time.sleep(0.2)  # the container died with its parent
     assert collect()  # its lease, veth and ports are collected
     assert f"table ip {TABLE}" not in nft_tables()
+    assert f"table bridge {TABLE}" not in nft_tables()
 
 
 @pytest.mark.parametrize("spec", ["abc", "70000:80", "80:0", "1:2:3:4", "80/sctp",
