@@ -91,14 +91,32 @@ def test_same_name_and_subnet_again_at_once(host: None) -> None:
 def test_a_grave_with_a_live_reaper_is_left_to_it(host: None,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(graveyard, "DELAY", "30")
-    with Rtnl() as rt:
-        name = "nsptst" + secrets.token_hex(3)
-        rt.add_bridge(name)
-        grave = graveyard.bury(rt, name)
+    # an inheritable fd of the burying process (a supervisor's published-port
+    # holder) must not live on in the reaper: the port would stay taken
+    held = socket.socket()
+    held.bind(("127.0.0.1", 0))
+    held.set_inheritable(True)
+    try:
+        with Rtnl() as rt:
+            name = "nsptst" + secrets.token_hex(3)
+            rt.add_bridge(name)
+            grave = graveyard.bury(rt, name)
+    finally:
+        inode = os.fstat(held.fileno()).st_ino
+        held.close()
     assert grave is not None and grave in graveyard.graves()
     pids = _reaper_pids()
     assert pids
     try:
+        time.sleep(0.2)  # the reaper's shell is in its `sleep` now
+        for pid in pids:
+            with open(f"/proc/{pid}/task/{pid}/children") as f:
+                family = [pid] + [int(x) for x in f.read().split()]
+            assert len(family) == 2  # sh and its sleep
+            for p in family:
+                fds = [os.readlink(f"/proc/{p}/fd/{fd}") for fd in os.listdir(f"/proc/{p}/fd")]
+                assert f"socket:[{inode}]" not in fds, fds
+                assert not any(f.startswith("socket:") for f in fds), fds
         assert grave not in graveyard.reap()  # its reaper holds the lock
         assert grave in graveyard.graves()
     finally:

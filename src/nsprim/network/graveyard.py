@@ -136,8 +136,13 @@ def _spawn_reaper(grave: str, lock_fd: int, lock_path: str) -> bool:
     devnull = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
     try:
         target = 3 if lock_fd != 3 else 4
-        actions = [(os.POSIX_SPAWN_DUP2, devnull, 0), (os.POSIX_SPAWN_DUP2, devnull, 1),
-                   (os.POSIX_SPAWN_DUP2, devnull, 2), (os.POSIX_SPAWN_DUP2, lock_fd, target)]
+        actions: list[tuple[int, ...]] = [
+            (os.POSIX_SPAWN_DUP2, devnull, 0), (os.POSIX_SPAWN_DUP2, devnull, 1),
+            (os.POSIX_SPAWN_DUP2, devnull, 2), (os.POSIX_SPAWN_DUP2, lock_fd, target)]
+        # nothing else of this process: an inherited fd (a supervisor's
+        # published-port holders) would stay open as long as the reaper
+        actions += [(os.POSIX_SPAWN_CLOSE, fd) for fd in _inheritable_fds()
+                    if fd > 2 and fd not in (target, lock_fd, devnull)]
         try:
             # `sh -c 'sleep D; ip link delete GRAVE; rm -f LOCK'`: the delay
             # keeps the kernel's wait (RTNL held ~15 ms of it) off the next
@@ -152,6 +157,18 @@ def _spawn_reaper(grave: str, lock_fd: int, lock_path: str) -> bool:
         os.close(devnull)
     _children.append(pid)
     return True
+
+
+def _inheritable_fds() -> list[int]:
+    out = []
+    for name in os.listdir("/proc/self/fd"):
+        try:
+            fd = int(name)
+            if os.get_inheritable(fd):
+                out.append(fd)
+        except (ValueError, OSError):
+            continue  # the listing's own fd, closed by now
+    return out
 
 
 def reap(skip: str | None = None) -> list[str]:
