@@ -36,7 +36,7 @@ import select
 import signal
 import stat as stat_mod
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from functools import lru_cache
 
 from nsprim._record import field, record
@@ -750,16 +750,7 @@ class Cgroup:
         if self.v2_path is not None and os.path.exists(os.path.join(self.v2_path, "cgroup.kill")):
             _write(os.path.join(self.v2_path, "cgroup.kill"), "1")
             return
-        for _ in range(100):
-            pids = self.procs()
-            if not pids:
-                return
-            for pid in pids:
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-            time.sleep(0.005)
+        kill_until_gone(self.procs)
 
     def freeze(self, timeout: float = 10.0) -> None:
         """Stop every process in the cgroup until thaw()."""
@@ -887,6 +878,25 @@ class Cgroup:
             finally:
                 lock.release(unlink=True)
         return removed
+
+
+def kill_until_gone(list_pids: Callable[[], Iterable[int]], tries: int = 100,
+                    pause: float = 0.005) -> bool:
+    """SIGKILL every process `list_pids()` names, again, until it names none
+    (at most `tries` rounds, `pause` seconds apart); whether none is left.
+    The one loop of every "kill them all" that cannot use cgroup.kill: a
+    v1 cgroup's procs, a host user's processes (rootless.kill_user_processes)."""
+    for _ in range(tries):
+        pids = list(list_pids())
+        if not pids:
+            return True
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        time.sleep(pause)
+    return False
 
 
 def _kill_and_remove(dirs: list[str]) -> None:
