@@ -255,3 +255,26 @@ def test_build_workdir_through_a_link_stays_in_the_image(tmp_path: Path,
         root.close()
     scene.assert_host_unchanged()
     assert os.path.isdir(str(scene.root) + f"{scene.victim}/{scene.new}")
+
+
+def test_oci_exec_cwd_that_is_not_there_is_named_as_such(rt: Runtime, scene: Scene,
+                                                        tmp_path: Path) -> None:
+    """exec does not make a working directory (runc's neither): a missing one
+    or one through a link out is refused in runc's words, naming the
+    directory, not the command."""
+    os.symlink(str(scene.victim), scene.root / "wd")
+    scene.before = scene.host_view()
+    b = tmp_path / "bx"
+    make_bundle(b, str(scene.root), ["sleep", "100"])
+    rt("create", "--bundle", str(b), "wx", check=True)
+    rt("start", "wx", check=True)
+    try:
+        for cwd in ("/missing", f"/wd/{scene.new}"):
+            r = rt("exec", "--cwd", cwd, "wx", "true")
+            assert r.returncode != 0
+            assert f'chdir to cwd ("{cwd}") set in config.json failed: no such file or ' \
+                'directory' in r.stderr, r.stderr
+            assert "executable file not found" not in r.stderr
+        scene.assert_host_unchanged()
+    finally:
+        rt("delete", "--force", "wx")
