@@ -21,6 +21,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from nsprim import run
 from nsprim.errors import SpawnError
@@ -278,3 +280,21 @@ def test_oci_exec_cwd_that_is_not_there_is_named_as_such(rt: Runtime, scene: Sce
         scene.assert_host_unchanged()
     finally:
         rt("delete", "--force", "wx")
+
+
+@given(st.text(alphabet=st.characters(blacklist_characters="\x00"), max_size=1500),
+       st.integers(min_value=0, max_value=3))
+def test_absolute_paths_are_bounded_by_path_max(tail: str, widen: int) -> None:
+    """A path is refused, before any container, exactly when the kernel could
+    not take it (PATH_MAX with its NUL), with a message of bounded length."""
+    from nsprim.config import PATH_MAX, validate_abs_path
+    from nsprim.errors import ConfigError
+
+    p = "/" + tail * (1 + widen)
+    size = len(p.encode("utf-8", "surrogateescape"))
+    if size < PATH_MAX:
+        assert validate_abs_path(p, "working directory") == p
+    else:
+        with pytest.raises(ConfigError, match="longer than 4095 bytes") as ei:
+            validate_abs_path(p, "working directory")
+        assert len(str(ei.value)) < 200
