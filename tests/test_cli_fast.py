@@ -147,3 +147,36 @@ def test_generated_name_retries_until_free(taken_idx: set[int], seed: int) -> No
     name = generate_name(taken.__contains__, randbelow=random.Random(seed).randrange)
     assert name not in taken
     assert re.fullmatch(r"[a-z]+_[a-z]+[0-9]*", name), name
+
+
+# ------------------------------------------------------- volatile overlays
+
+def _mount_options(path: str) -> set[str]:
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            fields = line.split()
+            if fields[4] == path:
+                return set(fields[-1].split(","))  # the superblock's options
+    raise AssertionError(f"{path} is not mounted")
+
+
+def test_a_thrown_away_layer_is_volatile(root: None, tmp_path: Path) -> None:
+    """A layer removed at the end (`run --rm`) is mounted `volatile` (no sync
+    of the upper filesystem at unmount); a kept one is not."""
+    from nsprim.rootfs import OverlayRootfs
+
+    layer = tmp_path / "layer"
+    (layer / "etc").mkdir(parents=True)
+    (layer / "etc" / "f").write_text("x")
+    for keep in (False, True):
+        with OverlayRootfs([str(layer)], keep=keep) as ov:
+            opts = _mount_options(ov.path)  # "fsync=volatile" on kernels >= 6.6
+            assert bool(opts & {"volatile", "fsync=volatile"}) is not keep, opts
+            Path(ov.path, "new").write_text("y")
+            assert Path(ov.upper, "new").read_text() == "y"
+        assert not os.path.ismount(ov.path)
+        assert os.path.isdir(ov.dir) is keep
+        if keep:
+            from nsprim.state import remove_tree
+
+            remove_tree(ov.dir)
