@@ -78,7 +78,7 @@ def test_foreground_run_cgroups_stats_update(private_root: str, fresh_rootfs: st
         r = cli_at(private_root, "stats", "--no-stream", "--format", "json", "fg")
         assert r.returncode == 0, r.stderr
         row = json.loads(r.stdout)
-        assert row["PIDs"] in ("2", "3"), row  # sh and perhaps its sleep
+        assert row["PIDs"] in ("1", "2"), row  # sh and (nearly always) its sleep
         assert not row["MemUsage"].startswith("0B"), row
         # update: the limit lands in a cgroup the container's processes are in
         r = cli_at(private_root, "update", "--memory", "96m", "--pids-limit", "40", "fg")
