@@ -215,6 +215,11 @@ class Container:
         the container's own (docker's, see :mod:`nsprim.network.etc`); by
         default when `network` or `image` is given or an option above is, and
         always on the bridge.
+    :param v1_accounting: with ready `limits` that limit nothing (a cgroup
+        for accounting only) on a hybrid host, also join v1 hierarchies for
+        memory, pids and cpu accounting (default); False skips those joins
+        (the first costs an RCU grace period, ~10 ms): the container is only
+        in its v2 cgroup (see :meth:`Cgroup.create`).
     """
 
     def __init__(
@@ -284,6 +289,7 @@ class Container:
         dns_search: Iterable[str] | None = None,
         dns_options: Iterable[str] | None = None,
         etc_files: bool | None = None,
+        v1_accounting: bool = True,
     ) -> None:
         if output_limit is not None and (isinstance(output_limit, bool)
                                          or not isinstance(output_limit, int)
@@ -388,6 +394,7 @@ class Container:
             raise ConfigError("give a cgroup_pool, a cgroup or limits (memory=, ...), "
                               "only one")
         self._pool = cgroup_pool
+        self._v1_accounting = v1_accounting
         #: the container's cgroup: given, taken from cgroup_pool at start(),
         #: or created at start() for the limits
         self.cgroup: Cgroup | None = cgroup
@@ -483,7 +490,8 @@ class Container:
         try:
             if self._limits is not None and self.cgroup is None:
                 try:
-                    self.cgroup = Cgroup.create(self.id[:16], limits=self._limits)
+                    self.cgroup = Cgroup.create(self.id[:16], limits=self._limits,
+                                                v1_accounting=self._v1_accounting)
                 except OSError:
                     if self._limits != Limits():
                         raise

@@ -114,8 +114,13 @@ def cmd_run(a: argparse.Namespace) -> int:
         # (_ContainerLog), as the shim does for a detached one
         piped: dict[str, Any] = {} if a.tty or a.detach else {"stdout": PIPE,
                                                              "stderr": PIPE}
+        # a foreground container without limits: in its v2 cgroup only on a
+        # hybrid host (joining v1 ones for accounting waits ~10 ms in the
+        # kernel); `update` adds them when a limit comes (Cgroup.ensure_v1)
+        fg = not (a.detach or getattr(a, "create_only", False))
         c = to_container(rec.spec, die_with_parent=True, tty=a.tty,
-                         stdin=None if a.interactive or a.tty else DEVNULL, **piped)
+                         stdin=None if a.interactive or a.tty else DEVNULL,
+                         **({"v1_accounting": False} if fg else {}), **piped)
     except ConfigError as e:
         if rec is not None:
             remove_record(rec)
