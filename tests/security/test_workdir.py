@@ -291,7 +291,12 @@ def test_absolute_paths_are_bounded_by_path_max(tail: str, widen: int) -> None:
     from nsprim.errors import ConfigError
 
     p = "/" + tail * (1 + widen)
-    size = len(p.encode("utf-8", "surrogateescape"))
+    try:
+        size = len(p.encode("utf-8", "surrogateescape"))
+    except UnicodeEncodeError:  # a lone surrogate outside surrogateescape's range
+        with pytest.raises(ConfigError, match="not a valid file name"):
+            validate_abs_path(p, "working directory")
+        return
     if size < PATH_MAX:
         assert validate_abs_path(p, "working directory") == p
     else:
