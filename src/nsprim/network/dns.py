@@ -24,8 +24,27 @@ command that started it); it exits when no container has been left for
 
 Wire format: dnslib (pure Python, BSD, small: the resolver stays ~2 MiB over
 the interpreter).  Bounds: queries over 512 bytes or with more than one
-question are dropped, at most ``MAX_PENDING`` forwarded questions wait (2 s
-each), upstream answers over 4096 bytes are dropped.
+question are dropped, upstream answers over 4096 bytes are dropped.
+
+Forwarding, hardened against a hostile container and a spoofing network:
+
+- each container has its own quota of forwarded questions waiting
+  (``MAX_PENDING_CLIENT``), the host a cap (``MAX_PENDING``); a question
+  waits at most ``FORWARD_TIMEOUT`` seconds.  A container over its quota
+  loses its own oldest question; when the host's cap is reached, the
+  container with the most questions waiting loses its oldest.  A container
+  flooding names the upstream never answers only hurts itself.
+- each forwarded question gets a socket of its own, connected to the
+  upstream (so a random source port chosen by the kernel, and the kernel
+  drops datagrams from any other address or port), and a random 16-bit id
+  (``secrets``); an answer is taken only if its id, its source address and
+  port and its question (name case-insensitively, type, class) are the
+  question's.  Anything else is dropped, and the real answer is still
+  awaited.
+
+The control socket's name carries the protocol's version (``dns2.sock``): a
+resolver of an older nsprim keeps serving its containers while a newer one
+serves the new ones.
 """
 
 from __future__ import annotations
@@ -33,6 +52,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import secrets
 import socket
 import sys
 import time
@@ -50,23 +70,26 @@ __all__ = ["join", "leave", "control_path", "upstreams", "resolver_pid"]
 
 HOST_DIR = "/run/nsprim-host"
 IDLE = 2.0
-MAX_PENDING = 512
+MAX_PENDING = 512  # forwarded questions waiting, host-wide
+MAX_PENDING_CLIENT = 48  # ... per container
+FORWARD_TIMEOUT = 2.0
+_NAME = "dns2"  # control socket, pid and lock files: the protocol's version
 TTL = 600
 _MAX_QUERY = 512
 _MAX_ANSWER = 4096
 
 
 def control_path() -> str:
-    return os.path.join(HOST_DIR, "dns.sock")
+    return os.path.join(HOST_DIR, _NAME + ".sock")
 
 
 def _lock_path() -> str:
-    return os.path.join(private_dir(HOST_DIR), "dns.lock")
+    return os.path.join(private_dir(HOST_DIR), _NAME + ".lock")
 
 
 def resolver_pid() -> int | None:
     try:
-        with open(os.path.join(HOST_DIR, "dns.pid")) as f:
+        with open(os.path.join(HOST_DIR, _NAME + ".pid")) as f:
             pid = int(f.read())
         with open(f"/proc/{pid}/stat") as f:
             if f.read().rpartition(")")[2].split()[0] in ("Z", "X"):
@@ -279,7 +302,7 @@ def build_table(leases: dict[str, Any]) -> tuple[dict[str, tuple[list[str], list
 
 
 class _Client:
-    __slots__ = ("cid", "sock", "paths", "internal", "upstream")
+    __slots__ = ("cid", "sock", "paths", "internal", "upstream", "pending")
 
     def __init__(self, cid: str, sock: socket.socket) -> None:
         self.cid = cid
@@ -287,6 +310,45 @@ class _Client:
         self.paths: set[str] = set()
         self.internal = False
         self.upstream: list[tuple[str, int]] = []
+        # its forwarded questions waiting, oldest first (by socket fd)
+        self.pending: dict[int, _Pending] = {}
+
+
+class _Pending:
+    """One forwarded question: its own upstream socket, the id it was sent
+    with, and what its answer must match."""
+
+    __slots__ = ("client", "addr", "old_id", "new_id", "deadline", "up", "sock", "question")
+
+    def __init__(self, client: _Client, addr: Any, old_id: int, new_id: int, deadline: float,
+                 up: tuple[str, int], sock: socket.socket,
+                 question: tuple[str, int, int]) -> None:
+        self.client = client
+        self.addr = addr
+        self.old_id = old_id
+        self.new_id = new_id
+        self.deadline = deadline
+        self.up = up
+        self.sock = sock
+        self.question = question
+
+
+def question_of(data: bytes, *, answer: bool) -> tuple[int, tuple[str, int, int]] | None:
+    """(id, (lower-case name, type, class)) of a DNS message with exactly one
+    question, that is an answer (QR set) or a query as `answer` says; None
+    for anything else (garbage included)."""
+    from dnslib.dns import DNSHeader, DNSQuestion
+    from dnslib.label import DNSBuffer
+
+    try:
+        buf = DNSBuffer(data)
+        h = DNSHeader.parse(buf)
+        if h.q != 1 or bool(h.qr) != answer:
+            return None
+        q = DNSQuestion.parse(buf)
+        return h.id, (str(q.qname).rstrip(".").lower(), int(q.qtype), int(q.qclass))
+    except Exception:  # dnslib raises several kinds on garbage
+        return None
 
 
 def _parse_upstream(items: Any) -> list[tuple[str, int]]:
@@ -318,11 +380,8 @@ class Resolver:
         self.ctl = ctl
         self.clients: dict[str, _Client] = {}
         self.tables: dict[str, _Table] = {}
-        self.pending: dict[int, tuple[_Client, Any, int, float, tuple[str, int]]] = {}
-        self.up4 = socket.socket(socket.AF_INET, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
-        self.up6: socket.socket | None = None
+        self.npending = 0  # forwarded questions waiting, all clients
         self.idle_since: float | None = time.monotonic()
-        self.next_id = int.from_bytes(os.urandom(2), "big")
 
     # -------------------------------------------------------- control
     def on_control(self) -> None:
@@ -377,6 +436,8 @@ class Resolver:
     def drop(self, cid: str) -> None:
         c = self.clients.pop(cid, None)
         if c is not None:
+            for p in list(c.pending.values()):
+                self.finish(p)
             self.loop.remove_reader(c.sock.fileno())
             c.sock.close()
         if not self.clients:
@@ -455,65 +516,84 @@ class Resolver:
         return None
 
     def forward(self, c: _Client, data: bytes, addr: Any) -> None:
+        """Send the query `data` of `c` to its upstream, from a socket of its
+        own (a random source port) with a random id, within the quotas."""
+        q = question_of(data, answer=False)
+        if q is None:
+            return
         now = time.monotonic()
-        if len(self.pending) >= MAX_PENDING:
-            self.expire(now)
-            if len(self.pending) >= MAX_PENDING:
-                return  # bounded: the client retries
-        for _ in range(8):
-            self.next_id = (self.next_id + 1) & 0xFFFF
-            if self.next_id not in self.pending:
-                break
-        else:
-            return
-        new_id = self.next_id
-        old_id = int.from_bytes(data[:2], "big")
+        if len(c.pending) >= MAX_PENDING_CLIENT:
+            self.expire(c, now)
+            if len(c.pending) >= MAX_PENDING_CLIENT:
+                self.finish(next(iter(c.pending.values())))  # its own oldest
+        if self.npending >= MAX_PENDING:
+            for other in self.clients.values():
+                self.expire(other, now)
+            if self.npending >= MAX_PENDING:
+                # the container with the most waiting (maybe c) gives up its oldest
+                worst = max(self.clients.values(), key=lambda x: len(x.pending))
+                if worst.pending:
+                    self.finish(next(iter(worst.pending.values())))
         up = c.upstream[0]
-        sock = self.up4 if ":" not in up[0] else self._up6()
         try:
-            sock.sendto(new_id.to_bytes(2, "big") + data[2:], up)
+            sock = socket.socket(socket.AF_INET6 if ":" in up[0] else socket.AF_INET,
+                                 socket.SOCK_DGRAM | socket.SOCK_CLOEXEC | socket.SOCK_NONBLOCK)
         except OSError:
+            return  # out of fds: the client retries
+        new_id = secrets.randbits(16)
+        try:
+            sock.connect(up)  # a kernel-chosen random port; only `up` gets through
+            sock.send(new_id.to_bytes(2, "big") + data[2:])
+        except OSError:
+            sock.close()
             return
-        self.pending[new_id] = (c, addr, old_id, now + 2.0, up)
+        p = _Pending(c, addr, q[0], new_id, now + FORWARD_TIMEOUT, up, sock, q[1])
+        c.pending[sock.fileno()] = p
+        self.npending += 1
+        self.loop.add_reader(sock.fileno(), self.on_upstream, p)
 
-    def _up6(self) -> socket.socket:
-        if self.up6 is None:
-            self.up6 = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
-            self.up6.setblocking(False)
-            self.loop.add_reader(self.up6.fileno(), self.on_upstream, self.up6)
-        return self.up6
+    def finish(self, p: _Pending) -> None:
+        if p.client.pending.pop(p.sock.fileno(), None) is not None:
+            self.npending -= 1
+            self.loop.remove_reader(p.sock.fileno())
+            p.sock.close()
 
-    def on_upstream(self, sock: socket.socket) -> None:
-        for _ in range(64):
+    def on_upstream(self, p: _Pending) -> None:
+        for _ in range(16):
             try:
-                data, src = sock.recvfrom(_MAX_ANSWER + 1)
-            except (BlockingIOError, OSError):
+                data, src = p.sock.recvfrom(_MAX_ANSWER + 1)
+            except OSError:
                 return
             if len(data) < 12 or len(data) > _MAX_ANSWER:
                 continue
-            key = int.from_bytes(data[:2], "big")
-            p = self.pending.get(key)
-            if p is None or (src[0], src[1]) != p[4]:
-                continue  # not an answer we wait for
-            del self.pending[key]
-            c, addr, old_id, _, _ = p
+            if (_norm(src[0]), src[1]) != (_norm(p.up[0]), p.up[1]):
+                continue  # not from the upstream it was sent to
+            got = question_of(data, answer=True)
+            if got is None or got[0] != p.new_id or got[1] != p.question:
+                continue  # not the answer to this question: forged or stray
+            self.finish(p)
+            c = p.client
             if self.clients.get(c.cid) is not c:
-                continue
+                return
             try:
-                c.sock.sendto(old_id.to_bytes(2, "big") + data[2:], addr)
+                c.sock.sendto(p.old_id.to_bytes(2, "big") + data[2:], p.addr)
             except OSError:
                 pass
+            return
 
-    def expire(self, now: float) -> None:
-        for k in [k for k, p in self.pending.items() if p[3] < now]:
-            del self.pending[k]
+    def expire(self, c: _Client, now: float) -> None:
+        for p in list(c.pending.values()):
+            if p.deadline >= now:
+                break  # oldest first: the rest are younger
+            self.finish(p)
 
     # -------------------------------------------------------- housekeeping
     def tick(self) -> None:
         """Every half second: expired forwards, containers whose leases are
         gone (a killed owner's, collected), and the idle exit."""
         now = time.monotonic()
-        self.expire(now)
+        for c in self.clients.values():
+            self.expire(c, now)
         for cid, c in list(self.clients.items()):
             c.paths = {p for p in c.paths if cid in self.tables[p].fresh().ids}
             if not c.paths:
@@ -541,7 +621,7 @@ class Resolver:
                 self.loop.add_reader(self.ctl.fileno(), self.on_control)
                 return False
             try:
-                os.unlink(os.path.join(HOST_DIR, "dns.pid"))
+                os.unlink(os.path.join(HOST_DIR, _NAME + ".pid"))
             except FileNotFoundError:
                 pass
         return True
@@ -611,11 +691,18 @@ class Resolver:
         return out
 
     def run(self) -> None:
-        self.up4.setblocking(False)
         self.loop.add_reader(self.ctl.fileno(), self.on_control)
-        self.loop.add_reader(self.up4.fileno(), self.on_upstream, self.up4)
         self.loop.call_later(0.5, self.tick)
         self.loop.run_forever()
+
+
+def _norm(host: str) -> str:
+    import ipaddress
+
+    try:
+        return str(ipaddress.ip_address(host.split("%")[0]))
+    except ValueError:
+        return host
 
 
 def _refused(q: Any, code: int | None = None) -> bytes:
@@ -643,11 +730,22 @@ def main() -> int:
     import signal
 
     signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+    try:  # a socket per forwarded question: room for all of them
+        import resource
+
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        want = 4 * MAX_PENDING + 1024
+        if soft != resource.RLIM_INFINITY and soft < want:
+            resource.setrlimit(resource.RLIMIT_NOFILE,
+                               (want if hard == resource.RLIM_INFINITY else min(want, hard),
+                                hard))
+    except (OSError, ValueError):
+        pass
     # the pid first: a starter that sees the socket sees this pid
     private_dir(HOST_DIR)
-    with open(os.path.join(HOST_DIR, "dns.pid.tmp"), "w") as f:
+    with open(os.path.join(HOST_DIR, _NAME + ".pid.tmp"), "w") as f:
         f.write(str(os.getpid()))
-    os.rename(os.path.join(HOST_DIR, "dns.pid.tmp"), os.path.join(HOST_DIR, "dns.pid"))
+    os.rename(os.path.join(HOST_DIR, _NAME + ".pid.tmp"), os.path.join(HOST_DIR, _NAME + ".pid"))
     ctl = _bind_control()
     r = Resolver(ctl)
     r.adopt()
