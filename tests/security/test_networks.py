@@ -186,7 +186,8 @@ class _Upstream:
             if name.endswith("blackhole.test"):
                 continue
 
-            def reply(ip: str, qname: str | None = None, qid: int | None = None) -> bytes:
+            def reply(ip: str, qname: str | None = None, qid: int | None = None,
+                      q: DNSRecord = q) -> bytes:
                 r = q.reply()
                 rname = str(q.q.qname) if qname is None else qname
                 r.questions = [DNSQuestion(rname, q.q.qtype, q.q.qclass)]
@@ -312,4 +313,4 @@ def test_forged_upstream_answers_are_not_taken(root: Root, fake_upstream: _Upstr
     ids = [i for i, _, _ in seen]
     ports = [p for _, p, _ in seen]
     assert len(set(ports)) >= 15, ports
-    assert sum(1 for a, b in zip(ids, ids[1:]) if (b - a) & 0xFFFF == 1) <= 2, ids
+    assert sum(1 for a, b in zip(ids, ids[1:], strict=False) if (b - a) & 0xFFFF == 1) <= 2, ids
