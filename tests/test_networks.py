@@ -583,3 +583,96 @@ def test_python_api(tmp_path: Path, rootfs: str, upstream: FakeUpstream,
         net.remove()
     assert "pyapi" not in [n.name for n in network.networks()]
     assert net.bridge not in _links()
+
+
+class _OwnUpstream:
+    """A DNS server on 127.a.b.c:53 (loopback, a random address of 127/8: a
+    container's ``--dns`` has no port) answering ``*.outside.test`` with
+    192.0.2.99."""
+
+    def __init__(self) -> None:
+        import random
+
+        from dnslib import QTYPE, RR, A, DNSRecord
+
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        for _ in range(20):
+            self.addr = f"127.{random.randint(1, 254)}.{random.randint(0, 254)}." \
+                        f"{random.randint(1, 254)}"
+            try:
+                self.sock.bind((self.addr, 53))
+                break
+            except OSError:
+                continue
+        self.seen: list[str] = []
+
+        def serve() -> None:
+            while True:
+                try:
+                    data, addr = self.sock.recvfrom(4096)
+                    q = DNSRecord.parse(data)
+                except OSError:
+                    return
+                except Exception:
+                    continue
+                name = str(q.q.qname).rstrip(".")
+                self.seen.append(name)
+                r = q.reply()
+                if name.endswith("outside.test") and q.q.qtype == QTYPE.A:
+                    r.add_answer(RR(q.q.qname, QTYPE.A, rdata=A("192.0.2.99"), ttl=5))
+                else:
+                    r.header.rcode = 3
+                self.sock.sendto(r.pack(), addr)
+
+        threading.Thread(target=serve, daemon=True).start()
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+@pytest.fixture
+def own_upstream() -> Iterator[_OwnUpstream]:
+    u = _OwnUpstream()
+    yield u
+    u.close()
+
+
+def test_dns_option_is_the_containers_upstream_on_a_user_network(
+        root: Root, own_upstream: _OwnUpstream) -> None:
+    """--dns on a user network: resolv.conf still says 127.0.0.11 and the
+    container's other names are forwarded to its --dns (as docker), also
+    after `network connect` from a command whose upstream is another one."""
+    root.ok("network", "create", "n1")
+    root.ok("network", "create", "n2")
+    root.run_d("own", "--network", "n1", "--dns", own_upstream.addr)
+    root.run_d("plain", "--network", "n1")
+    assert "nameserver 127.0.0.11" in root.ok("exec", "own", "cat", "/etc/resolv.conf")
+    p = root.sh("own", "nslookup a.outside.test")
+    assert "192.0.2.99" in p.stdout, p.stdout
+    p = root.sh("plain", "nslookup b.outside.test")
+    assert "192.0.2.7" in p.stdout, p.stdout  # the host's (the test's NSPRIM_DNS_UPSTREAM)
+    assert "a.outside.test" in own_upstream.seen and "b.outside.test" not in own_upstream.seen
+    root.ok("network", "connect", "n2", "own")  # this CLI's upstream is the 192.0.2.7 one
+    p = root.sh("own", "nslookup c.outside.test")
+    assert "192.0.2.99" in p.stdout, p.stdout
+
+
+def test_a_bridge_container_connected_to_a_network_gets_its_dns(
+        root: Root, own_upstream: _OwnUpstream) -> None:
+    """docker's behaviour: a default-bridge container `network connect`ed to
+    a user network has its resolv.conf pointed at the network's resolver
+    (127.0.0.11, ndots:0); it resolves the network's names, and forwards
+    others to its own --dns."""
+    root.ok("network", "create", "n")
+    root.run_d("srv", "--network", "n")
+    root.run_d("b", "--dns", own_upstream.addr, "--dns-option", "edns0")
+    before = root.ok("exec", "b", "cat", "/etc/resolv.conf")
+    assert f"nameserver {own_upstream.addr}" in before
+    root.ok("network", "connect", "n", "b")
+    after = root.ok("exec", "b", "cat", "/etc/resolv.conf")
+    assert "nameserver 127.0.0.11" in after and own_upstream.addr not in after, after
+    assert "edns0" in after and "ndots:0" in after, after
+    p = root.sh("b", "nslookup srv")
+    assert root.ip_of("srv", "n") in p.stdout, p.stdout
+    p = root.sh("b", "nslookup d.outside.test")
+    assert "192.0.2.99" in p.stdout, p.stdout

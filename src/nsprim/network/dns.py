@@ -202,12 +202,16 @@ def _dns_socket(netns: Namespace) -> socket.socket | None:
     return s
 
 
-def join(container_id: str, leases: str, netns: Namespace, *, internal: bool = False) -> None:
-    """Serve `leases`' names to the container in `netns` at 127.0.0.11."""
+def join(container_id: str, leases: str, netns: Namespace, *, internal: bool = False,
+         upstream: Sequence[str] | None = None) -> None:
+    """Serve `leases`' names to the container in `netns` at 127.0.0.11;
+    other names are forwarded to `upstream` (the container's own: its
+    ``--dns``, or the host's resolvers when it started; None: :func:`upstreams`)."""
     s = _dns_socket(netns)
+    ups = [] if internal else (list(upstream) if upstream is not None else upstreams())
     try:
         _send_or_start({"op": "join", "cid": container_id, "leases": leases,
-                        "internal": internal, "upstream": [] if internal else upstreams()},
+                        "internal": internal, "upstream": ups},
                        [s.fileno()] if s is not None else [])
     finally:
         if s is not None:
@@ -631,10 +635,10 @@ class Resolver:
         (the resolver before this one was killed): each one's namespace is
         found by its inode among the host's processes, and a new socket at
         127.0.0.11:53 is made in it.  Names are forwarded to the upstreams of
-        this process's environment."""
+        its lease (the container's own), else of this process's environment."""
         from nsprim.namespace import Namespace
 
-        wanted: dict[int, tuple[str, str, bool]] = {}
+        wanted: dict[int, tuple[str, str, bool, Any]] = {}
         base = os.path.join(HOST_DIR, "networks")
         try:
             nets = os.listdir(base)
@@ -645,7 +649,8 @@ class Resolver:
             for lease in (_Table(path).fresh_leases()).values():
                 if isinstance(lease, dict) and isinstance(lease.get("netns"), int):
                     cid = str(lease.get("id", ""))
-                    wanted.setdefault(lease["netns"], (cid, path, bool(lease.get("internal"))))
+                    wanted.setdefault(lease["netns"], (cid, path, bool(lease.get("internal")),
+                                                       lease.get("upstream")))
                     if cid in self.clients:
                         self.clients[cid].paths.add(path)
         if not wanted:
@@ -661,7 +666,7 @@ class Resolver:
                     pids.setdefault(ino, int(entry))
         out = []
         for ino, pid in pids.items():
-            cid, path, internal = wanted[ino]
+            cid, path, internal, ups = wanted[ino]
             if cid in self.clients:
                 continue
             try:
@@ -682,7 +687,8 @@ class Resolver:
                 continue
             fd = s.detach()
             self.control({"op": "join", "cid": cid, "leases": path, "internal": internal,
-                          "upstream": [] if internal else upstreams()}, [fd])
+                          "upstream": [] if internal else
+                          (ups if isinstance(ups, list) else upstreams())}, [fd])
             for other in wanted.values():  # its other networks
                 if other[0] == cid:
                     self.clients[cid].paths.add(other[1])
