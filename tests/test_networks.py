@@ -676,3 +676,90 @@ def test_a_bridge_container_connected_to_a_network_gets_its_dns(
     assert root.ip_of("srv", "n") in p.stdout, p.stdout
     p = root.sh("b", "nslookup d.outside.test")
     assert "192.0.2.99" in p.stdout, p.stdout
+
+
+def _tcp_query(s: socket.socket, name: str) -> list[str]:
+    """One length-prefixed query over TCP; the answer's A records."""
+    from dnslib import DNSRecord
+
+    q = DNSRecord.question(name).pack()
+    s.sendall(len(q).to_bytes(2, "big") + q)
+    n = int.from_bytes(_recv_n(s, 2), "big")
+    r = DNSRecord.parse(_recv_n(s, n))
+    return [str(rr.rdata) for rr in r.rr]
+
+
+def _recv_n(s: socket.socket, n: int) -> bytes:
+    buf = b""
+    while len(buf) < n:
+        got = s.recv(n - len(buf))
+        if not got:
+            raise EOFError
+        buf += got
+    return buf
+
+
+def test_dns_over_tcp(root: Root, upstream: FakeUpstream) -> None:
+    """127.0.0.11:53 answers over TCP too (RFC 7766: clients that use TCP,
+    answers too large for UDP): the network's names, and forwarded names
+    over TCP to the upstream (here 40 addresses: over 512 bytes); at most 8
+    connections at once per container."""
+    from dnslib import QTYPE, RR, A, DNSRecord
+
+    from nsprim.namespace import Namespace
+
+    big = [f"198.51.100.{i}" for i in range(1, 41)]
+    srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    srv.bind(("127.0.0.1", upstream.port))  # the UDP fake's port, over TCP
+    srv.listen(8)
+
+    def serve() -> None:
+        while True:
+            try:
+                c, _ = srv.accept()
+            except OSError:
+                return
+            with c:
+                try:
+                    q = DNSRecord.parse(_recv_n(c, int.from_bytes(_recv_n(c, 2), "big")))
+                except (OSError, EOFError):
+                    continue
+                r = q.reply()
+                for ip in big:
+                    r.add_answer(RR(q.q.qname, QTYPE.A, rdata=A(ip), ttl=5))
+                out = r.pack()
+                c.sendall(len(out).to_bytes(2, "big") + out)
+
+    threading.Thread(target=serve, daemon=True).start()
+    conns: list[socket.socket] = []
+    try:
+        root.ok("network", "create", "n")
+        root.run_d("alpha", "--network", "n")
+        root.run_d("beta", "--network", "n")
+        pid = int(root.ok("inspect", "-f", "{{.State.Pid}}", "beta").strip())
+        ns = Namespace.of(pid, "net")
+        try:
+            for _ in range(9):
+                conns.append(ns.run_in(lambda: socket.socket(socket.AF_INET,
+                                                             socket.SOCK_STREAM)))
+        finally:
+            ns.close()
+        for c in conns:
+            c.settimeout(5)
+        conns[0].connect(("127.0.0.11", 53))
+        assert _tcp_query(conns[0], "alpha") == [root.ip_of("alpha", "n")]
+        got = _tcp_query(conns[0], "big.outside.test")  # same connection, forwarded
+        assert got == big
+        assert len(DNSRecord.question("big.outside.test").pack()) < 512
+        for c in conns[1:8]:
+            c.connect(("127.0.0.11", 53))
+        time.sleep(0.2)
+        conns[8].connect(("127.0.0.11", 53))  # the 9th: closed by the resolver
+        with pytest.raises((EOFError, ConnectionResetError)):
+            _tcp_query(conns[8], "alpha")
+        assert _tcp_query(conns[7], "alpha") == [root.ip_of("alpha", "n")]
+    finally:
+        for c in conns:
+            c.close()
+        srv.close()

@@ -2,8 +2,8 @@
 
 docker's embedded DNS, the same shape: a container on a user-defined network
 has ``nameserver 127.0.0.11`` (and ``options ndots:0``) in its resolv.conf,
-and 127.0.0.11:53/udp is a socket *in the container's own network
-namespace*.  nsprim makes that socket when it attaches the container (it is
+and 127.0.0.11:53 (UDP, and TCP listening) are sockets *in the container's
+own network namespace*.  nsprim makes that socket when it attaches the container (it is
 in the namespace already) and hands it, with SCM_RIGHTS, to the resolver: no
 NAT, no address on the host, nothing a container can reach but its own
 socket.  The resolver answers A, AAAA and PTR from the leases of the
@@ -73,6 +73,9 @@ IDLE = 2.0
 MAX_PENDING = 512  # forwarded questions waiting, host-wide
 MAX_PENDING_CLIENT = 48  # ... per container
 FORWARD_TIMEOUT = 2.0
+DNS_IP = "127.0.0.11"
+MAX_TCP_CLIENT = 8  # DNS-over-TCP connections at once per container
+TCP_IDLE = 5.0  # seconds a DNS-over-TCP connection may wait for its next query
 _NAME = "dns2"  # control socket, pid and lock files: the protocol's version
 TTL = 600
 _MAX_QUERY = 512
@@ -188,18 +191,26 @@ def _start() -> None:
         time.sleep(0.002)
 
 
-def _dns_socket(netns: Namespace) -> socket.socket | None:
-    """UDP 127.0.0.11:53 in `netns` (None: it has one already)."""
-    s = netns.run_in(lambda: socket.socket(socket.AF_INET,
-                                           socket.SOCK_DGRAM | socket.SOCK_CLOEXEC))
+def _dns_sockets(netns: Namespace) -> list[socket.socket]:
+    """UDP and TCP (listening) 127.0.0.11:53 in `netns` ([]: it has them
+    already)."""
+    def make() -> tuple[socket.socket, socket.socket]:
+        return (socket.socket(socket.AF_INET, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC),
+                socket.socket(socket.AF_INET, socket.SOCK_STREAM | socket.SOCK_CLOEXEC))
+
+    u, t = netns.run_in(make)
     try:
-        s.bind(("127.0.0.11", 53))
+        u.bind((DNS_IP, 53))
+        t.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        t.bind((DNS_IP, 53))
+        t.listen(16)
     except OSError as e:
-        s.close()
+        u.close()
+        t.close()
         if e.errno == errno.EADDRINUSE:
-            return None
+            return []
         raise
-    return s
+    return [u, t]
 
 
 def join(container_id: str, leases: str, netns: Namespace, *, internal: bool = False,
@@ -207,14 +218,14 @@ def join(container_id: str, leases: str, netns: Namespace, *, internal: bool = F
     """Serve `leases`' names to the container in `netns` at 127.0.0.11;
     other names are forwarded to `upstream` (the container's own: its
     ``--dns``, or the host's resolvers when it started; None: :func:`upstreams`)."""
-    s = _dns_socket(netns)
+    socks = _dns_sockets(netns)
     ups = [] if internal else (list(upstream) if upstream is not None else upstreams())
     try:
         _send_or_start({"op": "join", "cid": container_id, "leases": leases,
                         "internal": internal, "upstream": ups},
-                       [s.fileno()] if s is not None else [])
+                       [s.fileno() for s in socks])
     finally:
-        if s is not None:
+        for s in socks:
             s.close()
 
 
@@ -306,11 +317,14 @@ def build_table(leases: dict[str, Any]) -> tuple[dict[str, tuple[list[str], list
 
 
 class _Client:
-    __slots__ = ("cid", "sock", "paths", "internal", "upstream", "pending")
+    __slots__ = ("cid", "sock", "tcp", "tcp_conns", "paths", "internal", "upstream",
+                 "pending")
 
-    def __init__(self, cid: str, sock: socket.socket) -> None:
+    def __init__(self, cid: str, sock: socket.socket, tcp: socket.socket | None) -> None:
         self.cid = cid
         self.sock = sock
+        self.tcp = tcp  # listening at 127.0.0.11:53/tcp in its namespace
+        self.tcp_conns: dict[socket.socket, Any] = {}  # connection -> its task
         self.paths: set[str] = set()
         self.internal = False
         self.upstream: list[tuple[str, int]] = []
@@ -412,14 +426,18 @@ class Resolver:
             c = self.clients.get(cid)
             if fds:
                 s = socket.socket(fileno=fds[0])
-                for fd in fds[1:]:
+                t = socket.socket(fileno=fds[1]) if len(fds) > 1 else None
+                for fd in fds[2:]:
                     os.close(fd)
                 s.setblocking(False)
                 if c is not None:
                     self.drop(cid)
-                c = _Client(cid, s)
+                c = _Client(cid, s, t)
                 self.clients[cid] = c
                 self.loop.add_reader(s.fileno(), self.on_query, c)
+                if t is not None:
+                    t.setblocking(False)
+                    self.loop.add_reader(t.fileno(), self.on_tcp, c)
             if c is None:
                 return
             path = str(msg["leases"])
@@ -444,6 +462,13 @@ class Resolver:
                 self.finish(p)
             self.loop.remove_reader(c.sock.fileno())
             c.sock.close()
+            if c.tcp is not None:
+                self.loop.remove_reader(c.tcp.fileno())
+                c.tcp.close()
+            for conn, task in list(c.tcp_conns.items()):
+                task.cancel()
+                conn.close()
+            c.tcp_conns.clear()
         if not self.clients:
             self.idle_since = time.monotonic()
 
@@ -585,6 +610,80 @@ class Resolver:
                 pass
             return
 
+    # -------------------------------------------------------- DNS over TCP
+    def on_tcp(self, c: _Client) -> None:
+        """A connection to 127.0.0.11:53/tcp: served by a task of its own, at
+        most MAX_TCP_CLIENT at once per container (beyond: closed)."""
+        assert c.tcp is not None
+        for _ in range(16):
+            try:
+                conn, _ = c.tcp.accept()
+            except OSError:
+                return
+            if len(c.tcp_conns) >= MAX_TCP_CLIENT or self.clients.get(c.cid) is not c:
+                conn.close()
+                continue
+            conn.setblocking(False)
+            c.tcp_conns[conn] = self.loop.create_task(self.serve_tcp(c, conn))
+
+    async def serve_tcp(self, c: _Client, conn: socket.socket) -> None:
+        """Length-prefixed queries (RFC 1035 4.2.2, RFC 7766), answered in
+        order until the client closes or is idle for TCP_IDLE seconds."""
+        import asyncio
+
+        try:
+            while True:
+                head = await asyncio.wait_for(_recv_exact(self.loop, conn, 2), TCP_IDLE)
+                n = int.from_bytes(head, "big")
+                if n < 12 or n > _MAX_QUERY:
+                    return
+                data = await asyncio.wait_for(_recv_exact(self.loop, conn, n), TCP_IDLE)
+                try:
+                    out = self.answer(c, data)
+                except Exception:  # a malformed query: the connection ends
+                    return
+                if out is None and c.upstream:
+                    out = await self.forward_tcp(c, data)
+                if not out:
+                    return
+                await self.loop.sock_sendall(conn, len(out).to_bytes(2, "big") + out)
+        except (OSError, EOFError, asyncio.TimeoutError):
+            pass
+        finally:
+            if c.tcp_conns.pop(conn, None) is not None:
+                conn.close()
+
+    async def forward_tcp(self, c: _Client, data: bytes) -> bytes | None:
+        """Ask the upstream over TCP (an answer too large for UDP is why a
+        client asks over TCP), with a random id; the answer must match the
+        id and the question, and is at most 65535 bytes (the length field)."""
+        import asyncio
+
+        q = question_of(data, answer=False)
+        if q is None:
+            return None
+        up = c.upstream[0]
+        s = socket.socket(socket.AF_INET6 if ":" in up[0] else socket.AF_INET,
+                          socket.SOCK_STREAM | socket.SOCK_CLOEXEC | socket.SOCK_NONBLOCK)
+        new_id = secrets.randbits(16)
+        try:
+            async def ask() -> bytes:
+                await self.loop.sock_connect(s, up)
+                msg = new_id.to_bytes(2, "big") + data[2:]
+                await self.loop.sock_sendall(s, len(msg).to_bytes(2, "big") + msg)
+                n = int.from_bytes(await _recv_exact(self.loop, s, 2), "big")
+                return await _recv_exact(self.loop, s, n)
+
+            answer = await asyncio.wait_for(ask(), FORWARD_TIMEOUT)
+        except (OSError, EOFError, asyncio.TimeoutError):
+            return None
+        finally:
+            s.close()
+        got = question_of(answer, answer=True)
+        if got is None or got[0] != new_id or got[1] != q[1]:
+            return None
+        return q[0].to_bytes(2, "big") + answer[2:]
+
     def expire(self, c: _Client, now: float) -> None:
         for p in list(c.pending.values()):
             if p.deadline >= now:
@@ -674,21 +773,17 @@ class Resolver:
                 try:
                     if os.fstat(ns.fd).st_ino != ino:
                         continue
-                    s = ns.run_in(lambda: socket.socket(
-                        socket.AF_INET, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC))
+                    socks = _dns_sockets(ns)
                 finally:
                     ns.close()
-                try:
-                    s.bind(("127.0.0.11", 53))
-                except OSError:
-                    s.close()
-                    continue
             except OSError:
                 continue
-            fd = s.detach()
+            if not socks:
+                continue
             self.control({"op": "join", "cid": cid, "leases": path, "internal": internal,
                           "upstream": [] if internal else
-                          (ups if isinstance(ups, list) else upstreams())}, [fd])
+                          (ups if isinstance(ups, list) else upstreams())},
+                         [sk.detach() for sk in socks])
             for other in wanted.values():  # its other networks
                 if other[0] == cid:
                     self.clients[cid].paths.add(other[1])
@@ -700,6 +795,16 @@ class Resolver:
         self.loop.add_reader(self.ctl.fileno(), self.on_control)
         self.loop.call_later(0.5, self.tick)
         self.loop.run_forever()
+
+
+async def _recv_exact(loop: Any, sock: socket.socket, n: int) -> bytes:
+    buf = b""
+    while len(buf) < n:
+        got = await loop.sock_recv(sock, n - len(buf))
+        if not got:
+            raise EOFError
+        buf += got
+    return buf
 
 
 def _norm(host: str) -> str:
