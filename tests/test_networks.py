@@ -763,3 +763,69 @@ def test_dns_over_tcp(root: Root, upstream: FakeUpstream) -> None:
         for c in conns:
             c.close()
         srv.close()
+
+
+# ---------------------------------------------- pure logic of the hardening
+
+_label = st.text(alphabet="abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-",
+                 min_size=1, max_size=20)
+
+
+@given(labels=st.lists(_label, min_size=1, max_size=5),
+       qtype=st.integers(1, 65535), qclass=st.sampled_from([1, 3, 254, 255]),
+       qid=st.integers(0, 65535))
+@settings(max_examples=200, deadline=None)
+def test_question_of_reads_id_and_question(labels: list[str], qtype: int, qclass: int,
+                                           qid: int) -> None:
+    from dnslib import DNSQuestion, DNSRecord
+
+    name = ".".join(labels)
+    q = DNSRecord(q=DNSQuestion(name, qtype, qclass))
+    q.header.id = qid
+    data = q.pack()
+    assert dns.question_of(data, answer=False) == (qid, (name.lower(), qtype, qclass))
+    assert dns.question_of(data, answer=True) is None  # a query is not an answer
+    r = q.reply()
+    assert dns.question_of(r.pack(), answer=True) == (qid, (name.lower(), qtype, qclass))
+
+
+@given(st.binary(max_size=600))
+@settings(max_examples=300, deadline=None)
+def test_question_of_never_raises_on_garbage(data: bytes) -> None:
+    got = dns.question_of(data, answer=True)
+    assert got is None or (isinstance(got[0], int) and len(got[1]) == 3)
+
+
+_ns = st.ip_addresses(v=4).map(str)
+_word = st.text(alphabet="abcdefghijklmnopqrstuvwxyz.", min_size=1, max_size=12)
+
+
+@given(servers=st.lists(_ns, max_size=4), search=st.lists(_word, max_size=3),
+       opts=st.lists(st.sampled_from(["edns0", "rotate", "ndots:3", "timeout:2",
+                                      "attempts:1"]), max_size=3, unique=True),
+       comments=st.lists(st.just("# a comment"), max_size=2))
+@settings(max_examples=300, deadline=None)
+def test_embedded_resolv_text(servers: list[str], search: list[str], opts: list[str],
+                              comments: list[str]) -> None:
+    from nsprim.network.etc import embedded_resolv_text
+
+    lines = comments + [f"nameserver {s}" for s in servers]
+    if search:
+        lines.append("search " + " ".join(search))
+    if opts:
+        lines.append("options " + " ".join(opts))
+    out = embedded_resolv_text("\n".join(lines) + "\n", "127.0.0.11")
+    if servers == ["127.0.0.11"]:
+        assert out is None
+        return
+    assert out is not None
+    got = out.splitlines()
+    assert [x for x in got if x.startswith("nameserver")] == ["nameserver 127.0.0.11"]
+    if search:
+        assert "search " + " ".join(search) in got
+    words = [w for x in got if x.startswith("options") for w in x.split()[1:]]
+    assert all(o in words for o in opts)
+    assert sum(w.startswith("ndots:") for w in words) == 1
+    assert ("ndots:0" in words) == ("ndots:3" not in opts)
+    assert comments == [x for x in got if x.startswith("#")]
+    assert embedded_resolv_text(out, "127.0.0.11") is None  # idempotent
