@@ -289,7 +289,7 @@ def test_a_flooding_container_does_not_starve_other_networks(
     finally:
         stop.set()
         t.join()
-    assert sent[0] > 1500
+    assert sent[0] > 1000
     flooded = sum(1 for _, _, n in fake_upstream.seen if n.endswith("blackhole.test"))
     assert flooded > 50  # the flood did reach the upstream (it is forwarded, up to a quota)
     assert answers == [["192.0.2.7"]] * 8, answers
