@@ -143,6 +143,8 @@ class Proxy:
         self._conns: dict[_Conn, None] = {}  # accepted, oldest first
         self._connecting: dict[_Conn, None] = {}  # of those, still connecting
         self._paused_until = 0.0  # accepting paused (out of fds) until then
+        self._buf = bytearray(_BUF)
+        self._view = memoryview(self._buf)
         # UDP: (listener index, client address) -> upstream socket, last use
         self._flows: dict[tuple[int, Any], tuple[socket.socket, float]] = {}
 
@@ -317,22 +319,23 @@ class Proxy:
                 else:
                     conn.to_up = buf[n:]
             if events & _R:
-                data = src.recv(_BUF)
-                if not data:
+                got = src.recv_into(self._buf)  # one buffer: the loop is one thread
+                if not got:
                     if client_side:
                         conn.c_eof = True
                     else:
                         conn.u_eof = True
                 else:
+                    data = self._view[:got]
                     try:
                         n = dst.send(data)
                     except BlockingIOError:
                         n = 0
-                    if n < len(data):
+                    if n < got:  # the rest waits (only what the other side refused)
                         if client_side:
-                            conn.to_up = data[n:]
+                            conn.to_up = bytes(data[n:])
                         else:
-                            conn.to_client = data[n:]
+                            conn.to_client = bytes(data[n:])
         except (BlockingIOError, InterruptedError):
             pass
         except OSError:
