@@ -75,6 +75,7 @@ MAX_PENDING_CLIENT = 48  # ... per container
 FORWARD_TIMEOUT = 2.0
 DNS_IP = "127.0.0.11"
 MAX_TCP_CLIENT = 8  # DNS-over-TCP connections at once per container
+MAX_TCP = 256  # ... on the host
 TCP_IDLE = 5.0  # seconds a DNS-over-TCP connection may wait for its next query
 _NAME = "dns2"  # control socket, pid and lock files: the protocol's version
 TTL = 600
@@ -613,14 +614,16 @@ class Resolver:
     # -------------------------------------------------------- DNS over TCP
     def on_tcp(self, c: _Client) -> None:
         """A connection to 127.0.0.11:53/tcp: served by a task of its own, at
-        most MAX_TCP_CLIENT at once per container (beyond: closed)."""
+        most MAX_TCP_CLIENT at once per container and MAX_TCP on the host
+        (beyond: closed)."""
         assert c.tcp is not None
         for _ in range(16):
             try:
                 conn, _ = c.tcp.accept()
             except OSError:
                 return
-            if len(c.tcp_conns) >= MAX_TCP_CLIENT or self.clients.get(c.cid) is not c:
+            if len(c.tcp_conns) >= MAX_TCP_CLIENT or self.clients.get(c.cid) is not c or \
+                    sum(len(x.tcp_conns) for x in self.clients.values()) >= MAX_TCP:
                 conn.close()
                 continue
             conn.setblocking(False)
