@@ -659,7 +659,8 @@ class Container:
                 publish.append(PortSpec(int(port), 0, proto or "tcp"))
         self.attachment = user.attach(str(mode.target), self.id, self._netns, inner=inner,
                                       aliases=mode.aliases, ip=mode.ip, ip6=mode.ip6,
-                                      publish=publish)
+                                      publish=publish, upstream=self._etc_options.dns
+                                      if self._etc_options is not None else None)
         self._resources.callback(self._release_attachment)
         mounts = list(cfg.mounts)
         if cfg.rootfs is not None:
