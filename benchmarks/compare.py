@@ -482,6 +482,11 @@ def main(argv: list[str] | None = None) -> int:
                       alive["supervisor_pss_kib_per_container"], 1024, "le"))
         goals.append(("start of the last <= 1.5x the first", alive["last_over_first"], 1.5,
                       "le"))
+    floor_k, cli_k = "python -c pass (CLI floor)", "nsprim CLI (network none)"
+    if floor_k in per_round and cli_k in per_round:
+        print(f"\nthe warm CLI against the interpreter's own start (same rounds): "
+              f"{cs[cli_k]['p50_ms']:.1f} ms vs {cs[floor_k]['p50_ms']:.1f} ms for "
+              f"`python -c pass` ({ratio(cli_k, floor_k):.2f}x)")
     print("\ngoals:")
     for text, value, target, how in goals:
         ok = value is not None and (value <= target if how == "le" else value >= target)

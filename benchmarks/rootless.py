@@ -270,30 +270,14 @@ def _free_subids() -> int:
 
 def _kill_user(name: str) -> None:
     import pwd
-    import signal
+
+    from nsprim.rootless import kill_user_processes
 
     try:
         uid = pwd.getpwnam(name).pw_uid
     except KeyError:
         return
-    for _ in range(50):
-        pids = [int(e) for e in os.listdir("/proc") if e.isdigit()
-                and _owner(f"/proc/{e}") == uid]
-        if not pids:
-            return
-        for pid in pids:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        time.sleep(0.05)
-
-
-def _owner(path: str) -> int | None:
-    try:
-        return os.stat(path).st_uid
-    except OSError:
-        return None
+    kill_user_processes(uid)
 
 
 def main(argv: list[str] | None = None) -> int:

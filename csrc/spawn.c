@@ -528,24 +528,52 @@ static int op_chdir(const struct nsp_op *op)
     return close_keep_errno(fd, r);
 }
 
+/* A working directory that is not there: its parents are made inside the
+ * root (open_in_root), then the last part with mkdirat in the parent we
+ * hold.  Only a directory made here is chowned, and it is opened again from
+ * that parent without following a link: never "." or ".." (-w /new/..
+ * would chown the root, or a volume's source), never what a process of
+ * another container sharing a volume swapped in for it (a symlink to /etc).
+ * Anything else is left as it is: chdir says if it is no directory. */
 static int op_workdir(struct child_ctx *c, const struct nsp_op *op)
 {
-    struct stat st;
-    int fd = open_in_root(c, op->dst, 0);
+    char parent[CHILD_PATH_MAX], name[256];
+    size_t len, start;
+    int fd, pfd, r;
+
+    fd = open_in_root(c, op->dst, 0);
     if (fd >= 0)
-        return close_keep_errno(fd, 0); /* there: chdir will say if it is no directory */
+        return close_keep_errno(fd, 0);
     if (errno != ENOENT)
         return -1;
-    fd = open_in_root(c, op->dst, NSP_F_MKDIR);
-    if (fd < 0)
+    if (c_strcpy(parent, sizeof parent, op->dst) < 0)
         return -1;
-    if (fstat(fd, &st) < 0)
-        return close_keep_errno(fd, -1);
-    if (!S_ISDIR(st.st_mode)) { /* not what we made: leave it, chdir refuses it */
-        close(fd);
+    len = c_strlen(parent);
+    while (len > 0 && parent[len - 1] == '/')
+        len--;
+    start = len;
+    while (start > 0 && parent[start - 1] != '/')
+        start--;
+    if (len == start)   /* "/": there */
         return 0;
+    if (len - start >= sizeof name) {
+        errno = ENAMETOOLONG;
+        return -1;
     }
-    return close_keep_errno(fd, fchownat(fd, "", op->uid, op->gid, AT_EMPTY_PATH));
+    memcpy(name, parent + start, len - start);
+    name[len - start] = '\0';
+    parent[start] = '\0';   /* "" (the root) or ".../" */
+    pfd = open_in_root(c, parent, NSP_F_MKDIR);
+    if (pfd < 0)
+        return -1;
+    if (mkdirat(pfd, name, 0755) < 0)   /* "." and ".." are there (EEXIST) */
+        return close_keep_errno(pfd, errno == EEXIST ? 0 : -1);
+    fd = openat(pfd, name, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    close_keep_errno(pfd, 0);
+    if (fd < 0)   /* no longer what we made: leave it, chdir decides */
+        return 0;
+    r = fchownat(fd, "", op->uid, op->gid, AT_EMPTY_PATH);
+    return close_keep_errno(fd, r);
 }
 
 static int op_seccomp(const struct nsp_op *op)

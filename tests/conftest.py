@@ -259,6 +259,9 @@ class DockerDaemon:
     def stop(self) -> None:
         for cid in self.docker("ps", "-aq").stdout.split():
             self.docker("rm", "-f", cid)
+        # a test that failed midway may leave a network: its bridge and nft
+        # tables are host objects that outlive the state root
+        self.docker("network", "prune", "-f")
         self.proc.terminate()
         rc = self.proc.wait(30)
         self.log.close()
@@ -276,5 +279,7 @@ def docker_daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DockerDa
     yield d
     d.stop()
     assert cli_at(d.root, "ps", "-a", "-q").stdout.strip() == ""
+    nets = cli_at(d.root, "network", "ls", "--format", "{{.Name}}").stdout.split()
+    assert set(nets) <= {"bridge", "host", "none"}, f"networks left: {nets}"
 # the unprivileged users of the rootless tests (tests/rootless_users.py)
 from .rootless_users import rootless_users_fixture  # noqa: E402,F401

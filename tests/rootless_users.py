@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from nsprim.rootless import kill_user_processes
 
 PY = "/usr/bin/python3"
 
@@ -83,27 +83,6 @@ def _free_subids(count: int) -> int:
     return top + count
 
 
-def _kill_user_processes(uid: int) -> None:
-    for _ in range(50):
-        pids = []
-        for e in os.listdir("/proc"):
-            if not e.isdigit():
-                continue
-            try:
-                if os.stat(f"/proc/{e}").st_uid == uid:
-                    pids.append(int(e))
-            except OSError:
-                pass
-        if not pids:
-            return
-        for pid in pids:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        time.sleep(0.05)
-
-
 def _collect_killed_runs() -> None:
     """Delete the users (and their base dir) of an earlier run that was killed
     before its clean-up: `nsprt<pid%100000><key>` whose pid is gone."""
@@ -116,7 +95,7 @@ def _collect_killed_runs() -> None:
         tag = int(name[5:10])
         if any(int(p) % 100000 == tag for p in os.listdir("/proc") if p.isdigit()):
             continue  # a live run (possibly another one's) may own it
-        _kill_user_processes(pw.pw_uid)
+        kill_user_processes(pw.pw_uid)
         subprocess.run(["userdel", name], capture_output=True)
         base = os.path.dirname(pw.pw_dir)
         if os.path.basename(base).startswith("nsprim-rootless-") and os.path.isdir(base):
@@ -193,7 +172,7 @@ def rootless_users_fixture() -> Iterator[Users]:
                 uid = pwd.getpwnam(name).pw_uid
             except KeyError:
                 continue
-            _kill_user_processes(uid)
+            kill_user_processes(uid)
         for name in created:
             subprocess.run(["userdel", name], capture_output=True)
         _assert_no_mounts_under(base)

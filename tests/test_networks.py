@@ -583,3 +583,249 @@ def test_python_api(tmp_path: Path, rootfs: str, upstream: FakeUpstream,
         net.remove()
     assert "pyapi" not in [n.name for n in network.networks()]
     assert net.bridge not in _links()
+
+
+class _OwnUpstream:
+    """A DNS server on 127.a.b.c:53 (loopback, a random address of 127/8: a
+    container's ``--dns`` has no port) answering ``*.outside.test`` with
+    192.0.2.99."""
+
+    def __init__(self) -> None:
+        import random
+
+        from dnslib import QTYPE, RR, A, DNSRecord
+
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        for _ in range(20):
+            self.addr = f"127.{random.randint(1, 254)}.{random.randint(0, 254)}." \
+                        f"{random.randint(1, 254)}"
+            try:
+                self.sock.bind((self.addr, 53))
+                break
+            except OSError:
+                continue
+        self.seen: list[str] = []
+
+        def serve() -> None:
+            while True:
+                try:
+                    data, addr = self.sock.recvfrom(4096)
+                    q = DNSRecord.parse(data)
+                except OSError:
+                    return
+                except Exception:
+                    continue
+                name = str(q.q.qname).rstrip(".")
+                self.seen.append(name)
+                r = q.reply()
+                if name.endswith("outside.test") and q.q.qtype == QTYPE.A:
+                    r.add_answer(RR(q.q.qname, QTYPE.A, rdata=A("192.0.2.99"), ttl=5))
+                else:
+                    r.header.rcode = 3
+                self.sock.sendto(r.pack(), addr)
+
+        threading.Thread(target=serve, daemon=True).start()
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+@pytest.fixture
+def own_upstream() -> Iterator[_OwnUpstream]:
+    u = _OwnUpstream()
+    yield u
+    u.close()
+
+
+def test_dns_option_is_the_containers_upstream_on_a_user_network(
+        root: Root, own_upstream: _OwnUpstream) -> None:
+    """--dns on a user network: resolv.conf still says 127.0.0.11 and the
+    container's other names are forwarded to its --dns (as docker), also
+    after `network connect` from a command whose upstream is another one."""
+    root.ok("network", "create", "n1")
+    root.ok("network", "create", "n2")
+    root.run_d("own", "--network", "n1", "--dns", own_upstream.addr)
+    root.run_d("plain", "--network", "n1")
+    assert "nameserver 127.0.0.11" in root.ok("exec", "own", "cat", "/etc/resolv.conf")
+    p = root.sh("own", "nslookup a.outside.test")
+    assert "192.0.2.99" in p.stdout, p.stdout
+    p = root.sh("plain", "nslookup b.outside.test")
+    assert "192.0.2.7" in p.stdout, p.stdout  # the host's (the test's NSPRIM_DNS_UPSTREAM)
+    assert "a.outside.test" in own_upstream.seen and "b.outside.test" not in own_upstream.seen
+    root.ok("network", "connect", "n2", "own")  # this CLI's upstream is the 192.0.2.7 one
+    p = root.sh("own", "nslookup c.outside.test")
+    assert "192.0.2.99" in p.stdout, p.stdout
+
+
+def test_a_bridge_container_connected_to_a_network_gets_its_dns(
+        root: Root, own_upstream: _OwnUpstream) -> None:
+    """docker's behaviour: a default-bridge container `network connect`ed to
+    a user network has its resolv.conf pointed at the network's resolver
+    (127.0.0.11, ndots:0); it resolves the network's names, and forwards
+    others to its own --dns."""
+    root.ok("network", "create", "n")
+    root.run_d("srv", "--network", "n")
+    root.run_d("b", "--dns", own_upstream.addr, "--dns-option", "edns0")
+    before = root.ok("exec", "b", "cat", "/etc/resolv.conf")
+    assert f"nameserver {own_upstream.addr}" in before
+    root.ok("network", "connect", "n", "b")
+    after = root.ok("exec", "b", "cat", "/etc/resolv.conf")
+    assert "nameserver 127.0.0.11" in after and own_upstream.addr not in after, after
+    assert "edns0" in after and "ndots:0" in after, after
+    p = root.sh("b", "nslookup srv")
+    assert root.ip_of("srv", "n") in p.stdout, p.stdout
+    p = root.sh("b", "nslookup d.outside.test")
+    assert "192.0.2.99" in p.stdout, p.stdout
+
+
+def _tcp_query(s: socket.socket, name: str) -> list[str]:
+    """One length-prefixed query over TCP; the answer's A records."""
+    from dnslib import DNSRecord
+
+    q = DNSRecord.question(name).pack()
+    s.sendall(len(q).to_bytes(2, "big") + q)
+    n = int.from_bytes(_recv_n(s, 2), "big")
+    r = DNSRecord.parse(_recv_n(s, n))
+    return [str(rr.rdata) for rr in r.rr]
+
+
+def _recv_n(s: socket.socket, n: int) -> bytes:
+    buf = b""
+    while len(buf) < n:
+        got = s.recv(n - len(buf))
+        if not got:
+            raise EOFError
+        buf += got
+    return buf
+
+
+def test_dns_over_tcp(root: Root, upstream: FakeUpstream) -> None:
+    """127.0.0.11:53 answers over TCP too (RFC 7766: clients that use TCP,
+    answers too large for UDP): the network's names, and forwarded names
+    over TCP to the upstream (here 40 addresses: over 512 bytes); at most 8
+    connections at once per container."""
+    from dnslib import QTYPE, RR, A, DNSRecord
+
+    from nsprim.namespace import Namespace
+
+    big = [f"198.51.100.{i}" for i in range(1, 41)]
+    srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    srv.bind(("127.0.0.1", upstream.port))  # the UDP fake's port, over TCP
+    srv.listen(8)
+
+    def serve() -> None:
+        while True:
+            try:
+                c, _ = srv.accept()
+            except OSError:
+                return
+            with c:
+                try:
+                    q = DNSRecord.parse(_recv_n(c, int.from_bytes(_recv_n(c, 2), "big")))
+                except (OSError, EOFError):
+                    continue
+                r = q.reply()
+                for ip in big:
+                    r.add_answer(RR(q.q.qname, QTYPE.A, rdata=A(ip), ttl=5))
+                out = r.pack()
+                c.sendall(len(out).to_bytes(2, "big") + out)
+
+    threading.Thread(target=serve, daemon=True).start()
+    conns: list[socket.socket] = []
+    try:
+        root.ok("network", "create", "n")
+        root.run_d("alpha", "--network", "n")
+        root.run_d("beta", "--network", "n")
+        pid = int(root.ok("inspect", "-f", "{{.State.Pid}}", "beta").strip())
+        ns = Namespace.of(pid, "net")
+        try:
+            for _ in range(9):
+                conns.append(ns.run_in(lambda: socket.socket(socket.AF_INET,
+                                                             socket.SOCK_STREAM)))
+        finally:
+            ns.close()
+        for c in conns:
+            c.settimeout(5)
+        conns[0].connect(("127.0.0.11", 53))
+        assert _tcp_query(conns[0], "alpha") == [root.ip_of("alpha", "n")]
+        got = _tcp_query(conns[0], "big.outside.test")  # same connection, forwarded
+        assert got == big
+        assert len(DNSRecord.question("big.outside.test").pack()) < 512
+        for c in conns[1:8]:
+            c.connect(("127.0.0.11", 53))
+        time.sleep(0.2)
+        conns[8].connect(("127.0.0.11", 53))  # the 9th: closed by the resolver
+        with pytest.raises((EOFError, ConnectionResetError)):
+            _tcp_query(conns[8], "alpha")
+        assert _tcp_query(conns[7], "alpha") == [root.ip_of("alpha", "n")]
+    finally:
+        for c in conns:
+            c.close()
+        srv.close()
+
+
+# ---------------------------------------------- pure logic of the hardening
+
+_label = st.text(alphabet="abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-",
+                 min_size=1, max_size=20)
+
+
+@given(labels=st.lists(_label, min_size=1, max_size=5),
+       qtype=st.integers(1, 65535), qclass=st.sampled_from([1, 3, 254, 255]),
+       qid=st.integers(0, 65535))
+@settings(max_examples=200, deadline=None)
+def test_question_of_reads_id_and_question(labels: list[str], qtype: int, qclass: int,
+                                           qid: int) -> None:
+    from dnslib import DNSQuestion, DNSRecord
+
+    name = ".".join(labels)
+    q = DNSRecord(q=DNSQuestion(name, qtype, qclass))
+    q.header.id = qid
+    data = q.pack()
+    assert dns.question_of(data, answer=False) == (qid, (name.lower(), qtype, qclass))
+    assert dns.question_of(data, answer=True) is None  # a query is not an answer
+    r = q.reply()
+    assert dns.question_of(r.pack(), answer=True) == (qid, (name.lower(), qtype, qclass))
+
+
+@given(st.binary(max_size=600))
+@settings(max_examples=300, deadline=None)
+def test_question_of_never_raises_on_garbage(data: bytes) -> None:
+    got = dns.question_of(data, answer=True)
+    assert got is None or (isinstance(got[0], int) and len(got[1]) == 3)
+
+
+_ns = st.ip_addresses(v=4).map(str)
+_word = st.text(alphabet="abcdefghijklmnopqrstuvwxyz.", min_size=1, max_size=12)
+
+
+@given(servers=st.lists(_ns, max_size=4), search=st.lists(_word, max_size=3),
+       opts=st.lists(st.sampled_from(["edns0", "rotate", "ndots:3", "timeout:2",
+                                      "attempts:1"]), max_size=3, unique=True),
+       comments=st.lists(st.just("# a comment"), max_size=2))
+@settings(max_examples=300, deadline=None)
+def test_embedded_resolv_text(servers: list[str], search: list[str], opts: list[str],
+                              comments: list[str]) -> None:
+    from nsprim.network.etc import embedded_resolv_text
+
+    lines = comments + [f"nameserver {s}" for s in servers]
+    if search:
+        lines.append("search " + " ".join(search))
+    if opts:
+        lines.append("options " + " ".join(opts))
+    out = embedded_resolv_text("\n".join(lines) + "\n", "127.0.0.11")
+    if servers == ["127.0.0.11"]:
+        assert out is None
+        return
+    assert out is not None
+    got = out.splitlines()
+    assert [x for x in got if x.startswith("nameserver")] == ["nameserver 127.0.0.11"]
+    if search:
+        assert "search " + " ".join(search) in got
+    words = [w for x in got if x.startswith("options") for w in x.split()[1:]]
+    assert all(o in words for o in opts)
+    assert sum(w.startswith("ndots:") for w in words) == 1
+    assert ("ndots:0" in words) == ("ndots:3" not in opts)
+    assert comments == [x for x in got if x.startswith("#")]
+    assert embedded_resolv_text(out, "127.0.0.11") is None  # idempotent

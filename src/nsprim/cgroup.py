@@ -36,7 +36,7 @@ import select
 import signal
 import stat as stat_mod
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from functools import lru_cache
 
 from nsprim._record import field, record
@@ -424,11 +424,22 @@ class Cgroup:
     # ------------------------------------------------------------ creation
     @classmethod
     def create(cls, name: str | None = None, *, driver: str = "auto", parent: str = PARENT,
-               limits: Limits | None = None, **kwargs: Unpack[LimitOptions]) -> Cgroup:
+               limits: Limits | None = None, v1_accounting: bool = True,
+               **kwargs: Unpack[LimitOptions]) -> Cgroup:
         """Create cgroup `name` under `parent` with limits (``memory="256m"``,
         ``memory_swap``, ``cpus``, ``cpu_shares``, ``cpu_weight``, ``cpuset``,
         ``cpuset_mems``, ``pids``, ``device_read_bps``, ``device_write_bps``,
-        or a ready `limits`).  Anything created is removed if a step fails."""
+        or a ready `limits`).  Anything created is removed if a step fails.
+
+        `v1_accounting=False`: on a hybrid host (a v2 hierarchy without the
+        memory, pids and cpu controllers, which are v1), make v1 cgroups only
+        for the controllers a limit needs, not also for accounting: the
+        process is born in its v2 cgroup (clone3 CLONE_INTO_CGROUP) and skips
+        the joins of v1 hierarchies, whose first one waits for an RCU grace
+        period in the kernel (~10 ms).  Membership, kill, freeze, cpu.stat and
+        the device program stay (v2); memory and pids are then counted from
+        the processes (nsprim.stats), and :meth:`ensure_v1` makes and joins
+        the v1 cgroups when a limit comes later (``update``)."""
         if name is None:
             name = os.urandom(8).hex()
         if not isinstance(name, str) or not _NAME.match(name):
@@ -447,7 +458,8 @@ class Cgroup:
         # which hierarchy serves each controller
         v2_served: set[str] = set()
         v1_needed: set[str] = set()
-        for ctrl in need | {"memory", "pids", "cpu"}:
+        always = {"memory", "pids", "cpu"} if v1_accounting or lay.v2 is None else set()
+        for ctrl in need | always:
             v1name = "blkio" if ctrl == "io" else ctrl
             if driver != "v1" and lay.v2 and ctrl in lay.v2_controllers:
                 v2_served.add(ctrl)
@@ -672,6 +684,69 @@ class Cgroup:
                 seen.append(f)
         return seen
 
+    def _v1_dirs_by_name(self) -> dict[str, str]:
+        """controller -> the v1 directory of this cgroup's name that exists."""
+        if self.v2_path is None:
+            return {}
+        leaf = os.path.basename(self.v2_path)
+        parent = os.path.basename(os.path.dirname(self.v2_path))
+        out = {}
+        for ctrl, mnt in _layout().v1.items():
+            d = os.path.join(mnt, parent, leaf)
+            if os.path.isdir(d):
+                out[ctrl] = d
+        return out
+
+    def ensure_v1(self, limits: Limits) -> list[str]:
+        """Make the v1 cgroups that `limits` needs and this cgroup lacks (it
+        was made with ``v1_accounting=False``, or by a limit-free container)
+        and move every process of its v2 cgroup into them, then the ones
+        forked meanwhile, until none is left out.  Returns the controllers
+        added (none on a pure v1 or pure v2 host)."""
+        if self.v2_path is None:
+            return []
+        lay = _layout()
+        self.v1_paths.update({c: d for c, d in self._v1_dirs_by_name().items()
+                              if c not in self.v1_paths})
+        need: set[str] = set()
+        for ctrl in limits.controllers():
+            v1name = "blkio" if ctrl == "io" else ctrl
+            if ctrl in self._v2_served or v1name in self.v1_paths or v1name not in lay.v1:
+                continue
+            need.add(v1name)
+        if "cpu" in need and "cpuacct" in lay.v1 and "cpuacct" not in self.v1_paths:
+            need.add("cpuacct")
+        leaf = os.path.basename(self.v2_path)
+        parent = os.path.basename(os.path.dirname(self.v2_path))
+        new: dict[str, str] = {}
+        for ctrl in sorted(need):
+            mnt = lay.v1[ctrl]
+            base = os.path.join(mnt, parent)
+            path = os.path.join(base, leaf)
+            if path not in new.values():
+                if not os.path.isdir(base):
+                    self._mkdir(base, [], "")
+                if ctrl == "cpuset":
+                    self._init_cpuset(mnt, base)
+                self._mkdir(path, [], "")
+                if ctrl == "cpuset":
+                    self._init_cpuset(base, path)
+            new[ctrl] = path
+        for d in dict.fromkeys(new.values()):
+            for _ in range(100):
+                inside = set((_read(os.path.join(d, "cgroup.procs")) or "").split())
+                missing = [p for p in self.procs() if str(p) not in inside]
+                if not missing:
+                    break
+                for pid in missing:
+                    try:
+                        _write(os.path.join(d, "cgroup.procs"), str(pid))
+                    except OSError as e:
+                        if e.errno != errno.ESRCH:
+                            raise
+        self.v1_paths.update(new)
+        return sorted(new)
+
     # ---------------------------------------------------------------- state
     def procs(self) -> list[int]:
         """Pids in the cgroup."""
@@ -750,16 +825,7 @@ class Cgroup:
         if self.v2_path is not None and os.path.exists(os.path.join(self.v2_path, "cgroup.kill")):
             _write(os.path.join(self.v2_path, "cgroup.kill"), "1")
             return
-        for _ in range(100):
-            pids = self.procs()
-            if not pids:
-                return
-            for pid in pids:
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-            time.sleep(0.005)
+        kill_until_gone(self.procs)
 
     def freeze(self, timeout: float = 10.0) -> None:
         """Stop every process in the cgroup until thaw()."""
@@ -841,6 +907,8 @@ class Cgroup:
             self._fd = -1
         dirs = list(dict.fromkeys(self.v1_paths.values()))
         if self.v2_path is not None:
+            # and the v1 cgroups another process added (ensure_v1, by update)
+            dirs += [d for d in self._v1_dirs_by_name().values() if d not in dirs]
             dirs.append(self.v2_path)
         _rmdirs(dirs, timeout)
         _remove_empty_parents(dirs)
@@ -887,6 +955,25 @@ class Cgroup:
             finally:
                 lock.release(unlink=True)
         return removed
+
+
+def kill_until_gone(list_pids: Callable[[], Iterable[int]], tries: int = 100,
+                    pause: float = 0.005) -> bool:
+    """SIGKILL every process `list_pids()` names, again, until it names none
+    (at most `tries` rounds, `pause` seconds apart); whether none is left.
+    The one loop of every "kill them all" that cannot use cgroup.kill: a
+    v1 cgroup's procs, a host user's processes (rootless.kill_user_processes)."""
+    for _ in range(tries):
+        pids = list(list_pids())
+        if not pids:
+            return True
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        time.sleep(pause)
+    return False
 
 
 def _kill_and_remove(dirs: list[str]) -> None:

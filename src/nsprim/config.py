@@ -106,10 +106,20 @@ def validate_env(env: Mapping[str, str] | Iterable[str] | None) -> tuple[str, ..
     return tuple(f"{k}={v}" for k, v in out.items())
 
 
+#: the kernel's longest path, with its NUL (linux/limits.h)
+PATH_MAX = 4096
+
+
 def validate_abs_path(path: str | os.PathLike[str], what: str) -> str:
     p = os.fspath(path)
     if not isinstance(p, str) or not p.startswith("/") or "\x00" in p:
         raise ConfigError(f"invalid {what} {p!r}: must be an absolute path")
+    try:
+        size = len(p.encode("utf-8", "surrogateescape"))
+    except UnicodeEncodeError:  # a lone surrogate: no byte string names it
+        raise ConfigError(f"invalid {what} {p[:48]!r}: not a valid file name") from None
+    if size >= PATH_MAX:  # the kernel's bound
+        raise ConfigError(f"invalid {what} {p[:48]!r}...: longer than {PATH_MAX - 1} bytes")
     return p
 
 

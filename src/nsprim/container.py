@@ -217,6 +217,11 @@ class Container:
         the container's own (docker's, see :mod:`nsprim.network.etc`); by
         default when `network` or `image` is given or an option above is, and
         always on the bridge.
+    :param v1_accounting: with ready `limits` that limit nothing (a cgroup
+        for accounting only) on a hybrid host, also join v1 hierarchies for
+        memory, pids and cpu accounting (default); False skips those joins
+        (the first costs an RCU grace period, ~10 ms): the container is only
+        in its v2 cgroup (see :meth:`Cgroup.create`).
     """
 
     def __init__(
@@ -286,6 +291,7 @@ class Container:
         dns_search: Iterable[str] | None = None,
         dns_options: Iterable[str] | None = None,
         etc_files: bool | None = None,
+        v1_accounting: bool = True,
     ) -> None:
         if output_limit is not None and (isinstance(output_limit, bool)
                                          or not isinstance(output_limit, int)
@@ -390,6 +396,7 @@ class Container:
             raise ConfigError("give a cgroup_pool, a cgroup or limits (memory=, ...), "
                               "only one")
         self._pool = cgroup_pool
+        self._v1_accounting = v1_accounting
         #: the container's cgroup: given, taken from cgroup_pool at start(),
         #: or created at start() for the limits
         self.cgroup: Cgroup | None = cgroup
@@ -485,7 +492,8 @@ class Container:
         try:
             if self._limits is not None and self.cgroup is None:
                 try:
-                    self.cgroup = Cgroup.create(self.id[:16], limits=self._limits)
+                    self.cgroup = Cgroup.create(self.id[:16], limits=self._limits,
+                                                v1_accounting=self._v1_accounting)
                 except OSError:
                     if self._limits != Limits():
                         raise
@@ -608,6 +616,7 @@ class Container:
         mounts = list(cfg.mounts) + [Bind(src, dst) for dst, src in files.items()
                                      if dst not in taken]
         return _record.replace(cfg, mounts=tuple(mounts))
+
     def _join_network(self, cfg: ContainerConfig) -> ContainerConfig:
         """A user-defined network (nsprim.network.user): like the bridge,
         with the network's DNS at 127.0.0.11."""
@@ -619,7 +628,8 @@ class Container:
         return self._attach_netns(
             cfg, lambda netns, inner, publish: user.attach(
                 str(mode.target), self.id, netns, inner=inner, aliases=mode.aliases,
-                ip=mode.ip, ip6=mode.ip6, publish=publish),
+                ip=mode.ip, ip6=mode.ip6, publish=publish,
+                upstream=self._etc_options.dns if self._etc_options is not None else None),
             nameservers=[user.DNS_ADDRESS])
 
     def _publish_specs(self) -> list[PortSpec]:

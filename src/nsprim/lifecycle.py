@@ -33,7 +33,7 @@ import os
 import re
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from nsprim._record import record
@@ -496,10 +496,13 @@ def new_record(cfg: dict[str, Any]) -> Record:
     rec = Record(cid)
     os.makedirs(containers_dir(), mode=0o711, exist_ok=True)
     os.mkdir(rec.dir, 0o711)
-    name = cfg.get("name") or _random_name()
-    cfg = dict(cfg, id=cid, name=name, created=time.time())
     try:
-        reserve(name, cid)
+        name = cfg.get("name")
+        if name:
+            reserve(name, cid)
+        else:  # one no container has: drawn again while it is in use
+            name = _reserve_generated(cid)
+        cfg = dict(cfg, id=cid, name=name, created=time.time())
         rec.write_config(cfg)
         rec.update_state(status="created", restart_count=0)
     except BaseException:
@@ -508,15 +511,52 @@ def new_record(cfg: dict[str, Any]) -> Record:
     return rec
 
 
-_ADJ = ("brave calm eager fancy gentle happy jolly keen lucid merry nimble proud quick "
-        "sharp tidy vivid witty zesty").split()
-_NOUN = ("turing hopper lovelace ritchie thompson torvalds knuth dijkstra hamilton "
-         "liskov lamport perlman").split()
+_ADJ = ("agile amazing bold brave bright busy calm clever cool crisp curious daring "
+        "dreamy eager elated epic fancy fervent focused friendly funny gallant gentle "
+        "glad happy hardy hopeful humble jolly keen kind lively lucid lucky merry mighty "
+        "modest musing nimble noble peaceful pensive polite proud quick quiet relaxed "
+        "serene sharp silly smart sober stoic sunny swift tender tidy upbeat vivid warm "
+        "wise witty youthful zen zesty").split()
+_NOUN = ("agnesi allen babbage backus bartik bell berners boole borg brattain cerf "
+         "church codd conway cray curie darwin dijkstra einstein engelbart euler fermi "
+         "feynman floyd galois gauss goldberg hamilton hamming hawking hodgkin hopper "
+         "johnson kahan kay knuth lamarr lamport liskov lovelace mayer mccarthy meitner "
+         "minsky moore napier neumann newton noether pascal perlman pike ritchie shannon "
+         "stallman sutherland tesla thompson torvalds turing wilkes wirth wozniak "
+         "yalow").split()
 
 
-def _random_name() -> str:
-    b = os.urandom(3)
-    return f"{_ADJ[b[0] % len(_ADJ)]}_{_NOUN[b[1] % len(_NOUN)]}{b[2] % 100}"
+def _urandom_below(n: int) -> int:
+    return int.from_bytes(os.urandom(8), "little") % n
+
+
+def generate_name(in_use: Callable[[str], bool] = lambda n: False,
+                  randbelow: Callable[[int], int] | None = None) -> str:
+    """A free container name of docker's shape, ``adjective_surname``; while
+    the one drawn is in use, another draw with a number appended, from wider
+    ranges as the retries go on (docker appends a digit on a retry)."""
+    below = randbelow or _urandom_below
+    attempt = 0
+    while True:
+        name = f"{_ADJ[below(len(_ADJ))]}_{_NOUN[below(len(_NOUN))]}"
+        if attempt:
+            name += str(below(10 ** min(attempt, 9)))
+        if not in_use(name):
+            return name
+        attempt += 1
+
+
+def _reserve_generated(container_id: str) -> str:
+    """Give `container_id` a generated name no container of this root has."""
+    with _names_locked() as names:
+        def in_use(n: str) -> bool:
+            other = names.get(n)
+            return other is not None and other != container_id and \
+                os.path.isdir(os.path.join(containers_dir(), other))
+
+        name = generate_name(in_use)
+        names[name] = container_id
+    return name
 
 
 # ------------------------------------------- create and start apart (the API)

@@ -101,7 +101,9 @@ def update(rec: Any, spec: Any) -> None:
         except OSError:
             raise Conflict(f"container {rec.id} has no cgroup to update") from None
         try:
-            cg.set_limits(limits_of(spec))
+            limits = limits_of(spec)
+            cg.ensure_v1(limits)  # a container started without v1 cgroups
+            cg.set_limits(limits)
         finally:
             cg.close()
     cfg = rec.config

@@ -26,7 +26,8 @@ from nsprim._record import record
 from nsprim.errors import ConfigError
 
 __all__ = ["RootlessError", "UserMapping", "is_rootless", "userns_problem", "subid_range",
-           "mapping", "MODES", "data_home", "runtime_dir", "SUBID_SIZE"]
+           "mapping", "MODES", "data_home", "runtime_dir", "SUBID_SIZE", "user_pids",
+           "kill_user_processes"]
 
 #: the size of a full mapping's subordinate part (podman's default)
 SUBID_SIZE = 65536
@@ -882,3 +883,25 @@ def populate_volume(volume_data: str, layers: list[str], target: str, scratch: s
         in_userns("populate", volume_data, None, ":".join(reversed(layers)), scratch, target)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def user_pids(uid: int) -> list[int]:
+    """The processes of host user `uid` (owners of /proc/PID)."""
+    pids = []
+    for e in os.listdir("/proc"):
+        if e.isdigit():
+            try:
+                if os.stat(f"/proc/{e}").st_uid == uid:
+                    pids.append(int(e))
+            except OSError:
+                pass  # gone meanwhile
+    return pids
+
+
+def kill_user_processes(uid: int) -> bool:
+    """SIGKILL every process of host user `uid` until none is left (what a
+    deleted test or benchmark user leaves: podman's pause process, pasta,
+    slirp4netns); whether none is."""
+    from nsprim.cgroup import kill_until_gone
+
+    return kill_until_gone(lambda: user_pids(uid), tries=50, pause=0.05)

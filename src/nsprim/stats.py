@@ -187,6 +187,20 @@ def _net(cid: str) -> tuple[int, int]:
     return tx, rx
 
 
+def _rss(pids: list[int]) -> int:
+    """The resident memory of `pids` (bytes), for a container without a
+    memory cgroup of its own."""
+    page = os.sysconf("SC_PAGE_SIZE")
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/statm") as f:
+                total += int(f.read().split()[1]) * page
+        except (OSError, ValueError, IndexError):
+            pass
+    return total
+
+
 def _procs(cg: _Paths) -> list[int]:
     for d in (cg.v2, cg.v1.get("pids"), cg.v1.get("memory")):
         if d:
@@ -206,15 +220,17 @@ def sample(cid: str, name: str, running: bool, host_mem: int) -> Sample:
         return Sample(cid, name, None, now, 0, host_mem, 0, 0, 0, 0, 0)
     usec = _cpu_usec(cg)
     mem = limit = 0
+    procs = _procs(cg)
     d = cg.ctrl("memory")
     if d == cg.v2 and d:
         mem, limit = _read_int(f"{d}/memory.current") or 0, _read_int(f"{d}/memory.max") or 0
-    elif d:
+    elif d and os.path.isdir(d):
         mem = _read_int(f"{d}/memory.usage_in_bytes") or 0
         limit = _read_int(f"{d}/memory.limit_in_bytes") or 0
+    else:  # no memory cgroup of its own (hybrid host, no limit): its processes'
+        mem = _rss(procs)
     if not limit or limit >= _V1_UNLIMITED or limit > host_mem > 0:
         limit = host_mem
-    procs = _procs(cg)
     pd = cg.ctrl("pids")
     pids = _read_int(f"{pd}/pids.current") if pd else None
     rx, tx = _net(cid)

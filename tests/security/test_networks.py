@@ -8,7 +8,12 @@
   a flood of questions to forward) cannot grow the resolver or stop it;
 - a container (default capabilities: CAP_NET_RAW) that forges the source
   address of its packets (spoof.c, a raw socket) reaches neither another
-  container nor the host with them, on the default bridge or a network.
+  container nor the host with them, on the default bridge or a network;
+- a container flooding questions the upstream never answers does not starve
+  the forwarding of containers on other networks (a quota per container);
+- forged upstream answers (right id from another port, or with another
+  question) are not taken; each forwarded question has a port and a random
+  id of its own.
 """
 
 from __future__ import annotations
@@ -253,3 +258,169 @@ def test_forged_ipv6_sources_are_dropped(root: Root, spoof: str) -> None:
     time.sleep(0.3)
     log = root.ok("logs", "listener")
     assert "forged" not in log, log
+
+
+class _Upstream:
+    """A fake upstream DNS server on 127.0.0.1 (loopback only): answers
+    ``*.outside.test`` A with 192.0.2.7, never answers ``*.blackhole.test``,
+    and for ``forge-*.outside.test`` first sends forged answers (right id from
+    another port; right id and port, another question; a wrong id) and only
+    then the real one.  Records (id, source port) of every query."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.other = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.other.bind(("127.0.0.1", 0))
+        self.seen: list[tuple[int, int, str]] = []
+        self.clients: list[socket.socket] = []  # closed first: they hold the netns
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        from dnslib import QTYPE, RR, A, DNSQuestion, DNSRecord
+
+        while True:
+            try:
+                data, addr = self.sock.recvfrom(4096)
+            except OSError:
+                return
+            try:
+                q = DNSRecord.parse(data)
+            except Exception:
+                continue
+            name = str(q.q.qname).rstrip(".").lower()
+            self.seen.append((q.header.id, addr[1], name))
+            if name.endswith("blackhole.test"):
+                continue
+
+            def reply(ip: str, qname: str | None = None, qid: int | None = None,
+                      q: DNSRecord = q) -> bytes:
+                r = q.reply()
+                rname = str(q.q.qname) if qname is None else qname
+                r.questions = [DNSQuestion(rname, q.q.qtype, q.q.qclass)]
+                if qid is not None:
+                    r.header.id = qid
+                r.add_answer(RR(rname, QTYPE.A, rdata=A(ip), ttl=5))
+                return bytes(r.pack())
+
+            if name.startswith("forge-"):
+                self.other.sendto(reply("6.6.6.1"), addr)  # right id, wrong source port
+                self.sock.sendto(reply("6.6.6.2", qname="evil.outside.test"), addr)
+                self.sock.sendto(reply("6.6.6.4", qid=q.header.id ^ 0x5A5A), addr)
+                time.sleep(0.05)
+                # the real one, its name in another case (0x20 style): taken
+                self.sock.sendto(reply("192.0.2.7", qname=str(q.q.qname).upper()), addr)
+            elif name.endswith("outside.test") and q.q.qtype == QTYPE.A:
+                self.sock.sendto(reply("192.0.2.7"), addr)
+
+    def close(self) -> None:
+        for c in self.clients:
+            c.close()
+        self.sock.close()
+        self.other.close()
+
+
+def _dns_client(root: Root, ctr: str, up: _Upstream) -> socket.socket:
+    """A UDP socket in `ctr`'s network namespace, connected to its 127.0.0.11:53
+    (what a program in the container uses)."""
+    ns = Namespace.of(_pid(root, ctr), "net")
+    try:
+        s = ns.run_in(lambda: socket.socket(socket.AF_INET, socket.SOCK_DGRAM))
+    finally:
+        ns.close()
+    up.clients.append(s)
+    s.connect(("127.0.0.11", 53))
+    return s
+
+
+def _lookup(s: socket.socket, name: str, timeout: float = 2.0) -> list[str] | None:
+    """The A records of one question sent once (no retry); None: no answer."""
+    from dnslib import DNSRecord
+
+    q = DNSRecord.question(name)
+    s.send(q.pack())
+    deadline = time.monotonic() + timeout
+    while (left := deadline - time.monotonic()) > 0:
+        s.settimeout(left)
+        try:
+            r = DNSRecord.parse(s.recv(4096))
+        except TimeoutError:
+            return None
+        if r.header.id == q.header.id:
+            return [str(rr.rdata) for rr in r.rr]
+    return None
+
+
+@pytest.fixture
+def fake_upstream(root: Root) -> Iterator[_Upstream]:
+    u = _Upstream()
+    root.env["NSPRIM_DNS_UPSTREAM"] = f"127.0.0.1:{u.port}"
+    yield u
+    u.close()
+
+
+def test_a_flooding_container_does_not_starve_other_networks(
+        root: Root, fake_upstream: _Upstream) -> None:
+    """One container floods ~2,500 questions/s at names the upstream never
+    answers; a container on another network still gets every one of its
+    forwarded lookups answered (each asked once, no retry)."""
+    import threading
+
+    root.ok("network", "create", "flood")
+    root.ok("network", "create", "calm")
+    root.run_d("flooder", "--network", "flood")
+    root.run_d("victim", "--network", "calm")
+    from dnslib import DNSRecord
+
+    flood = _dns_client(root, "flooder", fake_upstream)
+    victim = _dns_client(root, "victim", fake_upstream)
+    stop = threading.Event()
+    sent = [0]
+
+    def flooder() -> None:
+        while not stop.is_set():
+            for _ in range(25):
+                try:
+                    flood.send(DNSRecord.question(f"f{sent[0]}.blackhole.test").pack())
+                except OSError:
+                    pass
+                sent[0] += 1
+            time.sleep(0.01)
+
+    t = threading.Thread(target=flooder, daemon=True)
+    t.start()
+    try:
+        time.sleep(1.0)  # the flood fills whatever it can
+        answers = [_lookup(victim, f"v{i}.outside.test") for i in range(8)]
+        time.sleep(0.2)
+    finally:
+        stop.set()
+        t.join()
+    assert sent[0] > 1000
+    flooded = sum(1 for _, _, n in fake_upstream.seen if n.endswith("blackhole.test"))
+    assert flooded > 50  # the flood did reach the upstream (it is forwarded, up to a quota)
+    assert answers == [["192.0.2.7"]] * 8, answers
+    assert dns.resolver_pid() is not None
+
+
+def test_forged_upstream_answers_are_not_taken(root: Root, fake_upstream: _Upstream) -> None:
+    """An answer with the right id from another port, with the right id but
+    another question, or with a wrong id is dropped; the real one (its name
+    in another case) is taken.  Each forwarded question leaves from a port of
+    its own with an id that is not the previous one plus one."""
+    root.ok("network", "create", "n")
+    root.run_d("c", "--network", "n")
+    s = _dns_client(root, "c", fake_upstream)
+    for i in range(3):
+        assert _lookup(s, f"forge-{i}.outside.test") == ["192.0.2.7"]
+    before = len(fake_upstream.seen)
+    for i in range(20):
+        assert _lookup(s, f"r{i}.outside.test") == ["192.0.2.7"]
+    seen = fake_upstream.seen[before:]
+    ids = [i for i, _, _ in seen]
+    ports = [p for _, p, _ in seen]
+    assert len(set(ports)) >= 15, ports
+    assert sum(1 for a, b in zip(ids, ids[1:], strict=False) if (b - a) & 0xFFFF == 1) <= 2, ids

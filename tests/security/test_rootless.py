@@ -242,3 +242,28 @@ def test_usernet_container_is_contained(rootless_users: Users) -> None:
     assert f["fds"].split() == ["0", "1", "2", "3"]
     assert f["map"].split() == ["0", str(a.uid), "1"]
     assert f["mknod"] == "1"
+
+
+def test_rootless_exec_init_and_workdir_fds(rootless_users: Users,
+                                            a_running: tuple[str, int]) -> None:
+    """exec into a rootless container, a rootless --init and a -w through
+    /proc/self/fd/N (run and exec): the same protections as run's, and no fd
+    of the setup leads out at the working directory."""
+    a = rootless_users["a"]
+    r = a.nsprim("exec", "secret", "sh", "-c", _PROBE)
+    assert r.returncode == 0, r.stderr
+    f = _probe_fields(r.stdout)
+    assert f["Seccomp"] == "2" and f["NoNewPrivs"] == "0"
+    assert f["CapEff"] == "00000000a80425fb"
+    assert f["fds"].split() == ["0", "1", "2", "3"]  # 3: ls's own directory
+    assert f["map"].split() == ["0", str(a.uid), "1"]
+    r = a.nsprim("run", "--rm", "--init", *NONET, "--rootfs", rootless_users.rootfs, "--",
+                 "sh", "-c", "readlink /proc/1/exe; grep Seccomp: /proc/1/status")
+    assert r.stdout.split() == ["/memfd:nsprim-init", "(deleted)", "Seccomp:", "2"], r
+    climb = "cd ../../../../../../../..; ls"
+    for n in range(3, 10):
+        r = a.nsprim("run", "--rm", *NONET, "-w", f"/proc/self/fd/{n}", "--rootfs",
+                     rootless_users.rootfs, "--", "sh", "-c", climb)
+        assert r.returncode in (125, 127) and "home" not in r.stdout.split(), (n, r)
+        r = a.nsprim("exec", "-w", f"/proc/self/fd/{n}", "secret", "sh", "-c", climb)
+        assert r.returncode != 0 and "home" not in r.stdout.split(), (n, r)

@@ -13,6 +13,7 @@ from nsprim.cli import (
     _FORWARDED,
     EXIT_CANNOT_EXEC,
     EXIT_NOT_FOUND,
+    EXIT_NSPRIM,
     _collect_leftovers,
     _fail,
     _Interrupted,
@@ -22,6 +23,8 @@ from nsprim.cli import (
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
+
+    from nsprim.errors import SpawnError
 
 #: docker's exit status for "the input device is not a TTY": its CLI returns
 #: that error unwrapped (cli/streams/in.go CheckTty, called by runContainer
@@ -111,8 +114,13 @@ def cmd_run(a: argparse.Namespace) -> int:
         # (_ContainerLog), as the shim does for a detached one
         piped: dict[str, Any] = {} if a.tty or a.detach else {"stdout": PIPE,
                                                              "stderr": PIPE}
+        # a foreground container without limits: in its v2 cgroup only on a
+        # hybrid host (joining v1 ones for accounting waits ~10 ms in the
+        # kernel); `update` adds them when a limit comes (Cgroup.ensure_v1)
+        fg = not (a.detach or getattr(a, "create_only", False))
         c = to_container(rec.spec, die_with_parent=True, tty=a.tty,
-                         stdin=None if a.interactive or a.tty else DEVNULL, **piped)
+                         stdin=None if a.interactive or a.tty else DEVNULL,
+                         **({"v1_accounting": False} if fg else {}), **piped)
     except ConfigError as e:
         if rec is not None:
             remove_record(rec)
@@ -340,6 +348,18 @@ def _argv0(c: Any, given: str) -> str:
     return str(argv[0]) if argv else given
 
 
+def _workdir_failure(e: SpawnError) -> tuple[str, int]:
+    """A working directory that could not be made or entered: docker's words
+    for an existing file, and the docker CLI's exit code for a runtime's
+    error (127 for "no such file or directory", 126 for "permission
+    denied", else 125)."""
+    if e.step == "chdir" and e.errno == errno.ENOTDIR:
+        return f"Cannot mkdir: {e.detail} is not a directory", EXIT_NSPRIM
+    code = {errno.ENOENT: EXIT_NOT_FOUND, errno.EACCES: EXIT_CANNOT_EXEC,
+            errno.EISDIR: EXIT_CANNOT_EXEC}.get(e.errno or 0, EXIT_NSPRIM)
+    return str(e.strerror), code
+
+
 def _exec_failure(path: str, err: int) -> str:
     """docker's (runc's) words for a command that could not be exec'd: Go's
     exec.LookPath errors, e.g. ``exec: "echo hi": executable file not found
@@ -396,6 +416,8 @@ def _attach(c: Any, argv0: str, tty: bool, interactive: bool,
                 code = EXIT_NOT_FOUND if e.errno in (errno.ENOENT, errno.ENOTDIR) \
                     else EXIT_CANNOT_EXEC
                 return _fail(_exec_failure(e.detail or _argv0(c, argv0), e.errno or 0), code)
+            if e.step in ("workdir", "chdir"):
+                return _fail(*_workdir_failure(e))
             return _fail(str(e.strerror))
         except (ConfigError, OSError, LookupError) as e:
             if failed is not None:

@@ -102,6 +102,12 @@ class Containers:
         an image they held is free again, as docker has it after its wait)."""
         deadline = time.monotonic() + timeout
         delay = 0.002
+        # an rm's freeing in the background (its network leases among it):
+        # `compose down` removes the network right after the containers
+        while _FREEING and time.monotonic() < deadline:
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.05)
+        delay = 0.002
         while self.removing:
             for cid, rec in list(self.removing.items()):
                 if not os.path.isdir(rec.dir) or time.monotonic() > deadline:

@@ -2,8 +2,8 @@
 
 docker's embedded DNS, the same shape: a container on a user-defined network
 has ``nameserver 127.0.0.11`` (and ``options ndots:0``) in its resolv.conf,
-and 127.0.0.11:53/udp is a socket *in the container's own network
-namespace*.  nsprim makes that socket when it attaches the container (it is
+and 127.0.0.11:53 (UDP, and TCP listening) are sockets *in the container's
+own network namespace*.  nsprim makes that socket when it attaches the container (it is
 in the namespace already) and hands it, with SCM_RIGHTS, to the resolver: no
 NAT, no address on the host, nothing a container can reach but its own
 socket.  The resolver answers A, AAAA and PTR from the leases of the
@@ -24,8 +24,27 @@ command that started it); it exits when no container has been left for
 
 Wire format: dnslib (pure Python, BSD, small: the resolver stays ~2 MiB over
 the interpreter).  Bounds: queries over 512 bytes or with more than one
-question are dropped, at most ``MAX_PENDING`` forwarded questions wait (2 s
-each), upstream answers over 4096 bytes are dropped.
+question are dropped, upstream answers over 4096 bytes are dropped.
+
+Forwarding, hardened against a hostile container and a spoofing network:
+
+- each container has its own quota of forwarded questions waiting
+  (``MAX_PENDING_CLIENT``), the host a cap (``MAX_PENDING``); a question
+  waits at most ``FORWARD_TIMEOUT`` seconds.  A container over its quota
+  loses its own oldest question; when the host's cap is reached, the
+  container with the most questions waiting loses its oldest.  A container
+  flooding names the upstream never answers only hurts itself.
+- each forwarded question gets a socket of its own, connected to the
+  upstream (so a random source port chosen by the kernel, and the kernel
+  drops datagrams from any other address or port), and a random 16-bit id
+  (``secrets``); an answer is taken only if its id, its source address and
+  port and its question (name case-insensitively, type, class) are the
+  question's.  Anything else is dropped, and the real answer is still
+  awaited.
+
+The control socket's name carries the protocol's version (``dns2.sock``): a
+resolver of an older nsprim keeps serving its containers while a newer one
+serves the new ones.
 """
 
 from __future__ import annotations
@@ -33,6 +52,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import secrets
 import socket
 import sys
 import time
@@ -50,23 +70,30 @@ __all__ = ["join", "leave", "control_path", "upstreams", "resolver_pid"]
 
 HOST_DIR = "/run/nsprim-host"
 IDLE = 2.0
-MAX_PENDING = 512
+MAX_PENDING = 512  # forwarded questions waiting, host-wide
+MAX_PENDING_CLIENT = 48  # ... per container
+FORWARD_TIMEOUT = 2.0
+DNS_IP = "127.0.0.11"
+MAX_TCP_CLIENT = 8  # DNS-over-TCP connections at once per container
+MAX_TCP = 256  # ... on the host
+TCP_IDLE = 5.0  # seconds a DNS-over-TCP connection may wait for its next query
+_NAME = "dns2"  # control socket, pid and lock files: the protocol's version
 TTL = 600
 _MAX_QUERY = 512
 _MAX_ANSWER = 4096
 
 
 def control_path() -> str:
-    return os.path.join(HOST_DIR, "dns.sock")
+    return os.path.join(HOST_DIR, _NAME + ".sock")
 
 
 def _lock_path() -> str:
-    return os.path.join(private_dir(HOST_DIR), "dns.lock")
+    return os.path.join(private_dir(HOST_DIR), _NAME + ".lock")
 
 
 def resolver_pid() -> int | None:
     try:
-        with open(os.path.join(HOST_DIR, "dns.pid")) as f:
+        with open(os.path.join(HOST_DIR, _NAME + ".pid")) as f:
             pid = int(f.read())
         with open(f"/proc/{pid}/stat") as f:
             if f.read().rpartition(")")[2].split()[0] in ("Z", "X"):
@@ -165,29 +192,41 @@ def _start() -> None:
         time.sleep(0.002)
 
 
-def _dns_socket(netns: Namespace) -> socket.socket | None:
-    """UDP 127.0.0.11:53 in `netns` (None: it has one already)."""
-    s = netns.run_in(lambda: socket.socket(socket.AF_INET,
-                                           socket.SOCK_DGRAM | socket.SOCK_CLOEXEC))
+def _dns_sockets(netns: Namespace) -> list[socket.socket]:
+    """UDP and TCP (listening) 127.0.0.11:53 in `netns` ([]: it has them
+    already)."""
+    def make() -> tuple[socket.socket, socket.socket]:
+        return (socket.socket(socket.AF_INET, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC),
+                socket.socket(socket.AF_INET, socket.SOCK_STREAM | socket.SOCK_CLOEXEC))
+
+    u, t = netns.run_in(make)
     try:
-        s.bind(("127.0.0.11", 53))
+        u.bind((DNS_IP, 53))
+        t.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        t.bind((DNS_IP, 53))
+        t.listen(16)
     except OSError as e:
-        s.close()
+        u.close()
+        t.close()
         if e.errno == errno.EADDRINUSE:
-            return None
+            return []
         raise
-    return s
+    return [u, t]
 
 
-def join(container_id: str, leases: str, netns: Namespace, *, internal: bool = False) -> None:
-    """Serve `leases`' names to the container in `netns` at 127.0.0.11."""
-    s = _dns_socket(netns)
+def join(container_id: str, leases: str, netns: Namespace, *, internal: bool = False,
+         upstream: Sequence[str] | None = None) -> None:
+    """Serve `leases`' names to the container in `netns` at 127.0.0.11;
+    other names are forwarded to `upstream` (the container's own: its
+    ``--dns``, or the host's resolvers when it started; None: :func:`upstreams`)."""
+    socks = _dns_sockets(netns)
+    ups = [] if internal else (list(upstream) if upstream is not None else upstreams())
     try:
         _send_or_start({"op": "join", "cid": container_id, "leases": leases,
-                        "internal": internal, "upstream": [] if internal else upstreams()},
-                       [s.fileno()] if s is not None else [])
+                        "internal": internal, "upstream": ups},
+                       [s.fileno() for s in socks])
     finally:
-        if s is not None:
+        for s in socks:
             s.close()
 
 
@@ -279,14 +318,56 @@ def build_table(leases: dict[str, Any]) -> tuple[dict[str, tuple[list[str], list
 
 
 class _Client:
-    __slots__ = ("cid", "sock", "paths", "internal", "upstream")
+    __slots__ = ("cid", "sock", "tcp", "tcp_conns", "paths", "internal", "upstream",
+                 "pending")
 
-    def __init__(self, cid: str, sock: socket.socket) -> None:
+    def __init__(self, cid: str, sock: socket.socket, tcp: socket.socket | None) -> None:
         self.cid = cid
         self.sock = sock
+        self.tcp = tcp  # listening at 127.0.0.11:53/tcp in its namespace
+        self.tcp_conns: dict[socket.socket, Any] = {}  # connection -> its task
         self.paths: set[str] = set()
         self.internal = False
         self.upstream: list[tuple[str, int]] = []
+        # its forwarded questions waiting, oldest first (by socket fd)
+        self.pending: dict[int, _Pending] = {}
+
+
+class _Pending:
+    """One forwarded question: its own upstream socket, the id it was sent
+    with, and what its answer must match."""
+
+    __slots__ = ("client", "addr", "old_id", "new_id", "deadline", "up", "sock", "question")
+
+    def __init__(self, client: _Client, addr: Any, old_id: int, new_id: int, deadline: float,
+                 up: tuple[str, int], sock: socket.socket,
+                 question: tuple[str, int, int]) -> None:
+        self.client = client
+        self.addr = addr
+        self.old_id = old_id
+        self.new_id = new_id
+        self.deadline = deadline
+        self.up = up
+        self.sock = sock
+        self.question = question
+
+
+def question_of(data: bytes, *, answer: bool) -> tuple[int, tuple[str, int, int]] | None:
+    """(id, (lower-case name, type, class)) of a DNS message with exactly one
+    question, that is an answer (QR set) or a query as `answer` says; None
+    for anything else (garbage included)."""
+    from dnslib.dns import DNSHeader, DNSQuestion
+    from dnslib.label import DNSBuffer
+
+    try:
+        buf = DNSBuffer(data)
+        h = DNSHeader.parse(buf)
+        if h.q != 1 or bool(h.qr) != answer:
+            return None
+        q = DNSQuestion.parse(buf)
+        return h.id, (str(q.qname).rstrip(".").lower(), int(q.qtype), int(q.qclass))
+    except Exception:  # dnslib raises several kinds on garbage
+        return None
 
 
 def _parse_upstream(items: Any) -> list[tuple[str, int]]:
@@ -318,11 +399,8 @@ class Resolver:
         self.ctl = ctl
         self.clients: dict[str, _Client] = {}
         self.tables: dict[str, _Table] = {}
-        self.pending: dict[int, tuple[_Client, Any, int, float, tuple[str, int]]] = {}
-        self.up4 = socket.socket(socket.AF_INET, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
-        self.up6: socket.socket | None = None
+        self.npending = 0  # forwarded questions waiting, all clients
         self.idle_since: float | None = time.monotonic()
-        self.next_id = int.from_bytes(os.urandom(2), "big")
 
     # -------------------------------------------------------- control
     def on_control(self) -> None:
@@ -349,14 +427,18 @@ class Resolver:
             c = self.clients.get(cid)
             if fds:
                 s = socket.socket(fileno=fds[0])
-                for fd in fds[1:]:
+                t = socket.socket(fileno=fds[1]) if len(fds) > 1 else None
+                for fd in fds[2:]:
                     os.close(fd)
                 s.setblocking(False)
                 if c is not None:
                     self.drop(cid)
-                c = _Client(cid, s)
+                c = _Client(cid, s, t)
                 self.clients[cid] = c
                 self.loop.add_reader(s.fileno(), self.on_query, c)
+                if t is not None:
+                    t.setblocking(False)
+                    self.loop.add_reader(t.fileno(), self.on_tcp, c)
             if c is None:
                 return
             path = str(msg["leases"])
@@ -377,8 +459,17 @@ class Resolver:
     def drop(self, cid: str) -> None:
         c = self.clients.pop(cid, None)
         if c is not None:
+            for p in list(c.pending.values()):
+                self.finish(p)
             self.loop.remove_reader(c.sock.fileno())
             c.sock.close()
+            if c.tcp is not None:
+                self.loop.remove_reader(c.tcp.fileno())
+                c.tcp.close()
+            for conn, task in list(c.tcp_conns.items()):
+                task.cancel()
+                conn.close()
+            c.tcp_conns.clear()
         if not self.clients:
             self.idle_since = time.monotonic()
 
@@ -455,65 +546,160 @@ class Resolver:
         return None
 
     def forward(self, c: _Client, data: bytes, addr: Any) -> None:
+        """Send the query `data` of `c` to its upstream, from a socket of its
+        own (a random source port) with a random id, within the quotas."""
+        q = question_of(data, answer=False)
+        if q is None:
+            return
         now = time.monotonic()
-        if len(self.pending) >= MAX_PENDING:
-            self.expire(now)
-            if len(self.pending) >= MAX_PENDING:
-                return  # bounded: the client retries
-        for _ in range(8):
-            self.next_id = (self.next_id + 1) & 0xFFFF
-            if self.next_id not in self.pending:
-                break
-        else:
-            return
-        new_id = self.next_id
-        old_id = int.from_bytes(data[:2], "big")
+        if len(c.pending) >= MAX_PENDING_CLIENT:
+            self.expire(c, now)
+            if len(c.pending) >= MAX_PENDING_CLIENT:
+                self.finish(next(iter(c.pending.values())))  # its own oldest
+        if self.npending >= MAX_PENDING:
+            for other in self.clients.values():
+                self.expire(other, now)
+            if self.npending >= MAX_PENDING:
+                # the container with the most waiting (maybe c) gives up its oldest
+                worst = max(self.clients.values(), key=lambda x: len(x.pending))
+                if worst.pending:
+                    self.finish(next(iter(worst.pending.values())))
         up = c.upstream[0]
-        sock = self.up4 if ":" not in up[0] else self._up6()
         try:
-            sock.sendto(new_id.to_bytes(2, "big") + data[2:], up)
+            sock = socket.socket(socket.AF_INET6 if ":" in up[0] else socket.AF_INET,
+                                 socket.SOCK_DGRAM | socket.SOCK_CLOEXEC | socket.SOCK_NONBLOCK)
         except OSError:
+            return  # out of fds: the client retries
+        new_id = secrets.randbits(16)
+        try:
+            sock.connect(up)  # a kernel-chosen random port; only `up` gets through
+            sock.send(new_id.to_bytes(2, "big") + data[2:])
+        except OSError:
+            sock.close()
             return
-        self.pending[new_id] = (c, addr, old_id, now + 2.0, up)
+        p = _Pending(c, addr, q[0], new_id, now + FORWARD_TIMEOUT, up, sock, q[1])
+        c.pending[sock.fileno()] = p
+        self.npending += 1
+        self.loop.add_reader(sock.fileno(), self.on_upstream, p)
 
-    def _up6(self) -> socket.socket:
-        if self.up6 is None:
-            self.up6 = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
-            self.up6.setblocking(False)
-            self.loop.add_reader(self.up6.fileno(), self.on_upstream, self.up6)
-        return self.up6
+    def finish(self, p: _Pending) -> None:
+        if p.client.pending.pop(p.sock.fileno(), None) is not None:
+            self.npending -= 1
+            self.loop.remove_reader(p.sock.fileno())
+            p.sock.close()
 
-    def on_upstream(self, sock: socket.socket) -> None:
-        for _ in range(64):
+    def on_upstream(self, p: _Pending) -> None:
+        for _ in range(16):
             try:
-                data, src = sock.recvfrom(_MAX_ANSWER + 1)
-            except (BlockingIOError, OSError):
+                data, src = p.sock.recvfrom(_MAX_ANSWER + 1)
+            except OSError:
                 return
             if len(data) < 12 or len(data) > _MAX_ANSWER:
                 continue
-            key = int.from_bytes(data[:2], "big")
-            p = self.pending.get(key)
-            if p is None or (src[0], src[1]) != p[4]:
-                continue  # not an answer we wait for
-            del self.pending[key]
-            c, addr, old_id, _, _ = p
+            if (_norm(src[0]), src[1]) != (_norm(p.up[0]), p.up[1]):
+                continue  # not from the upstream it was sent to
+            got = question_of(data, answer=True)
+            if got is None or got[0] != p.new_id or got[1] != p.question:
+                continue  # not the answer to this question: forged or stray
+            self.finish(p)
+            c = p.client
             if self.clients.get(c.cid) is not c:
-                continue
+                return
             try:
-                c.sock.sendto(old_id.to_bytes(2, "big") + data[2:], addr)
+                c.sock.sendto(p.old_id.to_bytes(2, "big") + data[2:], p.addr)
             except OSError:
                 pass
+            return
 
-    def expire(self, now: float) -> None:
-        for k in [k for k, p in self.pending.items() if p[3] < now]:
-            del self.pending[k]
+    # -------------------------------------------------------- DNS over TCP
+    def on_tcp(self, c: _Client) -> None:
+        """A connection to 127.0.0.11:53/tcp: served by a task of its own, at
+        most MAX_TCP_CLIENT at once per container and MAX_TCP on the host
+        (beyond: closed)."""
+        assert c.tcp is not None
+        for _ in range(16):
+            try:
+                conn, _ = c.tcp.accept()
+            except OSError:
+                return
+            if len(c.tcp_conns) >= MAX_TCP_CLIENT or self.clients.get(c.cid) is not c or \
+                    sum(len(x.tcp_conns) for x in self.clients.values()) >= MAX_TCP:
+                conn.close()
+                continue
+            conn.setblocking(False)
+            c.tcp_conns[conn] = self.loop.create_task(self.serve_tcp(c, conn))
+
+    async def serve_tcp(self, c: _Client, conn: socket.socket) -> None:
+        """Length-prefixed queries (RFC 1035 4.2.2, RFC 7766), answered in
+        order until the client closes or is idle for TCP_IDLE seconds."""
+        import asyncio
+
+        try:
+            while True:
+                head = await asyncio.wait_for(_recv_exact(self.loop, conn, 2), TCP_IDLE)
+                n = int.from_bytes(head, "big")
+                if n < 12 or n > _MAX_QUERY:
+                    return
+                data = await asyncio.wait_for(_recv_exact(self.loop, conn, n), TCP_IDLE)
+                try:
+                    out = self.answer(c, data)
+                except Exception:  # a malformed query: the connection ends
+                    return
+                if out is None and c.upstream:
+                    out = await self.forward_tcp(c, data)
+                if not out:
+                    return
+                await self.loop.sock_sendall(conn, len(out).to_bytes(2, "big") + out)
+        except (OSError, EOFError, asyncio.TimeoutError):
+            pass
+        finally:
+            if c.tcp_conns.pop(conn, None) is not None:
+                conn.close()
+
+    async def forward_tcp(self, c: _Client, data: bytes) -> bytes | None:
+        """Ask the upstream over TCP (an answer too large for UDP is why a
+        client asks over TCP), with a random id; the answer must match the
+        id and the question, and is at most 65535 bytes (the length field)."""
+        import asyncio
+
+        q = question_of(data, answer=False)
+        if q is None:
+            return None
+        up = c.upstream[0]
+        s = socket.socket(socket.AF_INET6 if ":" in up[0] else socket.AF_INET,
+                          socket.SOCK_STREAM | socket.SOCK_CLOEXEC | socket.SOCK_NONBLOCK)
+        new_id = secrets.randbits(16)
+        try:
+            async def ask() -> bytes:
+                await self.loop.sock_connect(s, up)
+                msg = new_id.to_bytes(2, "big") + data[2:]
+                await self.loop.sock_sendall(s, len(msg).to_bytes(2, "big") + msg)
+                n = int.from_bytes(await _recv_exact(self.loop, s, 2), "big")
+                return await _recv_exact(self.loop, s, n)
+
+            answer = await asyncio.wait_for(ask(), FORWARD_TIMEOUT)
+        except (OSError, EOFError, asyncio.TimeoutError):
+            return None
+        finally:
+            s.close()
+        got = question_of(answer, answer=True)
+        if got is None or got[0] != new_id or got[1] != q[1]:
+            return None
+        return q[0].to_bytes(2, "big") + answer[2:]
+
+    def expire(self, c: _Client, now: float) -> None:
+        for p in list(c.pending.values()):
+            if p.deadline >= now:
+                break  # oldest first: the rest are younger
+            self.finish(p)
 
     # -------------------------------------------------------- housekeeping
     def tick(self) -> None:
         """Every half second: expired forwards, containers whose leases are
         gone (a killed owner's, collected), and the idle exit."""
         now = time.monotonic()
-        self.expire(now)
+        for c in self.clients.values():
+            self.expire(c, now)
         for cid, c in list(self.clients.items()):
             c.paths = {p for p in c.paths if cid in self.tables[p].fresh().ids}
             if not c.paths:
@@ -541,7 +727,7 @@ class Resolver:
                 self.loop.add_reader(self.ctl.fileno(), self.on_control)
                 return False
             try:
-                os.unlink(os.path.join(HOST_DIR, "dns.pid"))
+                os.unlink(os.path.join(HOST_DIR, _NAME + ".pid"))
             except FileNotFoundError:
                 pass
         return True
@@ -551,10 +737,10 @@ class Resolver:
         (the resolver before this one was killed): each one's namespace is
         found by its inode among the host's processes, and a new socket at
         127.0.0.11:53 is made in it.  Names are forwarded to the upstreams of
-        this process's environment."""
+        its lease (the container's own), else of this process's environment."""
         from nsprim.namespace import Namespace
 
-        wanted: dict[int, tuple[str, str, bool]] = {}
+        wanted: dict[int, tuple[str, str, bool, Any]] = {}
         base = os.path.join(HOST_DIR, "networks")
         try:
             nets = os.listdir(base)
@@ -565,7 +751,8 @@ class Resolver:
             for lease in (_Table(path).fresh_leases()).values():
                 if isinstance(lease, dict) and isinstance(lease.get("netns"), int):
                     cid = str(lease.get("id", ""))
-                    wanted.setdefault(lease["netns"], (cid, path, bool(lease.get("internal"))))
+                    wanted.setdefault(lease["netns"], (cid, path, bool(lease.get("internal")),
+                                                       lease.get("upstream")))
                     if cid in self.clients:
                         self.clients[cid].paths.add(path)
         if not wanted:
@@ -581,7 +768,7 @@ class Resolver:
                     pids.setdefault(ino, int(entry))
         out = []
         for ino, pid in pids.items():
-            cid, path, internal = wanted[ino]
+            cid, path, internal, ups = wanted[ino]
             if cid in self.clients:
                 continue
             try:
@@ -589,20 +776,17 @@ class Resolver:
                 try:
                     if os.fstat(ns.fd).st_ino != ino:
                         continue
-                    s = ns.run_in(lambda: socket.socket(
-                        socket.AF_INET, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC))
+                    socks = _dns_sockets(ns)
                 finally:
                     ns.close()
-                try:
-                    s.bind(("127.0.0.11", 53))
-                except OSError:
-                    s.close()
-                    continue
             except OSError:
                 continue
-            fd = s.detach()
+            if not socks:
+                continue
             self.control({"op": "join", "cid": cid, "leases": path, "internal": internal,
-                          "upstream": [] if internal else upstreams()}, [fd])
+                          "upstream": [] if internal else
+                          (ups if isinstance(ups, list) else upstreams())},
+                         [sk.detach() for sk in socks])
             for other in wanted.values():  # its other networks
                 if other[0] == cid:
                     self.clients[cid].paths.add(other[1])
@@ -611,11 +795,28 @@ class Resolver:
         return out
 
     def run(self) -> None:
-        self.up4.setblocking(False)
         self.loop.add_reader(self.ctl.fileno(), self.on_control)
-        self.loop.add_reader(self.up4.fileno(), self.on_upstream, self.up4)
         self.loop.call_later(0.5, self.tick)
         self.loop.run_forever()
+
+
+async def _recv_exact(loop: Any, sock: socket.socket, n: int) -> bytes:
+    buf = b""
+    while len(buf) < n:
+        got = await loop.sock_recv(sock, n - len(buf))
+        if not got:
+            raise EOFError
+        buf += got
+    return buf
+
+
+def _norm(host: str) -> str:
+    import ipaddress
+
+    try:
+        return str(ipaddress.ip_address(host.split("%")[0]))
+    except ValueError:
+        return host
 
 
 def _refused(q: Any, code: int | None = None) -> bytes:
@@ -643,11 +844,22 @@ def main() -> int:
     import signal
 
     signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+    try:  # a socket per forwarded question: room for all of them
+        import resource
+
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        want = 4 * MAX_PENDING + 1024
+        if soft != resource.RLIM_INFINITY and soft < want:
+            resource.setrlimit(resource.RLIMIT_NOFILE,
+                               (want if hard == resource.RLIM_INFINITY else min(want, hard),
+                                hard))
+    except (OSError, ValueError):
+        pass
     # the pid first: a starter that sees the socket sees this pid
     private_dir(HOST_DIR)
-    with open(os.path.join(HOST_DIR, "dns.pid.tmp"), "w") as f:
+    with open(os.path.join(HOST_DIR, _NAME + ".pid.tmp"), "w") as f:
         f.write(str(os.getpid()))
-    os.rename(os.path.join(HOST_DIR, "dns.pid.tmp"), os.path.join(HOST_DIR, "dns.pid"))
+    os.rename(os.path.join(HOST_DIR, _NAME + ".pid.tmp"), os.path.join(HOST_DIR, _NAME + ".pid"))
     ctl = _bind_control()
     r = Resolver(ctl)
     r.adopt()

@@ -240,6 +240,44 @@ def resolv_text(opts: EtcOptions = NO_OPTIONS, *, host_network: bool = False,
     return "\n".join(out) + "\n"
 
 
+def embedded_resolv_text(text: str, address: str) -> str | None:
+    """A container's resolv.conf `text` turned to its network's resolver at
+    `address` (docker rewrites it so when a default-bridge container is
+    connected to a user-defined network): the nameservers replaced, search
+    and options kept, ``ndots:0`` added unless an ndots is given.  None: it
+    asks `address` already."""
+    lines = text.splitlines()
+    servers = [ns for ns in (_nameserver(line) for line in lines) if ns is not None]
+    if servers == [address]:
+        return None
+    other = [line for line in lines if _nameserver(line) is None and
+             line.split()[:1] not in (["search"], ["domain"], ["options"])]
+    search = [line for line in lines if line.split()[:1] in (["search"], ["domain"])]
+    options = [line for line in lines if line.split()[:1] == ["options"]]
+    if not any(w.startswith("ndots:") for line in options for w in line.split()[1:]):
+        options = [(options[0] + " ndots:0") if options else "options ndots:0"] + options[1:]
+    return "\n".join(other + [f"nameserver {address}"] + search + options) + "\n"
+
+
+def rewrite_resolv(run: str, container_id: str, address: str) -> bool:
+    """Point the resolv.conf nsprim bound into `container_id` at `address`,
+    in place (the bind mount keeps its inode).  False: it has none of
+    nsprim's, or it asks `address` already."""
+    path = os.path.join(etc_dir(run), etc_prefix(container_id) + "resolv.conf")
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return False
+    with os.fdopen(fd, "r+b") as f:
+        new = embedded_resolv_text(f.read(_MAX_FILE).decode("utf-8", "replace"), address)
+        if new is None:
+            return False
+        f.seek(0)
+        f.truncate()
+        f.write(new.encode())
+    return True
+
+
 def host_hostname() -> str:
     """The host's hostname (docker's --network host gives it to the container)."""
     return os.uname().nodename

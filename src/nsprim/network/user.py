@@ -649,13 +649,19 @@ def _veth_name(container_id: str, slot: int) -> str:
 def attach(network: str | Network, container_id: str, netns: Namespace, *,
            name: str | None = None, aliases: Sequence[str] = (), ip: str | None = None,
            ip6: str | None = None, inner: Rtnl | None = None, publish: Iterable[PortSpec] = (),
-           ifname: str = "eth0", ifindex: int = 2, owner: Any = None) -> NetAttachment:
+           ifname: str = "eth0", ifindex: int = 2, owner: Any = None,
+           upstream: Sequence[str] | None = None) -> NetAttachment:
     """Put `netns` on a user-defined network: a veth (`ifname` inside), its
     addresses, a default route (on eth0), published ports, and its names in
     the network's DNS table (and the resolver's socket at 127.0.0.11:53 in
     the namespace).  `owner`: None (a lock file is made and held by the
-    returned attachment) or a {pid, ino} of a running container's netns."""
+    returned attachment) or a {pid, ino} of a running container's netns.
+    `upstream`: where its DNS forwards other names (its ``--dns``; None or
+    empty: the host's resolvers now), recorded in its lease."""
+    from nsprim.network import dns
+
     n = network if isinstance(network, Network) else get(network)
+    upstream = [] if n.internal else (list(upstream) if upstream else dns.upstreams())
     slot = int(ifname[3:]) if ifname.startswith("eth") and ifname[3:].isdigit() else 0
     veth = _veth_name(container_id, slot)
     lock: FileLock | None = None
@@ -698,7 +704,7 @@ def attach(network: str | Network, container_id: str, netns: Namespace, *,
             leases[address] = {"id": container_id, "name": name, "aliases": list(aliases),
                                "ip6": address6, "veth": veth, "ports": ports, "owner": owner,
                                "ifname": ifname, "netns": os.fstat(netns.fd).st_ino,
-                               "internal": n.internal}
+                               "internal": n.internal, "upstream": upstream}
             _write_leases(n, leases, address if ip is None else state.get("last"))
         try:
             # the veth's own addresses are its only sources (anti-spoofing),
@@ -721,9 +727,8 @@ def attach(network: str | Network, container_id: str, netns: Namespace, *,
                     rin.add_default_route(n.gateway)
                     if address6 is not None and n.gateway6:
                         rin.add_default_route6(n.gateway6)
-            from nsprim.network import dns
-
-            dns.join(container_id, n.leases_path, netns, internal=n.internal)
+            dns.join(container_id, n.leases_path, netns, internal=n.internal,
+                     upstream=upstream)
         except BaseException:
             _drop_lease(n, container_id)
             raise
@@ -798,10 +803,33 @@ def connect(network: str, container: str, *, aliases: Sequence[str] = (),
         used = _ifnames_in(ns)
         slot = next(i for i in range(1, 10) if f"eth{i}" not in used)
         ino = os.fstat(ns.fd).st_ino
-        return attach(n, cid, ns, name=rec.name, aliases=aliases, ip=ip, ip6=ip6,
-                      ifname=f"eth{slot}", ifindex=0, owner={"pid": pid, "ino": ino})
+        att = attach(n, cid, ns, name=rec.name, aliases=aliases, ip=ip, ip6=ip6,
+                     ifname=f"eth{slot}", ifindex=0, owner={"pid": pid, "ino": ino},
+                     upstream=_own_upstream(rec))
     finally:
         ns.close()
+    if not n.internal:
+        # a default-bridge container now asks the network's resolver, as in
+        # docker (its other names are forwarded to its own upstreams)
+        from nsprim.network.etc import rewrite_resolv
+
+        rewrite_resolv(run_dir(), cid, DNS_ADDRESS)
+    return att
+
+
+def _own_upstream(rec: Any) -> list[str] | None:
+    """The upstream resolvers of a running container (not the connecting
+    command's): what its other networks' leases recorded, else its
+    ``--dns``, else None (the host's)."""
+    for ep in endpoints_of(rec.id).values():
+        ups = ep.get("upstream")
+        if isinstance(ups, list) and ups and not ep.get("internal"):
+            return [str(u) for u in ups]
+    try:
+        own = [str(d) for d in rec.spec.dns]
+    except (OSError, ValueError, TypeError, AttributeError):
+        own = []
+    return own or None
 
 
 def _ifnames_in(ns: Namespace) -> set[str]:

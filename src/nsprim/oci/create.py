@@ -336,12 +336,20 @@ def _exec(root: str, a: Any) -> int:
                            die_with_parent=not a.detach,
                            pass_fds=tuple(range(3, 3 + a.preserve_fds)))
         c.start()
-    except FileNotFoundError as e:
-        raise RuntimeError_(f'exec failed: unable to start container process: exec: '
-                            f'"{argv[0]}": executable file not found in $PATH ({e})') from None
-    except PermissionError as e:
-        raise RuntimeError_(f'exec failed: unable to start container process: exec: '
-                            f'"{argv[0]}": permission denied ({e})') from None
+    except OSError as e:
+        if getattr(e, "step", None) in ("chdir", "workdir"):
+            # runc's words: the working directory, not the command, is missing
+            raise RuntimeError_(f'exec failed: unable to start container process: chdir to '
+                                f'cwd ("{cwd}") set in config.json failed: '
+                                f'{os.strerror(e.errno or 0).lower()}') from None
+        if isinstance(e, FileNotFoundError):
+            raise RuntimeError_(f'exec failed: unable to start container process: exec: '
+                                f'"{argv[0]}": executable file not found in $PATH ({e})'
+                                ) from None
+        if isinstance(e, PermissionError):
+            raise RuntimeError_(f'exec failed: unable to start container process: exec: '
+                                f'"{argv[0]}": permission denied ({e})') from None
+        raise
     if c.pty_master >= 0 and a.console_socket is not None:
         _send_console(a.console_socket, c.pty_master)
     if a.pid_file:
