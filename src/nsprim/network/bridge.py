@@ -319,13 +319,13 @@ def _teardown_host() -> None:
         nft().run(rules.drop(TABLE, ("ip", "bridge")))
     except OSError:
         pass
-    net = _bridge_subnet() if os.path.exists(f"/sys/class/net/{BRIDGE}") else None
+    # deleted here, waiting for the kernel (not buried as a user network's
+    # bridge is, nsprim.network.graveyard): with a reaper the default
+    # bridge's published-port tests failed intermittently after test_lifecycle
+    # (a port still taken after its container ended; not understood yet)
     try:
-        from nsprim.network.graveyard import bury
-
-        with Rtnl() as rt:  # deleted in the background: no wait for the kernel
-            bury(rt, BRIDGE, ((str(net.network_address + 1), net.prefixlen),)
-                 if net is not None else ())
+        with Rtnl() as rt:
+            rt.del_link(BRIDGE)
     except OSError:
         pass
     try:

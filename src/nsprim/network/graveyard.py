@@ -1,8 +1,8 @@
 """Bridges removed without waiting for the kernel.
 
 Deleting a network device waits for an RCU barrier in the kernel: 30-55 ms
-here, whatever the device, most of ``network rm`` (and of the last container
-leaving the default bridge).  `bury()` takes a bridge out of service at once
+here, whatever the device, most of ``network rm``.  `bury()` takes a bridge
+out of service at once
 instead -- down (its routes go with it), its IPv4 addresses deleted, renamed
 ``nspgr-<9 hex>`` so that its name is free for the next network -- and a
 detached ``ip link delete`` (its own session, stdio on /dev/null, after
