@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from nsprim.daemon.create import parse_create
@@ -106,6 +106,7 @@ _host_keys = st.sampled_from(["Binds", "Mounts", "PortBindings", "PublishAllPort
 
 
 @settings(max_examples=400, deadline=None)
+@example({}, {"PortBindings": {"": 1}})  # a TypeError once: the bindings are no list
 @given(st.dictionaries(_keys, _json, max_size=8), st.dictionaries(_host_keys, _json,
                                                                   max_size=8))
 def test_any_body_is_a_spec_or_an_api_error(body: dict[str, Any],

@@ -127,6 +127,8 @@ def _ports(bindings: Any, exposed: list[str], publish_all: bool) -> list[str]:
             raise ApiError(400, "invalid HostConfig.PortBindings key")
         port, _, proto = cport.partition("/")
         proto = proto or "tcp"
+        if hosts is not None and not isinstance(hosts, list):
+            raise ApiError(400, f"invalid HostConfig.PortBindings[{cport!r}]: expected a list")
         for h in hosts or [{}]:
             if not isinstance(h, dict):
                 raise ApiError(400, f"invalid HostConfig.PortBindings[{cport!r}]")
