@@ -38,14 +38,29 @@ def _tables() -> list[str]:
 
 
 class FakeUpstream:
-    """A DNS server on 127.0.0.1 answering ``*.outside.test`` with 192.0.2.7
-    (what the resolver forwards to, instead of the host's resolvers)."""
+    """A DNS server on loopback answering ``*.outside.test`` with `answer`
+    (what the resolver forwards to, instead of the host's resolvers): on
+    127.0.0.1 at a free port, or with ``own_address`` on 127.a.b.c:53, a
+    random address of 127/8 (a container's ``--dns`` has no port)."""
 
-    def __init__(self) -> None:
+    def __init__(self, answer: str = "192.0.2.7", own_address: bool = False) -> None:
+        import random
+
         from dnslib import QTYPE, RR, A, DNSRecord
 
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind(("127.0.0.1", 0))
+        if own_address:
+            for _ in range(20):
+                self.addr = f"127.{random.randint(1, 254)}.{random.randint(0, 254)}." \
+                            f"{random.randint(1, 254)}"
+                try:
+                    self.sock.bind((self.addr, 53))
+                    break
+                except OSError:
+                    continue
+        else:
+            self.addr = "127.0.0.1"
+            self.sock.bind((self.addr, 0))
         self.port = self.sock.getsockname()[1]
         self.seen: list[str] = []
 
@@ -53,14 +68,16 @@ class FakeUpstream:
             while True:
                 try:
                     data, addr = self.sock.recvfrom(4096)
+                    q = DNSRecord.parse(data)
                 except OSError:
                     return
-                q = DNSRecord.parse(data)
+                except Exception:
+                    continue
                 name = str(q.q.qname).rstrip(".")
                 self.seen.append(name)
                 r = q.reply()
                 if name.endswith("outside.test") and q.q.qtype == QTYPE.A:
-                    r.add_answer(RR(q.q.qname, QTYPE.A, rdata=A("192.0.2.7"), ttl=5))
+                    r.add_answer(RR(q.q.qname, QTYPE.A, rdata=A(answer), ttl=5))
                 else:
                     r.header.rcode = 3
                 self.sock.sendto(r.pack(), addr)
@@ -585,60 +602,15 @@ def test_python_api(tmp_path: Path, rootfs: str, upstream: FakeUpstream,
     assert net.bridge not in _links()
 
 
-class _OwnUpstream:
-    """A DNS server on 127.a.b.c:53 (loopback, a random address of 127/8: a
-    container's ``--dns`` has no port) answering ``*.outside.test`` with
-    192.0.2.99."""
-
-    def __init__(self) -> None:
-        import random
-
-        from dnslib import QTYPE, RR, A, DNSRecord
-
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        for _ in range(20):
-            self.addr = f"127.{random.randint(1, 254)}.{random.randint(0, 254)}." \
-                        f"{random.randint(1, 254)}"
-            try:
-                self.sock.bind((self.addr, 53))
-                break
-            except OSError:
-                continue
-        self.seen: list[str] = []
-
-        def serve() -> None:
-            while True:
-                try:
-                    data, addr = self.sock.recvfrom(4096)
-                    q = DNSRecord.parse(data)
-                except OSError:
-                    return
-                except Exception:
-                    continue
-                name = str(q.q.qname).rstrip(".")
-                self.seen.append(name)
-                r = q.reply()
-                if name.endswith("outside.test") and q.q.qtype == QTYPE.A:
-                    r.add_answer(RR(q.q.qname, QTYPE.A, rdata=A("192.0.2.99"), ttl=5))
-                else:
-                    r.header.rcode = 3
-                self.sock.sendto(r.pack(), addr)
-
-        threading.Thread(target=serve, daemon=True).start()
-
-    def close(self) -> None:
-        self.sock.close()
-
-
 @pytest.fixture
-def own_upstream() -> Iterator[_OwnUpstream]:
-    u = _OwnUpstream()
+def own_upstream() -> Iterator[FakeUpstream]:
+    u = FakeUpstream("192.0.2.99", own_address=True)
     yield u
     u.close()
 
 
 def test_dns_option_is_the_containers_upstream_on_a_user_network(
-        root: Root, own_upstream: _OwnUpstream) -> None:
+        root: Root, own_upstream: FakeUpstream) -> None:
     """--dns on a user network: resolv.conf still says 127.0.0.11 and the
     container's other names are forwarded to its --dns (as docker), also
     after `network connect` from a command whose upstream is another one."""
@@ -658,7 +630,7 @@ def test_dns_option_is_the_containers_upstream_on_a_user_network(
 
 
 def test_a_bridge_container_connected_to_a_network_gets_its_dns(
-        root: Root, own_upstream: _OwnUpstream) -> None:
+        root: Root, own_upstream: FakeUpstream) -> None:
     """docker's behaviour: a default-bridge container `network connect`ed to
     a user network has its resolv.conf pointed at the network's resolver
     (127.0.0.11, ndots:0); it resolves the network's names, and forwards

@@ -162,9 +162,18 @@ def ensure_running() -> None:
             _start()
 
 
-# the resolver needs no TLS: asyncio without ssl (OpenSSL) is ~6 MiB smaller
-_MAIN = ("import sys; sys.modules['ssl'] = None; "
-         "from nsprim.network.dns import main; sys.exit(main())")
+# the resolver needs no TLS: asyncio without ssl (OpenSSL) is ~6 MiB smaller.
+# It starts with -S and this process's import path: the site module's .pth
+# files (a distro's or a sandbox's hooks, e.g. one importing certifi, ~40 ms
+# here) are not run again, and it imports what this process would.
+def _main_code() -> str:
+    # the directory nsprim is imported from (nsprim/network/dns.py: three up)
+    here = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    cwd = os.getcwd()  # `python -m` puts the caller's cwd first: not for a root daemon
+    path = [here] + [p for p in sys.path if p and p not in (cwd, here)]
+    return (f"import sys; sys.path[:] = {path!r}; "
+            "sys.modules['ssl'] = None; "
+            "from nsprim.network.dns import main; sys.exit(main())")
 
 
 def _start() -> None:
@@ -180,7 +189,7 @@ def _start() -> None:
     try:
         # setsid --fork: a session of its own, and a child of init, not of
         # this process (which may be a long-lived supervisor)
-        subprocess.run(["setsid", "--fork", sys.executable, "-c", _MAIN],
+        subprocess.run(["setsid", "--fork", sys.executable, "-S", "-c", _main_code()],
                        stdin=subprocess.DEVNULL, stdout=log, stderr=log, close_fds=True,
                        cwd="/", check=True)
     finally:
