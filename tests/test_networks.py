@@ -17,6 +17,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -353,7 +354,7 @@ def test_connect_and_disconnect_while_running(root: Root) -> None:
     info = json.loads(root.ok("network", "inspect", "two"))[0]
     assert {e["Name"] for e in info["Containers"].values()} == {"mover", "target"}
     p = root("network", "connect", "two", "mover")
-    assert p.returncode == 125 and "already exists" in p.stderr
+    assert p.returncode == 1 and "already exists" in p.stderr
     root.ok("network", "disconnect", "two", "mover")
     assert root.sh("mover", "ip addr show eth1").returncode != 0
     assert root.sh("target", "nslookup mv").returncode != 0
@@ -801,3 +802,104 @@ def test_embedded_resolv_text(servers: list[str], search: list[str], opts: list[
     assert ("ndots:0" in words) == ("ndots:3" not in opts)
     assert comments == [x for x in got if x.startswith("#")]
     assert embedded_resolv_text(out, "127.0.0.11") is None  # idempotent
+
+
+# ------------------------------------------- several networks before start
+
+def _networks_of(root: Root, ctr: str) -> dict[str, Any]:
+    nets = json.loads(root.ok("inspect", ctr))[0]["NetworkSettings"]["Networks"]
+    assert isinstance(nets, dict)
+    return nets
+
+
+def test_created_container_connected_to_a_second_network(root: Root) -> None:
+    root.ok("network", "create", "mna")
+    root.ok("network", "create", "mnb")
+    root.run_d("ona", "--network", "mna")
+    root.run_d("onb", "--network", "mnb")
+    root.ok("create", "--name", "both", "--network", "mna", "--rootfs", root.rootfs,
+            "sleep", "300")
+    root.ok("network", "connect", "--alias", "bee", "mnb", "both")
+    assert set(_networks_of(root, "both")) == {"mna", "mnb"}
+    assert _networks_of(root, "both")["mnb"]["Aliases"] == ["bee"]
+    root.ok("start", "both")
+    for ifname in ("eth0", "eth1"):
+        p = root.sh("both", f"ip -4 addr show {ifname}")
+        assert p.returncode == 0 and "inet 10." in p.stdout, (ifname, p.stdout, p.stderr)
+    assert "default via" in root.sh("both", "ip route").stdout
+    # it resolves and reaches a container of each network by name ...
+    for other in ("ona", "onb"):
+        assert root.sh("both", f"ping -c1 -W2 {other}").returncode == 0, other
+    # ... and is found by name and alias on the second one
+    for name in ("both", "bee"):
+        assert root.sh("onb", f"ping -c1 -W2 {name}").returncode == 0, name
+    assert root.sh("ona", "nslookup bee").returncode != 0
+    nets = _networks_of(root, "both")
+    assert nets["mnb"]["IPAddress"] == root.ip_of("both", "mnb")
+    assert nets["mna"]["IPAddress"] == root.ip_of("both", "mna")
+    assert nets["mna"]["IPAddress"] != nets["mnb"]["IPAddress"]
+
+
+def test_disconnect_before_start_leaves_one_interface(root: Root) -> None:
+    root.ok("network", "create", "mnc")
+    root.ok("network", "create", "mnd")
+    root.ok("create", "--name", "once", "--network", "mnc", "--rootfs", root.rootfs,
+            "sleep", "300")
+    root.ok("network", "connect", "mnd", "once")
+    root.ok("network", "disconnect", "mnd", "once")
+    assert set(_networks_of(root, "once")) == {"mnc"}
+    p = root("network", "disconnect", "mnd", "once")
+    assert p.returncode == 1 and "is not connected to network mnd" in p.stderr
+    root.ok("start", "once")
+    assert root.sh("once", "ip addr show eth0").returncode == 0
+    assert root.sh("once", "ip addr show eth1").returncode != 0
+    info = json.loads(root.ok("network", "inspect", "mnd"))[0]
+    assert info["Containers"] == {}
+
+
+def test_a_restarted_container_comes_back_on_its_connected_network(root: Root) -> None:
+    root.ok("network", "create", "mne")
+    root.ok("network", "create", "mnf")
+    root.run_d("peer", "--network", "mnf")
+    root.run_d("back", "--network", "mne")
+    root.ok("network", "connect", "mnf", "back")
+    assert root.sh("peer", "ping -c1 -W2 back").returncode == 0
+    root.ok("stop", "-t", "1", "back")
+    info = json.loads(root.ok("network", "inspect", "mnf"))[0]
+    assert {e["Name"] for e in info["Containers"].values()} == {"peer"}
+    assert set(_networks_of(root, "back")) == {"mne", "mnf"}
+    root.ok("start", "back")
+    assert root.sh("back", "ip -4 addr show eth1").returncode == 0
+    assert root.sh("peer", "ping -c1 -W2 back").returncode == 0
+    assert root.sh("back", "ping -c1 -W2 peer").returncode == 0
+    info = json.loads(root.ok("network", "inspect", "mnf"))[0]
+    assert {e["Name"] for e in info["Containers"].values()} == {"peer", "back"}
+    # disconnected while running: gone from its record too
+    root.ok("network", "disconnect", "mnf", "back")
+    assert set(_networks_of(root, "back")) == {"mne"}
+    root.ok("restart", "-t", "1", "back")
+    assert root.sh("back", "ip addr show eth1").returncode != 0
+
+
+def test_connecting_a_created_container_badly(root: Root) -> None:
+    root.ok("network", "create", "--subnet", "10.127.0.0/24", "mng")
+    root.ok("network", "create", "mnh")
+    root.ok("create", "--name", "bad", "--network", "mnh", "--rootfs", root.rootfs, "true")
+    before = json.loads(root.ok("inspect", "bad"))[0]
+    for args, words in (
+            (["nosuch"], "nosuch"),
+            (["--ip", "10.9.9.9", "mng"], "Invalid address 10.9.9.9"),
+            (["--ip", "10.127.0.1", "mng"], "Address already in use: 10.127.0.1"),
+            (["mnh"], "endpoint with name bad already exists in network mnh")):
+        p = root("network", "connect", *args, "bad")
+        assert p.returncode == 1 and words in p.stderr, (args, p.stderr)
+        assert len(p.stderr.strip().splitlines()) == 1
+        assert json.loads(root.ok("inspect", "bad"))[0] == before
+    root.ok("network", "connect", "--ip", "10.127.0.9", "mng", "bad")
+    p = root("network", "connect", "mng", "bad")
+    assert p.returncode == 1 and "already exists in network mng" in p.stderr
+    assert _networks_of(root, "bad")["mng"]["IPAMConfig"] == {"IPv4Address": "10.127.0.9"}
+    root.ok("create", "--name", "hosty", "--network", "host", "--rootfs", root.rootfs, "true")
+    p = root("network", "connect", "mng", "hosty")
+    assert p.returncode == 1 and "cannot be connected" in p.stderr
+    assert set(_networks_of(root, "hosty")) == {"host"}

@@ -346,6 +346,7 @@ class Container:
                 raise ConfigError("give network= or namespaces={'net': ...}, not both")
             nsmap["net"] = self.network.kind != "host"  # bridge/container: at start()
         self.attachment: Attachment | NetAttachment | None = None
+        self._extra_attachments: list[NetAttachment] = []  # eth1...: network.extra
         self._pasta_wanted = False  # rootless default network (nsprim.rootless)
         self._usernet: UserNet | None = None
         self._netns: Namespace | None = None
@@ -656,6 +657,12 @@ class Container:
         self._resources.callback(self._release_netns)
         self.attachment = attach(self._netns, inner, self._publish_specs())
         self._resources.callback(self._release_attachment)
+        if self.network.extra:
+            self._attach_extra()
+            if nameservers is None:  # the bridge's container asks the networks' DNS
+                from nsprim.network.user import DNS_ADDRESS
+
+                nameservers = [DNS_ADDRESS]
         mounts = list(cfg.mounts)
         if cfg.rootfs is not None:
             from nsprim.network.bridge import write_etc_files
@@ -673,6 +680,27 @@ class Container:
         ns = dict(cfg.namespaces)
         ns[NamespaceKind.NET] = self._netns
         return _record.replace(cfg, namespaces=ns, mounts=tuple(mounts))
+
+    def _attach_extra(self) -> None:
+        """The mode's other user-defined networks, after the first: eth1,
+        eth2... each with its names in that network's DNS (``network
+        connect`` of a created container, kept by docker across restarts)."""
+        from nsprim.network import user
+
+        assert self._netns is not None
+        self._resources.callback(self._release_extra)
+        upstream = self._etc_options.dns if self._etc_options is not None else None
+        for slot, (name, aliases, ip, ip6) in enumerate(self.network.extra, 1):
+            self._extra_attachments.append(user.attach(
+                # its own netlink socket: the first attach closed `inner`
+                name, self.id, self._netns, aliases=aliases, ip=ip, ip6=ip6,
+                ifname=f"eth{slot}", ifindex=0, upstream=upstream or None))
+
+    def _release_extra(self) -> None:
+        gone = (self.returncode is not None
+                and self.config.ns_setting(NamespaceKind.PID) is True)
+        while self._extra_attachments:
+            self._extra_attachments.pop().detach(netns_gone=gone)
 
     def _start_pasta(self) -> None:
         from nsprim.rootless import start_pasta
@@ -1089,6 +1117,8 @@ class Container:
                        self.attachment):
             if holder is not None:
                 fds += holder.held_fds()
+        for extra in self._extra_attachments:
+            fds += extra.held_fds()
         if self.attachment is not None and self.pidfd >= 0:
             self.attachment.serve_detached(self.pidfd)  # the IPv6 ports' proxy
         self._release_netns()

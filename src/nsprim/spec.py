@@ -66,6 +66,9 @@ class ContainerSpec:
     network_aliases: tuple[str, ...] = ()  # --network-alias (user-defined networks)
     ip: str | None = None  # --ip, --ip6 (user-defined networks)
     ip6: str | None = None
+    # `network connect` to a created/stopped/running container: its other
+    # user-defined networks ({name, aliases, ip, ip6}), attached as eth1...
+    extra_networks: tuple[Any, ...] = ()
     # ids and security
     userns_map: str | None = None
     userns: str | None = None  # rootless: auto, full, single, keep-id (nsprim.rootless)
@@ -878,6 +881,11 @@ def to_container(spec: ContainerSpec, **extra: Any) -> Any:
                 net, aliases=((spec.name,) if spec.name else ()) + tuple(spec.network_aliases),
                 ip=spec.ip, ip6=spec.ip6, publish=network.publish,
                 publish_all=spec.publish_all)
+        if spec.extra_networks and network.kind in ("network", "bridge"):
+            network = _record.replace(network, extra=tuple(
+                (str(e["name"]), ((spec.name,) if spec.name else ())
+                 + tuple(e.get("aliases") or ()), e.get("ip"), e.get("ip6"))
+                for e in spec.extra_networks))
     if spec.volumes or spec.mounts:  # unnamed ones (the Python API) get a name now
         spec = with_anonymous_volumes(spec)
     mounts = [parse_volume(v) for v in spec.volumes] + [parse_tmpfs(t) for t in spec.tmpfs] + \

@@ -136,7 +136,9 @@ def _change(a: argparse.Namespace) -> int:
             user.disconnect(a.network, a.container)
     except (ConfigError, LookupError) as e:
         msg = str(e.args[0]) if isinstance(e, LookupError) and e.args else str(e)
-        return _fail(f"Error response from daemon: {msg}")
+        # docker's CLI: 1 for connect/disconnect's object errors
+        return _fail(f"Error response from daemon: {msg}",
+                     1 if a.network_command in ("connect", "disconnect") else 125)
     except OSError as e:
         return _fail(f"Error response from daemon: {user.free_error(e)}")
     return 0

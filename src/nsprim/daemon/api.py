@@ -895,19 +895,20 @@ class Daemon:
                 cfg = rec.config
                 on = cfg.get("network") in (net.name, net.id)
                 if disconnect:
-                    if not on:
-                        raise user.NetworkError(f"container {rec.id[:12]} is not connected "
-                                                f"to network {net.name}")
+                    if not on:  # one of its other networks (or none: the error)
+                        user.disconnect(net.id, rec.id)
+                        return
                     cfg.update(network="none", network_aliases=[], ip=None, ip6=None)
                 elif on or cfg.get("network") == "none":
                     cfg.update(network=net.name, network_aliases=list(dict.fromkeys(
                         list(cfg.get("network_aliases") or []) + aliases)),
                         ip=ipam.get("IPv4Address") or cfg.get("ip"),
                         ip6=ipam.get("IPv6Address") or cfg.get("ip6"))
-                else:
-                    raise user.NetworkError("nsprim connects a created container to one "
-                                            f"network only ({rec.id[:12]} is on "
-                                            f"{cfg.get('network')})")
+                else:  # one more network, attached as eth1... when it starts
+                    user.connect(net.id, rec.id, aliases=aliases,
+                                 ip=ipam.get("IPv4Address") or None,
+                                 ip6=ipam.get("IPv6Address") or None)
+                    return
                 rec.write_config(cfg)
                 return
             if disconnect:

@@ -611,6 +611,36 @@ def _endpoint(spec: ContainerSpec, state: Mapping[str, Any], running: bool,
     }
 
 
+def _extra_endpoints(spec: ContainerSpec, running: bool) -> dict[str, JSON]:
+    """The endpoints of the networks `network connect` added (eth1...):
+    their leases while it runs."""
+    from nsprim.network import user
+
+    leases = user.endpoints_of(spec.id) if running else {}
+    out: dict[str, JSON] = {}
+    for e in spec.extra_networks:
+        if not isinstance(e, Mapping) or not isinstance(e.get("name"), str):
+            continue
+        lease = leases.get(e["name"]) or {}
+        ip = str(lease.get("address") or "")
+        n = lease.get("network")
+        aliases = [str(a) for a in e.get("aliases") or ()]
+        ipam = {k: v for k, v in (("IPv4Address", e.get("ip")), ("IPv6Address", e.get("ip6")))
+                if v}
+        out[e["name"]] = {
+            "IPAMConfig": ipam or None, "Links": None, "Aliases": aliases or None,
+            "MacAddress": mac_for_ip(ip) if ip else "", "DriverOpts": None,
+            "NetworkID": _user_network_id(e["name"]),
+            "EndpointID": _sha("endpoint", spec.id, ip) if ip else "",
+            "Gateway": str(n.gateway) if ip and n is not None else "",
+            "IPAddress": ip,
+            "IPPrefixLen": int(n.subnet.split("/")[1]) if ip and n is not None else 0,
+            "IPv6Gateway": "", "GlobalIPv6Address": str(lease.get("ip6") or ""),
+            "GlobalIPv6PrefixLen": 0,
+            "DNSNames": ([spec.name] if spec.name else []) + aliases + [spec.id[:12]]}
+    return out
+
+
 def _user_network_id(name: str) -> str:
     from nsprim.network import user
 
@@ -644,6 +674,8 @@ def _network_settings(spec: ContainerSpec, state: Mapping[str, Any],
                       net: Mapping[str, Any]) -> JSON:
     name = _network_name(spec)
     networks = {} if name is None else {name: _endpoint(spec, state, running, net)}
+    if spec.extra_networks:
+        networks.update(_extra_endpoints(spec, running))
     ep = networks.get("bridge") or {}
     pid = state.get("pid")
     return {

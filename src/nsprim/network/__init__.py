@@ -75,6 +75,9 @@ class NetworkMode:
     aliases: tuple[str, ...] = ()
     ip: str | None = None
     ip6: str | None = None
+    #: more user-defined networks, attached as eth1, eth2...: (name,
+    #: aliases, ip, ip6) each (``network connect`` to a created container)
+    extra: tuple[tuple[str, tuple[str, ...], str | None, str | None], ...] = ()
 
     NONE: ClassVar[NetworkMode]
     HOST: ClassVar[NetworkMode]

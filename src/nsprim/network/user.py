@@ -783,21 +783,25 @@ def endpoints_of(container_id: str) -> dict[str, dict[str, Any]]:
 
 
 def connect(network: str, container: str, *, aliases: Sequence[str] = (),
-            ip: str | None = None, ip6: str | None = None) -> NetAttachment:
+            ip: str | None = None, ip6: str | None = None) -> NetAttachment | None:
     """``docker network connect``: a running container gets one more
-    interface (eth1, eth2...) on `network`."""
+    interface (eth1, eth2...) on `network`; a created or stopped one has it
+    in its record, attached when it starts (None).  Either way its record
+    keeps it, so a restart brings it back, as in docker."""
     from nsprim.lifecycle import _live_pid, find
 
     n = get(network)
     rec = find(container)
     live = _live_pid(rec) if rec.running else None
-    if live is None:
-        raise NetworkError(f"container {container} is not running")
-    pid = live[0]
     cid = rec.id
-    if any(lease.get("id") == cid for lease in _leases(n).values()):
+    if live is None:  # created or stopped: its record only (attached on start)
+        record_endpoint(rec, n, aliases=aliases, ip=ip, ip6=ip6)
+        return None
+    if any(lease.get("id") == cid for lease in _leases(n).values()) or \
+            _recorded(rec.config, n) is not None:
         raise NetworkError(f"endpoint with name {rec.name} already exists in network "
                            f"{n.name}")
+    pid = live[0]
     ns = Namespace.of(pid, "net")
     try:
         used = _ifnames_in(ns)
@@ -814,7 +818,68 @@ def connect(network: str, container: str, *, aliases: Sequence[str] = (),
         from nsprim.network.etc import rewrite_resolv
 
         rewrite_resolv(run_dir(), cid, DNS_ADDRESS)
+    try:  # kept in its record: a restart brings it back, as in docker
+        _append_endpoint(find(cid), n, aliases, ip, ip6)
+    except (LookupError, OSError):
+        pass  # removed meanwhile: nothing to keep
     return att
+
+
+def _recorded(cfg: Mapping[str, Any], n: Network) -> int | None:
+    """-1: `n` is the record's primary network; i: its extra_networks[i];
+    None: not on it."""
+    if cfg.get("network") in (n.name, n.id):
+        return -1
+    for i, e in enumerate(cfg.get("extra_networks") or ()):
+        if isinstance(e, Mapping) and e.get("name") in (n.name, n.id):
+            return i
+    return None
+
+
+def record_endpoint(rec: Any, n: Network, *, aliases: Sequence[str] = (),
+                    ip: str | None = None, ip6: str | None = None) -> None:
+    """`network connect` in the record of `rec` (extra_networks): checked
+    first (docker's words: the network's subnet, not connected twice), then
+    written (NetworkError before anything is written)."""
+    cfg = rec.config
+    if _recorded(cfg, n) is not None:
+        raise NetworkError(f"endpoint with name {rec.name or rec.id[:12]} already exists "
+                           f"in network {n.name}")
+    primary = str(cfg.get("network") or "bridge")
+    if primary.startswith("container:") or primary == "host":
+        raise NetworkError("container sharing network namespace with another container or "
+                           "host cannot be connected to any other network")
+    if primary == "none":
+        raise NetworkError("container cannot be connected to multiple networks with one of "
+                           "the networks in private (none) mode")
+    _check_ip(n, ip, ip6)
+    if ip is not None and (ip == n.gateway or ip in _leases(n)):
+        raise NetworkError(f"Address already in use: {ip}")
+    _append_endpoint(rec, n, aliases, ip, ip6)
+
+
+def _append_endpoint(rec: Any, n: Network, aliases: Sequence[str], ip: str | None,
+                     ip6: str | None) -> None:
+    cfg = rec.config
+    if _recorded(cfg, n) is not None:
+        return
+    cfg["extra_networks"] = list(cfg.get("extra_networks") or ()) + [
+        {"name": n.name, "aliases": [str(a) for a in aliases], "ip": ip, "ip6": ip6}]
+    rec.write_config(cfg)
+
+
+def forget_endpoint(rec: Any, n: Network) -> bool:
+    """`network disconnect` in the record of `rec`: True when `n` was one
+    of its extra networks."""
+    cfg = rec.config
+    i = _recorded(cfg, n)
+    if i is None or i < 0:
+        return False
+    extra = list(cfg.get("extra_networks") or ())
+    del extra[i]
+    cfg["extra_networks"] = extra
+    rec.write_config(cfg)
+    return True
 
 
 def _own_upstream(rec: Any) -> list[str] | None:
@@ -842,7 +907,8 @@ def disconnect(network: str, container: str) -> None:
 
     n = get(network)
     rec = find(container)
-    if not _drop_lease(n, rec.id):
+    recorded = forget_endpoint(rec, n)
+    if not (rec.running and _drop_lease(n, rec.id)) and not recorded:
         raise NetworkError(f"container {rec.id[:12]} is not connected to network {n.name}")
 
 
