@@ -82,3 +82,36 @@ def test_docker_cli_network_commands(docker_daemon: DockerDaemon, base: str) -> 
         d("rm", "-f", "clin1")
         assert d("network", "rm", "clinet").returncode == 0
     assert d("network", "inspect", "clinet").returncode != 0
+
+
+def test_docker_cli_connects_a_created_container_to_a_second_network(
+        docker_daemon: DockerDaemon, base: str) -> None:
+    d = docker_daemon.docker
+    for net in ("dmna", "dmnb"):
+        assert d("network", "create", net).returncode == 0
+    try:
+        r = d("create", "--name", "dmx", "--network", "dmna", base, "sleep", "60")
+        assert r.returncode == 0, r.stderr
+        r = d("network", "connect", "--alias", "dmalias", "dmnb", "dmx")
+        assert r.returncode == 0, r.stderr
+        r = d("network", "connect", "dmnb", "dmx")
+        assert r.returncode == 1 and "already exists" in r.stderr, r.stderr
+        assert d("start", "dmx").returncode == 0
+        r = d("exec", "dmx", "ip", "-4", "addr", "show", "eth1")
+        assert r.returncode == 0 and "inet " in r.stdout, r.stdout + r.stderr
+        for name in ("dmx", "dmalias"):
+            r = d("run", "--rm", "--network", "dmnb", base, "nslookup", name)
+            assert r.returncode == 0 and "Address" in r.stdout, r.stdout + r.stderr
+        nets = json.loads(d("inspect", "dmx").stdout)[0]["NetworkSettings"]["Networks"]
+        assert set(nets) == {"dmna", "dmnb"} and nets["dmnb"]["IPAddress"]
+        info = json.loads(d("network", "inspect", "dmnb").stdout)[0]
+        assert "dmx" in [c["Name"] for c in info["Containers"].values()]
+        assert d("stop", "-t", "1", "dmx").returncode == 0
+        assert d("network", "disconnect", "dmnb", "dmx").returncode == 0
+        nets = json.loads(d("inspect", "dmx").stdout)[0]["NetworkSettings"]["Networks"]
+        assert set(nets) == {"dmna"}
+    finally:
+        d("rm", "-f", "dmx")
+        for net in ("dmna", "dmnb"):
+            d("network", "rm", net)
+    assert "dmnb" not in d("network", "ls").stdout
