@@ -903,3 +903,23 @@ def test_connecting_a_created_container_badly(root: Root) -> None:
     p = root("network", "connect", "mng", "hosty")
     assert p.returncode == 1 and "cannot be connected" in p.stderr
     assert set(_networks_of(root, "hosty")) == {"host"}
+
+
+def test_the_supervisors_restart_keeps_a_connected_network(root: Root) -> None:
+    root.ok("network", "create", "mni")
+    root.ok("network", "create", "mnj")
+    root.run_d("watch", "--network", "mnj")
+    root.run_d("flaky", "--network", "mni", "--restart", "on-failure",
+               cmd=("sh", "-c", "test -e /tmp/once || { touch /tmp/once; sleep 3; exit 1; }; "
+                                "exec sleep 300"))
+    root.ok("network", "connect", "mnj", "flaky")
+    deadline = time.monotonic() + 30
+    while json.loads(root.ok("inspect", "flaky"))[0]["RestartCount"] < 1:
+        assert time.monotonic() < deadline, "no restart"
+        time.sleep(0.2)
+    for _ in range(50):
+        if json.loads(root.ok("inspect", "flaky"))[0]["State"]["Running"]:
+            break
+        time.sleep(0.1)
+    assert root.sh("flaky", "test -e /tmp/once && ip -4 addr show eth1").returncode == 0
+    assert root.sh("watch", "ping -c1 -W2 flaky").returncode == 0
