@@ -923,3 +923,22 @@ def test_the_supervisors_restart_keeps_a_connected_network(root: Root) -> None:
         time.sleep(0.1)
     assert root.sh("flaky", "test -e /tmp/once && ip -4 addr show eth1").returncode == 0
     assert root.sh("watch", "ping -c1 -W2 flaky").returncode == 0
+
+
+_endpoint_st = st.fixed_dictionaries({
+    "name": st.from_regex(r"[a-z][a-z0-9_.-]{0,20}", fullmatch=True),
+    "aliases": st.lists(st.from_regex(r"[a-z][a-z0-9-]{0,10}", fullmatch=True), max_size=3),
+    "ip": st.none() | st.ip_addresses(v=4).map(str),
+    "ip6": st.none() | st.ip_addresses(v=6).map(str)})
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(_endpoint_st, max_size=4))
+def test_extra_networks_survive_the_record(extra: list[dict[str, Any]]) -> None:
+    from nsprim.spec import ContainerSpec
+
+    spec = ContainerSpec(id="f" * 64, name="n", network="mnk", extra_networks=tuple(extra))
+    data = json.loads(json.dumps(spec.to_json()))
+    assert ContainerSpec.from_json(data) == spec
+    del data["extra_networks"]  # a record of an older version loads
+    assert ContainerSpec.from_json(data).extra_networks == ()
