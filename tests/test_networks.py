@@ -895,6 +895,9 @@ def test_connecting_a_created_container_badly(root: Root) -> None:
         assert p.returncode == 1 and words in p.stderr, (args, p.stderr)
         assert len(p.stderr.strip().splitlines()) == 1
         assert json.loads(root.ok("inspect", "bad"))[0] == before
+    p = root("network", "connect", "--ip", "x.y", "mng", "bad")
+    assert p.returncode == 125 and 'invalid argument "x.y"' in p.stderr, p.stderr
+    assert json.loads(root.ok("inspect", "bad"))[0] == before
     root.ok("network", "connect", "--ip", "10.127.0.9", "mng", "bad")
     p = root("network", "connect", "mng", "bad")
     assert p.returncode == 1 and "already exists in network mng" in p.stderr

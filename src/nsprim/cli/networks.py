@@ -127,10 +127,13 @@ def _change(a: argparse.Namespace) -> int:
                 print("Deleted Networks:")
                 print("\n".join(gone))
         elif a.network_command == "connect":
-            if a.ip:
-                user.parse_ip(a.ip, "--ip")
-            if a.ip6:
-                user.parse_ip(a.ip6, "--ip6")
+            try:  # a flag's error: docker's 125
+                if a.ip:
+                    user.parse_ip(a.ip, "--ip")
+                if a.ip6:
+                    user.parse_ip(a.ip6, "--ip6")
+            except ConfigError as e:
+                return _fail(str(e))
             user.connect(a.network, a.container, aliases=a.alias, ip=a.ip, ip6=a.ip6)
         elif a.network_command == "disconnect":
             user.disconnect(a.network, a.container)
