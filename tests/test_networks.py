@@ -945,3 +945,16 @@ def test_extra_networks_survive_the_record(extra: list[dict[str, Any]]) -> None:
     assert ContainerSpec.from_json(data) == spec
     del data["extra_networks"]  # a record of an older version loads
     assert ContainerSpec.from_json(data).extra_networks == ()
+
+
+def test_a_bridge_container_comes_back_on_its_connected_network(root: Root) -> None:
+    root.ok("network", "create", "mnl")
+    root.run_d("lpeer", "--network", "mnl")
+    root.run_d("onbridge")
+    root.ok("network", "connect", "mnl", "onbridge")
+    root.ok("stop", "-t", "1", "onbridge")
+    root.ok("start", "onbridge")
+    assert root.sh("onbridge", "ip -4 addr show eth1").returncode == 0
+    assert root.sh("onbridge", "ping -c1 -W2 lpeer").returncode == 0
+    assert root.sh("lpeer", "ping -c1 -W2 onbridge").returncode == 0
+    assert set(_networks_of(root, "onbridge")) == {"bridge", "mnl"}
