@@ -500,22 +500,14 @@ def _assign_ports(specs: list[PortSpec], leases: dict[str, Any],
 
 # ----------------------------------------------------------------- attach
 
-@record
-class Attachment:
-    """A container's place on the bridge; detach() undoes all of it."""
+class HeldPorts:
+    """What the default bridge's and a user network's attachments share: the
+    sockets holding the published host ports, the lease's lock, the IPv6
+    proxy."""
 
-    id: str
-    address: str
-    gateway: str
-    prefixlen: int
-    veth: str
-    ports: list[dict[str, Any]] = field(default_factory=list)
-    _lock: FileLock | None = None
-    # sockets bound on the published host ports, held while the container
-    # lives (a detached container's supervisor passes them on: holder_fds())
-    _holders: list[socket.socket] = field(default_factory=list)
-    # the userland proxy of the IPv6 ports (nsprim.network.proxy)
-    _proxy: Proxy | None = None
+    _lock: FileLock | None
+    _holders: list[socket.socket]
+    _proxy: Proxy | None
 
     def serve_detached(self, pidfd: int) -> None:
         """For a supervisor about to exec its shim: the IPv6 ports are served
@@ -538,6 +530,24 @@ class Attachment:
         holders.  A process that takes the container over keeps them open."""
         lock = [self._lock.fd] if self._lock is not None and self._lock.fd >= 0 else []
         return lock + self.holder_fds()
+
+
+@record
+class Attachment(HeldPorts):
+    """A container's place on the bridge; detach() undoes all of it."""
+
+    id: str
+    address: str
+    gateway: str
+    prefixlen: int
+    veth: str
+    ports: list[dict[str, Any]] = field(default_factory=list)
+    _lock: FileLock | None = None
+    # sockets bound on the published host ports, held while the container
+    # lives (a detached container's supervisor passes them on: holder_fds())
+    _holders: list[socket.socket] = field(default_factory=list)
+    # the userland proxy of the IPv6 ports (nsprim.network.proxy)
+    _proxy: Proxy | None = None
 
     def detach(self, *, netns_gone: bool = False) -> None:
         """Remove the ports and the lease.  With `netns_gone` (the container's

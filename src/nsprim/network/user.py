@@ -40,6 +40,7 @@ from nsprim.namespace import Namespace
 from nsprim.network import mac_for_ip, rules
 from nsprim.network.bridge import (
     HOST_DIR,
+    HeldPorts,
     _assign_ports,
     _close,
     _elements,
@@ -574,7 +575,7 @@ def _release(n: Network, address: str, lease: Mapping[str, Any], *,
 
 # ------------------------------------------------------------------ attach
 
-class NetAttachment:
+class NetAttachment(HeldPorts):
     """A container's endpoint on a user-defined network; detach() undoes it.
     Quacks like :class:`nsprim.network.bridge.Attachment`."""
 
@@ -593,23 +594,6 @@ class NetAttachment:
         self._lock = lock
         self._holders = holders
         self._proxy: Proxy | None = None
-
-    def serve_detached(self, pidfd: int) -> None:
-        """As :meth:`nsprim.network.bridge.Attachment.serve_detached`."""
-        if self._proxy is None:
-            return
-        from nsprim.network.proxy import serve_in_process
-
-        proxy, self._proxy = self._proxy, None
-        proxy.stop()
-        serve_in_process(proxy.listeners, pidfd)
-
-    def holder_fds(self) -> list[int]:
-        return [s.fileno() for s in self._holders]
-
-    def held_fds(self) -> list[int]:
-        lock = [self._lock.fd] if self._lock is not None and self._lock.fd >= 0 else []
-        return lock + self.holder_fds()
 
     def detach(self, *, netns_gone: bool = False) -> None:
         if self._lock is None:
